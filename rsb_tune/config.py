@@ -1,0 +1,301 @@
+"""The trial-config schema and the one precedence chain that resolves it.
+
+Precedence, lowest first (each layer names its source, so errors say where a value came from)::
+
+    recipe (paper values) < schema defaults < dataset profile < space file < command line
+    (--model/--epochs/... then --set key=value) < the grid point and seed of one trial
+
+After the layers, derived values are filled in once, here: the epochs scaled from the recipe
+to the dataset profile (the paper's A1:A2:A3 = 6:3:1 ratio is kept), the warm-up scaled with
+them, the learning rate rescaled from the recipe's batch to the run's batch, and the seeds
+derived from ``seed``. Every trial's resolved config is saved with the study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterable, Mapping
+
+from rsb_tune.errors import ConfigError, suggest
+
+__all__ = [
+    "Field",
+    "FIELDS",
+    "DERIVED_KEYS",
+    "LR_SCALE_RULES",
+    "Layer",
+    "ResolvedConfig",
+    "resolve",
+    "parse_set",
+    "coerce",
+    "resolve_lr",
+]
+
+
+def _range(low: float | None = None, high: float | None = None, *, low_open=False, high_open=False):
+    def check(v):
+        if low is not None and (v < low or (low_open and v == low)):
+            return f"must be {'>' if low_open else '>='} {low}"
+        if high is not None and (v > high or (high_open and v == high)):
+            return f"must be {'<' if high_open else '<='} {high}"
+        return None
+
+    return check
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One trial-config key: its type, allowed values and help. ``default`` is used only for
+    keys no recipe or profile sets (recipe keys have their default in the recipe)."""
+
+    type: type
+    help: str
+    default: Any = "<required>"
+    nullable: bool = False
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    @property
+    def has_default(self) -> bool:
+        return self.default != "<required>"
+
+
+_NONNEG = _range(0.0)
+_POS = _range(0.0, low_open=True)
+_PROB = _range(0.0, 1.0)
+_UNIT_OPEN = _range(0.0, 1.0, high_open=True)
+
+LR_SCALE_RULES = ("auto", "sqrt", "linear", "none")
+# timm train.py: square-root scaling for LAMB and the Ada family, linear for SGD-like optimizers.
+_SQRT_OPTIMIZERS = ("lamb", "lars", "ada", "nadam", "radam", "lion", "adopt", "laprop", "mars", "muon")
+
+FIELDS: Mapping[str, Field] = {
+    # --- what is trained on what
+    "recipe": Field(str, "base recipe name (A1, A2, A3)"),
+    "dataset": Field(str, "dataset registry name (digits: embedded; folder: ImageFolder at data_path)", default="digits"),
+    "data_path": Field(str, "ImageFolder root with train/, val/ and optional v2/", default=None, nullable=True),
+    "model": Field(str, "timm model name"),
+    "model_kwargs": Field(dict, "extra keyword arguments for timm.create_model", default={}),
+    "img_size": Field(int, "train resolution (px)", check=_range(8, 1024)),
+    "test_img_size": Field(int, "eval resolution (px)", check=_range(8, 1024)),
+    "batch_size": Field(int, "global batch size of the run", check=_range(1, 65536)),
+    "epochs": Field(int, "training epochs (default: the recipe's, scaled by the dataset profile)", check=_range(1, 100000)),
+    # --- optimisation
+    "opt": Field(str, "timm optimizer name (create_optimizer_v2)"),
+    "lr": Field(float, "learning rate at the recipe batch lr_base_batch (the paper's value)", check=_POS),
+    "lr_base_batch": Field(int, "batch size that `lr` refers to (the recipe's global batch)", check=_range(1)),
+    "lr_scale": Field(str, "rule rescaling lr to batch_size: auto (timm: sqrt for LAMB/Ada, linear otherwise), sqrt, linear, none", default="auto", choices=LR_SCALE_RULES),
+    "weight_decay": Field(float, "weight decay", check=_NONNEG),
+    "momentum": Field(float, "momentum (SGD-family optimizers)", default=0.9, check=_range(0.0, 1.0, high_open=True)),
+    "sched": Field(str, "timm scheduler name (create_scheduler_v2)", choices=("cosine", "tanh", "step", "multistep", "poly", "constant", "none")),
+    "warmup_epochs": Field(float, "linear warm-up epochs (default: the recipe's, scaled with epochs)", check=_NONNEG),
+    "warmup_lr": Field(float, "lr at the start of warm-up", default=1e-6, check=_NONNEG),
+    "min_lr": Field(float, "lr at the end of the schedule", default=0.0, check=_NONNEG),
+    # --- loss and regularisation
+    "loss": Field(str, "bce (one-vs-all binary cross-entropy, RSB) or ce (soft-target cross-entropy)", choices=("bce", "ce")),
+    "smoothing": Field(float, "label smoothing (through Mixup when mixup/cutmix is active)", check=_UNIT_OPEN),
+    "bce_target_thresh": Field(float, "BCE: binarise mixed targets above this value", nullable=True, check=_UNIT_OPEN),
+    "mixup_alpha": Field(float, "mixup Beta alpha (0: off)", check=_NONNEG),
+    "cutmix_alpha": Field(float, "cutmix Beta alpha (0: off)", check=_NONNEG),
+    "mixup_prob": Field(float, "probability of applying mixup or cutmix to a batch", default=1.0, check=_PROB),
+    "mixup_switch_prob": Field(float, "probability of cutmix instead of mixup when both are on", default=0.5, check=_PROB),
+    "drop_path": Field(float, "stochastic depth rate", check=_UNIT_OPEN),
+    # --- augmentation (timm create_transform)
+    "auto_augment": Field(str, "timm RandAugment string, e.g. rand-m7-mstd0.5-inc1 (null: off)", nullable=True),
+    "repeated_aug": Field(int, "repeated augmentation count (1: off)", check=_range(1, 16)),
+    "crop_pct": Field(float, "eval centre-crop ratio", check=_range(0.0, 1.0, low_open=True)),
+    "scale_min": Field(float, "lower bound of RandomResizedCrop's scale", default=0.08, check=_range(0.0, 1.0, low_open=True)),
+    "hflip": Field(float, "horizontal flip probability", default=0.5, check=_PROB),
+    "color_jitter": Field(float, "colour jitter strength (inactive while auto_augment is set)", check=_NONNEG),
+    "re_prob": Field(float, "random erasing probability", check=_PROB),
+    "interpolation": Field(str, "resize interpolation", default="bicubic", choices=("bicubic", "bilinear", "nearest")),
+    # --- seeds (derived from `seed` unless given)
+    "seed": Field(int, "master seed of the trial", default=0, check=_range(0, 2**31 - 1)),
+    "model_seed": Field(int, "weight initialisation seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
+    "data_seed": Field(int, "data order seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
+    "aug_seed": Field(int, "augmentation, mixup/cutmix and drop-path seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
+    # --- execution
+    "device": Field(str, "auto (CUDA when available), cpu or cuda", default="auto", choices=("auto", "cpu", "cuda")),
+    "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it, off on CPU), off, bf16, fp16", default="auto", choices=("auto", "off", "bf16", "fp16")),
+    "channels_last": Field(str, "channels-last memory format: auto (on for CUDA), on, off", default="auto", choices=("auto", "on", "off")),
+    "threads": Field(int, "torch threads per trial (default: the trial's CPUs)", default=None, nullable=True, check=_range(1, 512)),
+    "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=0, check=_range(0, 64)),
+    "eval_batch_size": Field(int, "evaluation batch size", default=256, check=_range(1, 65536)),
+    "checkpoint_every": Field(int, "checkpoint every K epochs (the final epoch is always checkpointed)", default=1, check=_range(1, 100000)),
+}
+
+# Keys filled in by the resolver: recorded in every resolved config, never settable.
+DERIVED_KEYS = ("lr_resolved", "lr_scale_rule", "epoch_scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One level of the precedence chain: values and the name of where they came from."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedConfig:
+    """A validated trial config with, for each key, the layer that set it."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """Check ``value`` against the schema of ``key``; numeric strings become numbers.
+
+    Raises ConfigError naming the key and the source on an unknown key, a wrong type or a value
+    out of range.
+    """
+    if key in DERIVED_KEYS:
+        raise ConfigError(f"{source}: {key!r} is derived by rsb-tune and cannot be set")
+    field = FIELDS.get(key)
+    if field is None:
+        raise ConfigError(f"{source}: unknown key {key!r}{suggest(key, FIELDS)} (see `rsb-tune keys`)")
+    where = f"{source}: {key}"
+    if value is None or (isinstance(value, str) and value.lower() in ("null", "none") and field.type is not str):
+        if field.nullable:
+            return None
+        raise ConfigError(f"{where} must not be null")
+    t = field.type
+    if t is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+    elif t is int:
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif t is str:
+        if value is None and field.nullable:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        if field.nullable and value.lower() in ("null", "none", "off", ""):
+            return None
+    elif t is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        value = {str(k): v for k, v in value.items()}
+    if field.choices is not None and value not in field.choices:
+        raise ConfigError(f"{where}: {value!r} is not allowed; allowed: {', '.join(map(str, field.choices))}{suggest(str(value), map(str, field.choices))}")
+    if field.check is not None and value is not None:
+        problem = field.check(value)
+        if problem:
+            raise ConfigError(f"{where} {problem}, got {value!r}")
+    return value
+
+
+def parse_set(items: Iterable[str], source: str = "--set") -> Layer:
+    """``["lr=1e-3", "auto_augment=null"]`` -> a Layer; values are parsed as YAML scalars."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{source} {item!r}: expected key=value")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        try:
+            parsed = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            parsed = raw
+        values[key] = coerce(key, parsed, f"{source} {key}")
+    return Layer(source, values)
+
+
+def resolve_lr(lr: float, opt: str, batch_size: int, base_batch: int, rule: str) -> tuple[float, str]:
+    """Rescale ``lr`` given at ``base_batch`` to ``batch_size``; returns (lr, concrete rule)."""
+    if rule == "auto":
+        rule = "sqrt" if opt.lower().startswith(_SQRT_OPTIMIZERS) else "linear"
+    ratio = batch_size / base_batch
+    factor = {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[rule]
+    return lr * factor, rule
+
+
+def _derive_seed(seed: int, stream: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def resolve(recipe, profile, layers: Iterable[Layer] = ()) -> ResolvedConfig:
+    """Resolve one config from a recipe (:class:`rsb_tune.recipes.Recipe`), a dataset profile
+    (:class:`rsb_tune.data.Profile`) and the layers above them, lowest first."""
+    raw: dict[str, Any] = {}
+    raw_sources: dict[str, str] = {}
+    for key, value in recipe.hyperparameters().items():
+        raw[key], raw_sources[key] = value, f"recipe {recipe.name}"
+    raw["recipe"], raw_sources["recipe"] = recipe.name, f"recipe {recipe.name}"
+    raw["lr_base_batch"], raw_sources["lr_base_batch"] = recipe.batch_size, f"recipe {recipe.name}"
+    for key, field in FIELDS.items():
+        if key not in raw and field.has_default:
+            raw[key], raw_sources[key] = field.default, "default"
+    for key, value in profile.values.items():
+        raw[key], raw_sources[key] = coerce(key, value, f"profile {profile.name}"), f"profile {profile.name}"
+    return _finish(raw, raw_sources, layers, recipe, profile)
+
+
+def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
+    for layer in layers:
+        for key, value in layer.values.items():
+            raw[key] = coerce(key, value, layer.source)
+            raw_sources[key] = layer.source
+    missing = [k for k in FIELDS if k not in raw]
+    if missing:
+        raise ConfigError(f"no value for {', '.join(missing)} (not in the recipe or profile)")
+    values = dict(raw)
+    sources = dict(raw_sources)
+    # Epochs: the recipe's, scaled to the profile, unless a layer above the recipe set them.
+    scale = profile.epoch_scale
+    if sources["epochs"].startswith("recipe"):
+        values["epochs"] = max(1, round(recipe.epochs * scale))
+        sources["epochs"] = f"recipe {recipe.name} x epoch_scale {scale} (profile {profile.name})"
+    if sources["warmup_epochs"].startswith("recipe"):
+        values["warmup_epochs"] = recipe.warmup_epochs * values["epochs"] / recipe.epochs
+        sources["warmup_epochs"] = f"recipe {recipe.name} scaled with epochs"
+    values["epoch_scale"] = values["epochs"] / recipe.epochs
+    sources["epoch_scale"] = "derived"
+    values["lr_resolved"], values["lr_scale_rule"] = resolve_lr(
+        values["lr"], values["opt"], values["batch_size"], values["lr_base_batch"], values["lr_scale"]
+    )
+    sources["lr_resolved"] = sources["lr_scale_rule"] = "derived"
+    for stream, key in enumerate(("model_seed", "data_seed", "aug_seed")):
+        if values[key] is None:
+            values[key] = _derive_seed(values["seed"], stream)
+            sources[key] = "derived from seed"
+    _check_cross(values, sources)
+    return ResolvedConfig(values=values, sources=sources)
+
+
+def _check_cross(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    mixing = values["mixup_alpha"] > 0 or values["cutmix_alpha"] > 0
+    if mixing and values["batch_size"] % 2:
+        raise ConfigError(
+            f"{sources['batch_size']}: batch_size {values['batch_size']} must be even while mixup/cutmix is on "
+            f"(mixup_alpha={values['mixup_alpha']}, cutmix_alpha={values['cutmix_alpha']})"
+        )
+    if values["warmup_epochs"] > values["epochs"]:
+        raise ConfigError(f"{sources['warmup_epochs']}: warmup_epochs {values['warmup_epochs']} exceeds epochs {values['epochs']}")
+    if values["dataset"] == "folder" and not values["data_path"]:
+        raise ConfigError(f"{sources['dataset']}: dataset 'folder' needs data_path (--data PATH)")

@@ -1,0 +1,32 @@
+"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "suggest"]
+
+
+class UserError(Exception):
+    """Bad input from the user: printed without a traceback, exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A trial config, recipe, space file or ``--set`` value is invalid."""
+
+
+class DataError(UserError):
+    """A dataset path or its layout is invalid."""
+
+
+class StudyError(UserError):
+    """A study directory is missing, locked, or its files are corrupt."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """'; did you mean X?' for the closest valid names, or '' when none is close."""
+    close = difflib.get_close_matches(str(name), list(choices), n=n, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

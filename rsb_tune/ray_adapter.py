@@ -1,0 +1,287 @@
+"""Ray Tune around the framework-free trial: the only module of rsb-tune that imports Ray.
+
+One study run is one ``Tuner`` over the study's *unfinished* trials (a grid search over their
+resolved configs). The dataset is decoded once by the driver and shared with every trial
+through Ray's object store (``tune.with_parameters``). A driver-side callback appends each
+result to the study's event logs and rebuilds the tables as trials finish, so a finished
+trial is on disk the moment Ray knows it finished.
+
+Resuming never relies on Ray's experiment snapshot: the plan and the event logs say which
+trials finished (kept, never re-run), which have a checkpoint (continued from it) and which
+never started; a fresh Tuner runs the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+from rsb_tune.data import DatasetSplits
+from rsb_tune.errors import UserError
+from rsb_tune.results import trial_state, write_predictions, write_tables
+from rsb_tune.study import Study
+
+__all__ = ["RunOptions", "run_study", "pending_trials"]
+
+_CKPT_FILE = "state.pt"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = None
+    max_failures: int = 2
+    reuse_actors: bool = True
+    quiet: bool = False
+
+
+def _set_ray_env() -> None:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the study's events are the log
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+
+
+def _init_ray(opts: RunOptions) -> None:
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True)
+    try:
+        if opts.address:
+            ray.init(address=opts.address, **kwargs)
+        else:
+            ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        where = f"--address {opts.address}" if opts.address else "a local Ray instance"
+        raise UserError(f"could not connect to {where}: {str(e).splitlines()[0]}") from None
+
+
+# --------------------------------------------------------------------------- trainable
+
+
+def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str]) -> None:
+    """The Tune function trainable: the trial with Ray's reporting and checkpoints."""
+    import logging
+
+    import ray
+    import torch
+    from ray import tune
+
+    from rsb_tune.trial import train
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
+
+    trial_id = config["trial_id"]
+    cfg = config["config"]
+    where = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    ckpt = tune.get_checkpoint()
+    if ckpt is None and resume_from.get(trial_id):
+        ckpt = tune.Checkpoint(resume_from[trial_id])
+    resume = None
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume = torch.load(Path(d) / _CKPT_FILE, weights_only=False)
+
+    def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
+        metrics = {**metrics, **where}
+        if checkpoint is None:
+            tune.report(metrics)
+            return
+        if metrics.get("status") != "running":  # final: weights are enough, resume never needs more
+            checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
+        with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
+            torch.save(checkpoint, Path(d) / _CKPT_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    if resume is not None and resume.get("final"):
+        return  # finished already (its last result is on disk): nothing to redo
+    train(cfg, report, data, resume=resume)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _make_callbacks(study: Study, total_epochs: int, quiet: bool):
+    from ray import tune
+
+    class StudyRecorder(tune.Callback):
+        """Persists every result to ``events/<trial>.jsonl`` and rewrites the tables when a
+        trial finishes; records checkpoint paths for resume and errors with tracebacks."""
+
+        def __init__(self):
+            self.last_table_write = 0.0
+
+        @staticmethod
+        def _tid(trial) -> str:
+            return trial.config["trial_id"]
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            keep = {k: v for k, v in result.items() if k in _RESULT_KEYS or k.startswith("runtime_")}
+            study.append_event(self._tid(trial), {"type": "result", "time": time.time(), **keep})
+            if result.get("status") in ("ok", "diverged"):
+                if result.get("status") == "ok":
+                    write_predictions(study, self._tid(trial), result)
+                self._tables()
+            elif time.time() - self.last_table_write > 30:
+                self._tables()
+
+        def on_trial_save(self, iteration, trials, trial, **info):
+            ckpt = trial.checkpoint
+            if ckpt is not None:
+                study.append_event(self._tid(trial), {"type": "checkpoint", "path": ckpt.path, "time": time.time()})
+
+        def _error(self, trial, final: bool):
+            tid = self._tid(trial)
+            err = trial.get_error()
+            text = "".join(traceback.format_exception(err)) if err is not None else "unknown error"
+            if err is not None and getattr(err, "__cause__", None) is not None:
+                text = "".join(traceback.format_exception(err.__cause__))
+            (study.errors_dir / f"{tid}.txt").write_text(text)
+            first = str(err.__cause__ if err is not None and err.__cause__ else err).strip().splitlines()
+            study.append_event(tid, {"type": "error", "final": final, "error": first[-1] if first else "error", "time": time.time()})
+            self._tables()
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self._error(trial, final=False)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._error(trial, final=True)
+
+        def on_experiment_end(self, trials, **info):
+            self._tables()
+
+        def _tables(self):
+            write_tables(study)
+            self.last_table_write = time.time()
+
+    class Progress(tune.Callback):
+        """One status line every few seconds: trials done / running / failed, and an ETA."""
+
+        def __init__(self):
+            self.t0 = None
+            self.last = 0.0
+            self.epochs_done = 0
+            self.epochs_at_start = None
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.epochs_done += 1
+
+        def on_step_end(self, iteration, trials, **info):
+            now = time.time()
+            if self.t0 is None:
+                self.t0 = now
+            if quiet or now - self.last < 5:
+                return
+            self.last = now
+            self.print(trials)
+
+        def on_experiment_end(self, trials, **info):
+            if not quiet:
+                self.print(trials)
+
+        def print(self, trials):
+            states = [t.status for t in trials]
+            done = sum(s == "TERMINATED" for s in states) + _FINISHED_BEFORE[0]
+            failed = sum(s == "ERROR" for s in states)
+            running = sum(s == "RUNNING" for s in states)
+            elapsed = time.time() - (self.t0 or time.time())
+            remaining = max(total_epochs - self.epochs_done, 0)
+            eta = f"{_fmt(elapsed / self.epochs_done * remaining)}" if self.epochs_done else "?"
+            n = len(trials) + _FINISHED_BEFORE[0]
+            print(f"[{study.name}] {done}/{n} trials done, {running} running, {failed} failed | elapsed {_fmt(elapsed)}, ETA {eta}", file=sys.stderr, flush=True)
+
+    return [StudyRecorder(), Progress()]
+
+
+_FINISHED_BEFORE = [0]
+_RESULT_KEYS = {
+    "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss",
+    "epoch_time_s", "images_per_s", "status", "val_correct", "v2_correct", "hostname", "node_id",
+}  # fmt: skip
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+# --------------------------------------------------------------------------- study run
+
+
+def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
+    """(trials still to run -> config, their latest checkpoint paths, number finished)."""
+    plan = study.plan()
+    todo, resume_from, finished = {}, {}, 0
+    for tid, cfg in plan.items():
+        events = study.events(tid)
+        status, _, _ = trial_state(events)
+        if status in ("ok", "diverged"):
+            finished += 1
+            continue
+        todo[tid] = cfg
+        ckpts = [ev["path"] for ev in events if ev.get("type") == "checkpoint"]
+        if ckpts and Path(ckpts[-1]).exists():
+            resume_from[tid] = ckpts[-1]
+    return todo, resume_from, finished
+
+
+def run_study(study: Study, data: DatasetSplits, opts: RunOptions) -> dict[str, int]:
+    """Run (or continue) every unfinished trial of ``study``; returns counts by status."""
+    _set_ray_env()
+    todo, resume_from, finished = pending_trials(study)
+    _FINISHED_BEFORE[0] = finished
+    if todo:
+        _init_ray(opts)
+        _fit(study, data, opts, todo, resume_from)
+    trials, _ = write_tables(study)
+    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
+    return {s: int(counts.get(s, 0)) for s in ("ok", "diverged", "error")} | {"planned": len(study.plan())}
+
+
+def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from) -> None:
+    from ray import tune
+
+    for tid in todo:
+        if trial_state(study.events(tid))[0] == "error":
+            study.append_event(tid, {"type": "restart", "time": time.time()})
+    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from)
+    trainable = tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+    runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
+    run_name = f"run-{len(runs) + 1:02d}"
+    total_epochs = sum(int(c["epochs"]) for c in todo.values())
+    space = {"trial_id": tune.grid_search(list(todo)), "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]])}
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=opts.max_concurrent,
+            reuse_actors=opts.reuse_actors,
+            trial_dirname_creator=lambda t: t.config["trial_id"],
+            trial_name_creator=lambda t: t.config["trial_id"],
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=str(study.ray_dir),
+            verbose=0,
+            log_to_file=False,
+            callbacks=_make_callbacks(study, total_epochs, opts.quiet),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    tuner.fit()

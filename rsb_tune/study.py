@@ -1,0 +1,225 @@
+"""The study directory ``<storage>/<name>/``: metadata, the trial plan, the lock, event logs.
+
+Layout::
+
+    study.yaml          command line, kind, recipe, resolved base config, space file content,
+                        versions, git commit, start/end times
+    plan.json           every trial's id and fully resolved config (written before training)
+    events/<id>.jsonl   append-only per-trial log of results and errors (the source of truth
+                        for the tables; a retried trial appends, the tables keep the last row)
+    trials.parquet      one row per finished trial        } rebuilt from plan + events
+    epochs.parquet      one row per trial and epoch       } as trials finish (rsb_tune.results)
+    predictions/<id>.npz  per-example val/v2 correctness at the final epoch
+    errors/<id>.txt     the traceback of a trial that failed
+    ray/                the Ray Tune experiment (checkpoints, Ray's own logs)
+    .lock               held by the running driver (an flock: released when it dies)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from rsb_tune.errors import StudyError
+
+__all__ = ["Study", "StudyLock", "default_name", "atomic_write_text", "package_versions"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_name(kind: str, label: str) -> str:
+    """A readable unique name: kind, recipe or space, and the time (``seeds-A2-20261129-131502``)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
+    return f"{kind}-{label}-{stamp}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("rsb-tune", "torch", "torchvision", "timm", "ray", "numpy", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class StudyLock:
+    """An exclusive ``flock`` on ``<study>/.lock``: two drivers never run one study; the kernel
+    releases it when the holder dies, however it dies."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> "StudyLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = self.path.read_text().strip() or "another process"
+            raise StudyError(f"study {self.path.parent.name!r} is already running ({holder}); wait for it or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Study:
+    """Paths and files of one study directory."""
+
+    def __init__(self, storage: str | os.PathLike, name: str):
+        if not _NAME_RE.match(name):
+            raise StudyError(f"study name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, not starting with a symbol)")
+        self.storage = Path(storage).expanduser().resolve()
+        self.name = name
+        self.dir = self.storage / name
+
+    # --- paths
+    meta_path = property(lambda self: self.dir / "study.yaml")
+    plan_path = property(lambda self: self.dir / "plan.json")
+    events_dir = property(lambda self: self.dir / "events")
+    predictions_dir = property(lambda self: self.dir / "predictions")
+    errors_dir = property(lambda self: self.dir / "errors")
+    ray_dir = property(lambda self: self.dir / "ray")
+    trials_path = property(lambda self: self.dir / "trials.parquet")
+    epochs_path = property(lambda self: self.dir / "epochs.parquet")
+
+    def exists(self) -> bool:
+        return self.meta_path.exists()
+
+    def lock(self) -> StudyLock:
+        return StudyLock(self.dir / ".lock")
+
+    # --- creation
+    def create(self, meta: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]]) -> None:
+        import yaml
+
+        for d in (self.dir, self.events_dir, self.predictions_dir, self.errors_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.plan_path, json.dumps(plan, indent=1, sort_keys=True))
+        meta = {**meta, "name": self.name, "n_trials": len(plan), "started_at": now_iso(), "ended_at": None}
+        atomic_write_text(self.meta_path, yaml.safe_dump(meta, sort_keys=False))
+
+    def update_meta(self, **changes: Any) -> None:
+        import yaml
+
+        meta = {**self.meta(), **changes}
+        atomic_write_text(self.meta_path, yaml.safe_dump(meta, sort_keys=False))
+
+    # --- reading (errors name the file)
+    def require(self) -> "Study":
+        if not self.dir.is_dir():
+            raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass --storage)")
+        if not self.meta_path.exists():
+            raise StudyError(f"{self.meta_path}: missing; {self.dir} is not an rsb-tune study")
+        self.meta()
+        self.plan()
+        return self
+
+    def meta(self) -> dict[str, Any]:
+        import yaml
+
+        try:
+            meta = yaml.safe_load(self.meta_path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise StudyError(f"{self.meta_path}: unreadable or corrupt ({type(e).__name__})") from None
+        if not isinstance(meta, dict) or "kind" not in meta:
+            raise StudyError(f"{self.meta_path}: corrupt (not a study.yaml mapping with 'kind')")
+        return meta
+
+    def plan(self) -> dict[str, dict[str, Any]]:
+        try:
+            plan = json.loads(self.plan_path.read_text())
+        except (OSError, ValueError) as e:
+            raise StudyError(f"{self.plan_path}: unreadable or corrupt ({type(e).__name__})") from None
+        if not isinstance(plan, dict):
+            raise StudyError(f"{self.plan_path}: corrupt (not a mapping of trial ids)")
+        return plan
+
+    # --- events
+    def append_event(self, trial_id: str, event: Mapping[str, Any]) -> None:
+        """Append one JSON line and fsync: a finished result survives any crash after this."""
+        path = self.events_dir / f"{trial_id}.jsonl"
+        with open(path, "a") as f:
+            f.write(json.dumps(event, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def events(self, trial_id: str) -> list[dict[str, Any]]:
+        path = self.events_dir / f"{trial_id}.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line torn by a crash mid-write: the trial re-reports it on resume
+        return out
+
+    def all_events(self) -> dict[str, list[dict[str, Any]]]:
+        return {tid: self.events(tid) for tid in self.plan()}
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+def iter_studies(storage: str | os.PathLike) -> Iterable[str]:
+    root = Path(storage)
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if (d / "study.yaml").exists():
+                yield d.name

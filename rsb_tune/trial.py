@@ -1,0 +1,331 @@
+"""One training trial: pure PyTorch + timm, no Ray.
+
+``train(config, report, data)`` runs a whole trial from a resolved config (see
+:mod:`rsb_tune.config`) and calls ``report(metrics, checkpoint=..., final=...)`` once per
+epoch. Every ingredient comes from a timm factory: ``create_model`` (drop path),
+``Mixup`` (mixup/cutmix, label smoothing), ``BinaryCrossEntropy`` or cross-entropy,
+``create_optimizer_v2``, ``create_scheduler_v2`` (cosine with warm-up, stepped per update),
+``create_transform`` and ``RepeatAugSampler`` (offset by the data seed).
+
+Randomness has three independent streams, each recorded: ``model_seed`` (weight init),
+``data_seed`` (sample order) and ``aug_seed`` (transforms, mixup/cutmix draws, drop path).
+On CPU the same config gives bit-identical metrics; a checkpoint holds every RNG state, so a
+resumed trial continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+import torch
+
+from rsb_tune.data import DatasetSplits, SplitDataset, build_transforms
+from rsb_tune.results import pack_correct
+
+__all__ = ["train", "Reporter", "TrialRuntime"]
+
+
+
+class Reporter(Protocol):
+    def __call__(self, metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None: ...
+
+
+class TrialRuntime:
+    """What the trial resolved about where it runs (device, precision, threads)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        want = config["device"]
+        cuda = torch.cuda.is_available()
+        if want == "cuda" and not cuda:
+            raise RuntimeError("device 'cuda' requested but CUDA is not available to this trial")
+        self.device = torch.device("cuda" if (want == "cuda" or (want == "auto" and cuda)) else "cpu")
+        on_cuda = self.device.type == "cuda"
+        amp = config["amp"]
+        if amp == "auto":
+            amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "off"
+        if amp == "fp16" and not on_cuda:
+            amp = "off"  # fp16 autocast on CPU is slow and unsupported for many ops
+        self.amp = amp
+        cl = config["channels_last"]
+        self.channels_last = on_cuda if cl == "auto" else cl == "on"
+        self.threads = int(config["threads"] or 1)
+
+    def autocast(self):
+        if self.amp == "off":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads}
+
+
+class _SeededRepeatAugSampler:
+    """timm's RepeatAugSampler orders samples by the epoch number alone, so every seed of a
+    study would see the same order. This offsets the epoch by the trial's data seed."""
+
+    def __init__(self, dataset, *, num_repeats: int, data_seed: int, num_replicas: int = 1, rank: int = 0):
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        self._inner = RepeatAugSampler(dataset, num_replicas=num_replicas, rank=rank, num_repeats=num_repeats)
+        self._seed = data_seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self._inner.set_epoch(self._seed * (1 << 20) + epoch)
+
+    def __iter__(self):
+        return iter(self._inner)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+
+def build_sampler(dataset, config: Mapping[str, Any], *, num_replicas: int = 1, rank: int = 0):
+    """Repeated-augmentation sampler when ``repeated_aug`` > 1, else a seeded shuffle."""
+    if config["repeated_aug"] > 1:
+        return _SeededRepeatAugSampler(dataset, num_repeats=config["repeated_aug"], data_seed=config["data_seed"], num_replicas=num_replicas, rank=rank)
+    from torch.utils.data import DistributedSampler
+
+    return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=config["data_seed"], drop_last=False)
+
+
+def build_model(config: Mapping[str, Any], num_classes: int):
+    import timm
+
+    torch.manual_seed(config["model_seed"])
+    return timm.create_model(config["model"], num_classes=num_classes, drop_path_rate=config["drop_path"], **config["model_kwargs"])
+
+
+def build_criterion(config: Mapping[str, Any], mixing: bool):
+    """BCE (RSB) or cross-entropy; with mixup/cutmix the smoothing goes through Mixup."""
+    from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if config["loss"] == "bce":
+        return BinaryCrossEntropy(smoothing=0.0 if mixing else config["smoothing"], target_threshold=config["bce_target_thresh"])
+    if mixing:
+        return SoftTargetCrossEntropy()
+    return LabelSmoothingCrossEntropy(config["smoothing"]) if config["smoothing"] > 0 else torch.nn.CrossEntropyLoss()
+
+
+def build_mixup(config: Mapping[str, Any], num_classes: int):
+    from timm.data import Mixup
+
+    if config["mixup_alpha"] <= 0 and config["cutmix_alpha"] <= 0:
+        return None
+    return Mixup(
+        mixup_alpha=config["mixup_alpha"],
+        cutmix_alpha=config["cutmix_alpha"],
+        prob=config["mixup_prob"],
+        switch_prob=config["mixup_switch_prob"],
+        label_smoothing=config["smoothing"],
+        num_classes=num_classes,
+    )
+
+
+def _seed_augmentation(aug_seed: int) -> torch.Generator:
+    """Seed the global streams the augmentations draw from (torch: crops, flips, drop path;
+    numpy: mixup/cutmix; python: RandAugment). Returns the loader's own generator."""
+    torch.manual_seed(aug_seed)
+    np.random.seed(aug_seed % (2**32))
+    random.seed(aug_seed)
+    return torch.Generator().manual_seed(aug_seed)
+
+
+def _rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(), "loader": loader_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], loader_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    loader_gen.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _Evaluator:
+    """Top-1/top-5/loss on one split. Decoded splits are transformed once per trial (the eval
+    transform is deterministic), so each epoch's evaluation is a few batched forwards."""
+
+    def __init__(self, split, transform, runtime: TrialRuntime, batch_size: int, workers: int):
+        self.n = len(split)
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.labels = torch.tensor(np.array(split.labels), dtype=torch.long)
+        ds = SplitDataset(split, transform)
+        if split.decoded:
+            self.images = torch.stack([ds[i][0] for i in range(self.n)])
+            self.loader = None
+        else:
+            self.images = None
+            self.loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=runtime.device.type == "cuda")
+
+    def _batches(self):
+        if self.loader is not None:
+            yield from (x for x, _ in self.loader)
+        else:
+            for i in range(0, self.n, self.batch_size):
+                yield self.images[i : i + self.batch_size]
+
+    @torch.no_grad()
+    def __call__(self, model) -> tuple[dict[str, float], np.ndarray]:
+        model.eval()
+        logits = []
+        mf = torch.channels_last if self.runtime.channels_last else torch.contiguous_format
+        for x in self._batches():
+            x = x.to(self.runtime.device, non_blocking=True).contiguous(memory_format=mf)
+            with self.runtime.autocast():
+                logits.append(model(x).float())
+        out = torch.cat(logits).cpu()
+        k = min(5, out.shape[1])
+        topk = out.topk(k, dim=1).indices
+        hit = topk == self.labels[:, None]
+        correct = hit[:, 0]
+        metrics = {
+            "top1": 100.0 * correct.float().mean().item(),
+            "top5": 100.0 * hit.any(dim=1).float().mean().item(),
+            "loss": torch.nn.functional.cross_entropy(out, self.labels).item(),
+        }
+        return metrics, correct.numpy()
+
+
+def train(
+    config: Mapping[str, Any],
+    report: Reporter,
+    data: DatasetSplits,
+    *,
+    resume: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one trial. ``report(metrics, checkpoint=state_or_None)`` is called after every epoch;
+    ``checkpoint`` is a picklable dict every ``checkpoint_every`` epochs and at the end.
+    ``resume`` is such a dict: training continues after its epoch with every state restored.
+
+    Returns the last epoch's metrics with ``status`` "ok" or "diverged" (non-finite loss).
+    """
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    runtime = TrialRuntime(config)
+    torch.set_num_threads(runtime.threads)
+    if runtime.device.type == "cuda":
+        torch.backends.cudnn.benchmark = False  # keep runs reproducible; timm's train.py turns it on
+
+    model = build_model(config, data.num_classes).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader_gen = _seed_augmentation(config["aug_seed"])
+
+    train_tf, eval_tf = build_transforms(config)
+    train_ds = SplitDataset(data.train, train_tf)
+    sampler = build_sampler(train_ds, config)
+    loader = torch.utils.data.DataLoader(
+        train_ds,
+        batch_size=config["batch_size"],
+        sampler=sampler,
+        num_workers=config["workers"],
+        drop_last=True,
+        generator=loader_gen,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=config["workers"] > 0,
+    )
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config['batch_size']} exceeds the {len(sampler)} training samples of an epoch")
+    evaluators = {"val": _Evaluator(data.val, eval_tf, runtime, config["eval_batch_size"], config["workers"])}
+    if data.v2 is not None:
+        evaluators["v2"] = _Evaluator(data.v2, eval_tf, runtime, config["eval_batch_size"], config["workers"])
+
+    mixup = build_mixup(config, data.num_classes)
+    criterion = build_criterion(config, mixup is not None)
+    optimizer = create_optimizer_v2(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config["sched"],
+        num_epochs=config["epochs"],
+        warmup_epochs=config["warmup_epochs"],
+        warmup_lr=config["warmup_lr"],
+        min_lr=config["min_lr"],
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    scaler = torch.amp.GradScaler(enabled=runtime.amp == "fp16")
+
+    start_epoch, num_updates = 0, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        start_epoch, num_updates = resume["epoch"], resume["num_updates"]
+        _set_rng_state(resume["rng"], loader_gen)
+
+    mf = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    metrics: dict[str, Any] = {}
+    for epoch in range(start_epoch, config["epochs"]):
+        t0 = time.perf_counter()
+        model.train()
+        sampler.set_epoch(epoch)
+        loss_sum = torch.zeros((), device=runtime.device)
+        seen = 0
+        for x, y in loader:
+            x = x.to(runtime.device, non_blocking=True).contiguous(memory_format=mf)
+            y = y.to(runtime.device, non_blocking=True)
+            if mixup is not None:
+                x, y = mixup(x, y)
+            with runtime.autocast():
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            num_updates += 1
+            if scheduler is not None:
+                scheduler.step_update(num_updates=num_updates)
+            loss_sum += loss.detach().float()
+            seen += x.shape[0]
+        train_loss = (loss_sum / steps_per_epoch).item()  # the one host sync of the epoch
+        train_time = time.perf_counter() - t0
+        if scheduler is not None:
+            scheduler.step(epoch + 1)
+        lr = optimizer.param_groups[0]["lr"]
+        diverged = not math.isfinite(train_loss)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr}
+        final = diverged or epoch + 1 == config["epochs"]
+        for name, evaluate in evaluators.items():
+            if diverged:
+                split_metrics = {"top1": float("nan"), "top5": float("nan"), "loss": float("nan")}
+            else:
+                split_metrics, correct = evaluate(model)
+                if final:
+                    metrics[f"{name}_correct"] = pack_correct(correct)
+            metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
+        metrics.update(
+            epoch_time_s=time.perf_counter() - t0,
+            images_per_s=seen / train_time if train_time > 0 else float("nan"),
+            status="diverged" if diverged else ("ok" if final else "running"),
+            **{f"runtime_{k}": v for k, v in runtime.as_dict().items()},
+        )
+        checkpoint = None
+        if not diverged and (final or (epoch + 1) % config["checkpoint_every"] == 0):
+            checkpoint = {
+                "epoch": epoch + 1,
+                "num_updates": num_updates,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict(),
+                "rng": _rng_state(loader_gen),
+            }
+        report(metrics, checkpoint=checkpoint)
+        if diverged:
+            break
+    return metrics
