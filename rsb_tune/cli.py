@@ -238,7 +238,10 @@ def _cmd_study(args) -> int:
         print("base config (key: value  # source):")
         for key, value in plan.base.values.items():
             print(f"  {key}: {_yaml_scalar(value)}  # {plan.base.sources[key]}")
-        print(yaml.safe_dump({"trials": plan.trials}, sort_keys=False, default_flow_style=None), end="")
+        print("trials (each: the base config above with these keys changed):")
+        for tid, cfg in plan.trials.items():
+            diff = {k: v for k, v in cfg.items() if plan.base.values.get(k) != v}
+            print(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return 0
     storage = _check_storage(args.storage)
     name = args.name = args.name or default_name(args.command, label)
@@ -418,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(f"rsb-tune: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `rsb-tune ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         name = getattr(args, "name", None)
         hint = f"; continue with `rsb-tune resume {name}`" if name else ""

@@ -220,7 +220,7 @@ def parse_set(items: Iterable[str], source: str = "--set") -> Layer:
             parsed = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             parsed = raw
-        values[key] = coerce(key, parsed, f"{source} {key}")
+        values[key] = coerce(key, parsed, source)
     return Layer(source, values)
 
 
