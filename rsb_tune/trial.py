@@ -205,7 +205,9 @@ def train(
     resume: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one trial. ``report(metrics, checkpoint=state_or_None)`` is called after every epoch;
-    ``checkpoint`` is a picklable dict every ``checkpoint_every`` epochs and at the end.
+    ``checkpoint`` is a picklable dict every ``checkpoint_every`` epochs and at the end. It
+    references the live model and optimizer tensors: ``report`` must serialise it before
+    returning (the Ray adapter writes it with ``torch.save``).
     ``resume`` is such a dict: training continues after its epoch with every state restored.
 
     Returns the last epoch's metrics with ``status`` "ok" or "diverged" (non-finite loss).

@@ -1,0 +1,45 @@
+"""Shared fixtures: the embedded dataset (decoded once per session) and config helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from rsb_tune.data import load_splits
+
+    return load_splits("digits")
+
+
+def make_config(recipe: str = "A2", **overrides):
+    """A resolved trial config on the digits profile with ``overrides`` as a --set layer."""
+    from rsb_tune.config import Layer, resolve
+    from rsb_tune.data import get_dataset
+    from rsb_tune.recipes import get_recipe
+
+    return dict(resolve(get_recipe(recipe), get_dataset("digits").profile, [Layer("test", overrides)]).values)
+
+
+def run_cli(*args: str, cwd=None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """``rsb-tune ARGS`` in a subprocess (the way a user runs it)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "rsb_tune", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=full_env)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, one message on stderr naming what is wrong, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)

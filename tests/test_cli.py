@@ -1,0 +1,89 @@
+"""The command line through a subprocess: help, recipes, dry runs and bad input."""
+
+import time
+
+import pytest
+
+from tests.conftest import REPO, assert_user_error, run_cli
+
+
+def test_help_is_instant_and_explains():
+    t0 = time.perf_counter()
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    assert time.perf_counter() - t0 < 5  # no torch/ray import for --help
+    for word in ("seeds", "grid", "resume", "status", "report", "compare", "recipes", "precedence"):
+        assert word in proc.stdout
+    sub = run_cli("seeds", "--help")
+    for flag in ("--n", "--recipe", "--seed-start", "--storage", "--set", "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--dry-run"):
+        assert flag in sub.stdout
+
+
+def test_recipes_list_and_show():
+    listing = run_cli("recipes")
+    assert listing.returncode == 0 and all(n in listing.stdout for n in ("A1", "A2", "A3"))
+    show = run_cli("recipes", "show", "A2")
+    import yaml
+
+    data = yaml.safe_load(show.stdout)
+    assert data["epochs"] == 300 and data["opt"] == "lamb" and data["unconfirmed"] == ["bce_target_thresh"]
+    assert "bce_target_thresh: 0.2  # unconfirmed" in show.stdout
+
+
+def test_keys_lists_schema():
+    proc = run_cli("keys")
+    assert proc.returncode == 0 and "bce_target_thresh" in proc.stdout and "lr_resolved" in proc.stdout
+
+
+def test_dry_run_prints_count_and_configs(tmp_path):
+    proc = run_cli("grid", "--space", str(REPO / "search_spaces" / "lamb_bce.yaml"), "--dry-run", "--storage", str(tmp_path / "s"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("9 trials")
+    assert "lr_resolved" in proc.stdout and "# profile digits" in proc.stdout
+    assert sum(line.strip().startswith("t000") for line in proc.stdout.splitlines()) == 9
+    assert not (tmp_path / "s").exists()
+
+
+BAD = [
+    (["seeds", "--n", "0"], ["--n must be >= 1"]),
+    (["seeds", "--n", "2", "--recipe", "A9"], ["unknown recipe 'A9'", "A1, A2, A3"]),
+    (["seeds", "--n", "2", "--model", "resnet10"], ["unknown timm model 'resnet10'", "did you mean"]),
+    (["seeds", "--n", "2", "--set", "opt=lamd"], ["unknown timm optimizer 'lamd'", "did you mean", "'lamb'"]),
+    (["seeds", "--n", "2", "--set", "lr"], ["--set 'lr': expected key=value"]),
+    (["seeds", "--n", "2", "--set", "colour=1"], ["unknown key 'colour'"]),
+    (["seeds", "--n", "2", "--set", "drop_path=1"], ["drop_path must be < 1.0"]),
+    (["seeds", "--n", "2", "--batch-size", "63"], ["batch_size 63 must be even"]),
+    (["seeds", "--n", "2", "--epochs", "0"], ["epochs must be >= 1"]),
+    (["seeds", "--n", "2", "--set", "sched=cosin"], ["did you mean 'cosine'"]),
+    (["seeds", "--n", "2", "--set", "dataset=imagenet"], ["unknown dataset 'imagenet'", "digits, folder"]),
+    (["grid", "--space", "nope.yaml"], ["nope.yaml: no such space file"]),
+    (["status", "nope"], ["no study 'nope'"]),
+    (["resume", "nope"], ["no study 'nope'"]),
+    (["report", "nope"], ["no study 'nope'"]),
+]
+
+
+@pytest.mark.parametrize("args,needles", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needles):
+    storage = tmp_path / "store"
+    proc = run_cli(*args, "--storage", str(storage), cwd=tmp_path)
+    assert_user_error(proc, *needles)
+    assert not storage.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_bad_data_folder(tmp_path):
+    (tmp_path / "d" / "train" / "a").mkdir(parents=True)
+    proc = run_cli("seeds", "--n", "1", "--data", str(tmp_path / "d"), "--storage", str(tmp_path / "s"))
+    assert_user_error(proc, "missing sub-folder(s) val")
+    proc = run_cli("seeds", "--n", "1", "--data", str(tmp_path / "missing"), "--storage", str(tmp_path / "s"))
+    assert_user_error(proc, "no such directory")
+    assert not (tmp_path / "s").exists()
+
+
+def test_unwritable_storage(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_cli("seeds", "--n", "1", "--storage", str(blocker / "studies"))
+    assert_user_error(proc, "--storage", "not writable")
+    assert blocker.read_text() == "not a directory"
