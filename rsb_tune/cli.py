@@ -244,13 +244,13 @@ def _cmd_study(args) -> int:
             print(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return 0
     storage = _check_storage(args.storage)
+    _check_address(args)
     name = args.name = args.name or default_name(args.command, label)
     study = Study(storage, name)
     cfg0 = next(iter(plan.trials.values()))
     data = load_splits(cfg0["dataset"], cfg0["data_path"])
     if study.exists():
-        if study.require().plan() != {k: dict(v) for k, v in _jsonable(plan.trials).items()}:
-            raise StudyError(f"study {name!r} already exists in {storage} with a different command; continue it with `rsb-tune resume {name}` or pick another --name")
+        _check_same_plan(study, plan)
         print(f"study {name!r} exists with the same plan: resuming it", file=sys.stderr)
         return _run(study, data, args)
     meta = {
@@ -271,12 +271,29 @@ def _cmd_study(args) -> int:
         "git_commit": git_commit(),
         "run_options": _run_options_meta(args),
     }
+    created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
-    with study.lock():
-        if not study.exists():
+    try:
+        lock = study.lock().acquire()
+    except StudyError:
+        if created:
+            study.dir.rmdir()
+        raise
+    with lock:  # held from creation to the end of the run: one driver per study
+        if study.exists():  # another driver created it between our check and the lock
+            _check_same_plan(study, plan)
+        else:
             study.create(meta, _jsonable(plan.trials))
-    print(f"study {name}: {len(plan.trials)} trials -> {study.dir}", file=sys.stderr)
-    return _run(study, data, args)
+        print(f"study {name}: {len(plan.trials)} trials -> {study.dir}", file=sys.stderr)
+        return _run(study, data, args, locked=True)
+
+
+def _check_same_plan(study, plan) -> None:
+    if study.require().plan() != _jsonable(plan.trials):
+        raise StudyError(
+            f"study {study.name!r} already exists in {study.storage} with a different command; "
+            f"continue it with `rsb-tune resume {study.name}` or pick another --name"
+        )
 
 
 def _run_options_meta(args) -> dict[str, Any]:
@@ -295,7 +312,10 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj))
 
 
-def _run(study, data, args) -> int:
+def _run(study, data, args, locked: bool = False) -> int:
+    if not locked:
+        with study.lock():
+            return _run(study, data, args, locked=True)
     from rsb_tune.ray_adapter import RunOptions, run_study
     from rsb_tune.study import now_iso
 
@@ -307,9 +327,8 @@ def _run(study, data, args) -> int:
         max_failures=args.max_failures,
         quiet=args.quiet,
     )
-    with study.lock():
-        counts = run_study(study, data, opts)
-        study.update_meta(ended_at=now_iso())
+    counts = run_study(study, data, opts)
+    study.update_meta(ended_at=now_iso())
     unfinished = counts["planned"] - counts["ok"] - counts["diverged"] - counts["error"]
     print(
         f"study {study.name}: {counts['ok']} ok, {counts['diverged']} diverged, {counts['error']} error"
@@ -323,11 +342,18 @@ def _run(study, data, args) -> int:
     return 0 if counts["error"] == 0 and unfinished == 0 else 1
 
 
+def _check_address(args) -> None:
+    from rsb_tune.ray_adapter import check_address
+
+    check_address(args.address)
+
+
 def _cmd_resume(args) -> int:
     from rsb_tune.data import load_splits
     from rsb_tune.study import Study
 
     study = Study(args.storage, args.name).require()
+    _check_address(args)
     cfg0 = next(iter(study.plan().values()))
     data = load_splits(cfg0["dataset"], cfg0["data_path"])
     return _run(study, data, args)

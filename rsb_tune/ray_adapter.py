@@ -28,7 +28,7 @@ from rsb_tune.errors import UserError
 from rsb_tune.results import trial_state, write_predictions, write_tables
 from rsb_tune.study import Study
 
-__all__ = ["RunOptions", "run_study", "pending_trials"]
+__all__ = ["RunOptions", "run_study", "pending_trials", "check_address"]
 
 _CKPT_FILE = "state.pt"
 
@@ -53,6 +53,27 @@ def _set_ray_env() -> None:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast, before anything is written, when ``--address`` cannot be reached (Ray itself
+    retries for minutes). ``auto`` needs a cluster started with ``ray start`` on this machine."""
+    if not address:
+        return
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS"):
+            return check_address(os.environ["RAY_ADDRESS"], timeout)
+        if not Path(tempfile.gettempdir(), "ray", "ray_current_cluster").exists():
+            raise UserError("--address auto: no running Ray cluster found on this machine (start one with `ray start --head`)")
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: cannot reach a Ray cluster there ({e.strerror or e})") from None
+
+
 def _init_ray(opts: RunOptions) -> None:
     import logging
 
@@ -74,7 +95,24 @@ def _init_ray(opts: RunOptions) -> None:
 # --------------------------------------------------------------------------- trainable
 
 
-def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str]) -> None:
+def _inject_fault(trial_id: str, epoch: int, marker_dir: str) -> None:
+    """Testing aid: ``RSB_TUNE_FAULTS="t0001@2:raise-once,t0002@1:raise"`` makes trial t0001
+    raise once after its epoch 2, and t0002 raise after epoch 1 on every attempt."""
+    spec = os.environ.get("RSB_TUNE_FAULTS", "")
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        target, _, kind = item.partition(":")
+        tid, _, at = target.partition("@")
+        if tid != trial_id or int(at) != epoch:
+            continue
+        if kind == "raise-once":
+            marker = Path(marker_dir) / f".fault-{trial_id}-{epoch}"
+            if marker.exists():
+                continue
+            marker.touch()
+        raise RuntimeError(f"injected fault in {trial_id} after epoch {epoch} (RSB_TUNE_FAULTS)")
+
+
+def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str) -> None:
     """The Tune function trainable: the trial with Ray's reporting and checkpoints."""
     import logging
 
@@ -88,7 +126,7 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
 
     trial_id = config["trial_id"]
     cfg = config["config"]
-    where = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    where = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     ckpt = tune.get_checkpoint()
     if ckpt is None and resume_from.get(trial_id):
         ckpt = tune.Checkpoint(resume_from[trial_id])
@@ -98,6 +136,7 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
             resume = torch.load(Path(d) / _CKPT_FILE, weights_only=False)
 
     def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
+        _inject_fault(trial_id, metrics["epoch"], study_dir)
         metrics = {**metrics, **where}
         if checkpoint is None:
             tune.report(metrics)
@@ -211,7 +250,7 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool):
 _FINISHED_BEFORE = [0]
 _RESULT_KEYS = {
     "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss",
-    "epoch_time_s", "images_per_s", "status", "val_correct", "v2_correct", "hostname", "node_id",
+    "epoch_time_s", "images_per_s", "status", "val_correct", "v2_correct", "hostname", "node_id", "pid",
 }  # fmt: skip
 
 
@@ -234,9 +273,11 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
             finished += 1
             continue
         todo[tid] = cfg
+        # the newest recorded checkpoint that still exists (Ray prunes older ones)
         ckpts = [ev["path"] for ev in events if ev.get("type") == "checkpoint"]
-        if ckpts and Path(ckpts[-1]).exists():
-            resume_from[tid] = ckpts[-1]
+        existing = [p for p in reversed(ckpts) if Path(p, _CKPT_FILE).exists()]
+        if existing:
+            resume_from[tid] = existing[0]
     return todo, resume_from, finished
 
 
@@ -259,7 +300,7 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from)
     for tid in todo:
         if trial_state(study.events(tid))[0] == "error":
             study.append_event(tid, {"type": "restart", "time": time.time()})
-    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from)
+    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir))
     trainable = tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
     run_name = f"run-{len(runs) + 1:02d}"

@@ -5,7 +5,9 @@
 epoch. Every ingredient comes from a timm factory: ``create_model`` (drop path),
 ``Mixup`` (mixup/cutmix, label smoothing), ``BinaryCrossEntropy`` or cross-entropy,
 ``create_optimizer_v2``, ``create_scheduler_v2`` (cosine with warm-up, stepped per update),
-``create_transform`` and ``RepeatAugSampler`` (offset by the data seed).
+``create_transform`` and ``RepeatAugSampler`` (offset by the data seed). The pieces are
+public for benchmarks and tools that time the real code: ``build_trial(config, data)`` builds
+them, ``train_one_epoch(parts, epoch, num_updates)`` and ``evaluate(parts)`` run one epoch.
 
 Randomness has three independent streams, each recorded: ``model_seed`` (weight init),
 ``data_seed`` (sample order) and ``aug_seed`` (transforms, mixup/cutmix draws, drop path).
@@ -15,6 +17,7 @@ resumed trial continues exactly where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -23,10 +26,10 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import torch
 
-from rsb_tune.data import DatasetSplits, SplitDataset, build_transforms
+from rsb_tune.data import DatasetSplits, SplitDataset, build_transforms, defer_normalize
 from rsb_tune.results import pack_correct
 
-__all__ = ["train", "Reporter", "TrialRuntime"]
+__all__ = ["train", "Reporter", "TrialRuntime", "TrialParts", "build_trial", "train_one_epoch", "evaluate"]
 
 
 
@@ -152,21 +155,30 @@ def _set_rng_state(state: Mapping[str, Any], loader_gen: torch.Generator) -> Non
 
 
 class _Evaluator:
-    """Top-1/top-5/loss on one split. Decoded splits are transformed once per trial (the eval
-    transform is deterministic), so each epoch's evaluation is a few batched forwards."""
+    """Top-1/top-5/loss on one split. A decoded split is transformed once per trial (the eval
+    transform is deterministic) and kept on the trial's device in the model's memory format,
+    so each epoch's evaluation is a few batched forwards and no data work."""
 
     def __init__(self, split, transform, runtime: TrialRuntime, batch_size: int, workers: int):
         self.n = len(split)
         self.runtime = runtime
         self.batch_size = batch_size
         self.labels = torch.tensor(np.array(split.labels), dtype=torch.long)
+        self._mf = torch.channels_last if runtime.channels_last else torch.contiguous_format
         ds = SplitDataset(split, transform)
         if split.decoded:
-            self.images = torch.stack([ds[i][0] for i in range(self.n)])
+            self.images = torch.stack([ds[i][0] for i in range(self.n)]).to(runtime.device).contiguous(memory_format=self._mf)
             self.loader = None
         else:
             self.images = None
-            self.loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=runtime.device.type == "cuda")
+            self.loader = torch.utils.data.DataLoader(
+                ds,
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=workers,
+                pin_memory=runtime.device.type == "cuda",
+                persistent_workers=workers > 0,
+            )
 
     def _batches(self):
         if self.loader is not None:
@@ -179,12 +191,11 @@ class _Evaluator:
     def __call__(self, model) -> tuple[dict[str, float], np.ndarray]:
         model.eval()
         logits = []
-        mf = torch.channels_last if self.runtime.channels_last else torch.contiguous_format
         for x in self._batches():
-            x = x.to(self.runtime.device, non_blocking=True).contiguous(memory_format=mf)
+            x = x.to(self.runtime.device, non_blocking=True).contiguous(memory_format=self._mf)
             with self.runtime.autocast():
                 logits.append(model(x).float())
-        out = torch.cat(logits).cpu()
+        out = torch.cat(logits).cpu()  # the one host sync of the evaluation
         k = min(5, out.shape[1])
         topk = out.topk(k, dim=1).indices
         hit = topk == self.labels[:, None]
@@ -197,27 +208,36 @@ class _Evaluator:
         return metrics, correct.numpy()
 
 
-def train(
-    config: Mapping[str, Any],
-    report: Reporter,
-    data: DatasetSplits,
-    *,
-    resume: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run one trial. ``report(metrics, checkpoint=state_or_None)`` is called after every epoch;
-    ``checkpoint`` is a picklable dict every ``checkpoint_every`` epochs and at the end. It
-    references the live model and optimizer tensors: ``report`` must serialise it before
-    returning (the Ray adapter writes it with ``torch.save``).
-    ``resume`` is such a dict: training continues after its epoch with every state restored.
+@dataclasses.dataclass
+class TrialParts:
+    """Everything one trial trains and evaluates with, as :func:`build_trial` made it."""
 
-    Returns the last epoch's metrics with ``status`` "ok" or "diverged" (non-finite loss).
-    """
+    runtime: TrialRuntime
+    model: torch.nn.Module
+    loader: Any
+    sampler: Any
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None  # the batched ToTensor+Normalize, or None
+    mixup: Any
+    criterion: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    evaluators: dict[str, _Evaluator]
+    loader_gen: torch.Generator
+    steps_per_epoch: int
+
+
+def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
+    """Build one trial from its resolved config: the model (weights seeded by ``model_seed``),
+    the training pipeline (order by ``data_seed``, augmentation by ``aug_seed``), loss,
+    optimizer, schedule and evaluators. Sets this process's torch threads to the trial's."""
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
 
     runtime = TrialRuntime(config)
     torch.set_num_threads(runtime.threads)
-    if runtime.device.type == "cuda":
+    on_cuda = runtime.device.type == "cuda"
+    if on_cuda:
         torch.backends.cudnn.benchmark = False  # keep runs reproducible; timm's train.py turns it on
 
     model = build_model(config, data.num_classes).to(runtime.device)
@@ -226,6 +246,8 @@ def train(
     loader_gen = _seed_augmentation(config["aug_seed"])
 
     train_tf, eval_tf = build_transforms(config)
+    # The per-sample ToTensor+Normalize tail moves to one op per batch (same values, bit for bit).
+    train_tf, normalize = defer_normalize(train_tf)
     train_ds = SplitDataset(data.train, train_tf)
     sampler = build_sampler(train_ds, config)
     loader = torch.utils.data.DataLoader(
@@ -235,7 +257,7 @@ def train(
         num_workers=config["workers"],
         drop_last=True,
         generator=loader_gen,
-        pin_memory=runtime.device.type == "cuda",
+        pin_memory=on_cuda,
         persistent_workers=config["workers"] > 0,
     )
     steps_per_epoch = len(loader)
@@ -259,6 +281,76 @@ def train(
         updates_per_epoch=steps_per_epoch,
     )
     scaler = torch.amp.GradScaler(enabled=runtime.amp == "fp16")
+    return TrialParts(
+        runtime=runtime,
+        model=model,
+        loader=loader,
+        sampler=sampler,
+        normalize=normalize,
+        mixup=mixup,
+        criterion=criterion,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        evaluators=evaluators,
+        loader_gen=loader_gen,
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def train_one_epoch(parts: TrialParts, epoch: int, num_updates: int) -> tuple[torch.Tensor, int, int]:
+    """One pass over the training data. Returns (the sum of the batch losses as a 0-d tensor on
+    the trial's device, images seen, updates done so far). Nothing in the loop waits for the
+    device; the caller syncs once, when it reads the loss."""
+    rt = parts.runtime
+    mf = torch.channels_last if rt.channels_last else torch.contiguous_format
+    model, optimizer, scheduler, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
+    model.train()
+    parts.sampler.set_epoch(epoch)
+    loss_sum = torch.zeros((), device=rt.device)
+    seen = 0
+    for x, y in parts.loader:
+        x = x.to(rt.device, non_blocking=True)  # uint8 when normalize is set: a quarter of the bytes
+        if parts.normalize is not None:
+            x = parts.normalize(x)
+        x = x.contiguous(memory_format=mf)
+        y = y.to(rt.device, non_blocking=True)
+        if parts.mixup is not None:
+            x, y = parts.mixup(x, y)
+        with rt.autocast():
+            loss = parts.criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        num_updates += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates=num_updates)
+        loss_sum += loss.detach().float()
+        seen += x.shape[0]
+    return loss_sum, seen, num_updates
+
+
+def evaluate(parts: TrialParts) -> dict[str, tuple[dict[str, float], np.ndarray]]:
+    """Each split's ({top1, top5, loss}, per-example correctness) for the model as it is."""
+    return {name: evaluator(parts.model) for name, evaluator in parts.evaluators.items()}
+
+
+def train(
+    config: Mapping[str, Any],
+    report: Reporter,
+    data: DatasetSplits,
+    *,
+    resume: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run one trial. ``report(metrics, checkpoint=state_or_None)`` is called after every epoch;
+    ``checkpoint`` is a picklable dict every ``checkpoint_every`` epochs and at the end.
+    ``resume`` is such a dict: training continues after its epoch with every state restored.
+
+    Returns the last epoch's metrics with ``status`` "ok" or "diverged" (non-finite loss).
+    """
+    parts = build_trial(config, data)
+    runtime, model, optimizer, scheduler, scaler = parts.runtime, parts.model, parts.optimizer, parts.scheduler, parts.scaler
 
     start_epoch, num_updates = 0, 0
     if resume is not None:
@@ -268,33 +360,13 @@ def train(
             scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         start_epoch, num_updates = resume["epoch"], resume["num_updates"]
-        _set_rng_state(resume["rng"], loader_gen)
+        _set_rng_state(resume["rng"], parts.loader_gen)
 
-    mf = torch.channels_last if runtime.channels_last else torch.contiguous_format
     metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, config["epochs"]):
         t0 = time.perf_counter()
-        model.train()
-        sampler.set_epoch(epoch)
-        loss_sum = torch.zeros((), device=runtime.device)
-        seen = 0
-        for x, y in loader:
-            x = x.to(runtime.device, non_blocking=True).contiguous(memory_format=mf)
-            y = y.to(runtime.device, non_blocking=True)
-            if mixup is not None:
-                x, y = mixup(x, y)
-            with runtime.autocast():
-                loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            num_updates += 1
-            if scheduler is not None:
-                scheduler.step_update(num_updates=num_updates)
-            loss_sum += loss.detach().float()
-            seen += x.shape[0]
-        train_loss = (loss_sum / steps_per_epoch).item()  # the one host sync of the epoch
+        loss_sum, seen, num_updates = train_one_epoch(parts, epoch, num_updates)
+        train_loss = (loss_sum / parts.steps_per_epoch).item()  # the one host sync of the epoch
         train_time = time.perf_counter() - t0
         if scheduler is not None:
             scheduler.step(epoch + 1)
@@ -302,11 +374,11 @@ def train(
         diverged = not math.isfinite(train_loss)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr}
         final = diverged or epoch + 1 == config["epochs"]
-        for name, evaluate in evaluators.items():
+        for name, evaluator in parts.evaluators.items():
             if diverged:
                 split_metrics = {"top1": float("nan"), "top5": float("nan"), "loss": float("nan")}
             else:
-                split_metrics, correct = evaluate(model)
+                split_metrics, correct = evaluator(model)
                 if final:
                     metrics[f"{name}_correct"] = pack_correct(correct)
             metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
@@ -325,7 +397,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict(),
-                "rng": _rng_state(loader_gen),
+                "rng": _rng_state(parts.loader_gen),
             }
         report(metrics, checkpoint=checkpoint)
         if diverged:

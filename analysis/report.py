@@ -1,0 +1,407 @@
+"""Report writers: a study (or two) in, a folder of figures and summaries out.
+
+Each report folder holds every figure as PNG and SVG, ``summary.json`` (all
+the numbers), ``summary.md`` (the tables) and ``index.html`` (one
+self-contained page with relative image links). Figures are drawn on
+``matplotlib.figure.Figure`` objects, so no pyplot state or backend is touched.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis import grid, plots, stats
+from analysis._tables import status_counts
+from analysis.study import Study, StudyError, StudyPath, load_study
+
+__all__ = ["write_compare_report", "write_report"]
+
+REPORT_DIR = "report"
+FIGURE_FORMATS = ("png", "svg")
+EXPECTED_MAX_KS = (1, 5, 10)
+SEED_ROWS = [
+    "n",
+    "n_diverged",
+    "n_error",
+    "mean",
+    "std",
+    "mean_ci_low",
+    "mean_ci_high",
+    "std_ci_low",
+    "std_ci_high",
+    "median",
+    "iqm",
+    "min",
+    "max",
+    "range",
+    "q05",
+    "q95",
+    "range_in_std",
+    "expected_range_in_std",
+]
+META_KEYS = [
+    "name",
+    "kind",
+    "recipe",
+    "metric",
+    "mode",
+    "params",
+    "n_trials",
+    "command",
+    "git_commit",
+    "started_at",
+    "ended_at",
+]
+
+
+# --------------------------------------------------------------------------- public writers
+
+
+def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path:
+    """Write the report of one study into ``out_dir`` (default ``<study>/report/``); return that folder.
+
+    Seed studies get the paper's seed table (Figure 1) for val and V2, the
+    histograms (Figure 2), the spread along the epochs (Figure 3), the rank
+    stability, the expected best of k seeds, the val/V2 correlation and the
+    test-set noise. Grid studies get the ranking of the configurations against
+    the seed noise, a heatmap of the first two params, the variance components
+    and the expected best of k configurations.
+    """
+    study = load_study(study_dir)
+    out = Path(out_dir) if out_dir is not None else study.paths[0] / REPORT_DIR
+    report = _Report(out, f"rsb-tune study {study.name}")
+    _overview(report, study)
+    ok = study.select()
+    if ok.trials.empty:
+        report.text("No trial finished with status ok: nothing to summarise.")
+    elif study.meta["kind"] == "grid" and study.meta["params"]:
+        _grid_sections(report, study)
+    else:
+        _seed_sections(report, study, ok)
+    return report.write()
+
+
+def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyPath) -> Path:
+    """Write the comparison of two studies (A against B) into ``out_dir``; return that folder.
+
+    For each of val/V2 top-1 (and the studies' metric) present in both: the
+    difference of means with its Welch interval, Hedges' g, the Mann-Whitney and
+    permutation p-values, P(A > B) with its bootstrap interval and the seeds
+    per arm needed to detect the difference, plus the seed tables side by side.
+    """
+    a, b = load_study(study_a), load_study(study_b)
+    labels = (a.name, b.name) if a.name != b.name else (f"A: {a.name}", f"B: {b.name}")
+    report = _Report(Path(out_dir), f"rsb-tune comparison: {labels[0]} against {labels[1]}")
+    report.table(
+        "studies", pd.DataFrame([_meta_row(s, label) for s, label in zip((a, b), labels, strict=True)])
+    )
+    metrics = [m for m in _seed_metrics(a) if m in _seed_metrics(b)]
+    report.heading("Seed statistics")
+    seeds = pd.concat(
+        [
+            stats.seed_table(s.trials, metrics).assign(study=label)
+            for s, label in zip((a, b), labels, strict=True)
+        ]
+    )
+    report.table("seed_table", seeds, display=_seed_display(seeds, columns=["study", "metric"]))
+    report.heading("Comparison")
+    rows = []
+    for metric in metrics:
+        try:
+            rows.append({"metric": metric, **stats.compare(a.trials, b.trials, metric)})
+        except ValueError as exc:
+            report.text(f"No comparison of {metric}: {exc}")
+            continue
+        report.figure(
+            f"compare_{metric}",
+            lambda ax, m=metric: plots.plot_compare(a.trials, b.trials, metric=m, labels=labels, ax=ax),
+        )
+    report.table("compare", pd.DataFrame(rows))
+    return report.write()
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _overview(report: _Report, study: Study) -> None:
+    report.value("study", study.meta)
+    report.value("status_counts", status_counts(study.trials))
+    report.table("overview", pd.DataFrame([_meta_row(study, study.name)]))
+
+
+def _meta_row(study: Study, label: str) -> dict[str, Any]:
+    meta = {key: study.meta.get(key) for key in META_KEYS}
+    meta["params"] = ", ".join(map(str, meta["params"] or [])) or "-"
+    return {"study": label, **meta, **status_counts(study.trials), "path": str(study.paths[0])}
+
+
+def _seed_metrics(study: Study) -> list[str]:
+    """val/V2 top-1 and the study's own metric, those the trials table has."""
+    wanted = [*stats.SPLIT_METRICS, study.meta.get("metric")]
+    return list(dict.fromkeys(m for m in wanted if m in study.trials.columns))
+
+
+def _mode_of(study: Study, metric: str) -> str:
+    """The direction in which ``metric`` is better: the study's mode for its own metric."""
+    if metric == study.meta.get("metric"):
+        return study.meta.get("mode", "max")
+    return "min" if metric.endswith("loss") else "max"
+
+
+def _seed_display(table: pd.DataFrame, columns: Sequence[str] = ("metric",)) -> pd.DataFrame:
+    """The paper's Figure 1 layout: statistics down, metrics (and studies) across."""
+    shown = table.set_index(list(columns))[[c for c in SEED_ROWS if c in table.columns]].T
+    shown.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in shown.columns]
+    return shown.rename_axis("statistic").reset_index()
+
+
+def _seed_sections(report: _Report, study: Study, ok: Study) -> None:
+    metrics = _seed_metrics(study)
+    report.heading("Seed statistics (Figure 1)")
+    report.text("Only trials with status ok count; diverged and errored trials are counted beside.")
+    table = stats.seed_table(study.trials, metrics)
+    report.table("seed_table", table, display=_seed_display(table))
+    report.heading("Distribution over seeds (Figure 2)")
+    for metric in metrics:
+        mode = _mode_of(study, metric)
+        report.figure(
+            f"histogram_{metric}",
+            lambda ax, m=metric, mode=mode: plots.plot_seed_histogram(ok.trials, metric=m, mode=mode, ax=ax),
+        )
+    _epoch_sections(report, ok, metrics)
+    target = study.meta["metric"] if study.meta["metric"] in metrics else metrics[0]
+    _expected_max_section(report, ok.trials, target, f"seeds ({target})", _mode_of(study, target))
+    _split_sections(report, ok, metrics)
+
+
+def _epoch_sections(report: _Report, ok: Study, metrics: Sequence[str]) -> None:
+    present = [m for m in metrics if m in ok.epochs.columns and ok.epochs[m].notna().any()]
+    if not present:
+        return
+    report.heading("Spread along the epochs (Figure 3)")
+    report.value("epoch_variance", {m: stats.epoch_variance(ok.epochs, m) for m in present})
+    for metric in present:
+        report.figure(
+            f"epoch_variance_{metric}",
+            lambda ax, m=metric: plots.plot_epoch_variance(ok.epochs, metric=m, ax=ax),
+        )
+    report.heading("Rank stability along the epochs")
+    report.value("rank_stability", stats.epoch_rank_stability(ok.epochs, present[0]))
+    report.figure("rank_stability", lambda ax: plots.plot_rank_stability(ok.epochs, metric=present[0], ax=ax))
+
+
+def _expected_max_section(report: _Report, values: pd.DataFrame, metric: str, what: str, mode: str) -> None:
+    report.heading(f"Expected best of k {what}")
+    n = int(pd.to_numeric(values[metric], errors="coerce").notna().sum())
+    ks = sorted({k for k in (*EXPECTED_MAX_KS, n) if k <= n})
+    table = pd.concat(
+        [
+            stats.expected_max(values, ks, method, metric=metric, mode=mode).assign(method=method)
+            for method in ("unbiased", "dodge")
+        ]
+    )
+    report.text(f"inflation: the expected best of k {what} minus their mean.")
+    report.table("expected_max", table)
+    report.figure("expected_max", lambda ax: plots.plot_expected_max(values, metric=metric, mode=mode, ax=ax))
+
+
+def _split_sections(report: _Report, ok: Study, metrics: Sequence[str]) -> None:
+    splits = [m for m in stats.SPLIT_METRICS if m in metrics]
+    if len(splits) == 2:
+        report.heading("ImageNet-val against ImageNet-V2")
+        report.table("split_correlation", pd.DataFrame([stats.split_correlation(ok.trials, *splits)]))
+        report.figure(
+            "split_correlation",
+            lambda ax: plots.plot_split_correlation(ok.trials, x=splits[0], y=splits[1], ax=ax),
+        )
+    report.heading("Test-set noise")
+    report.text(
+        "binomial_std: the std a fixed model would show on re-drawn test sets of this size. "
+        "With the per-example predictions, the observed variance splits into its test-set part "
+        "(Jordan 2023) and the distribution part (what would remain on an infinite test set)."
+    )
+    rows = [
+        stats.test_set_noise(ok.trials, m, _predictions(ok, m, report))
+        for m in splits
+        if stats.split_size_column(m) in ok.trials
+    ]
+    report.table("test_set_noise", pd.DataFrame(rows))
+
+
+def _predictions(ok: Study, metric: str, report: _Report) -> pd.DataFrame | None:
+    """The correctness matrix of the metric's split, or None (with a note) if unavailable."""
+    try:
+        return ok.predictions(stats.split_of(metric))
+    except StudyError as exc:
+        report.text(f"No test-set decomposition for {metric}: {exc}")
+        return None
+
+
+def _grid_sections(report: _Report, study: Study) -> None:
+    """Grid statistics; they take every trial and count only the ok ones themselves."""
+    trials, meta = study.trials, study.meta
+    params, metric, mode = list(meta["params"]), meta["metric"], meta.get("mode", "max")
+    report.heading("Grid ranking")
+    summary = grid.grid_summary(trials, params, metric, mode)
+    report.text(
+        "distinguishable_from_next: Welch test against the next configuration at alpha 0.05 "
+        "(NA: one seed per point, seed noise and hyperparameters cannot be told apart)."
+    )
+    report.table("grid_summary", summary)
+    report.figure(
+        "grid_summary",
+        lambda ax: plots.plot_grid_summary(summary, ax=ax),
+        size=(7, 1.5 + 0.35 * len(summary)),
+    )
+    if len(params) >= 2:
+        report.figure(
+            "grid_heatmap",
+            lambda ax: plots.plot_grid_heatmap(trials, x=params[0], y=params[1], metric=metric, ax=ax),
+        )
+    report.heading("Hyperparameters against seeds")
+    try:
+        report.table("variance_components", pd.DataFrame([grid.variance_components(trials, params, metric)]))
+        report.table("param_anova", grid.param_anova(trials, params, metric), index="term")
+    except ValueError as exc:
+        report.text(f"Variance decomposition not possible: {exc}")
+    configs = summary.dropna(subset=["mean"])
+    _expected_max_section(report, configs, "mean", f"configurations (their mean {metric})", mode)
+
+
+# --------------------------------------------------------------------------- the report builder
+
+
+@dataclass
+class _Report:
+    """Collects headings, texts, tables and figures; renders them to md, html and json."""
+
+    out_dir: Path
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(("heading", text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(("text", text))
+
+    def value(self, key: str, value: Any) -> None:
+        """Record ``value`` in summary.json only."""
+        self.summary[key] = value
+
+    def table(
+        self, key: str, table: pd.DataFrame, *, display: pd.DataFrame | None = None, index: str | None = None
+    ) -> None:
+        """Record ``table`` in summary.json and show ``display`` (default: the table) in md/html."""
+        if index is not None:
+            table = table.rename_axis(index).reset_index()
+        self.summary[key] = table
+        shown = display if display is not None else table
+        self.blocks.append(("table", shown.apply(lambda column: column.map(_number))))
+
+    def figure(
+        self, name: str, draw: Callable[[Axes], object], size: tuple[float, float] = (6.4, 4.2)
+    ) -> None:
+        """Draw a figure on a fresh Figure and save it as PNG and SVG; a ValueError skips it with a note."""
+        fig = Figure(figsize=size, layout="constrained")
+        try:
+            draw(fig.subplots())
+        except ValueError as exc:
+            self.text(f"Figure {name} skipped: {exc}")
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt in FIGURE_FORMATS:
+            fig.savefig(self.out_dir / f"{name}.{fmt}", dpi=120)
+        self.figures.append(name)
+        self.blocks.append(("figure", name))
+
+    def write(self) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"title": self.title, **self.summary, "figures": self.figures}
+        (self.out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2), encoding="utf-8")
+        (self.out_dir / "summary.md").write_text(self._markdown(), encoding="utf-8")
+        (self.out_dir / "index.html").write_text(self._html(), encoding="utf-8")
+        return self.out_dir
+
+    def _markdown(self) -> str:
+        render = {
+            "heading": lambda t: f"## {t}",
+            "text": lambda t: t,
+            "table": _markdown_table,
+            "figure": lambda n: f"![{n}]({n}.png)",
+        }
+        return "\n\n".join([f"# {self.title}", *(render[kind](x) for kind, x in self.blocks)]) + "\n"
+
+    def _html(self) -> str:
+        render = {
+            "heading": lambda t: f"<h2>{html.escape(t)}</h2>",
+            "text": lambda t: f"<p>{html.escape(t)}</p>",
+            "table": lambda t: t.to_html(index=False, escape=True, border=0),
+            "figure": lambda n: (
+                f'<figure><img src="{html.escape(n)}.png" alt="{html.escape(n)}">'
+                f'<figcaption>{html.escape(n)} (<a href="{html.escape(n)}.svg">svg</a>)</figcaption></figure>'
+            ),
+        }
+        body = "\n".join(render[kind](x) for kind, x in self.blocks)
+        title = html.escape(self.title)
+        return (
+            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+            f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n{body}\n</body>\n</html>\n"
+        )
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+    "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right}"
+    "img{max-width:100%}figure{margin:1em 0}"
+)
+
+
+def _number(value: Any) -> str:
+    """A table cell as text: 4 significant digits, NA for anything missing."""
+    if isinstance(value, (float, np.floating)):
+        return "NA" if math.isnan(value) else f"{value:.4g}"
+    return "NA" if value is None or value is pd.NA else str(value)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = [
+        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN, inf and NA become null; tables become lists of records."""
+    if isinstance(value, pd.DataFrame):
+        return [_jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,163 @@
+"""Report writers: the files, their numbers, and quiet degenerate cases."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from synthetic_study import write_study
+
+from analysis import compare, load_study, seed_table, write_compare_report, write_report
+
+SEED_FIGURES = {
+    "histogram_val_top1",
+    "histogram_v2_top1",
+    "epoch_variance_val_top1",
+    "epoch_variance_v2_top1",
+    "rank_stability",
+    "expected_max",
+    "split_correlation",
+}
+GRID_FIGURES = {"grid_summary", "grid_heatmap", "expected_max"}
+
+
+def _check_folder(out: Path, figures: set[str]) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["figures"]) == figures
+    for name in figures:
+        assert (out / f"{name}.png").stat().st_size > 1000
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    page = (out / "index.html").read_text()
+    for png in out.glob("*.png"):
+        assert f'src="{png.name}"' in page
+    assert not re.search(r'src="/', page)  # relative links only
+    markdown = (out / "summary.md").read_text()
+    assert all(f"({name}.png)" in markdown for name in figures)
+    return summary
+
+
+@pytest.fixture(scope="module")
+def seed_report(seed_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(seed_study, tmp_path_factory.mktemp("seed_report"))
+
+
+def test_seed_report_files(seed_report: Path) -> None:
+    _check_folder(seed_report, SEED_FIGURES)
+
+
+def test_seed_report_numbers(seed_report: Path, seed_study: Path) -> None:
+    summary = json.loads((seed_report / "summary.json").read_text())
+    trials = load_study(seed_study).trials
+    expected = seed_table(trials).set_index("metric")
+    table = pd.DataFrame(summary["seed_table"]).set_index("metric")
+    assert list(table.index) == ["val_top1", "v2_top1"]
+    for metric in table.index:
+        for column in ("n", "mean", "std", "min", "max", "mean_ci_low", "std_ci_high"):
+            assert table.loc[metric, column] == pytest.approx(expected.loc[metric, column])
+    assert summary["status_counts"] == {"ok": 18, "diverged": 1, "error": 1}
+    assert summary["study"]["name"] == "a2-seeds"
+    ks = [row["k"] for row in summary["expected_max"] if row["method"] == "unbiased"]
+    assert ks == [1, 5, 10, 18]
+    noise = {row["metric"]: row for row in summary["test_set_noise"]}
+    assert set(noise) == {"val_top1", "v2_top1"} and noise["val_top1"]["test_set_var"] > 0
+    assert summary["split_correlation"][0]["n"] == 18
+    assert len(summary["epoch_variance"]["val_top1"]) == 5
+
+
+def test_seed_report_markdown_has_the_paper_table(seed_report: Path) -> None:
+    markdown = (seed_report / "summary.md").read_text()
+    assert "| statistic | val_top1 | v2_top1 |" in markdown
+    assert re.search(r"\| n_diverged \| 1 \| 1 \|", markdown)
+
+
+def test_report_defaults_to_the_study_folder(tmp_path: Path) -> None:
+    study = write_study(tmp_path, "small", seeds=(0, 1, 2, 3), n_epochs=2)
+    out = write_report(study)
+    assert out == study / "report" and (out / "index.html").is_file()
+
+
+def test_grid_report(grid_study: Path, tmp_path: Path) -> None:
+    summary = _check_folder(write_report(grid_study, tmp_path), GRID_FIGURES)
+    ranking = pd.DataFrame(summary["grid_summary"])
+    assert list(ranking["rank"]) == [1, 2, 3, 4]
+    assert summary["variance_components"][0]["n_configs"] == 4
+    assert {row["term"] for row in summary["param_anova"]} == {"lr", "weight_decay", "Residual"}
+    assert [row["k"] for row in summary["expected_max"]][:2] == [1, 4]
+
+
+def test_grid_report_counts_failed_trials(tmp_path: Path) -> None:
+    grid = {"lr": [0.005, 0.008], "weight_decay": [0.01, 0.02]}
+    study = write_study(tmp_path, "grid", kind="grid", grid=grid, seeds=(0, 1), statuses={3: "error"})
+    out = write_report(study)
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(row["n_failed"] for row in summary["grid_summary"]) == 1
+    assert sum(row["n"] for row in summary["grid_summary"]) == 7
+    assert "None" not in (out / "index.html").read_text()  # missing values read NA
+
+
+@pytest.mark.parametrize(
+    ("seeds", "statuses"),
+    [
+        ((0, 1, 2), {2: "error"}),
+        ((0, 1), {1: "diverged"}),
+        ((0, 1, 2), {0: "error", 1: "error", 2: "diverged"}),
+    ],
+)
+def test_degenerate_studies_report_quietly(tmp_path: Path, seeds, statuses) -> None:
+    study = write_study(tmp_path, "degenerate", seeds=seeds, statuses=statuses, n_epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = write_report(study)
+    assert [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)] == []
+    summary = json.loads((out / "summary.json").read_text())  # strict JSON: NaN written as null
+    assert (out / "index.html").is_file()
+    if "seed_table" in summary:
+        assert summary["seed_table"][0]["n"] == len(seeds) - len(statuses)
+        if summary["seed_table"][0]["n"] == 1:
+            assert summary["seed_table"][0]["std"] is None
+
+
+def test_tiny_grid_with_one_seed_per_point(tmp_path: Path) -> None:
+    grid = {"lr": [0.005, 0.008], "weight_decay": [0.01, 0.02]}
+    study = write_study(tmp_path, "grid1", kind="grid", grid=grid, seeds=(0,), n_epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = json.loads((write_report(study) / "summary.json").read_text())
+    assert [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)] == []
+    assert all(row["distinguishable_from_next"] is None for row in summary["grid_summary"])
+
+
+def test_html_escapes_text(tmp_path: Path) -> None:
+    study = write_study(tmp_path, "a<b>&c", seeds=(0, 1, 2), n_epochs=2)
+    page = (write_report(study, tmp_path / "out") / "index.html").read_text()
+    assert "a&lt;b&gt;&amp;c" in page and "a<b>" not in page
+
+
+def test_compare_report(seed_study: Path, other_seed_study: Path, tmp_path: Path) -> None:
+    out = write_compare_report(other_seed_study, seed_study, tmp_path / "cmp")
+    summary = _check_folder(out, {"compare_val_top1", "compare_v2_top1"})
+    rows = {row["metric"]: row for row in summary["compare"]}
+    expected = compare(load_study(other_seed_study).trials, load_study(seed_study).trials, "v2_top1")
+    for key in ("delta", "delta_ci_low", "p_a_gt_b", "p_permutation", "seeds_needed"):
+        assert rows["v2_top1"][key] == pytest.approx(expected[key])
+    assert {row["study"] for row in summary["seed_table"]} == {"a2-seeds-better", "a2-seeds"}
+    assert [row["study"] for row in summary["studies"]] == ["a2-seeds-better", "a2-seeds"]
+    assert "| statistic | a2-seeds-better / val_top1 |" in (out / "summary.md").read_text()
+
+
+def test_compare_report_labels_studies_with_the_same_name(tmp_path: Path) -> None:
+    a = write_study(tmp_path / "x", "same", seeds=(0, 1, 2))
+    b = write_study(tmp_path / "y", "same", seeds=(3, 4, 5), seed=2)
+    summary = json.loads((write_compare_report(a, b, tmp_path / "cmp") / "summary.json").read_text())
+    assert [row["study"] for row in summary["studies"]] == ["A: same", "B: same"]
+
+
+def test_report_of_a_missing_study_is_a_study_error(tmp_path: Path) -> None:
+    from analysis import StudyError
+
+    with pytest.raises(StudyError, match="not found"):
+        write_report(tmp_path / "missing")
