@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -186,13 +186,12 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool):
 
         def _error(self, trial, final: bool):
             tid = self._tid(trial)
-            err = trial.get_error()
-            text = "".join(traceback.format_exception(err)) if err is not None else "unknown error"
-            if err is not None and getattr(err, "__cause__", None) is not None:
-                text = "".join(traceback.format_exception(err.__cause__))
+            text = trial.get_error() or "unknown error (the trial's process died without a traceback)"
             (study.errors_dir / f"{tid}.txt").write_text(text)
-            first = str(err.__cause__ if err is not None and err.__cause__ else err).strip().splitlines()
-            study.append_event(tid, {"type": "error", "final": final, "error": first[-1] if first else "error", "time": time.time()})
+            lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+            named = [l for l in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*:", l)]
+            message = (named or lines or ["error"])[-1]
+            study.append_event(tid, {"type": "error", "final": final, "error": message[:500], "time": time.time()})
             self._tables()
 
         def on_trial_recover(self, iteration, trials, trial, **info):

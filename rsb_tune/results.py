@@ -75,7 +75,8 @@ def build_tables(study: Study):
     sizes = meta.get("data_sizes", {})
     trial_rows, epoch_rows = [], []
     for tid, config in plan.items():
-        status, by_epoch, error = trial_state(study.events(tid))
+        events = study.events(tid)
+        status, by_epoch, error = trial_state(events)
         for epoch in sorted(by_epoch):
             ev = by_epoch[epoch]
             epoch_rows.append({"trial_id": tid, "seed": config["seed"], **{k: ev.get(k) for k in EPOCH_COLUMNS[2:]}})
@@ -90,7 +91,7 @@ def build_tables(study: Study):
             n_v2=sizes.get("n_v2"),
             epochs_done=max(by_epoch) if by_epoch else 0,
             run_time_s=float(sum(ev.get("epoch_time_s", 0.0) for ev in by_epoch.values())),
-            attempts=1 + sum(1 for ev in study.events(tid) if ev.get("type") == "error"),
+            attempts=1 + sum(1 for ev in events if ev.get("type") == "error" and not ev.get("final")),
             error=(error or {}).get("error") if status == "error" else None,
             hostname=last.get("hostname") or (error or {}).get("hostname"),
             node_id=last.get("node_id") or (error or {}).get("node_id"),
