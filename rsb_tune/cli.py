@@ -53,6 +53,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
     r.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial from its last checkpoint (default 2)")
     r.add_argument("--address", help="existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local one)")
+    r.add_argument("--tracking", action="append", default=[], choices=["tensorboard", "mlflow", "wandb"], help="also log to TensorBoard, MLflow (<study>/mlflow.db) or W&B (repeatable; each needs its extra)")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -233,6 +234,18 @@ def _cmd_study(args) -> int:
 
     recipe, spec, space, plan, label = _plan_study(args)
     _check_models(plan)
+    if space is not None and space.scheduler:
+        print(
+            "rsb-tune: warning: `scheduler: asha` stops trials on intermediate epochs, while the paper selects on the "
+            "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs",
+            file=sys.stderr,
+        )
+    if args.dry_run and plan.resolver is not None:
+        print(f"search: optuna, {space.num_samples} trials sampled from {', '.join(f'{k} ~ {kind}{list(v)}' for k, (kind, v) in space.params.items())}")
+        print("base config (key: value  # source):")
+        for key, value in plan.base.values.items():
+            print(f"  {key}: {_yaml_scalar(value)}  # {plan.base.sources[key]}")
+        return 0
     if args.dry_run:
         print(f"{len(plan.trials)} trials ({args.command}, recipe {recipe.name}, dataset {spec.name}); varied: {', '.join(plan.params) or 'seed'}")
         print("base config (key: value  # source):")
@@ -245,10 +258,10 @@ def _cmd_study(args) -> int:
         return 0
     storage = _check_storage(args.storage)
     _check_address(args)
+    _check_tracking(args)
     name = args.name = args.name or default_name(args.command, label)
     study = Study(storage, name)
-    cfg0 = next(iter(plan.trials.values()))
-    data = load_splits(cfg0["dataset"], cfg0["data_path"])
+    data = load_splits(plan.base.values["dataset"], plan.base.values["data_path"])
     if study.exists():
         _check_same_plan(study, plan)
         print(f"study {name!r} exists with the same plan: resuming it", file=sys.stderr)
@@ -264,6 +277,10 @@ def _cmd_study(args) -> int:
         "base_config_sources": dict(plan.base.sources),
         "space": _jsonable(space.raw) if space else None,
         "space_file": space.path if space else None,
+        "search": space.search if space else "grid",
+        "num_samples": space.num_samples if space and space.search != "grid" else None,
+        "scheduler": space.scheduler if space else None,
+        "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
         "dataset": spec.name,
         "data_sizes": data.sizes(),
         "profile_notes": dict(spec.profile.why),
@@ -326,12 +343,15 @@ def _run(study, data, args, locked: bool = False) -> int:
         address=args.address,
         max_failures=args.max_failures,
         quiet=args.quiet,
+        tracking=tuple(dict.fromkeys(args.tracking)),
     )
     counts = run_study(study, data, opts)
     study.update_meta(ended_at=now_iso())
-    unfinished = counts["planned"] - counts["ok"] - counts["diverged"] - counts["error"]
+    ended = ("ok", "diverged", "error", "stopped", "abandoned")
+    unfinished = counts["planned"] - sum(counts[s] for s in ended)
     print(
-        f"study {study.name}: {counts['ok']} ok, {counts['diverged']} diverged, {counts['error']} error"
+        f"study {study.name}: "
+        + ", ".join(f"{counts[s]} {s}" for s in ended if counts[s] or s in ("ok", "diverged", "error"))
         + (f", {unfinished} unfinished" if unfinished else "")
         + f" of {counts['planned']} -> {study.dir}",
         file=sys.stderr,
@@ -348,14 +368,21 @@ def _check_address(args) -> None:
     check_address(args.address)
 
 
+def _check_tracking(args) -> None:
+    from rsb_tune.ray_adapter import check_tracking
+
+    check_tracking(tuple(args.tracking))
+
+
 def _cmd_resume(args) -> int:
     from rsb_tune.data import load_splits
     from rsb_tune.study import Study
 
     study = Study(args.storage, args.name).require()
     _check_address(args)
-    cfg0 = next(iter(study.plan().values()))
-    data = load_splits(cfg0["dataset"], cfg0["data_path"])
+    _check_tracking(args)
+    base = study.meta().get("base_config") or {}
+    data = load_splits(base.get("dataset", "digits"), base.get("data_path"))
     return _run(study, data, args)
 
 
@@ -374,7 +401,7 @@ def _print_status(study) -> None:
         if status == "ok" and by_epoch:
             finals.append((by_epoch[max(by_epoch)].get(metric, math.nan), tid))
     print(f"study {study.name} ({meta['kind']}, recipe {meta.get('recipe')}): {meta.get('n_trials')} trials planned")
-    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error", "running", "pending")))
+    print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error", "stopped", "abandoned", "running", "pending") if counts.get(s) or s in ("ok", "error", "running")))
     if finals:
         import statistics
 

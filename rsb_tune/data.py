@@ -222,10 +222,35 @@ def load_splits(dataset: str, data_path: str | None = None) -> DatasetSplits:
     return get_dataset(dataset).load(data_path)
 
 
+def _posterize_zero_bits_compat() -> None:
+    """timm's RandAugment asks for posterize with 0 bits at magnitude 10 (reached by rand-m9
+    with mstd 0.5); Pillow >= 13 rejects 0 bits where older Pillow returned a black image.
+    Restore the old result for that one case so high-magnitude RandAugment strings work."""
+    from PIL import ImageOps
+    from timm.data import auto_augment as aa
+
+    if getattr(aa.posterize, "_rsb_compat", False):
+        return
+
+    def posterize(img, bits_to_keep, **kw):
+        if bits_to_keep <= 0:
+            return ImageOps.posterize(img, 1).point(lambda _: 0)
+        return original(img, bits_to_keep, **kw)
+
+    original = aa.posterize
+    posterize._rsb_compat = True
+    aa.posterize = posterize
+    for name, op in list(aa.NAME_TO_OP.items()):
+        if op is original:
+            aa.NAME_TO_OP[name] = posterize
+
+
 def build_transforms(config: Mapping[str, Any]):
     """timm train and eval transforms for a resolved trial config: random-resized crop, flip,
     RandAugment, bicubic; eval resize + centre crop at ``crop_pct``."""
     from timm.data import create_transform
+
+    _posterize_zero_bits_compat()
 
     train = create_transform(
         input_size=config["img_size"],

@@ -28,7 +28,7 @@ from rsb_tune.errors import UserError
 from rsb_tune.results import trial_state, write_predictions, write_tables
 from rsb_tune.study import Study
 
-__all__ = ["RunOptions", "run_study", "pending_trials", "check_address"]
+__all__ = ["RunOptions", "run_study", "pending_trials", "check_address", "check_tracking", "TRACKERS"]
 
 _CKPT_FILE = "state.pt"
 
@@ -42,6 +42,40 @@ class RunOptions:
     max_failures: int = 2
     reuse_actors: bool = True
     quiet: bool = False
+    tracking: tuple[str, ...] = ()
+
+
+TRACKERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
+
+
+def check_tracking(names: tuple[str, ...]) -> None:
+    """Each tracker's optional dependency is installed (checked before anything is written)."""
+    import importlib.util
+
+    for name in names:
+        if name not in TRACKERS:
+            raise UserError(f"--tracking {name}: allowed: {', '.join(TRACKERS)}")
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"--tracking {name} needs the {module} package: pip install 'rsb-tune[{extra}]'")
+
+
+def _tracking_callbacks(study: Study, names: tuple[str, ...]) -> list:
+    out = []
+    for name in names:
+        if name == "tensorboard":
+            from ray.tune.logger import TBXLoggerCallback
+
+            out.append(TBXLoggerCallback())  # event files in each trial's directory under ray/
+        elif name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+            out.append(MLflowLoggerCallback(tracking_uri=f"sqlite:///{study.dir / 'mlflow.db'}", experiment_name=study.name, save_artifact=False))
+        elif name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            out.append(WandbLoggerCallback(project="rsb-tune", group=study.name))
+    return out
 
 
 def _set_ray_env() -> None:
@@ -112,7 +146,12 @@ def _inject_fault(trial_id: str, epoch: int, marker_dir: str) -> None:
         raise RuntimeError(f"injected fault in {trial_id} after epoch {epoch} (RSB_TUNE_FAULTS)")
 
 
-def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str) -> None:
+def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
+    """A planned trial carries its id; a trial sampled by a search is named after Ray's id."""
+    return config.get("trial_id") or f"s-{ray_trial_id}"
+
+
+def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str, resolver=None) -> None:
     """The Tune function trainable: the trial with Ray's reporting and checkpoints."""
     import logging
 
@@ -124,8 +163,8 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
 
-    trial_id = config["trial_id"]
-    cfg = config["config"]
+    trial_id = _trial_id(config, tune.get_context().get_trial_id())
+    cfg = config.get("config") or resolver({k: v for k, v in config.items() if k != "trial_id"})
     where = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     ckpt = tune.get_checkpoint()
     if ckpt is None and resume_from.get(trial_id):
@@ -155,7 +194,7 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
 # --------------------------------------------------------------------------- callbacks
 
 
-def _make_callbacks(study: Study, total_epochs: int, quiet: bool):
+def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None, early_stopping: bool = False):
     from ray import tune
 
     class StudyRecorder(tune.Callback):
@@ -167,7 +206,16 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool):
 
         @staticmethod
         def _tid(trial) -> str:
-            return trial.config["trial_id"]
+            return _trial_id(trial.config, trial.trial_id)
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            if resolver is not None:  # a search trial: record its resolved config in the plan
+                study.add_trial(self._tid(trial), resolver({k: v for k, v in trial.config.items() if k != "trial_id"}))
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if early_stopping and trial_state(study.events(self._tid(trial)))[0] == "running":
+                study.append_event(self._tid(trial), {"type": "stopped", "time": time.time()})
+                self._tables()
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             keep = {k: v for k, v in result.items() if k in _RESULT_KEYS or k.startswith("runtime_")}
@@ -268,7 +316,7 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
     for tid, cfg in plan.items():
         events = study.events(tid)
         status, _, _ = trial_state(events)
-        if status in ("ok", "diverged"):
+        if status in ("ok", "diverged", "stopped", "abandoned"):
             finished += 1
             continue
         todo[tid] = cfg
@@ -280,48 +328,118 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
     return todo, resume_from, finished
 
 
+def _search_of(study: Study):
+    """(Space, PointResolver) of a search study from its study.yaml, else (space or None, None)."""
+    from rsb_tune.config import Layer
+    from rsb_tune.space import PointResolver, space_from_mapping
+
+    meta = study.meta()
+    if not meta.get("space"):
+        return None, None
+    space = space_from_mapping(meta["space"], meta.get("space_file") or "space")
+    if space.search != "optuna":
+        return space, None
+    layers = tuple(Layer(layer["source"], layer["values"]) for layer in meta.get("layers", []))
+    return space, PointResolver(meta["recipe"], meta["base_config"]["dataset"], layers, space.seeds[0], f"search in {space.path}")
+
+
 def run_study(study: Study, data: DatasetSplits, opts: RunOptions) -> dict[str, int]:
     """Run (or continue) every unfinished trial of ``study``; returns counts by status."""
     _set_ray_env()
+    space, resolver = _search_of(study)
     todo, resume_from, finished = pending_trials(study)
     _FINISHED_BEFORE[0] = finished
-    if todo:
+    if resolver is not None:
+        for tid in todo:  # a search does not re-run an interrupted point: it samples new ones
+            study.append_event(tid, {"type": "abandoned", "time": time.time()})
+        trials, _ = write_tables(study)
+        used = int(trials["status"].isin(["ok", "diverged", "error", "stopped"]).sum()) if not trials.empty else 0
+        remaining = space.num_samples - used
+        if remaining > 0:
+            _init_ray(opts)
+            _fit(study, data, opts, {}, {}, space=space, resolver=resolver, num_samples=remaining)
+    elif todo:
         _init_ray(opts)
-        _fit(study, data, opts, todo, resume_from)
+        _fit(study, data, opts, todo, resume_from, space=space)
     trials, _ = write_tables(study)
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
-    return {s: int(counts.get(s, 0)) for s in ("ok", "diverged", "error")} | {"planned": len(study.plan())}
+    out = {s: int(counts.get(s, 0)) for s in ("ok", "diverged", "error", "stopped", "abandoned")}
+    out["planned"] = (space.num_samples + out["abandoned"]) if resolver is not None else len(study.plan())
+    return out
 
 
-def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from) -> None:
+def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from, *, space=None, resolver=None, num_samples: int = 1) -> None:
     from ray import tune
 
     for tid in todo:
         if trial_state(study.events(tid))[0] == "error":
             study.append_event(tid, {"type": "restart", "time": time.time()})
-    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir))
+    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), resolver=resolver)
     trainable = tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
     runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
     run_name = f"run-{len(runs) + 1:02d}"
-    total_epochs = sum(int(c["epochs"]) for c in todo.values())
-    space = {"trial_id": tune.grid_search(list(todo)), "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]])}
+    meta = study.meta()
+    metric, mode = meta.get("metric", "val_top1"), meta.get("mode", "max")
+    search_alg = scheduler = None
+    if resolver is not None:
+        search_alg = _optuna_searcher(study, space, metric, mode)
+        param_space: dict[str, Any] = {}
+        total_epochs = num_samples * int(meta["base_config"]["epochs"])
+    else:
+        param_space = {"trial_id": tune.grid_search(list(todo)), "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]])}
+        total_epochs = sum(int(c["epochs"]) for c in todo.values())
+    if space is not None and space.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        max_t = max([int(c["epochs"]) for c in todo.values()] or [int(meta["base_config"]["epochs"])])
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
+    callbacks = _make_callbacks(study, total_epochs, opts.quiet, resolver=resolver, early_stopping=scheduler is not None)
     tuner = tune.Tuner(
         trainable,
-        param_space=space,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
+            metric=metric if scheduler is not None else None,
+            mode=mode if scheduler is not None else None,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=num_samples,
             max_concurrent_trials=opts.max_concurrent,
             reuse_actors=opts.reuse_actors,
-            trial_dirname_creator=lambda t: t.config["trial_id"],
-            trial_name_creator=lambda t: t.config["trial_id"],
+            trial_dirname_creator=lambda t: _trial_id(t.config, t.trial_id),
+            trial_name_creator=lambda t: _trial_id(t.config, t.trial_id),
         ),
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=str(study.ray_dir),
             verbose=0,
             log_to_file=False,
-            callbacks=_make_callbacks(study, total_epochs, opts.quiet),
+            callbacks=[*callbacks, *_tracking_callbacks(study, opts.tracking)],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
     tuner.fit()
+
+
+def _optuna_searcher(study: Study, space, metric: str, mode: str):
+    """Ray Tune's OptunaSearch over the space's distributions, its TPE sampler's history in
+    ``<study>/optuna.db`` (so a resumed study continues the same search)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{study.dir / 'optuna.db'}")
+    try:  # points left RUNNING by a driver that died will never report: close them
+        for t in optuna.load_study(study_name=study.name, storage=storage).trials:
+            if t.state == optuna.trial.TrialState.RUNNING:
+                storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    except KeyError:
+        pass  # first run: no study in the storage yet
+    make = {
+        "loguniform": lambda v: optuna.distributions.FloatDistribution(v[0], v[1], log=True),
+        "uniform": lambda v: optuna.distributions.FloatDistribution(v[0], v[1]),
+        "int": lambda v: optuna.distributions.IntDistribution(v[0], v[1]),
+        "choice": lambda v: optuna.distributions.CategoricalDistribution(list(v)),
+    }
+    dists = {key: make[kind](values) for key, (kind, values) in space.params.items()}
+    return OptunaSearch(space=dists, metric=metric, mode=mode, storage=storage, study_name=study.name, seed=space.seeds[0])

@@ -25,7 +25,7 @@ EPOCH_COLUMNS = (
 )  # fmt: skip
 FINAL_METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss")
 SEED_COLUMNS = ("seed", "model_seed", "data_seed", "aug_seed")
-FINISHED = ("ok", "diverged", "error")
+FINISHED = ("ok", "diverged", "error", "stopped", "abandoned")
 
 
 def pack_correct(correct: np.ndarray) -> str:
@@ -44,7 +44,9 @@ def unpack_correct(packed: str, n: int) -> np.ndarray:
 def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
     """(status, {epoch: last result of that epoch}, last error event) of one trial's log.
 
-    status: ``pending`` (no event), ``running``, ``ok``, ``diverged`` or ``error`` (gave up).
+    status: ``pending`` (no event), ``running``, ``ok``, ``diverged``, ``error`` (gave up),
+    ``stopped`` (early-stopped by ASHA) or ``abandoned`` (a search trial whose driver died; the
+    resumed search samples new points instead).
     """
     by_epoch: dict[int, Mapping[str, Any]] = {}
     status, error = ("pending" if not events else "running"), None
@@ -59,6 +61,8 @@ def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping
             status = "error" if ev.get("final") else "running"
         elif ev.get("type") == "restart":  # a resumed study re-runs an errored trial
             status, error = "running", None
+        elif ev.get("type") in ("stopped", "abandoned"):
+            status = ev["type"]
     return status, by_epoch, error
 
 
@@ -85,7 +89,7 @@ def build_tables(study: Study):
         last = by_epoch[max(by_epoch)] if by_epoch else {}
         row: dict[str, Any] = {"trial_id": tid, **{k: config[k] for k in SEED_COLUMNS}, "status": status}
         row.update({k: _scalar(v) for k, v in config.items() if k not in row})
-        row.update({k: last.get(k, np.nan) if status != "error" else np.nan for k in FINAL_METRICS})
+        row.update({k: last.get(k, np.nan) if status not in ("error", "abandoned") else np.nan for k in FINAL_METRICS})
         row.update(
             n_val=sizes.get("n_val"),
             n_v2=sizes.get("n_v2"),

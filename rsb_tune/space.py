@@ -13,7 +13,25 @@ A space file is YAML::
       lr: [2.0e-3, 5.0e-3, 8.0e-3]
       weight_decay: [0.01, 0.02, 0.05]
 
-Every key under ``base`` and ``grid`` is validated against the trial-config schema
+Adaptive search instead of a grid (Optuna's TPE through Ray Tune's ``OptunaSearch``; the
+sampler's history lives in ``<study>/optuna.db``, so a resumed study continues the search)::
+
+    search: optuna
+    num_samples: 20
+    seeds: [0]              # one seed: every sampled point runs it
+    params:
+      lr: {loguniform: [1.0e-3, 3.0e-2]}
+      weight_decay: {uniform: [0.0, 0.1]}
+      repeated_aug: {int: [1, 3]}
+      opt: {choice: [lamb, adamw]}
+
+Optional early stopping for grids and searches (never for seed studies)::
+
+    scheduler: asha
+    grace_period: 3         # epochs before a trial can be stopped
+    reduction_factor: 3
+
+Every key under ``base``, ``grid`` and ``params`` is validated against the trial-config schema
 (:data:`rsb_tune.config.FIELDS`), with the file and key in the message.
 """
 
@@ -27,9 +45,10 @@ from typing import Any, Mapping, Sequence
 from rsb_tune.config import Layer, ResolvedConfig, coerce, resolve
 from rsb_tune.errors import ConfigError, suggest
 
-__all__ = ["Space", "load_space", "Plan", "build_plan", "seed_list"]
+__all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list"]
 
-SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "grid")
+SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss", "train_loss")
 
 
@@ -43,6 +62,12 @@ class Space:
     base: Mapping[str, Any]
     grid: Mapping[str, tuple]
     raw: Mapping[str, Any]
+    search: str = "grid"
+    num_samples: int = 0
+    params: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # key -> (kind, values)
+    scheduler: str | None = None
+    grace_period: int = 1
+    reduction_factor: int = 3
 
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)
@@ -86,6 +111,11 @@ def load_space(path: str | Path) -> Space:
         raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: unreadable ({e})") from None
+    return space_from_mapping(raw, path)
+
+
+def space_from_mapping(raw: Any, path: str | Path) -> Space:
+    """Validate a parsed space file (also used to rebuild a study's space from study.yaml)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(SPACE_KEYS)}")
     for key in raw:
@@ -118,16 +148,87 @@ def load_space(path: str | Path) -> Space:
         grid[key] = tuple(coerce(key, v, where) for v in values)
         if key in base:
             raise ConfigError(f"{path}: {key!r} is both in base and grid")
-    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw)
+    search = raw.get("search", "grid")
+    if search not in ("grid", "optuna"):
+        raise ConfigError(f"{path}: search {search!r} is not allowed; allowed: grid, optuna")
+    params = _distributions(raw.get("params"), path) if search == "optuna" else {}
+    if search == "grid" and raw.get("params"):
+        raise ConfigError(f"{path}: params (distributions) need `search: optuna`; a grid uses `grid:`")
+    if search == "optuna":
+        if grid:
+            raise ConfigError(f"{path}: `search: optuna` samples `params`; remove `grid`")
+        if len(seeds) != 1:
+            raise ConfigError(f"{path}: `search: optuna` runs one seed per sampled point; give one seed")
+        clash = sorted(set(params) & set(base))
+        if clash:
+            raise ConfigError(f"{path}: {', '.join(clash)} both in base and params")
+    num_samples = raw.get("num_samples", 0 if search == "grid" else None)
+    if search == "optuna" and (isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1):
+        raise ConfigError(f"{path}: num_samples must be an integer >= 1 with `search: optuna`, got {num_samples!r}")
+    scheduler = raw.get("scheduler")
+    if scheduler not in (None, "asha"):
+        raise ConfigError(f"{path}: scheduler {scheduler!r} is not allowed; allowed: asha (or leave it out)")
+    knobs = {}
+    for key, default, low in (("grace_period", 1, 1), ("reduction_factor", 3, 2)):
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")
+        knobs[key] = value
+    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
+
+
+def _distributions(spec: Any, path) -> dict[str, tuple]:
+    if not isinstance(spec, Mapping) or not spec:
+        raise ConfigError(f"{path}: `search: optuna` needs params: a mapping of config keys to distributions ({', '.join(DISTRIBUTIONS)})")
+    out = {}
+    for key, dist in spec.items():
+        where = f"{path}: params: {key}"
+        if not isinstance(dist, Mapping) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: expected one of {{loguniform: [low, high]}}, {{uniform: [low, high]}}, {{int: [low, high]}}, {{choice: [values]}}")
+        kind, values = next(iter(dist.items()))
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: {kind} needs a non-empty list")
+        values = tuple(coerce(key, v, where) for v in values)
+        if kind != "choice":
+            if len(values) != 2 or not values[0] < values[1]:
+                raise ConfigError(f"{where}: {kind} needs [low, high] with low < high, got {list(values)}")
+            if kind == "loguniform" and values[0] <= 0:
+                raise ConfigError(f"{where}: loguniform needs low > 0, got {values[0]}")
+            if kind == "int" and not all(isinstance(v, int) for v in values):
+                raise ConfigError(f"{where}: int needs integer bounds, got {list(values)}")
+        out[str(key)] = (kind, values)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PointResolver:
+    """Resolves a point sampled during a search into a full trial config, the same way in the
+    driver (to record it) and in the trial (to run it). Picklable; rebuilt from study.yaml."""
+
+    recipe: str
+    dataset: str
+    layers: tuple[Layer, ...]
+    seed: int
+    source: str = "search"
+
+    def __call__(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        from rsb_tune.data import get_dataset
+        from rsb_tune.recipes import get_recipe
+
+        layers = [*self.layers, Layer(self.source, dict(point)), Layer("seed", {"seed": self.seed})]
+        return resolve(get_recipe(self.recipe), get_dataset(self.dataset).profile, layers).to_dict()
 
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """A study's trials: id -> fully resolved config (plus the sources of the base config)."""
+    """A study's trials: id -> fully resolved config (plus the sources of the base config).
+    A search (``resolver`` set) has no trials up front: they are recorded as they start."""
 
     base: ResolvedConfig
     trials: Mapping[str, Mapping[str, Any]]
     params: tuple[str, ...]
+    layers: tuple[Layer, ...] = ()
+    resolver: PointResolver | None = None
 
 
 def build_plan(
@@ -152,6 +253,15 @@ def build_plan(
         if "seed" in layer.values:
             raise ConfigError(f"{layer.source}: seed is set per trial; use --seed-start / the space file's seeds")
     base = resolve(recipe, profile, layers)
+    if space is not None and space.search == "optuna":
+        clash = sorted(set(space.params) & {k for layer in command_line for k in layer.values})
+        if clash:
+            raise ConfigError(f"{', '.join(clash)} is sampled by the search in {space.path}; remove it from the command line")
+        resolver = PointResolver(recipe.name, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
+        for key, (kind, values) in space.params.items():
+            for v in values:
+                resolver({key: v})
+        return Plan(base=base, trials={}, params=tuple(space.params), layers=tuple(layers), resolver=resolver)
     trials: dict[str, dict[str, Any]] = {}
     width = max(4, len(str(len(points) * len(seeds) - 1)))
     for point in points:
@@ -159,4 +269,4 @@ def build_plan(
         for seed in seeds:
             cfg = resolve(recipe, profile, [*layers, grid_layer, Layer("seed", {"seed": seed})])
             trials[f"t{len(trials):0{width}d}"] = cfg.to_dict()
-    return Plan(base=base, trials=trials, params=params)
+    return Plan(base=base, trials=trials, params=params, layers=tuple(layers))

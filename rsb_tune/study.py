@@ -181,6 +181,13 @@ class Study:
             raise StudyError(f"{self.plan_path}: corrupt (not a mapping of trial ids)")
         return plan
 
+    def add_trial(self, trial_id: str, config: Mapping[str, Any]) -> None:
+        """Record a trial created during a search (its resolved config) in plan.json."""
+        plan = self.plan()
+        if trial_id not in plan:
+            plan[trial_id] = dict(config)
+            atomic_write_text(self.plan_path, json.dumps(plan, indent=1, sort_keys=True, default=_json_default))
+
     # --- events
     def append_event(self, trial_id: str, event: Mapping[str, Any]) -> None:
         """Append one JSON line and fsync: a finished result survives any crash after this."""

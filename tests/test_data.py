@@ -83,3 +83,19 @@ def test_transforms_follow_the_config(digits):
     assert train_tf.transforms[0].scale == (cfg["scale_min"], 1.0)
     x = eval_tf(Image.fromarray(digits.val.images[0]))
     assert tuple(x.shape) == (3, 32, 32)
+
+
+def test_high_magnitude_randaugment_survives_zero_bit_posterize(digits):
+    """rand-m9-mstd0.5 reaches magnitude 10, where timm asks Pillow for 0-bit posterize."""
+    import random
+
+    cfg = make_config(auto_augment="rand-m10-mstd0.5-inc1-n3")
+    train_tf, _ = build_transforms(cfg)
+    random.seed(0)
+    img = Image.fromarray(digits.train.images[0])
+    for _ in range(200):
+        train_tf(img)
+    from timm.data import auto_augment as aa
+
+    black = aa.NAME_TO_OP["PosterizeIncreasing"](img, 0)
+    assert np.asarray(black).max() == 0
