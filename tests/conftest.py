@@ -43,3 +43,19 @@ def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     assert len(lines) == 1, proc.stderr
     for needle in needles:
         assert needle in proc.stderr, (needle, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def real_studies(tmp_path_factory):
+    """Small real studies made once by the CLI (real Ray, real training): a 3-seed A2 study,
+    a 3-seed A3 study and a 2 x 2 grid. Returns (storage, {name: CompletedProcess})."""
+    storage = tmp_path_factory.mktemp("studies")
+    space = storage / "g.yaml"
+    space.write_text("recipe: A3\nseeds: [0]\ngrid:\n  lr: [2.0e-3, 8.0e-3]\n  weight_decay: [0.01, 0.05]\n")
+    runs = {
+        "s": ("seeds", "--n", "3", "--recipe", "A2", "--epochs", "2"),
+        "s3": ("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2"),
+        "g": ("grid", "--space", str(space), "--epochs", "2"),
+    }
+    procs = {name: run_cli(*args, "--storage", str(storage), "--name", name) for name, args in runs.items()}
+    return storage, procs

@@ -42,8 +42,9 @@ def check_tables(study_dir, n_trials, epochs):
     return trials, ep, plan
 
 
-def test_seed_study_end_to_end(tmp_path, digits):
-    proc = run_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "2", "--storage", str(tmp_path), "--name", "s")
+def test_seed_study_end_to_end(real_studies, digits):
+    tmp_path, procs = real_studies
+    proc = procs["s"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 ok, 0 diverged, 0 error" in proc.stderr
     study = tmp_path / "s"
@@ -73,10 +74,9 @@ def test_seed_study_end_to_end(tmp_path, digits):
     assert other.returncode == 2 and "rsb-tune resume s" in other.stderr
 
 
-def test_grid_end_to_end(tmp_path):
-    space = tmp_path / "g.yaml"
-    space.write_text("recipe: A3\nseeds: [0]\ngrid:\n  lr: [2.0e-3, 8.0e-3]\n  weight_decay: [0.01, 0.05]\n")
-    proc = run_cli("grid", "--space", str(space), "--epochs", "2", "--storage", str(tmp_path), "--name", "g")
+def test_grid_end_to_end(real_studies):
+    tmp_path, procs = real_studies
+    proc = procs["g"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials, ep, plan = check_tables(tmp_path / "g", 4, 2)
     assert set(zip(trials["lr"], trials["weight_decay"])) == {(a, b) for a in (2e-3, 8e-3) for b in (0.01, 0.05)}
