@@ -42,6 +42,7 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--model", help="timm model name (default: the dataset profile's)")
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")
     c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it)")
+    c.add_argument("--workers-per-trial", type=int, help="data-parallel (DDP) workers per trial through Ray Train, each with --cpus/--gpus-per-trial; the global batch is kept (default 1)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key (repeatable; see `rsb-tune keys`)")
     _add_run_options(p)
 
@@ -151,7 +152,7 @@ def _command_layers(args):
     layers = [Layer("--cpus-per-trial", {"threads": max(1, int(args.cpus_per_trial))})]
     if args.data:
         layers.append(Layer("--data", {"dataset": "folder", "data_path": str(Path(args.data).expanduser().resolve())}))
-    for flag, key in (("model", "model"), ("epochs", "epochs"), ("batch_size", "batch_size")):
+    for flag, key in (("model", "model"), ("epochs", "epochs"), ("batch_size", "batch_size"), ("workers_per_trial", "workers_per_trial")):
         value = getattr(args, flag)
         if value is not None:
             layers.append(Layer(f"--{flag.replace('_', '-')}", {key: value}))

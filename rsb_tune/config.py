@@ -119,6 +119,7 @@ FIELDS: Mapping[str, Field] = {
     "device": Field(str, "auto (CUDA when available), cpu or cuda", default="auto", choices=("auto", "cpu", "cuda")),
     "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it, off on CPU), off, bf16, fp16", default="auto", choices=("auto", "off", "bf16", "fp16")),
     "channels_last": Field(str, "channels-last memory format: auto (on for CUDA), on, off", default="auto", choices=("auto", "on", "off")),
+    "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024)),
     "threads": Field(int, "torch threads per trial (default: the trial's CPUs)", default=None, nullable=True, check=_range(1, 512)),
     "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=0, check=_range(0, 64)),
     "eval_batch_size": Field(int, "evaluation batch size", default=256, check=_range(1, 65536)),
@@ -290,6 +291,11 @@ def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
 
 def _check_cross(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
     mixing = values["mixup_alpha"] > 0 or values["cutmix_alpha"] > 0
+    workers = values["workers_per_trial"]
+    if values["batch_size"] % workers:
+        raise ConfigError(f"{sources['batch_size']}: batch_size {values['batch_size']} must be divisible by workers_per_trial {workers}")
+    if mixing and workers > 1 and (values["batch_size"] // workers) % 2:
+        raise ConfigError(f"{sources['batch_size']}: the per-worker batch {values['batch_size'] // workers} must be even while mixup/cutmix is on")
     if mixing and values["batch_size"] % 2:
         raise ConfigError(
             f"{sources['batch_size']}: batch_size {values['batch_size']} must be even while mixup/cutmix is on "

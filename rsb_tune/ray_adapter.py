@@ -115,7 +115,8 @@ def _init_ray(opts: RunOptions) -> None:
 
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True)
+    env = {k: os.environ[k] for k in ("RAY_TRAIN_V2_ENABLED", "RSB_TUNE_FAULTS") if k in os.environ}
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True, runtime_env={"env_vars": env})
     try:
         if opts.address:
             ray.init(address=opts.address, **kwargs)
@@ -151,12 +152,48 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
     return config.get("trial_id") or f"s-{ray_trial_id}"
 
 
-def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str, resolver=None) -> None:
-    """The Tune function trainable: the trial with Ray's reporting and checkpoints."""
+def _load_resume(ckpt) -> dict | None:
+    import torch
+
+    if ckpt is None:
+        return None
+    with ckpt.as_directory() as d:
+        return torch.load(Path(d) / _CKPT_FILE, weights_only=False)
+
+
+def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True):
+    """The trial's ``report``: fault hook, where it ran, and the checkpoint written with
+    torch.save into a directory handed to Ray (``send`` is tune.report or ray.train.report)."""
+    import torch
+
+    where = {"hostname": socket.gethostname(), "pid": os.getpid()}
+    try:
+        import ray
+
+        where["node_id"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside a Ray worker: no node id
+        pass
+
+    def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
+        _inject_fault(trial_id, metrics["epoch"], study_dir)
+        metrics = {**metrics, **where}
+        if checkpoint is None or not with_checkpoint:
+            send(metrics)
+            return
+        if metrics.get("status") != "running":  # final: weights are enough, resume never needs more
+            checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
+        with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
+            torch.save(checkpoint, Path(d) / _CKPT_FILE)
+            send(metrics, checkpoint=checkpoint_cls.from_directory(d))
+
+    return report
+
+
+def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str, resolver=None, resources=None) -> None:
+    """The Tune function trainable: the trial with Ray's reporting and checkpoints; a
+    multi-worker trial launches Ray Train's TorchTrainer from here (the Train V2 pattern)."""
     import logging
 
-    import ray
-    import torch
     from ray import tune
 
     from rsb_tune.trial import train
@@ -165,30 +202,60 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
 
     trial_id = _trial_id(config, tune.get_context().get_trial_id())
     cfg = config.get("config") or resolver({k: v for k, v in config.items() if k != "trial_id"})
-    where = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-    ckpt = tune.get_checkpoint()
-    if ckpt is None and resume_from.get(trial_id):
-        ckpt = tune.Checkpoint(resume_from[trial_id])
-    resume = None
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            resume = torch.load(Path(d) / _CKPT_FILE, weights_only=False)
-
-    def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
-        _inject_fault(trial_id, metrics["epoch"], study_dir)
-        metrics = {**metrics, **where}
-        if checkpoint is None:
-            tune.report(metrics)
-            return
-        if metrics.get("status") != "running":  # final: weights are enough, resume never needs more
-            checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
-        with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
-            torch.save(checkpoint, Path(d) / _CKPT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
+    resume_path = resume_from.get(trial_id)
+    if cfg["workers_per_trial"] > 1:
+        _fit_ddp(trial_id, cfg, data, resume_path, study_dir, resources or {})
+        return
+    ckpt = tune.get_checkpoint() or (tune.Checkpoint(resume_path) if resume_path else None)
+    resume = _load_resume(ckpt)
     if resume is not None and resume.get("final"):
         return  # finished already (its last result is on disk): nothing to redo
-    train(cfg, report, data, resume=resume)
+    train(cfg, _make_reporter(trial_id, study_dir, tune.report, tune.Checkpoint), data, resume=resume)
+
+
+def _ddp_worker_loop(loop_config: Mapping[str, Any]) -> None:
+    """One rank of a data-parallel trial (torch.distributed set up by Ray Train)."""
+    import logging
+
+    import ray.train
+
+    from rsb_tune.trial import train
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # no per-report INFO lines from Ray Train
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and loop_config["resume_path"]:
+        ckpt = ray.train.Checkpoint(loop_config["resume_path"])
+    resume = _load_resume(ckpt)
+    if resume is not None and resume.get("final"):
+        return
+    rank0 = ray.train.get_context().get_world_rank() == 0
+    report = _make_reporter(loop_config["trial_id"], loop_config["study_dir"], ray.train.report, ray.train.Checkpoint, with_checkpoint=rank0)
+    train(loop_config["config"], report, loop_config["data"], resume=resume)
+
+
+def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_path: str | None, study_dir: str, resources: Mapping[str, float]) -> None:
+    """Run one trial on ``workers_per_trial`` processes with Ray Train's TorchTrainer (gloo on
+    CPU, NCCL on GPU); rank 0's metrics and checkpoints reach this Tune trial."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    gpus = float(resources.get("gpu", 0))
+    worker_resources = {"CPU": float(resources.get("cpu", 1))} | ({"GPU": gpus} if gpus else {})
+    trainer = TorchTrainer(
+        _ddp_worker_loop,
+        train_loop_config={"config": dict(cfg), "data": data, "resume_path": resume_path, "trial_id": trial_id, "study_dir": study_dir},
+        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg["workers_per_trial"], use_gpu=bool(gpus), resources_per_worker=worker_resources),
+        run_config=ray.train.RunConfig(
+            name=trial_id,
+            storage_path=str(Path(study_dir).parent / "ray" / "train"),
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            failure_config=ray.train.FailureConfig(max_failures=0),  # Tune retries the trial
+        ),
+    )
+    trainer.fit()
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -220,6 +287,8 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
         def on_trial_result(self, iteration, trials, trial, result, **info):
             keep = {k: v for k, v in result.items() if k in _RESULT_KEYS or k.startswith("runtime_")}
             study.append_event(self._tid(trial), {"type": "result", "time": time.time(), **keep})
+            if result.get("checkpoint_path"):  # a DDP trial's checkpoint, saved by Ray Train
+                study.append_event(self._tid(trial), {"type": "checkpoint", "path": result["checkpoint_path"], "time": time.time()})
             if result.get("status") in ("ok", "diverged"):
                 if result.get("status") == "ok":
                     write_predictions(study, self._tid(trial), result)
@@ -374,8 +443,11 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
     for tid in todo:
         if trial_state(study.events(tid))[0] == "error":
             study.append_event(tid, {"type": "restart", "time": time.time()})
-    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), resolver=resolver)
-    trainable = tune.with_resources(trainable, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+    resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
+    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), resolver=resolver, resources=resources)
+    ddp = int(study.meta()["base_config"].get("workers_per_trial", 1)) > 1
+    # a DDP trial only coordinates: its workers hold the CPUs/GPUs (one set per worker)
+    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1} if ddp else resources)
     runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
     run_name = f"run-{len(runs) + 1:02d}"
     meta = study.meta()

@@ -99,7 +99,7 @@ def build_tables(study: Study):
             error=(error or {}).get("error") if status == "error" else None,
             hostname=last.get("hostname") or (error or {}).get("hostname"),
             node_id=last.get("node_id") or (error or {}).get("node_id"),
-            **{k: last.get(k) for k in ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads")},
+            **{k: last.get(k) for k in ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch")},
         )
         trial_rows.append(row)
     trials = pd.DataFrame(trial_rows)

@@ -38,14 +38,24 @@ class Reporter(Protocol):
 
 
 class TrialRuntime:
-    """What the trial resolved about where it runs (device, precision, threads)."""
+    """What the trial resolved about where it runs (device, precision, threads, and its rank
+    when a data-parallel trial runs under ``torch.distributed``, e.g. Ray Train's TorchTrainer)."""
 
     def __init__(self, config: Mapping[str, Any]):
+        import torch.distributed as dist
+
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        if self.world_size != config["workers_per_trial"]:
+            raise RuntimeError(f"workers_per_trial is {config['workers_per_trial']} but {self.world_size} processes run this trial")
         want = config["device"]
         cuda = torch.cuda.is_available()
         if want == "cuda" and not cuda:
             raise RuntimeError("device 'cuda' requested but CUDA is not available to this trial")
-        self.device = torch.device("cuda" if (want == "cuda" or (want == "auto" and cuda)) else "cpu")
+        use_cuda = want == "cuda" or (want == "auto" and cuda)
+        # under DDP the launcher (Ray Train) has set this process's device already
+        self.device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
         on_cuda = self.device.type == "cuda"
         amp = config["amp"]
         if amp == "auto":
@@ -64,7 +74,16 @@ class TrialRuntime:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads}
+        return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads, "world_size": self.world_size}
+
+    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum over the ranks of a data-parallel trial (identity for one process)."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            value = value.clone()
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
 
 
 class _SeededRepeatAugSampler:
@@ -152,6 +171,20 @@ def _set_rng_state(state: Mapping[str, Any], loader_gen: torch.Generator) -> Non
     loader_gen.set_state(state["loader"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _return_free_heap() -> None:
+    """Give the heap's free pages back to the OS before a trial starts. A reused Ray actor runs
+    each trial in a new thread; glibc gives threads their own malloc arenas and keeps what a
+    finished trial freed in them, so without this an actor's memory grows with every trial it
+    runs (the default model: ~0.95 GB RSS after its first trial, ~1.3 GB after 20; with this,
+    ~1.05 GB). Costs a few milliseconds; a no-op where the C library is not glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Evaluator:
@@ -243,16 +276,19 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     model = build_model(config, data.num_classes).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader_gen = _seed_augmentation(config["aug_seed"])
+    if runtime.distributed:  # same init on every rank (model_seed); DDP averages the gradients
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if on_cuda else None)
+    # each rank draws its own augmentations; rank 0 of a DDP trial draws what a 1-worker trial does
+    loader_gen = _seed_augmentation(config["aug_seed"] + runtime.rank)
 
     train_tf, eval_tf = build_transforms(config)
     # The per-sample ToTensor+Normalize tail moves to one op per batch (same values, bit for bit).
     train_tf, normalize = defer_normalize(train_tf)
     train_ds = SplitDataset(data.train, train_tf)
-    sampler = build_sampler(train_ds, config)
+    sampler = build_sampler(train_ds, config, num_replicas=runtime.world_size, rank=runtime.rank)
     loader = torch.utils.data.DataLoader(
         train_ds,
-        batch_size=config["batch_size"],
+        batch_size=config["batch_size"] // runtime.world_size,  # the global batch stays batch_size
         sampler=sampler,
         num_workers=config["workers"],
         drop_last=True,
@@ -349,23 +385,29 @@ def train(
 
     Returns the last epoch's metrics with ``status`` "ok" or "diverged" (non-finite loss).
     """
+    _return_free_heap()
     parts = build_trial(config, data)
     runtime, model, optimizer, scheduler, scaler = parts.runtime, parts.model, parts.optimizer, parts.scheduler, parts.scaler
 
+    net = model.module if runtime.distributed else model  # checkpoints hold the unwrapped weights
     start_epoch, num_updates = 0, 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        net.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
         start_epoch, num_updates = resume["epoch"], resume["num_updates"]
-        _set_rng_state(resume["rng"], parts.loader_gen)
+        rng = resume["rng"]
+        _set_rng_state(rng[runtime.rank] if isinstance(rng, list) else rng, parts.loader_gen)
 
     metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, config["epochs"]):
         t0 = time.perf_counter()
         loss_sum, seen, num_updates = train_one_epoch(parts, epoch, num_updates)
+        if runtime.distributed:  # mean loss and images over all ranks
+            totals = runtime.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(seen), device=loss_sum.device)]))
+            loss_sum, seen = totals[0] / runtime.world_size, int(totals[1].item())
         train_loss = (loss_sum / parts.steps_per_epoch).item()  # the one host sync of the epoch
         train_time = time.perf_counter() - t0
         if scheduler is not None:
@@ -387,17 +429,25 @@ def train(
             images_per_s=seen / train_time if train_time > 0 else float("nan"),
             status="diverged" if diverged else ("ok" if final else "running"),
             **{f"runtime_{k}": v for k, v in runtime.as_dict().items()},
+            runtime_global_batch=parts.loader.batch_size * runtime.world_size,
         )
         checkpoint = None
         if not diverged and (final or (epoch + 1) % config["checkpoint_every"] == 0):
+            rng = _rng_state(parts.loader_gen)
+            if runtime.distributed:  # every rank's streams, so that each resumes its own
+                import torch.distributed as dist
+
+                gathered: list = [None] * runtime.world_size
+                dist.all_gather_object(gathered, rng)
+                rng = gathered
             checkpoint = {
                 "epoch": epoch + 1,
                 "num_updates": num_updates,
-                "model": model.state_dict(),
+                "model": net.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict(),
-                "rng": _rng_state(parts.loader_gen),
+                "rng": rng,
             }
         report(metrics, checkpoint=checkpoint)
         if diverged:

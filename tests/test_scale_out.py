@@ -115,3 +115,25 @@ def test_shipped_search_examples_dry_run():
     for name in ("optuna_lamb", "asha_lr"):
         proc = run_cli("grid", "--space", str(REPO / "search_spaces" / f"{name}.yaml"), "--dry-run")
         assert proc.returncode == 0, proc.stderr
+
+
+def test_two_worker_gloo_ddp_trial_matches_single_worker(tmp_path, digits):
+    from rsb_tune.trial import train
+
+    proc = run_cli("seeds", "--n", "1", "--recipe", "A2", "--epochs", "2", "--workers-per-trial", "2", "--storage", str(tmp_path), "--name", "d", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = tmp_path / "d"
+    trials = pd.read_parquet(study / "trials.parquet")
+    row = trials.iloc[0]
+    assert row.status == "ok" and row.workers_per_trial == 2 and row.runtime_world_size == 2
+    assert row.runtime_global_batch == row.batch_size == 64  # 2 ranks x 32: the global batch is kept
+    ddp = pd.read_parquet(study / "epochs.parquet")
+    cfg = dict(json.loads((study / "plan.json").read_text())["t0000"], workers_per_trial=1)
+    single = []
+    train(cfg, lambda m, checkpoint=None: single.append(m), digits)
+    for m in single:
+        got = ddp[ddp.epoch == m["epoch"]].iloc[0]
+        assert got.train_loss == pytest.approx(m["train_loss"], rel=0.1)  # same recipe and seed, other sample split
+        assert got.lr == pytest.approx(m["lr"])  # same schedule: same number of updates per epoch
+    # the checkpoint was saved by Ray Train and recorded for resume
+    assert any(r.get("type") == "checkpoint" for r in events(study)["t0000"])
