@@ -218,6 +218,11 @@ def _plan_study(args):
 
 
 def _check_storage(storage: str) -> Path:
+    if "://" in storage:
+        raise UserError(
+            f"--storage {storage}: object-store URIs are not supported yet (a study appends to its event logs and "
+            "locks its directory); use a path on a shared file system (NFS, a mounted bucket) that every node sees"
+        )
     path = Path(storage).expanduser()
     probe_dir = path
     while not probe_dir.exists():
