@@ -149,6 +149,16 @@ class ResolvedConfig:
         return dict(self.values)
 
 
+def _from_text(value: Any, parse: Callable[[str], Any], noun: str, where: str) -> Any:
+    """Numbers written as text (YAML 1.1 reads ``5e-3`` as a string; --set values are text)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse(value)
+    except ValueError:
+        raise ConfigError(f"{where} must be {noun}, got {value!r}") from None
+
+
 def coerce(key: str, value: Any, source: str) -> Any:
     """Check ``value`` against the schema of ``key``; numeric strings become numbers.
 
@@ -167,22 +177,14 @@ def coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{where} must not be null")
     t = field.type
     if t is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        value = _from_text(value, float, "a number", where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{where} must be finite, got {value!r}")
     elif t is int:
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+        value = _from_text(value, int, "an integer", where)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
