@@ -493,6 +493,21 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
     tuner.fit()
 
 
+def _point_key(point: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in point.items()))
+
+
+def _finished_points(study: Study, space, metric: str) -> dict[tuple, float]:
+    """{sampled point: final metric} of the search's trials that finished ok."""
+    plan = study.plan()
+    out = {}
+    for tid, cfg in plan.items():
+        status, by_epoch, _ = trial_state(study.events(tid))
+        if status == "ok" and by_epoch:
+            out[_point_key({k: cfg[k] for k in space.params})] = float(by_epoch[max(by_epoch)][metric])
+    return out
+
+
 def _optuna_searcher(study: Study, space, metric: str, mode: str):
     """Ray Tune's OptunaSearch over the space's distributions, its TPE sampler's history in
     ``<study>/optuna.db`` (so a resumed study continues the same search)."""
@@ -501,12 +516,19 @@ def _optuna_searcher(study: Study, space, metric: str, mode: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{study.dir / 'optuna.db'}")
-    try:  # points left RUNNING by a driver that died will never report: close them
-        for t in optuna.load_study(study_name=study.name, storage=storage).trials:
-            if t.state == optuna.trial.TrialState.RUNNING:
-                storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    try:
+        trials = optuna.load_study(study_name=study.name, storage=storage).trials
     except KeyError:
-        pass  # first run: no study in the storage yet
+        trials = []  # first run: no study in the storage yet
+    finished = _finished_points(study, space, metric)
+    for t in trials:  # points left RUNNING by a driver that died
+        if t.state != optuna.trial.TrialState.RUNNING:
+            continue
+        value = finished.get(_point_key(t.params))
+        if value is not None:  # it finished (its result is in the events) just before the driver died
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.COMPLETE, values=[value])
+        else:  # it never will: the resumed search samples another point
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     make = {
         "loguniform": lambda v: optuna.distributions.FloatDistribution(v[0], v[1], log=True),
         "uniform": lambda v: optuna.distributions.FloatDistribution(v[0], v[1]),

@@ -53,15 +53,15 @@ def test_optuna_search_interrupted_and_resumed_keeps_sampler_history(tmp_path):
     proc = start_cli(*args)
     study = tmp_path / "o"
     wait_for(lambda: sum(any(r.get("status") == "ok" for r in rows) for rows in events(study).values()) >= 2, what="two finished search trials")
-    os.killpg(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # possibly before Optuna was told of the second
     proc.wait()
     before = [t for t in _optuna_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(before) >= 2
+    assert len(before) >= 1
     res = run_cli("resume", "o", "--storage", str(tmp_path), "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
     after = _optuna_trials(study)
     complete = [t for t in after if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
+    assert len(complete) == 4  # a point that finished as the driver died is in the history too
     # the resumed search continued the same Optuna study: the old trials come first, numbered on
     assert [t.number for t in complete[: len(before)]] == [t.number for t in before]
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in after)
