@@ -406,7 +406,8 @@ def _print_status(study) -> None:
         counts[status] = counts.get(status, 0) + 1
         if status == "ok" and by_epoch:
             finals.append((by_epoch[max(by_epoch)].get(metric, math.nan), tid))
-    print(f"study {study.name} ({meta['kind']}, recipe {meta.get('recipe')}): {meta.get('n_trials')} trials planned")
+    planned = f"{meta['num_samples']} trials to sample ({meta.get('search')})" if meta.get("num_samples") else f"{meta.get('n_trials')} trials planned"
+    print(f"study {study.name} ({meta['kind']}, recipe {meta.get('recipe')}): {planned}")
     print("  " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "error", "stopped", "abandoned", "running", "pending") if counts.get(s) or s in ("ok", "error", "running")))
     if finals:
         import statistics
