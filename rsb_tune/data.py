@@ -183,6 +183,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
                     "hflip": 0.0,
                     "scale_min": 0.35,
                     "lr_scale": "none",
+                    "channels_last": "on",
                 },
                 why={
                     "model_kwargs": "a narrow resnet10t (0.3 M parameters): a 100-seed study fits a laptop CPU",
@@ -190,6 +191,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
                     "hflip": "a mirrored digit is another shape (2 vs 5, 3 vs E)",
                     "scale_min": "a 0.08 crop of a 32 px digit keeps a few pixels of one stroke",
                     "epoch_scale": "0.05 of the paper's epochs keeps A1:A2:A3 = 6:3:1",
+                    "channels_last": "on CPU too: timm's max-pool is ~10x faster channels-last; +26 % train, +48 % eval throughput",
                     "lr_scale": "240 updates instead of ~190,000: the sqrt rule's 0.18x lr leaves A2 at ~47 % val after 15 epochs; "
                     "the recipe's lr unscaled reaches ~96 %",
                 },

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -85,6 +86,9 @@ def _set_ray_env() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # glibc gives each trial thread its own malloc arenas; capped, a reused actor stays ~1 GB
+    # after many trials instead of growing (benchmarks/RESULTS.md, section 6)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
@@ -115,7 +119,7 @@ def _init_ray(opts: RunOptions) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in ("RAY_TRAIN_V2_ENABLED", "RSB_TUNE_FAULTS") if k in os.environ}
+    env = {k: os.environ[k] for k in ("RAY_TRAIN_V2_ENABLED", "MALLOC_ARENA_MAX", "RSB_TUNE_FAULTS") if k in os.environ}
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True, runtime_env={"env_vars": env})
     try:
         if opts.address:
@@ -270,6 +274,7 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
 
         def __init__(self):
             self.last_table_write = 0.0
+            self.last_checkpoint: dict[str, str] = {}
 
         @staticmethod
         def _tid(trial) -> str:
@@ -289,17 +294,25 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
             study.append_event(self._tid(trial), {"type": "result", "time": time.time(), **keep})
             if result.get("checkpoint_path"):  # a DDP trial's checkpoint, saved by Ray Train
                 study.append_event(self._tid(trial), {"type": "checkpoint", "path": result["checkpoint_path"], "time": time.time()})
-            if result.get("status") in ("ok", "diverged"):
-                if result.get("status") == "ok":
-                    write_predictions(study, self._tid(trial), result)
-                self._tables()
-            elif time.time() - self.last_table_write > 30:
+            if result.get("status") == "ok":
+                write_predictions(study, self._tid(trial), result)
+            # the fsynced events are the record; the tables follow within seconds and at the end
+            finished = result.get("status") in ("ok", "diverged")
+            if time.time() - self.last_table_write > (5 if finished else 30):
                 self._tables()
 
         def on_trial_save(self, iteration, trials, trial, **info):
             ckpt = trial.checkpoint
-            if ckpt is not None:
-                study.append_event(self._tid(trial), {"type": "checkpoint", "path": ckpt.path, "time": time.time()})
+            if ckpt is None:
+                return
+            tid = self._tid(trial)
+            study.append_event(tid, {"type": "checkpoint", "path": ckpt.path, "time": time.time()})
+            # keep only the newest checkpoint of a trial, deleted only once the new one is on disk
+            # and recorded (Ray's own pruning would snapshot the whole experiment each time)
+            old = self.last_checkpoint.get(tid)
+            self.last_checkpoint[tid] = ckpt.path
+            if old and old != ckpt.path and Path(old).is_dir():
+                shutil.rmtree(old, ignore_errors=True)
 
         def _error(self, trial, final: bool):
             tid = self._tid(trial)
@@ -487,7 +500,7 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
             log_to_file=False,
             callbacks=[*callbacks, *_tracking_callbacks(study, opts.tracking)],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned by StudyRecorder
         ),
     )
     tuner.fit()
