@@ -340,6 +340,7 @@ def _run(study, data, args, locked: bool = False) -> int:
         with study.lock():
             return _run(study, data, args, locked=True)
     from rsb_tune.ray_adapter import RunOptions, run_study
+    from rsb_tune.results import FINISHED as ended
     from rsb_tune.study import now_iso
 
     opts = RunOptions(
@@ -353,7 +354,6 @@ def _run(study, data, args, locked: bool = False) -> int:
     )
     counts = run_study(study, data, opts)
     study.update_meta(ended_at=now_iso())
-    ended = ("ok", "diverged", "error", "stopped", "abandoned")
     unfinished = counts["planned"] - sum(counts[s] for s in ended)
     print(
         f"study {study.name}: "

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from rsb_tune.data import DatasetSplits
 from rsb_tune.errors import UserError
-from rsb_tune.results import trial_state, write_predictions, write_tables
+from rsb_tune.results import FINISHED, KEPT, trial_state, write_predictions, write_tables
 from rsb_tune.study import Study
 
 __all__ = ["RunOptions", "run_study", "pending_trials", "check_address", "check_tracking", "TRACKERS"]
@@ -156,9 +156,13 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
     return config.get("trial_id") or f"s-{ray_trial_id}"
 
 
-def _load_resume(ckpt) -> dict | None:
+def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls) -> dict | None:
+    """The state to resume from: Ray's checkpoint of this attempt (a retry), else the one a
+    previous driver recorded for the trial, else None (start fresh)."""
     import torch
 
+    if ckpt is None and fallback_path:
+        ckpt = checkpoint_cls(fallback_path)
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
@@ -210,8 +214,7 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
     if cfg["workers_per_trial"] > 1:
         _fit_ddp(trial_id, cfg, data, resume_path, study_dir, resources or {})
         return
-    ckpt = tune.get_checkpoint() or (tune.Checkpoint(resume_path) if resume_path else None)
-    resume = _load_resume(ckpt)
+    resume = _load_resume(tune.get_checkpoint(), resume_path, tune.Checkpoint)
     if resume is not None and resume.get("final"):
         return  # finished already (its last result is on disk): nothing to redo
     train(cfg, _make_reporter(trial_id, study_dir, tune.report, tune.Checkpoint), data, resume=resume)
@@ -226,10 +229,7 @@ def _ddp_worker_loop(loop_config: Mapping[str, Any]) -> None:
     from rsb_tune.trial import train
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no per-report INFO lines from Ray Train
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None and loop_config["resume_path"]:
-        ckpt = ray.train.Checkpoint(loop_config["resume_path"])
-    resume = _load_resume(ckpt)
+    resume = _load_resume(ray.train.get_checkpoint(), loop_config["resume_path"], ray.train.Checkpoint)
     if resume is not None and resume.get("final"):
         return
     rank0 = ray.train.get_context().get_world_rank() == 0
@@ -265,7 +265,7 @@ def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_
 # --------------------------------------------------------------------------- callbacks
 
 
-def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None, early_stopping: bool = False):
+def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None, early_stopping: bool = False, finished_before: int = 0):
     from ray import tune
 
     class StudyRecorder(tune.Callback):
@@ -364,19 +364,18 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
 
         def print(self, trials):
             states = [t.status for t in trials]
-            done = sum(s == "TERMINATED" for s in states) + _FINISHED_BEFORE[0]
+            done = sum(s == "TERMINATED" for s in states) + finished_before
             failed = sum(s == "ERROR" for s in states)
             running = sum(s == "RUNNING" for s in states)
             elapsed = time.time() - (self.t0 or time.time())
             remaining = max(total_epochs - self.epochs_done, 0)
             eta = f"{_fmt(elapsed / self.epochs_done * remaining)}" if self.epochs_done else "?"
-            n = len(trials) + _FINISHED_BEFORE[0]
+            n = len(trials) + finished_before
             print(f"[{study.name}] {done}/{n} trials done, {running} running, {failed} failed | elapsed {_fmt(elapsed)}, ETA {eta}", file=sys.stderr, flush=True)
 
     return [StudyRecorder(), Progress()]
 
 
-_FINISHED_BEFORE = [0]
 _RESULT_KEYS = {
     "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss",
     "epoch_time_s", "images_per_s", "status", "val_correct", "v2_correct", "hostname", "node_id", "pid",
@@ -398,7 +397,7 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
     for tid, cfg in plan.items():
         events = study.events(tid)
         status, _, _ = trial_state(events)
-        if status in ("ok", "diverged", "stopped", "abandoned"):
+        if status in KEPT:
             finished += 1
             continue
         todo[tid] = cfg
@@ -430,27 +429,26 @@ def run_study(study: Study, data: DatasetSplits, opts: RunOptions) -> dict[str, 
     _set_ray_env()
     space, resolver = _search_of(study)
     todo, resume_from, finished = pending_trials(study)
-    _FINISHED_BEFORE[0] = finished
     if resolver is not None:
         for tid in todo:  # a search does not re-run an interrupted point: it samples new ones
             study.append_event(tid, {"type": "abandoned", "time": time.time()})
         trials, _ = write_tables(study)
-        used = int(trials["status"].isin(["ok", "diverged", "error", "stopped"]).sum()) if not trials.empty else 0
+        used = int(trials["status"].isin([s for s in FINISHED if s != "abandoned"]).sum()) if not trials.empty else 0
         remaining = space.num_samples - used
         if remaining > 0:
             _init_ray(opts)
-            _fit(study, data, opts, {}, {}, space=space, resolver=resolver, num_samples=remaining)
+            _fit(study, data, opts, {}, {}, space=space, resolver=resolver, num_samples=remaining, finished_before=finished)
     elif todo:
         _init_ray(opts)
-        _fit(study, data, opts, todo, resume_from, space=space)
+        _fit(study, data, opts, todo, resume_from, space=space, finished_before=finished)
     trials, _ = write_tables(study)
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
-    out = {s: int(counts.get(s, 0)) for s in ("ok", "diverged", "error", "stopped", "abandoned")}
+    out = {s: int(counts.get(s, 0)) for s in FINISHED}
     out["planned"] = (space.num_samples + out["abandoned"]) if resolver is not None else len(study.plan())
     return out
 
 
-def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from, *, space=None, resolver=None, num_samples: int = 1) -> None:
+def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from, *, space=None, resolver=None, num_samples: int = 1, finished_before: int = 0) -> None:
     from ray import tune
 
     for tid in todo:
@@ -458,12 +456,12 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
             study.append_event(tid, {"type": "restart", "time": time.time()})
     resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
     trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), resolver=resolver, resources=resources)
-    ddp = int(study.meta()["base_config"].get("workers_per_trial", 1)) > 1
+    meta = study.meta()
+    ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
     # a DDP trial only coordinates: its workers hold the CPUs/GPUs (one set per worker)
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1} if ddp else resources)
     runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
     run_name = f"run-{len(runs) + 1:02d}"
-    meta = study.meta()
     metric, mode = meta.get("metric", "val_top1"), meta.get("mode", "max")
     search_alg = scheduler = None
     if resolver is not None:
@@ -478,7 +476,7 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
 
         max_t = max([int(c["epochs"]) for c in todo.values()] or [int(meta["base_config"]["epochs"])])
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
-    callbacks = _make_callbacks(study, total_epochs, opts.quiet, resolver=resolver, early_stopping=scheduler is not None)
+    callbacks = _make_callbacks(study, total_epochs, opts.quiet, resolver=resolver, early_stopping=scheduler is not None, finished_before=finished_before)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

@@ -17,7 +17,7 @@ import numpy as np
 
 from rsb_tune.study import Study
 
-__all__ = ["pack_correct", "unpack_correct", "EPOCH_COLUMNS", "FINAL_METRICS", "trial_state", "build_tables", "write_tables", "write_predictions"]
+__all__ = ["pack_correct", "unpack_correct", "FINISHED", "KEPT", "EPOCH_COLUMNS", "FINAL_METRICS", "trial_state", "build_tables", "write_tables", "write_predictions"]
 
 EPOCH_COLUMNS = (
     "trial_id", "seed", "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss",
@@ -26,6 +26,7 @@ EPOCH_COLUMNS = (
 FINAL_METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss")
 SEED_COLUMNS = ("seed", "model_seed", "data_seed", "aug_seed")
 FINISHED = ("ok", "diverged", "error", "stopped", "abandoned")
+KEPT = ("ok", "diverged", "stopped", "abandoned")  # ended for good: a resumed study never re-runs them
 
 
 def pack_correct(correct: np.ndarray) -> str:

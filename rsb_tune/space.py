@@ -245,23 +245,22 @@ def build_plan(
         layers.append(Layer(space.path, space.base))
     layers.extend(command_line)
     points = space.points() if space is not None and space.grid else [{}]
-    params = tuple(space.grid) if space is not None else ()
+    searched = space is not None and space.search == "optuna"
+    params = tuple(space.params if searched else space.grid) if space is not None else ()
     for layer in command_line:
         clash = sorted(set(layer.values) & set(params))
         if clash:
-            raise ConfigError(f"{layer.source}: {', '.join(clash)} is varied by the grid in {space.path}; remove it from the command line or the grid")
+            how = "sampled by the search" if searched else "varied by the grid"
+            raise ConfigError(f"{layer.source}: {', '.join(clash)} is {how} in {space.path}; remove it from the command line or the space file")
         if "seed" in layer.values:
             raise ConfigError(f"{layer.source}: seed is set per trial; use --seed-start / the space file's seeds")
     base = resolve(recipe, profile, layers)
-    if space is not None and space.search == "optuna":
-        clash = sorted(set(space.params) & {k for layer in command_line for k in layer.values})
-        if clash:
-            raise ConfigError(f"{', '.join(clash)} is sampled by the search in {space.path}; remove it from the command line")
+    if searched:
         resolver = PointResolver(recipe.name, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
         for key, (kind, values) in space.params.items():
             for v in values:
                 resolver({key: v})
-        return Plan(base=base, trials={}, params=tuple(space.params), layers=tuple(layers), resolver=resolver)
+        return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver)
     trials: dict[str, dict[str, Any]] = {}
     width = max(4, len(str(len(points) * len(seeds) - 1)))
     for point in points:

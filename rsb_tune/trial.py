@@ -76,6 +76,10 @@ class TrialRuntime:
     def as_dict(self) -> dict[str, Any]:
         return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads, "world_size": self.world_size}
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
     def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
         """Sum over the ranks of a data-parallel trial (identity for one process)."""
         if self.distributed:
@@ -197,7 +201,7 @@ class _Evaluator:
         self.runtime = runtime
         self.batch_size = batch_size
         self.labels = torch.tensor(np.array(split.labels), dtype=torch.long)
-        self._mf = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        self._mf = runtime.memory_format
         ds = SplitDataset(split, transform)
         if split.decoded:
             self.images = torch.stack([ds[i][0] for i in range(self.n)]).to(runtime.device).contiguous(memory_format=self._mf)
@@ -339,7 +343,7 @@ def train_one_epoch(parts: TrialParts, epoch: int, num_updates: int) -> tuple[to
     the trial's device, images seen, updates done so far). Nothing in the loop waits for the
     device; the caller syncs once, when it reads the loss."""
     rt = parts.runtime
-    mf = torch.channels_last if rt.channels_last else torch.contiguous_format
+    mf = rt.memory_format
     model, optimizer, scheduler, scaler = parts.model, parts.optimizer, parts.scheduler, parts.scaler
     model.train()
     parts.sampler.set_epoch(epoch)
@@ -416,14 +420,14 @@ def train(
         diverged = not math.isfinite(train_loss)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr}
         final = diverged or epoch + 1 == config["epochs"]
-        for name, evaluator in parts.evaluators.items():
-            if diverged:
-                split_metrics = {"top1": float("nan"), "top5": float("nan"), "loss": float("nan")}
-            else:
-                split_metrics, correct = evaluator(model)
+        if diverged:  # nothing to evaluate: the weights are not finite
+            nan = float("nan")
+            metrics.update({f"{name}_{k}": nan for name in parts.evaluators for k in ("top1", "top5", "loss")})
+        else:
+            for name, (split_metrics, correct) in evaluate(parts).items():
+                metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
                 if final:
                     metrics[f"{name}_correct"] = pack_correct(correct)
-            metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
         metrics.update(
             epoch_time_s=time.perf_counter() - t0,
             images_per_s=seen / train_time if train_time > 0 else float("nan"),
