@@ -19,6 +19,10 @@ from rsb_tune.errors import ConfigError, StudyError, UserError
 __all__ = ["main", "build_parser"]
 
 DEFAULT_STORAGE = "./rsb-results"
+_STORAGE_HELP = (
+    f"where studies live: a directory, shared by every node on a cluster (default {DEFAULT_STORAGE}), "
+    "or an object store: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX"
+)
 
 _EPILOG = """\
 examples:
@@ -35,7 +39,7 @@ precedence of config values: recipe < dataset profile < space file < --model/--e
 def _add_study_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study")
     g.add_argument("--name", help="study name (default: kind, recipe or space, and the time)")
-    g.add_argument("--storage", default=DEFAULT_STORAGE, help=f"directory holding studies (default {DEFAULT_STORAGE})")
+    g.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
     c = p.add_argument_group("run-level config (shorthands for --set)")
     c.add_argument("--data", metavar="PATH", help="ImageFolder root with train/, val/ and optional v2/ (default: the embedded digits)")
@@ -79,22 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     _add_run_options(p)
 
     p = sub.add_parser("status", help="where a study stands", description="Trials done / running / failed and the best and mean results so far.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
 
     p = sub.add_parser("report", help="figures and statistics of a study", description="Write figures (PNG, SVG), summary.json, summary.md and index.html.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--out", help="output directory (default <study>/report)")
 
     p = sub.add_parser("compare", help="compare two studies", description="Is recipe A really better than recipe B? Writes a comparison report.")
     p.add_argument("name_a")
     p.add_argument("name_b")
-    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--out", help="output directory (default <storage>/compare-A-vs-B)")
 
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List recipes A1/A2/A3, or print one as YAML.")
@@ -217,19 +221,12 @@ def _plan_study(args):
     return recipe, spec, space, plan, label
 
 
-def _check_storage(storage: str) -> Path:
-    if "://" in storage:
-        raise UserError(
-            f"--storage {storage}: object-store URIs are not supported yet (a study appends to its event logs and "
-            "locks its directory); use a path on a shared file system (NFS, a mounted bucket) that every node sees"
-        )
-    path = Path(storage).expanduser()
-    probe_dir = path
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise UserError(f"--storage {storage}: not writable ({probe_dir} is not a writable directory)")
-    return path
+def _check_storage(storage: str):
+    from rsb_tune.storage import check_writable, locate
+
+    location = locate(storage)
+    check_writable(location)
+    return location
 
 
 def _cmd_study(args) -> int:
@@ -307,14 +304,14 @@ def _cmd_study(args) -> int:
             _check_same_plan(study, plan)
         else:
             study.create(meta, _jsonable(plan.trials))
-        print(f"study {name}: {len(plan.trials)} trials -> {study.dir}", file=sys.stderr)
+        print(f"study {name}: {len(plan.trials)} trials -> {study.where}", file=sys.stderr)
         return _run(study, data, args, locked=True)
 
 
 def _check_same_plan(study, plan) -> None:
     if study.require().plan() != _jsonable(plan.trials):
         raise StudyError(
-            f"study {study.name!r} already exists in {study.storage} with a different command; "
+            f"study {study.name!r} already exists in {study.location.display()} with a different command; "
             f"continue it with `rsb-tune resume {study.name}` or pick another --name"
         )
 
@@ -359,7 +356,7 @@ def _run(study, data, args, locked: bool = False) -> int:
         f"study {study.name}: "
         + ", ".join(f"{counts[s]} {s}" for s in ended if counts[s] or s in ("ok", "diverged", "error"))
         + (f", {unfinished} unfinished" if unfinished else "")
-        + f" of {counts['planned']} -> {study.dir}",
+        + f" of {counts['planned']} -> {study.where}",
         file=sys.stderr,
     )
     if unfinished and not counts["error"]:
@@ -416,7 +413,8 @@ def _print_status(study) -> None:
         best = (max if meta.get("mode", "max") == "max" else min)(finals)
         sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
         print(f"  {metric}: mean {statistics.fmean(vals):.2f} ± {sd:.2f} (std, n={len(vals)}), best {best[0]:.2f} ({best[1]})")
-    print(f"  started {meta.get('started_at')}, ended {meta.get('ended_at') or '-'}; tables in {study.dir}")
+    local = f" (local copy {study.dir})" if study.mirror else ""
+    print(f"  started {meta.get('started_at')}, ended {meta.get('ended_at') or '-'}; tables in {study.where}{local}")
 
 
 def _cmd_status(args) -> int:
@@ -441,6 +439,9 @@ def _cmd_report(args) -> int:
     study = Study(args.storage, args.name).require()
     out = _analysis_call(write_report, study.dir, args.out)
     print(f"report: {Path(out) / 'index.html' if Path(out).is_dir() else out}")
+    if study.mirror and Path(out).resolve().is_relative_to(study.dir.resolve()):
+        study.sync()  # only what this command wrote: the report, next to the study in the store
+        print(f"report uploaded to {study.where}/{Path(out).resolve().relative_to(study.dir.resolve()).as_posix()}")
     return 0
 
 
@@ -451,7 +452,7 @@ def _cmd_compare(args) -> int:
 
     a = Study(args.storage, args.name_a).require()
     b = Study(args.storage, args.name_b).require()
-    out = args.out or str(Path(args.storage) / f"compare-{a.name}-vs-{b.name}")
+    out = args.out or str(a.storage / f"compare-{a.name}-vs-{b.name}")
     out = _analysis_call(write_compare_report, a.dir, b.dir, out)
     print(f"comparison: {Path(out) / 'index.html' if Path(out).is_dir() else out}")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -156,13 +155,13 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
     return config.get("trial_id") or f"s-{ray_trial_id}"
 
 
-def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls) -> dict | None:
+def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=None) -> dict | None:
     """The state to resume from: Ray's checkpoint of this attempt (a retry), else the one a
-    previous driver recorded for the trial, else None (start fresh)."""
+    previous driver recorded for the trial (on the study's ``filesystem``), else None."""
     import torch
 
     if ckpt is None and fallback_path:
-        ckpt = checkpoint_cls(fallback_path)
+        ckpt = checkpoint_cls(fallback_path, filesystem=filesystem)
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
@@ -197,7 +196,7 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
     return report
 
 
-def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str, resolver=None, resources=None) -> None:
+def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapping[str, str], study_dir: str, storage: tuple, resolver=None, resources=None) -> None:
     """The Tune function trainable: the trial with Ray's reporting and checkpoints; a
     multi-worker trial launches Ray Train's TorchTrainer from here (the Train V2 pattern)."""
     import logging
@@ -212,9 +211,9 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, resume_from: Mapp
     cfg = config.get("config") or resolver({k: v for k, v in config.items() if k != "trial_id"})
     resume_path = resume_from.get(trial_id)
     if cfg["workers_per_trial"] > 1:
-        _fit_ddp(trial_id, cfg, data, resume_path, study_dir, resources or {})
+        _fit_ddp(trial_id, cfg, data, resume_path, study_dir, storage, resources or {})
         return
-    resume = _load_resume(tune.get_checkpoint(), resume_path, tune.Checkpoint)
+    resume = _load_resume(tune.get_checkpoint(), resume_path, tune.Checkpoint, storage[1])
     if resume is not None and resume.get("final"):
         return  # finished already (its last result is on disk): nothing to redo
     train(cfg, _make_reporter(trial_id, study_dir, tune.report, tune.Checkpoint), data, resume=resume)
@@ -229,7 +228,7 @@ def _ddp_worker_loop(loop_config: Mapping[str, Any]) -> None:
     from rsb_tune.trial import train
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no per-report INFO lines from Ray Train
-    resume = _load_resume(ray.train.get_checkpoint(), loop_config["resume_path"], ray.train.Checkpoint)
+    resume = _load_resume(ray.train.get_checkpoint(), loop_config["resume_path"], ray.train.Checkpoint, loop_config["filesystem"])
     if resume is not None and resume.get("final"):
         return
     rank0 = ray.train.get_context().get_world_rank() == 0
@@ -237,7 +236,7 @@ def _ddp_worker_loop(loop_config: Mapping[str, Any]) -> None:
     train(loop_config["config"], report, loop_config["data"], resume=resume)
 
 
-def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_path: str | None, study_dir: str, resources: Mapping[str, float]) -> None:
+def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_path: str | None, study_dir: str, storage: tuple, resources: Mapping[str, float]) -> None:
     """Run one trial on ``workers_per_trial`` processes with Ray Train's TorchTrainer (gloo on
     CPU, NCCL on GPU); rank 0's metrics and checkpoints reach this Tune trial."""
     import ray.train
@@ -248,12 +247,13 @@ def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_
     worker_resources = {"CPU": float(resources.get("cpu", 1))} | ({"GPU": gpus} if gpus else {})
     trainer = TorchTrainer(
         _ddp_worker_loop,
-        train_loop_config={"config": dict(cfg), "data": data, "resume_path": resume_path, "trial_id": trial_id, "study_dir": study_dir},
+        train_loop_config={"config": dict(cfg), "data": data, "resume_path": resume_path, "filesystem": storage[1], "trial_id": trial_id, "study_dir": study_dir},
         torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg["workers_per_trial"], use_gpu=bool(gpus), resources_per_worker=worker_resources),
         run_config=ray.train.RunConfig(
             name=trial_id,
-            storage_path=str(Path(study_dir).parent / "ray" / "train"),
+            storage_path=f"{storage[0]}/train",
+            storage_filesystem=storage[1],
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=0),  # Tune retries the trial
@@ -265,7 +265,7 @@ def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_
 # --------------------------------------------------------------------------- callbacks
 
 
-def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None, early_stopping: bool = False, finished_before: int = 0):
+def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None, early_stopping: bool = False, finished_before: int = 0, resume_from=None):
     from ray import tune
 
     class StudyRecorder(tune.Callback):
@@ -274,7 +274,7 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
 
         def __init__(self):
             self.last_table_write = 0.0
-            self.last_checkpoint: dict[str, str] = {}
+            self.last_checkpoint: dict[str, str] = dict(resume_from or {})  # superseded by the trial's next one
 
         @staticmethod
         def _tid(trial) -> str:
@@ -300,6 +300,8 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
             finished = result.get("status") in ("ok", "diverged")
             if time.time() - self.last_table_write > (5 if finished else 30):
                 self._tables()
+            if finished:  # an object-store study: the finished trial is uploaded before going on
+                study.sync()
 
         def on_trial_save(self, iteration, trials, trial, **info):
             ckpt = trial.checkpoint
@@ -311,8 +313,8 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
             # and recorded (Ray's own pruning would snapshot the whole experiment each time)
             old = self.last_checkpoint.get(tid)
             self.last_checkpoint[tid] = ckpt.path
-            if old and old != ckpt.path and Path(old).is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+            if old and old != ckpt.path:
+                study.discard_checkpoint(old)
 
         def _error(self, trial, final: bool):
             tid = self._tid(trial)
@@ -323,6 +325,7 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
             message = (named or lines or ["error"])[-1]
             study.append_event(tid, {"type": "error", "final": final, "error": message[:500], "time": time.time()})
             self._tables()
+            study.sync()
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self._error(trial, final=False)
@@ -403,7 +406,7 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
         todo[tid] = cfg
         # the newest recorded checkpoint that still exists (Ray prunes older ones)
         ckpts = [ev["path"] for ev in events if ev.get("type") == "checkpoint"]
-        existing = [p for p in reversed(ckpts) if Path(p, _CKPT_FILE).exists()]
+        existing = [p for p in reversed(ckpts) if study.ray_file_exists(f"{p}/{_CKPT_FILE}")]
         if existing:
             resume_from[tid] = existing[0]
     return todo, resume_from, finished
@@ -455,13 +458,15 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
         if trial_state(study.events(tid))[0] == "error":
             study.append_event(tid, {"type": "restart", "time": time.time()})
     resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
-    trainable = tune.with_parameters(_trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), resolver=resolver, resources=resources)
+    storage_path, storage_fs = study.ray_storage()
+    trainable = tune.with_parameters(
+        _trainable, data=data, resume_from=resume_from, study_dir=str(study.errors_dir), storage=(storage_path, storage_fs), resolver=resolver, resources=resources
+    )
     meta = study.meta()
     ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
     # a DDP trial only coordinates: its workers hold the CPUs/GPUs (one set per worker)
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1} if ddp else resources)
-    runs = sorted(p.name for p in study.ray_dir.glob("run-*")) if study.ray_dir.exists() else []
-    run_name = f"run-{len(runs) + 1:02d}"
+    run_name = f"run-{len(study.ray_runs()) + 1:02d}"
     metric, mode = meta.get("metric", "val_top1"), meta.get("mode", "max")
     search_alg = scheduler = None
     if resolver is not None:
@@ -476,7 +481,9 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
 
         max_t = max([int(c["epochs"]) for c in todo.values()] or [int(meta["base_config"]["epochs"])])
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
-    callbacks = _make_callbacks(study, total_epochs, opts.quiet, resolver=resolver, early_stopping=scheduler is not None, finished_before=finished_before)
+    callbacks = _make_callbacks(
+        study, total_epochs, opts.quiet, resolver=resolver, early_stopping=scheduler is not None, finished_before=finished_before, resume_from=resume_from
+    )
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -493,7 +500,8 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
         ),
         run_config=tune.RunConfig(
             name=run_name,
-            storage_path=str(study.ray_dir),
+            storage_path=storage_path,
+            storage_filesystem=storage_fs,
             verbose=0,
             log_to_file=False,
             callbacks=[*callbacks, *_tracking_callbacks(study, opts.tracking)],

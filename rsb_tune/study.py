@@ -13,23 +13,26 @@ Layout::
     errors/<id>.txt     the traceback of a trial that failed
     ray/                the Ray Tune experiment (checkpoints, Ray's own logs)
     .lock               held by the running driver (an flock: released when it dies)
+
+A study in an object store (``--storage s3://...``) has the same layout there; the driver
+works on a local mirror of it (``rsb_tune.storage``), and Ray writes ``ray/`` to the store.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from rsb_tune.errors import StudyError
+from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, locate
 
-__all__ = ["Study", "StudyLock", "default_name", "atomic_write_text", "package_versions"]
+__all__ = ["Study", "default_name", "atomic_write_text", "package_versions"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -75,49 +78,17 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class StudyLock:
-    """An exclusive ``flock`` on ``<study>/.lock``: two drivers never run one study; the kernel
-    releases it when the holder dies, however it dies."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> "StudyLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = self.path.read_text().strip() or "another process"
-            raise StudyError(f"study {self.path.parent.name!r} is already running ({holder}); wait for it or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename}".encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self):
-        return self if self._fd is not None else self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-
 class Study:
-    """Paths and files of one study directory."""
+    """Paths and files of one study directory (for an object store: of its local mirror)."""
 
-    def __init__(self, storage: str | os.PathLike, name: str):
+    def __init__(self, storage: str | os.PathLike | Location, name: str):
         if not _NAME_RE.match(name):
             raise StudyError(f"study name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, not starting with a symbol)")
-        self.storage = Path(storage).expanduser().resolve()
+        self.location = storage if isinstance(storage, Location) else locate(storage)
+        self.storage = self.location.root
         self.name = name
         self.dir = self.storage / name
+        self.mirror = Mirror(self.location.fs, f"{self.location.fs_root}/{name}", self.dir, name) if self.location.remote else None
 
     # --- paths
     meta_path = property(lambda self: self.dir / "study.yaml")
@@ -129,11 +100,63 @@ class Study:
     trials_path = property(lambda self: self.dir / "trials.parquet")
     epochs_path = property(lambda self: self.dir / "epochs.parquet")
 
-    def exists(self) -> bool:
-        return self.meta_path.exists()
+    @property
+    def where(self) -> str:
+        """The study's home as the user named it: its directory, or its URI."""
+        return self.location.display(self.name)
 
-    def lock(self) -> StudyLock:
-        return StudyLock(self.dir / ".lock")
+    def exists(self) -> bool:
+        return self.mirror.exists_remotely() if self.mirror else self.meta_path.exists()
+
+    def lock(self) -> StudyLock | MirrorLock:
+        local = StudyLock(self.dir / ".lock")
+        return MirrorLock(local, self.mirror) if self.mirror else local
+
+    def sync(self) -> None:
+        """Upload what changed to the object store now (nothing to do for a directory)."""
+        if self.mirror:
+            self.mirror.flush()
+
+    # --- Ray's part of the study: checkpoints, written by the trials themselves
+    def ray_storage(self) -> tuple[str, Any]:
+        """(storage_path, storage_filesystem) for Ray: the store itself for an object store."""
+        if self.mirror:
+            return f"{self.mirror.remote}/ray", self.location.fs
+        return str(self.ray_dir), None
+
+    def _ray_fs(self):
+        import pyarrow.fs
+
+        return self.location.fs or pyarrow.fs.LocalFileSystem()
+
+    def ray_file_exists(self, path: str) -> bool:
+        import pyarrow.fs
+
+        return self._ray_fs().get_file_info(path).type == pyarrow.fs.FileType.File
+
+    def ray_runs(self) -> list[str]:
+        """Names of the Ray experiments run so far (``run-01``, ...)."""
+        import pyarrow.fs
+
+        root = self.ray_storage()[0]
+        infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and Path(i.path).name.startswith("run-"))
+
+    def discard_checkpoint(self, path: str) -> None:
+        """Delete a superseded checkpoint, once the record of its successor is safe (for an
+        object store: uploaded)."""
+        fs = self._ray_fs()
+
+        def delete():
+            try:
+                fs.delete_dir(path)
+            except (FileNotFoundError, OSError):
+                pass  # gone already
+
+        if self.mirror:
+            self.mirror.after_flush(delete)
+        else:
+            delete()
 
     # --- creation
     def create(self, meta: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]]) -> None:
@@ -144,6 +167,7 @@ class Study:
         atomic_write_text(self.plan_path, json.dumps(plan, indent=1, sort_keys=True))
         meta = {**meta, "name": self.name, "n_trials": len(plan), "started_at": now_iso(), "ended_at": None}
         atomic_write_text(self.meta_path, yaml.safe_dump(meta, sort_keys=False))
+        self.sync()
 
     def update_meta(self, **changes: Any) -> None:
         import yaml
@@ -153,7 +177,14 @@ class Study:
 
     # --- reading (errors name the file)
     def require(self) -> "Study":
-        if not self.dir.is_dir():
+        if self.mirror:
+            try:
+                found = self.mirror.pull()
+            except OSError as e:
+                raise StudyError(f"study {self.where}: cannot read it ({' '.join(str(e).split())[:300]})") from None
+            if not found:
+                raise StudyError(f"no study {self.name!r} in {self.location.display()} (pass the --storage it was run with)")
+        elif not self.dir.is_dir():
             raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass --storage)")
         if not self.meta_path.exists():
             raise StudyError(f"{self.meta_path}: missing; {self.dir} is not an rsb-tune study")
@@ -222,11 +253,3 @@ def _json_default(o):
     except ImportError:  # pragma: no cover
         pass
     return str(o)
-
-
-def iter_studies(storage: str | os.PathLike) -> Iterable[str]:
-    root = Path(storage)
-    if root.is_dir():
-        for d in sorted(root.iterdir()):
-            if (d / "study.yaml").exists():
-                yield d.name

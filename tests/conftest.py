@@ -59,3 +59,43 @@ def real_studies(tmp_path_factory):
     }
     procs = {name: run_cli(*args, "--storage", str(storage), "--name", name) for name, args in runs.items()}
     return storage, procs
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on localhost (moto's server), with a bucket ``rsb``: returns a function
+    ``prefix -> s3://rsb/PREFIX?endpoint_override=...`` (the form users pass to --storage)."""
+    import logging
+
+    import pyarrow.fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in creds}
+    os.environ.update(creds)  # inherited by the CLI subprocesses and their Ray workers
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+
+    def uri(prefix: str) -> str:
+        return f"s3://rsb/{prefix}?endpoint_override=http://{host}:{port}&region=us-east-1"
+
+    fs, _ = pyarrow.fs.FileSystem.from_uri(uri("x") + "&allow_bucket_creation=true")
+    fs.create_dir("rsb")
+    yield uri
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def s3_files(uri: str) -> dict[str, int]:
+    """{path under the URI's prefix: size} of every object there."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {i.path[len(root) + 1 :]: i.size for i in infos if i.type == pyarrow.fs.FileType.File}

@@ -87,9 +87,3 @@ def test_unwritable_storage(tmp_path):
     proc = run_cli("seeds", "--n", "1", "--storage", str(blocker / "studies"))
     assert_user_error(proc, "--storage", "not writable")
     assert blocker.read_text() == "not a directory"
-
-
-def test_object_store_storage_is_refused_clearly(tmp_path):
-    proc = run_cli("seeds", "--n", "1", "--storage", "s3://bucket/studies", cwd=tmp_path)
-    assert_user_error(proc, "s3://bucket/studies", "shared file system")
-    assert list(tmp_path.iterdir()) == []

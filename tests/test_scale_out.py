@@ -15,17 +15,27 @@ from tests.test_resilience import events, start_cli, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_seed_study_spreads_over_cluster_nodes(tmp_path):
+@pytest.mark.parametrize("kind", ["shared-dir", "s3"])
+def test_seed_study_spreads_over_cluster_nodes(tmp_path, kind, request, monkeypatch):
     from ray.cluster_utils import Cluster
 
+    from rsb_tune.study import Study
+
+    if kind == "s3":  # the nodes share nothing but the object store
+        monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+        storage = request.getfixturevalue("s3_server")("cluster")
+    else:
+        storage = str(tmp_path / "shared")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
-        storage = tmp_path / "shared"
-        proc = run_cli("seeds", "--n", "4", "--recipe", "A3", "--epochs", "2", "--address", cluster.address, "--storage", str(storage), "--name", "c", "--quiet")
+        proc = run_cli("seeds", "--n", "4", "--recipe", "A3", "--epochs", "2", "--address", cluster.address, "--storage", storage, "--name", "c", "--quiet")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        trials = pd.read_parquet(storage / "c" / "trials.parquet")
+        study = Study(storage, "c").require()
+        trials = pd.read_parquet(study.trials_path)
+        checkpoints = [c for c in study.ray_runs() if study.ray_file_exists(f"{study.ray_storage()[0]}/{c}/t0000/checkpoint_000001/state.pt")]
+        assert checkpoints == ["run-01"]  # written by the trial's node straight to the storage
         assert len(trials) == 4 and (trials.status == "ok").all()
         worker_ids = {n.node_id for n in nodes}
         assert set(trials.node_id) <= worker_ids and len(set(trials.node_id)) == 2  # the head has no CPUs

@@ -1,0 +1,189 @@
+"""Studies in an object store: a real S3 API (moto's server on localhost), the mirror, the
+lease, and whole studies run, killed and resumed through ``--storage s3://...``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import time
+
+import pandas as pd
+import pytest
+
+from rsb_tune.errors import StudyError
+from rsb_tune.storage import Lease
+from rsb_tune.study import Study
+from tests.conftest import assert_user_error, run_cli, s3_files
+
+META = {"kind": "seeds", "recipe": "A2"}
+PLAN = {"t0000": {"seed": 0}, "t0001": {"seed": 1}}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh local mirror cache, as on a machine that never saw the study."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(path))
+    return path
+
+
+def _remote(study: Study) -> dict[str, int]:
+    return s3_files(f"{study.location.spec.split('?')[0]}/{study.name}?{study.location.spec.split('?')[1]}")
+
+
+def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, monkeypatch):
+    study = Study(s3_server("unit"), "m")
+    study.dir.mkdir(parents=True)
+    with study.lock():
+        assert ".lease" in _remote(study)  # the lease is taken before anything else
+        study.create(META, PLAN)
+        assert {"study.yaml", "plan.json"} <= set(_remote(study))  # create() uploads at once
+        study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
+        assert study.mirror.flush() == 1  # only what changed
+        assert study.mirror.flush() == 0
+        study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})
+        (study.dir / "predictions").mkdir(exist_ok=True)
+        (study.dir / "predictions" / "t0000.npz").write_bytes(b"x" * 10)
+    remote = _remote(study)
+    assert ".lease" not in remote  # given back at the end
+    assert remote["events/t0000.jsonl"] == (study.events_dir / "t0000.jsonl").stat().st_size
+    assert "predictions/t0000.npz" in remote  # the final flush uploaded the rest
+
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "elsewhere"))
+    again = Study(s3_server("unit"), "m")
+    assert again.dir != study.dir and not again.dir.exists()
+    again.require()
+    assert again.plan() == PLAN and again.meta()["kind"] == "seeds"
+    assert [e["epoch"] for e in again.events("t0000")] == [1, 2]
+
+
+def test_a_missing_study_and_a_stale_cache(s3_server, cache):
+    with pytest.raises(StudyError, match="no study 'nope'"):
+        Study(s3_server("unit"), "nope").require()
+    # a cached copy of a study the store no longer has is dropped, never uploaded as a new one
+    study = Study(s3_server("unit"), "stale")
+    study.events_dir.mkdir(parents=True)
+    (study.events_dir / "t0000.jsonl").write_text('{"type": "result", "epoch": 9}\n')
+    with study.lock():
+        assert not (study.events_dir / "t0000.jsonl").exists()
+        study.create(META, PLAN)
+    assert "events/t0000.jsonl" not in _remote(study)
+
+
+def test_sqlite_is_uploaded_as_a_consistent_snapshot(s3_server, cache, monkeypatch):
+    study = Study(s3_server("unit"), "db")
+    study.dir.mkdir(parents=True)
+    with study.lock():
+        study.create(META, PLAN)
+        con = sqlite3.connect(study.dir / "optuna.db")
+        con.execute("create table t (x)")
+        con.executemany("insert into t values (?)", [(i,) for i in range(100)])
+        con.commit()
+        study.sync()
+        con.execute("insert into t values (100)")  # open connection, uncommitted: not in the snapshot
+        study.sync()
+        con.close()
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other"))
+    copy = Study(s3_server("unit"), "db").require()
+    with sqlite3.connect(copy.dir / "optuna.db") as con:
+        assert con.execute("select count(*) from t").fetchone() == (100,)
+
+
+def test_lease_refuses_a_second_driver_and_takes_over_a_dead_one(s3_server, cache):
+    study = Study(s3_server("unit"), "lease")
+    fs, path = study.location.fs, f"{study.mirror.remote}/.lease"
+    first = Lease(fs, path, "lease").acquire()
+    with pytest.raises(StudyError, match=r"already running \(pid \d+ on "):
+        Lease(fs, path, "lease").acquire()
+    assert Lease(fs, path, "lease", ttl=0).acquire().held  # expired: taken over
+    first.held = False  # (it lost the lease; releasing it must not delete the new holder's)
+    # a holder on this host whose process is gone is taken over at once
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"token": "x", "host": socket.gethostname(), "pid": 2**22 + 12345}).encode())
+    assert Lease(fs, path, "lease").acquire().held
+    # one on another host is not
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"token": "x", "host": "elsewhere", "pid": 1}).encode())
+    with pytest.raises(StudyError, match="on elsewhere"):
+        Lease(fs, path, "lease").acquire()
+
+
+def test_superseded_checkpoint_is_deleted_only_after_the_upload(s3_server, cache):
+    study = Study(s3_server("unit"), "ck")
+    study.dir.mkdir(parents=True)
+    old = f"{study.ray_storage()[0]}/run-01/t0000/checkpoint_000000"
+    with study.location.fs.open_output_stream(f"{old}/state.pt") as f:
+        f.write(b"weights")
+    assert study.ray_file_exists(f"{old}/state.pt") and study.ray_runs() == ["run-01"]
+    with study.lock():
+        study.create(META, PLAN)
+        study.discard_checkpoint(old)
+        assert study.ray_file_exists(f"{old}/state.pt")  # its successor's record is not uploaded yet
+        study.sync()
+        assert not study.ray_file_exists(f"{old}/state.pt")
+
+
+def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache):
+    proc = run_cli("seeds", "--n", "1", "--storage", "foo://bucket/x", cwd=tmp_path)
+    assert_user_error(proc, "--storage foo://bucket/x", "Unrecognized filesystem")
+    t0 = time.time()
+    proc = run_cli("seeds", "--n", "1", "--storage", "s3://rsb/x?endpoint_override=http://127.0.0.1:9&region=us-east-1", cwd=tmp_path)
+    assert_user_error(proc, "--storage s3://rsb/x", "cannot write there")
+    assert time.time() - t0 < 60
+    proc = run_cli("status", "nope", "--storage", s3_server("cli"), cwd=tmp_path)
+    assert_user_error(proc, "no study 'nope' in s3://rsb/cli")
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a cache
+
+
+@pytest.mark.e2e
+def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_server, cache, monkeypatch, digits):
+    """The driver is SIGKILLed, its machine's cache is lost, and the study resumes from the
+    store alone: finished trials kept, unfinished ones continued, equal to an uninterrupted run."""
+    from tests.test_resilience import assert_same_epochs, events, reference_epochs, start_cli, wait_for
+
+    uri = s3_server("e2e")
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "3", "--storage", uri, "--name", "k", "--quiet")
+    study = Study(uri, "k")
+
+    def one_done_one_running():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        ev = events(study.dir)
+        done = [t for t, rows in ev.items() if any(r.get("status") == "ok" for r in rows)]
+        return done and len(done) < 3 and any(t not in done and rows for t, rows in ev.items())
+
+    try:
+        wait_for(one_done_one_running, what="a finished and a running trial")
+        time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    shutil.rmtree(cache)  # the driver's machine is gone: only the store remains
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache2"))
+    study = Study(uri, "k").require()
+    finished_before = {t for t, rows in events(study.dir).items() if any(r.get("status") == "ok" for r in rows)}
+    assert finished_before, "a finished trial was not in the store when its driver died"
+
+    res = run_cli("resume", "k", "--storage", uri, "--quiet")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "s3://rsb/e2e/k" in res.stderr
+    study = Study(uri, "k").require()  # what the store holds now
+    trials = pd.read_parquet(study.trials_path)
+    assert len(trials) == 3 and (trials.status == "ok").all()
+    for tid in finished_before:  # not run again
+        assert sum(r.get("type") == "result" for r in events(study.dir)[tid]) == 3
+    assert_same_epochs(study.dir, reference_epochs(study.dir, digits))
+    remote = _remote(study)
+    prefix = f"{study.ray_storage()[0]}/"
+    for tid, rows in events(study.dir).items():  # the newest checkpoint is kept, superseded ones deleted
+        recorded = [r["path"][len(prefix) :] for r in rows if r.get("type") == "checkpoint"]
+        assert f"ray/{recorded[-1]}/state.pt" in remote
+        assert not [c for c in recorded[:-1] if f"ray/{c}/state.pt" in remote], tid
+    assert ".lease" not in remote
+
+    rep = run_cli("report", "k", "--storage", uri)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert "report/index.html" in _remote(study) and "report uploaded to s3://rsb/e2e/k/report" in rep.stdout
