@@ -447,16 +447,25 @@ def seed_study_args(*, n: int, recipe: str, storage: Path, name: str, epochs: in
 
 
 def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, sets: Sequence[str] = (), cpus_per_trial: float = 1.0,
-                   device: str = "auto", gpus_per_trial: float = 0.5, keep: bool = False, trace: bool = True, tag: str = "") -> dict[str, Any]:  # fmt: skip
-    """Run one seed study through the CLI in a temporary storage directory and return its
-    timeline (:func:`study_timeline`), the driver's phases and the process tree's figures."""
+                   device: str = "auto", gpus_per_trial: float = 0.5, keep: bool = False, trace: bool = True, tag: str = "",
+                   storage_uri: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run one seed study through the CLI in a temporary storage directory (or in the object
+    store ``storage_uri``, mirrored under the temporary directory) and return its timeline
+    (:func:`study_timeline`), the driver's phases and the process tree's figures."""
     storage = temp_storage("rsb-bench-")
+    env = {"RSB_TUNE_CACHE_DIR": str(storage / "cache")}
     try:
-        args = seed_study_args(n=n, recipe=recipe, storage=storage, name="bench", epochs=epochs, sets=sets,
+        args = seed_study_args(n=n, recipe=recipe, storage=storage_uri or storage, name="bench", epochs=epochs, sets=sets,
                                cpus_per_trial=cpus_per_trial, device=device, gpus_per_trial=gpus_per_trial)  # fmt: skip
-        run = run_cli(args, log=storage / "cli.log", trace=storage / "trace.jsonl" if trace else None)
+        run = run_cli(args, env=env, log=storage / "cli.log", trace=storage / "trace.jsonl" if trace else None)
         slots = default_slots(cpus_per_trial, n) if device != "cuda" else max(1, min(n, int(1 / gpus_per_trial)))
-        row = {"run": tag, **study_timeline(storage / "bench", run["t_start"], run["t_end"], slots)}
+        study_dir = storage / "bench"
+        if storage_uri:
+            from rsb_tune.storage import locate
+
+            os.environ.update(env)
+            study_dir = locate(storage_uri).root / "bench"  # the driver's local copy
+        row = {"run": tag, **study_timeline(study_dir, run["t_start"], run["t_end"], slots), "study_dir": str(study_dir), "tmp_dir": str(storage)}
         row["phases"] = run.get("phases", {})
         row["trial_process_start_s"] = run["tree"].get("first_trial_process_start_s")
         row["tree"] = run["tree"]
@@ -464,7 +473,7 @@ def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, set
         return row
     finally:
         if keep:
-            print(f"kept {storage}", file=sys.stderr)
+            print(f"kept {storage}", file=sys.stderr)  # the caller removes row["tmp_dir"]
         else:
             import shutil
 

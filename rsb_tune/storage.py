@@ -52,7 +52,9 @@ LEASE_TTL_S = 120.0  # a lease not renewed for this long belongs to a driver tha
 _RENEW_S = 20.0  # how often a running driver renews its lease
 _SYNC_S = 2.0  # how often the mirror uploads what changed
 _SETTLE_S = 1.0  # pause before reading a freshly written lease back
-_NOT_MIRRORED = re.compile(r"(^|/)(\.lock|\.lease|\..*\.tmp|.*-journal|.*-wal|.*-shm)$|^ray/")
+# dot files (the lock, the lease, files being written before their atomic rename), sqlite's
+# side files (a database is uploaded as a snapshot) and Ray's part, which Ray writes itself
+_NOT_MIRRORED = re.compile(r"(^|/)\.|-(journal|wal|shm)$|^ray/")
 
 
 def cache_dir() -> Path:
@@ -185,6 +187,8 @@ class Lease:
         except (OSError, ValueError):
             return None, 0.0  # deleted between the two requests, or torn: free
         mtime = info.mtime or _dt.datetime.now(_dt.timezone.utc)
+        if mtime.tzinfo is None:  # filesystems that give naive UTC times
+            mtime = mtime.replace(tzinfo=_dt.timezone.utc)
         return content, (_dt.datetime.now(_dt.timezone.utc) - mtime).total_seconds()
 
     def _write(self) -> None:
@@ -325,24 +329,33 @@ class Mirror:
                     changed[rel] = sig
             if changed:
                 with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                    list(pool.map(self._upload, changed))
-                self._uploaded.update(changed)
+                    done = dict(zip(changed, pool.map(self._upload, changed)))
+                self._uploaded.update({rel: sig for rel, sig in changed.items() if done[rel]})
             after, self._after = self._after, []
             for fn in after:
                 fn()
             return len(changed)
 
-    def _upload(self, rel: str) -> None:
+    def _upload(self, rel: str) -> bool:
+        """Upload one file (False: it was removed meanwhile; nothing to upload)."""
         src = self.local / rel
         dest = f"{self.remote}/{rel}"
-        if rel.endswith(".db"):  # sqlite (Optuna, MLflow): upload a consistent snapshot
-            with tempfile.TemporaryDirectory(prefix="rsb-db-") as d:
-                snap = Path(d) / "snapshot.db"
-                with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as con, sqlite3.connect(snap) as out:
-                    con.backup(out)
-                self._put(snap, dest)
-        else:
-            self._put(src, dest)
+        try:
+            if rel.endswith(".db"):  # sqlite (Optuna, MLflow): upload a consistent snapshot
+                with tempfile.TemporaryDirectory(prefix="rsb-db-") as d:
+                    snap = Path(d) / "snapshot.db"
+                    con, out = sqlite3.connect(f"{src.resolve().as_uri()}?mode=ro", uri=True), sqlite3.connect(snap)
+                    try:
+                        con.backup(out)
+                    finally:
+                        con.close()
+                        out.close()
+                    self._put(snap, dest)
+            else:
+                self._put(src, dest)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _put(self, src: Path, dest: str) -> None:
         with open(src, "rb") as f, self.fs.open_output_stream(dest) as out:
