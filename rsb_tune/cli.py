@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rsb_tune.errors import ConfigError, StudyError, UserError
+from rsb_tune.errors import ConfigError, StoreUnreachable, StudyError, UserError
 
 __all__ = ["main", "build_parser"]
 
@@ -481,6 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except UserError as e:
         print(f"rsb-tune: error: {e}", file=sys.stderr)
+        if isinstance(e, StoreUnreachable):  # do not wait for the store client's hanging request
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.exit_code)
         return e.exit_code
     except BrokenPipeError:  # `rsb-tune ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "suggest"]
+__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StoreUnreachable", "suggest"]
 
 
 class UserError(Exception):
@@ -24,6 +24,12 @@ class DataError(UserError):
 
 class StudyError(UserError):
     """A study directory is missing, locked, or its files are corrupt."""
+
+
+class StoreUnreachable(UserError):
+    """The object store did not answer in time. A request of its client is still hanging in a
+    thread that the interpreter's exit would wait for (pyarrow finalises its S3 client at
+    exit), so the CLI exits at once after printing this."""
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

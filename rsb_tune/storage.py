@@ -42,9 +42,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from rsb_tune.errors import StudyError, UserError
+from rsb_tune.errors import StoreUnreachable, StudyError, UserError
 
-__all__ = ["Location", "locate", "check_writable", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
+__all__ = ["Location", "locate", "check_writable", "bounded", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
 
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -115,13 +115,40 @@ def check_writable(loc: Location) -> None:
             raise UserError(f"--storage {loc.spec}: not writable ({probe_dir} is not a writable directory)")
         return
     probe = f"{loc.fs_root}/.rsb-tune-probe-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write_probe():
         loc.fs.create_dir(loc.fs_root)
         with loc.fs.open_output_stream(probe) as f:
             f.write(b"probe")
         loc.fs.delete_file(probe)
-    except Exception as e:  # noqa: BLE001 - network, credentials, missing bucket: all OSErrors from pyarrow
-        raise UserError(f"--storage {loc.display()}: cannot write there ({_one_line(e)})") from None
+
+    bounded(write_probe, f"--storage {loc.display()}", "cannot write there")
+
+
+def bounded(fn: Callable[[], Any], where: str, failed: str) -> Any:
+    """``fn()``, its errors as one-line UserErrors, and a bounded wait: an unreachable store is
+    retried by its client for up to 15 minutes (GCS), a user should know in seconds."""
+    timeout = float(os.environ.get("RSB_TUNE_STORE_TIMEOUT_S", "30"))
+    outcome: list[tuple[Any, BaseException | None]] = []
+    worker = threading.Thread(target=lambda: outcome.append(_capture(fn)), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise StoreUnreachable(
+            f"{where}: no answer within {timeout:g} s (is the store reachable from here, and are credentials set? "
+            "RSB_TUNE_STORE_TIMEOUT_S changes the wait)"
+        )
+    value, error = outcome[0]
+    if error is not None:  # network, credentials, missing bucket: OSErrors from pyarrow
+        raise UserError(f"{where}: {failed} ({_one_line(error)})")
+    return value
+
+
+def _capture(fn) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(), None
+    except Exception as e:  # noqa: BLE001 - handed to the caller's thread
+        return None, e
 
 
 def _one_line(e: BaseException) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rsb_tune.errors import StudyError
-from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, locate
+from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, bounded, locate
 
 __all__ = ["Study", "default_name", "atomic_write_text", "package_versions"]
 
@@ -178,8 +178,9 @@ class Study:
     # --- reading (errors name the file)
     def require(self) -> "Study":
         if self.mirror:
+            found = bounded(self.mirror.exists_remotely, f"study {self.where}", "cannot read it")  # reachable?
             try:
-                found = self.mirror.pull()
+                found = found and self.mirror.pull()
             except OSError as e:
                 raise StudyError(f"study {self.where}: cannot read it ({' '.join(str(e).split())[:300]})") from None
             if not found:

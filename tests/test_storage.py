@@ -187,3 +187,21 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
     rep = run_cli("report", "k", "--storage", uri)
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert "report/index.html" in _remote(study) and "report uploaded to s3://rsb/e2e/k/report" in rep.stdout
+
+
+def test_a_store_that_never_answers_fails_in_seconds(tmp_path, cache):
+    """A TCP port that accepts connections and never answers: the user hears in seconds, not
+    after the client's retries (up to 15 minutes for GCS)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    uri = f"s3://rsb/x?endpoint_override=http://127.0.0.1:{silent.getsockname()[1]}&region=us-east-1"
+    try:
+        for args in (("seeds", "--n", "1"), ("status", "s")):
+            t0 = time.time()
+            proc = run_cli(*args, "--storage", uri, cwd=tmp_path, env={"RSB_TUNE_STORE_TIMEOUT_S": "3"})
+            assert_user_error(proc, "no answer within 3 s")
+            assert time.time() - t0 < 45
+    finally:
+        silent.close()
+    assert list(tmp_path.iterdir()) == []
