@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -296,8 +297,8 @@ def _cmd_study(args) -> int:
     try:
         lock = study.lock().acquire()
     except StudyError:
-        if created:
-            study.dir.rmdir()
+        if created:  # nothing of ours stays behind (the lock file, for an object store the mirror)
+            shutil.rmtree(study.dir, ignore_errors=True)
         raise
     with lock:  # held from creation to the end of the run: one driver per study
         if study.exists():  # another driver created it between our check and the lock
@@ -440,7 +441,7 @@ def _cmd_report(args) -> int:
     out = _analysis_call(write_report, study.dir, args.out)
     print(f"report: {Path(out) / 'index.html' if Path(out).is_dir() else out}")
     if study.mirror and Path(out).resolve().is_relative_to(study.dir.resolve()):
-        study.sync()  # only what this command wrote: the report, next to the study in the store
+        study.sync(only=Path(out))  # the report, next to the study in the store (a driver may own the rest)
         print(f"report uploaded to {study.where}/{Path(out).resolve().relative_to(study.dir.resolve()).as_posix()}")
     return 0
 

@@ -346,11 +346,14 @@ class Mirror:
             if p.is_file() and not _NOT_MIRRORED.search(rel):
                 yield rel
 
-    def flush(self) -> int:
-        """Upload every file changed since it was last uploaded; returns how many."""
+    def flush(self, only: str | None = None) -> int:
+        """Upload every file changed since it was last uploaded (``only``: those under this
+        relative directory); returns how many."""
         with self._lock:
             changed = {}
             for rel in self._local_files():
+                if only is not None and not rel.startswith(only.rstrip("/") + "/"):
+                    continue
                 sig = _signature(self.local / rel)
                 if sig is not None and self._uploaded.get(rel) != sig:
                     changed[rel] = sig

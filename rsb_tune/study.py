@@ -112,10 +112,11 @@ class Study:
         local = StudyLock(self.dir / ".lock")
         return MirrorLock(local, self.mirror) if self.mirror else local
 
-    def sync(self) -> None:
-        """Upload what changed to the object store now (nothing to do for a directory)."""
+    def sync(self, only: Path | None = None) -> None:
+        """Upload what changed to the object store now (``only``: under this directory of the
+        study); nothing to do for a directory."""
         if self.mirror:
-            self.mirror.flush()
+            self.mirror.flush(None if only is None else only.resolve().relative_to(self.dir.resolve()).as_posix())
 
     # --- Ray's part of the study: checkpoints, written by the trials themselves
     def ray_storage(self) -> tuple[str, Any]:

@@ -205,3 +205,16 @@ def test_a_store_that_never_answers_fails_in_seconds(tmp_path, cache):
     finally:
         silent.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_study_run_elsewhere_is_refused_and_leaves_nothing(tmp_path, s3_server, cache):
+    import pyarrow.fs
+
+    uri = s3_server("held")
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    with fs.open_output_stream(f"{root}/h/.lease") as f:  # a driver on another machine runs study h
+        f.write(json.dumps({"token": "x", "host": "gpu-node-7", "pid": 4242}).encode())
+    proc = run_cli("seeds", "--n", "1", "--epochs", "1", "--storage", uri, "--name", "h", cwd=tmp_path)
+    assert_user_error(proc, "study 'h' is already running (pid 4242 on gpu-node-7")
+    assert not Study(uri, "h").dir.exists()
+    assert set(s3_files(f"s3://rsb/held/h?{uri.split('?')[1]}")) == {".lease"}
