@@ -394,21 +394,29 @@ def _fmt(seconds: float) -> str:
 
 
 def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
-    """(trials still to run -> config, their latest checkpoint paths, number finished)."""
+    """(trials still to run -> config, their latest checkpoint paths, number finished).
+
+    Checkpoints that a driver's death left behind are deleted here (called with the study
+    locked, so no trial is writing one): superseded ones (a checkpoint is deleted only after
+    its successor is recorded) and unrecorded ones (written as the driver died; never resumed
+    from, since their epoch's results were not recorded). A study keeps one per trial."""
     plan = study.plan()
-    todo, resume_from, finished = {}, {}, 0
+    on_disk = study.ray_dirs_with(_CKPT_FILE)  # one listing, not a request per checkpoint
+    todo, resume_from, finished, kept = {}, {}, 0, set()
     for tid, cfg in plan.items():
         events = study.events(tid)
         status, _, _ = trial_state(events)
+        recorded = [os.path.normpath(ev["path"]) for ev in events if ev.get("type") == "checkpoint"]
+        existing = [p for p in dict.fromkeys(recorded) if p in on_disk]
+        kept.update(existing[-1:])
         if status in KEPT:
             finished += 1
             continue
         todo[tid] = cfg
-        # the newest recorded checkpoint that still exists (Ray prunes older ones)
-        ckpts = [ev["path"] for ev in events if ev.get("type") == "checkpoint"]
-        existing = [p for p in reversed(ckpts) if study.ray_file_exists(f"{p}/{_CKPT_FILE}")]
-        if existing:
-            resume_from[tid] = existing[0]
+        if existing:  # the newest recorded checkpoint that still exists
+            resume_from[tid] = existing[-1]
+    for path in sorted(on_disk - kept):
+        study.discard_checkpoint(path)
     return todo, resume_from, finished
 
 

@@ -130,10 +130,13 @@ class Study:
 
         return self.location.fs or pyarrow.fs.LocalFileSystem()
 
-    def ray_file_exists(self, path: str) -> bool:
+    def ray_dirs_with(self, filename: str) -> set[str]:
+        """Every directory under Ray's part of the study holding ``filename`` (normalised paths
+        on Ray's filesystem, as Ray's checkpoints are recorded)."""
         import pyarrow.fs
 
-        return self._ray_fs().get_file_info(path).type == pyarrow.fs.FileType.File
+        infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], recursive=True, allow_not_found=True))
+        return {os.path.normpath(os.path.dirname(i.path)) for i in infos if i.type == pyarrow.fs.FileType.File and os.path.basename(i.path) == filename}
 
     def ray_runs(self) -> list[str]:
         """Names of the Ray experiments run so far (``run-01``, ...)."""

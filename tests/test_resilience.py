@@ -87,13 +87,19 @@ def test_sigkill_driver_then_resume_is_bit_identical(tmp_path, digits):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished_before = {t for t, rows in events(study).items() if any(r.get("status") == "ok" for r in rows)}
+    before = events(study)
+    finished_before = {t for t, rows in before.items() if any(r.get("status") == "ok" for r in rows)}
+    checkpointed = {t for t, rows in before.items() if t not in finished_before and any(r["type"] == "checkpoint" for r in rows)}
     res = run_cli("resume", "k", "--storage", str(tmp_path), "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
     trials = pd.read_parquet(study / "trials.parquet")
     assert len(trials) == 4 and (trials.status == "ok").all() and trials.trial_id.is_unique
     for tid in finished_before:  # finished trials were not run again
         assert sum(r.get("type") == "result" for r in events(study)[tid]) == 3
+    for tid in checkpointed:  # continued from their checkpoint, not from scratch
+        assert sum(r.get("type") == "result" and r["epoch"] == 1 for r in events(study)[tid]) == 1
+    ckpts = [p for p in (study / "ray").rglob("state.pt")]
+    assert len(ckpts) == 4, ckpts  # one per trial: superseded ones deleted, also those the kill left
     assert_same_epochs(study, reference_epochs(study, digits))
 
 

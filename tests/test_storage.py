@@ -11,7 +11,10 @@ import socket
 import sqlite3
 import time
 
+from pathlib import Path
+
 import pandas as pd
+import pyarrow.fs
 import pytest
 
 from rsb_tune.errors import StudyError
@@ -118,13 +121,13 @@ def test_superseded_checkpoint_is_deleted_only_after_the_upload(s3_server, cache
     old = f"{study.ray_storage()[0]}/run-01/t0000/checkpoint_000000"
     with study.location.fs.open_output_stream(f"{old}/state.pt") as f:
         f.write(b"weights")
-    assert study.ray_file_exists(f"{old}/state.pt") and study.ray_runs() == ["run-01"]
+    assert old in study.ray_dirs_with("state.pt") and study.ray_runs() == ["run-01"]
     with study.lock():
         study.create(META, PLAN)
         study.discard_checkpoint(old)
-        assert study.ray_file_exists(f"{old}/state.pt")  # its successor's record is not uploaded yet
+        assert old in study.ray_dirs_with("state.pt")  # its successor's record is not uploaded yet
         study.sync()
-        assert not study.ray_file_exists(f"{old}/state.pt")
+        assert old not in study.ray_dirs_with("state.pt")
 
 
 def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache):
@@ -146,26 +149,37 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
     from tests.test_resilience import assert_same_epochs, events, reference_epochs, start_cli, wait_for
 
     uri = s3_server("e2e")
-    proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "3", "--storage", uri, "--name", "k", "--quiet")
-    study = Study(uri, "k")
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "6", "--max-concurrent", "1", "--storage", uri, "--name", "k", "--quiet")
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
 
-    def one_done_one_running():
+    def in_store() -> dict[str, list[dict]]:
+        """The study's event logs as the store has them now."""
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(f"{root}/k/events", allow_not_found=True))
+        out = {}
+        for info in infos:
+            with fs.open_input_stream(info.path) as f:
+                out[Path(info.path).stem] = [json.loads(line) for line in f.read().decode().splitlines() if line.endswith("}")]
+        return out
+
+    def one_done_one_checkpointed():
         assert proc.poll() is None, proc.communicate()[1][-3000:]
-        ev = events(study.dir)
+        ev = in_store()
         done = [t for t, rows in ev.items() if any(r.get("status") == "ok" for r in rows)]
-        return done and len(done) < 3 and any(t not in done and rows for t, rows in ev.items())
+        return done and len(done) < 3 and any(t not in done and any(r["type"] == "checkpoint" for r in rows) for t, rows in ev.items())
 
     try:
-        wait_for(one_done_one_running, what="a finished and a running trial")
-        time.sleep(0.5)
+        wait_for(one_done_one_checkpointed, what="a finished trial and a running one with a checkpoint, in the store")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     shutil.rmtree(cache)  # the driver's machine is gone: only the store remains
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache2"))
     study = Study(uri, "k").require()
-    finished_before = {t for t, rows in events(study.dir).items() if any(r.get("status") == "ok" for r in rows)}
+    before = events(study.dir)
+    finished_before = {t for t, rows in before.items() if any(r.get("status") == "ok" for r in rows)}
     assert finished_before, "a finished trial was not in the store when its driver died"
+    checkpointed = {t for t, rows in before.items() if t not in finished_before and any(r["type"] == "checkpoint" for r in rows)}
+    assert checkpointed, "a running trial's checkpoint record was not in the store"
 
     res = run_cli("resume", "k", "--storage", uri, "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
@@ -174,7 +188,9 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
     trials = pd.read_parquet(study.trials_path)
     assert len(trials) == 3 and (trials.status == "ok").all()
     for tid in finished_before:  # not run again
-        assert sum(r.get("type") == "result" for r in events(study.dir)[tid]) == 3
+        assert sum(r.get("type") == "result" for r in events(study.dir)[tid]) == 6
+    for tid in checkpointed:  # continued from the checkpoint in the store, not from scratch
+        assert sum(r.get("type") == "result" and r["epoch"] == 1 for r in events(study.dir)[tid]) == 1
     assert_same_epochs(study.dir, reference_epochs(study.dir, digits))
     remote = _remote(study)
     prefix = f"{study.ray_storage()[0]}/"
@@ -182,6 +198,7 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
         recorded = [r["path"][len(prefix) :] for r in rows if r.get("type") == "checkpoint"]
         assert f"ray/{recorded[-1]}/state.pt" in remote
         assert not [c for c in recorded[:-1] if f"ray/{c}/state.pt" in remote], tid
+    assert sum(p.endswith("/state.pt") for p in remote) == 3  # also those written as the driver died
     assert ".lease" not in remote
 
     rep = run_cli("report", "k", "--storage", uri)
