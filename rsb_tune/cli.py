@@ -297,8 +297,8 @@ def _cmd_study(args) -> int:
     try:
         lock = study.lock().acquire()
     except StudyError:
-        if created:  # nothing of ours stays behind (the lock file, for an object store the mirror)
-            shutil.rmtree(study.dir, ignore_errors=True)
+        if created and {p.name for p in study.dir.iterdir()} <= {".lock"}:
+            shutil.rmtree(study.dir, ignore_errors=True)  # nothing of ours stays behind, nothing of another driver goes
         raise
     with lock:  # held from creation to the end of the run: one driver per study
         if study.exists():  # another driver created it between our check and the lock

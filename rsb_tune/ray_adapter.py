@@ -301,7 +301,7 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
             if time.time() - self.last_table_write > (5 if finished else 30):
                 self._tables()
             if finished:  # an object-store study: the finished trial is uploaded before going on
-                study.sync()
+                self._sync()
 
         def on_trial_save(self, iteration, trials, trial, **info):
             ckpt = trial.checkpoint
@@ -318,14 +318,14 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
 
         def _error(self, trial, final: bool):
             tid = self._tid(trial)
-            text = trial.get_error() or "unknown error (the trial's process died without a traceback)"
+            text = _error_text(trial)
             (study.errors_dir / f"{tid}.txt").write_text(text)
             lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
             named = [l for l in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*:", l)]
             message = (named or lines or ["error"])[-1]
             study.append_event(tid, {"type": "error", "final": final, "error": message[:500], "time": time.time()})
             self._tables()
-            study.sync()
+            self._sync()
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self._error(trial, final=False)
@@ -339,6 +339,12 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
         def _tables(self):
             write_tables(study)
             self.last_table_write = time.time()
+
+        def _sync(self):
+            try:
+                study.sync()
+            except UserError as e:  # the upload thread retries; the study goes on
+                print(f"rsb-tune: warning: {e}; retrying", file=sys.stderr, flush=True)
 
     class Progress(tune.Callback):
         """One status line every few seconds: trials done / running / failed, and an ETA."""
@@ -379,6 +385,16 @@ def _make_callbacks(study: Study, total_epochs: int, quiet: bool, resolver=None,
     return [StudyRecorder(), Progress()]
 
 
+def _error_text(trial) -> str:
+    """The trial's tracebacks: Ray writes them to the trial's local directory before calling the
+    callbacks, and copies them to the storage (where ``get_error`` reads) later."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    return text or trial.get_error() or "unknown error (the trial's process died without a traceback)"
+
+
 _RESULT_KEYS = {
     "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss",
     "epoch_time_s", "images_per_s", "status", "val_correct", "v2_correct", "hostname", "node_id", "pid",
@@ -399,24 +415,27 @@ def pending_trials(study: Study) -> tuple[dict[str, dict], dict[str, str], int]:
     Checkpoints that a driver's death left behind are deleted here (called with the study
     locked, so no trial is writing one): superseded ones (a checkpoint is deleted only after
     its successor is recorded) and unrecorded ones (written as the driver died; never resumed
-    from, since their epoch's results were not recorded). A study keeps one per trial."""
+    from, since their epoch's results were not recorded). A study keeps one per trial. Ray
+    Train's own checkpoints (``ray/train/``, DDP trials) are left to Ray Train, which keeps
+    one per trial and resumes from its own record of them."""
     plan = study.plan()
-    on_disk = study.ray_dirs_with(_CKPT_FILE)  # one listing, not a request per checkpoint
+    on_disk = study.ray_dirs_with(_CKPT_FILE)  # relative to the study's ray/
     todo, resume_from, finished, kept = {}, {}, 0, set()
     for tid, cfg in plan.items():
         events = study.events(tid)
         status, _, _ = trial_state(events)
-        recorded = [os.path.normpath(ev["path"]) for ev in events if ev.get("type") == "checkpoint"]
-        existing = [p for p in dict.fromkeys(recorded) if p in on_disk]
+        recorded = [study.ray_relative(ev["path"]) for ev in events if ev.get("type") == "checkpoint"]
+        existing = [rel for rel in dict.fromkeys(recorded) if rel in on_disk]
         kept.update(existing[-1:])
         if status in KEPT:
             finished += 1
             continue
         todo[tid] = cfg
-        if existing:  # the newest recorded checkpoint that still exists
-            resume_from[tid] = existing[-1]
-    for path in sorted(on_disk - kept):
-        study.discard_checkpoint(path)
+        if existing:  # the newest recorded checkpoint that still exists, where the study is now
+            resume_from[tid] = study.ray_path(existing[-1])
+    for rel in sorted(on_disk - kept):
+        if not rel.startswith("train/"):
+            study.discard_checkpoint(study.ray_path(rel))
     return todo, resume_from, finished
 
 
@@ -474,7 +493,7 @@ def _fit(study: Study, data: DatasetSplits, opts: RunOptions, todo, resume_from,
     ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
     # a DDP trial only coordinates: its workers hold the CPUs/GPUs (one set per worker)
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1} if ddp else resources)
-    run_name = f"run-{len(study.ray_runs()) + 1:02d}"
+    run_name = f"run-{max([int(r[4:]) for r in study.ray_runs()], default=0) + 1:02d}"
     metric, mode = meta.get("metric", "val_top1"), meta.get("mode", "max")
     search_alg = scheduler = None
     if resolver is not None:

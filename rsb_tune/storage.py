@@ -15,14 +15,20 @@ store is the truth: opening a study downloads it (all but Ray's checkpoints) int
 
 Locking: a directory study is locked with an ``flock`` on ``<study>/.lock``; an object-store
 study additionally with a *lease* object ``<study>/.lease`` that the driver renews. A lease
-older than :data:`LEASE_TTL_S`, or held by a dead process on this host, is taken over. Without
-conditional writes the lease is best-effort: two drivers started within the same second
-on different hosts could both see it free (each reads its lease back after a pause, which
-narrows that window to requests in flight at the same time).
+older than :data:`LEASE_TTL_S`, or held by a dead process on this host, is taken over; a
+driver whose lease was taken over stops. Without conditional writes the lease is
+best-effort: two drivers started within the same second on different hosts could both see
+it free (each reads its lease back after a pause, which narrows that window to requests in
+flight at the same time).
+
+Nothing is lost when an upload fails: the local copy keeps the changes, and the next run on
+that machine uploads them first, unless another driver has moved the store on since (the
+store's ``.sync`` token says which), in which case the store wins.
 """
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import dataclasses
 import datetime as _dt
@@ -54,6 +60,8 @@ _SYNC_S = 2.0  # how often the mirror uploads what changed
 _SETTLE_S = 1.0  # pause before reading a freshly written lease back
 # dot files (the lock, the lease, files being written before their atomic rename), sqlite's
 # side files (a database is uploaded as a snapshot) and Ray's part, which Ray writes itself
+_MARK = ".sync"  # in the store: the token of the lease holder's last upload
+_STATE = ".sync.json"  # in the local copy: the token and file signatures it agrees with the store on
 _NOT_MIRRORED = re.compile(r"(^|/)\.|-(journal|wal|shm)$|^ray/")
 
 
@@ -128,7 +136,7 @@ def check_writable(loc: Location) -> None:
 def bounded(fn: Callable[[], Any], where: str, failed: str) -> Any:
     """``fn()``, its errors as one-line UserErrors, and a bounded wait: an unreachable store is
     retried by its client for up to 15 minutes (GCS), a user should know in seconds."""
-    timeout = float(os.environ.get("RSB_TUNE_STORE_TIMEOUT_S", "30"))
+    timeout = _store_timeout()
     outcome: list[tuple[Any, BaseException | None]] = []
     worker = threading.Thread(target=lambda: outcome.append(_capture(fn)), daemon=True)
     worker.start()
@@ -139,6 +147,8 @@ def bounded(fn: Callable[[], Any], where: str, failed: str) -> Any:
             "RSB_TUNE_STORE_TIMEOUT_S changes the wait)"
         )
     value, error = outcome[0]
+    if isinstance(error, UserError):
+        raise error
     if error is not None:  # network, credentials, missing bucket: OSErrors from pyarrow
         raise UserError(f"{where}: {failed} ({_one_line(error)})")
     return value
@@ -239,8 +249,18 @@ class Lease:
         return self
 
     def renew(self) -> None:
-        if self.held:
-            self._write()
+        """Rewrite the lease; StudyError if another driver took it over meanwhile (this one's
+        renewals failed for longer than the TTL): the study is theirs now."""
+        if not self.held:
+            return
+        held, _ = self._read()
+        if held and held.get("token") != self.token:
+            self.held = False
+            raise StudyError(
+                f"study {self.name!r}: its lease was taken over by pid {held.get('pid')} on {held.get('host')} "
+                f"(this driver could not renew it for {self.ttl:g} s); this driver stops"
+            )
+        self._write()
 
     def release(self) -> None:
         if not self.held:
@@ -270,34 +290,54 @@ def _dead_here(holder: dict) -> bool:
 class Mirror:
     """A study's local working copy (``local``) of ``remote`` on ``fs``.
 
-    ``pull`` makes the copy equal to the store (all but Ray's checkpoints); ``flush`` uploads
-    the files changed locally since (each once, sqlite databases through a consistent
-    snapshot); ``start``/``stop`` run ``flush`` and the lease renewal on a thread while a driver
+    ``refresh`` makes the copy current: it downloads the store's study (all but Ray's
+    checkpoints), unless the store is unchanged since this copy's own last upload or download
+    (then the copy is kept, with any changes a failed upload left, which go up next). The
+    store's ``.sync`` object holds a token written after each upload by the lease holder, and
+    ``.sync.json`` in the copy the token and file signatures it last agreed with the store on.
+
+    ``flush`` uploads the files changed since (sqlite databases through a consistent
+    snapshot); ``start``/``stop`` run it and the lease renewal on a thread while a driver
     holds the study. Actions queued with ``after_flush`` (deleting a superseded checkpoint)
-    run only once the files changed before them are in the store.
+    run once the files changed before them are in the store.
     """
 
     def __init__(self, fs, remote: str, local: Path, name: str):
         self.fs, self.remote, self.local, self.name = fs, remote.rstrip("/"), local, name
         self.lease = Lease(fs, f"{self.remote}/.lease", name)
-        self._uploaded: dict[str, tuple[int, int]] = {}  # relative path -> (mtime_ns, size) last in the store
+        self._uploaded: dict[str, tuple] = {}  # relative path -> signature of the file last in the store
+        self._token: str | None = None  # the store's .sync token this copy agrees with
         self._after: list[Callable[[], None]] = []
-        self._lock = threading.RLock()
+        self._after_lock = threading.Lock()
+        self._lock = threading.RLock()  # one pull or flush at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._lost = False  # the lease was taken over: nothing more is uploaded
 
     def __getstate__(self):  # Ray pickles the Tuner's callbacks (tuner.pkl): no thread state
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_stop", "_thread", "_after")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_after_lock", "_stop", "_thread", "_after")}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _lock=threading.RLock(), _stop=threading.Event(), _thread=None, _after=[])
+        self.__dict__.update(state, _lock=threading.RLock(), _after_lock=threading.Lock(), _stop=threading.Event(), _thread=None, _after=[])
 
     # --- store -> local
     def exists_remotely(self) -> bool:
         import pyarrow.fs
 
         return self.fs.get_file_info(f"{self.remote}/study.yaml").type == pyarrow.fs.FileType.File
+
+    def refresh(self) -> bool:
+        """Make the local copy current (see the class); False when the store has no study here."""
+        if not self.exists_remotely():
+            return False
+        state, mark = self._load_state(), self._read_mark()
+        if state is not None and mark is not None and state["token"] == mark:
+            with self._lock:
+                self._uploaded = {rel: tuple(sig) for rel, sig in state["uploaded"].items()}
+                self._token = mark
+            return True
+        return self.pull()
 
     def pull(self) -> bool:
         """Download the study into the local copy, dropping local files the store lacks;
@@ -306,6 +346,7 @@ class Mirror:
 
         if not self.exists_remotely():
             return False
+        mark = self._read_mark()  # before the listing: a later upload makes it stale, never wrong
         infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.remote, recursive=True))
         wanted = {}
         for info in infos:
@@ -320,6 +361,8 @@ class Mirror:
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 list(pool.map(lambda item: self._download(*item), wanted.items()))
             self._uploaded = {rel: _signature(self.local / rel) for rel in wanted}
+            self._token = mark
+            self._save_state()
         return True
 
     def _download(self, rel: str, remote_path: str) -> None:
@@ -335,7 +378,29 @@ class Mirror:
         with self._lock:
             for rel in list(self._local_files()):
                 (self.local / rel).unlink()
-            self._uploaded = {}
+            self._uploaded, self._token = {}, None
+            (self.local / _STATE).unlink(missing_ok=True)
+
+    # --- the agreement between copy and store
+    def _read_mark(self) -> str | None:
+        try:
+            with self.fs.open_input_stream(f"{self.remote}/{_MARK}") as f:
+                return f.read().decode().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _load_state(self) -> dict | None:
+        try:
+            state = json.loads((self.local / _STATE).read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(state, dict) and isinstance(state.get("token"), str) and isinstance(state.get("uploaded"), dict)
+        return state if ok else None
+
+    def _save_state(self) -> None:
+        tmp = self.local / f".{_STATE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"token": self._token, "uploaded": self._uploaded}))
+        os.replace(tmp, self.local / _STATE)
 
     # --- local -> store
     def _local_files(self):
@@ -348,8 +413,12 @@ class Mirror:
 
     def flush(self, only: str | None = None) -> int:
         """Upload every file changed since it was last uploaded (``only``: those under this
-        relative directory); returns how many."""
+        relative directory); returns how many. Only the lease holder moves the store's token."""
+        with self._after_lock:  # queued before this scan: their successors' records are in it
+            after, self._after = self._after, []
         with self._lock:
+            if self._lost:
+                return 0
             changed = {}
             for rel in self._local_files():
                 if only is not None and not rel.startswith(only.rstrip("/") + "/"):
@@ -361,10 +430,14 @@ class Mirror:
                 with concurrent.futures.ThreadPoolExecutor(8) as pool:
                     done = dict(zip(changed, pool.map(self._upload, changed)))
                 self._uploaded.update({rel: sig for rel, sig in changed.items() if done[rel]})
-            after, self._after = self._after, []
-            for fn in after:
-                fn()
-            return len(changed)
+                if self.lease.held:
+                    self._token = uuid.uuid4().hex
+                    with self.fs.open_output_stream(f"{self.remote}/{_MARK}") as f:
+                        f.write(self._token.encode())
+                    self._save_state()
+        for fn in after:
+            fn()
+        return len(changed)
 
     def _upload(self, rel: str) -> bool:
         """Upload one file (False: it was removed meanwhile; nothing to upload)."""
@@ -392,21 +465,27 @@ class Mirror:
             shutil.copyfileobj(f, out, 1 << 20)
 
     def after_flush(self, fn: Callable[[], None]) -> None:
-        with self._lock:
+        with self._after_lock:
             self._after.append(fn)
 
     # --- while a driver holds the study
     def start(self) -> None:
-        """Take the lease, make the local copy equal to the store (which may have moved on,
-        or hold no study yet: then a stale cache is dropped) and start the uploads."""
-        self.lease.acquire()
+        """Take the lease, make the local copy current (or drop a stale cache when the store
+        holds no study yet) and start the uploads."""
         try:
-            if not self.pull():
+            self.lease.acquire()
+        except OSError as e:
+            raise StudyError(f"study {self.name!r}: cannot take its lease in the store ({_one_line(e)})") from None
+        try:
+            if not self.refresh():
                 self.reset()
-        except BaseException:
-            self.lease.release()
+        except BaseException as e:
+            self._give_back()
+            if isinstance(e, OSError):
+                raise StudyError(f"study {self.name!r}: cannot read it from the store ({_one_line(e)})") from None
             raise
         self._stop.clear()
+        self._lost = False
         self._thread = threading.Thread(target=self._loop, name=f"rsb-tune-mirror-{self.name}", daemon=True)
         self._thread.start()
 
@@ -415,41 +494,61 @@ class Mirror:
         while not self._stop.wait(_SYNC_S):
             try:
                 self.flush()
-                if time.monotonic() - last_renew > _RENEW_S:
-                    self.lease.renew()
-                    last_renew = time.monotonic()
                 if self._failing:
-                    print(f"rsb-tune: uploads to {self.remote} work again", file=sys.stderr, flush=True)
+                    print(f"rsb-tune: uploads of study {self.name!r} work again", file=sys.stderr, flush=True)
                 self._failing = False
             except Exception as e:  # noqa: BLE001 - a network blip must not stop the study: retried next tick
                 if not self._failing:
                     print(f"rsb-tune: warning: uploading study {self.name!r} failed, retrying ({_one_line(e)})", file=sys.stderr, flush=True)
                 self._failing = True
+            if time.monotonic() - last_renew < _RENEW_S:
+                continue
+            try:
+                self.lease.renew()
+                last_renew = time.monotonic()
+            except StudyError as e:  # taken over: the study belongs to another driver now
+                with self._lock:
+                    self._lost = True
+                print(f"rsb-tune: error: {e}", file=sys.stderr, flush=True)
+                _thread.interrupt_main()  # stops Ray Tune like Ctrl-C
+                return
+            except Exception as e:  # noqa: BLE001 - retried next tick; the TTL leaves minutes
+                print(f"rsb-tune: warning: renewing the lease of study {self.name!r} failed, retrying ({_one_line(e)})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        """Stop the thread, upload the rest and give the lease back."""
+        """Stop the thread, upload the rest and give the lease back. When the last upload
+        fails, the lease is kept (it expires; the next run on this host takes it over at once)
+        and the next run here uploads what is missing before anything else."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(_store_timeout())
             self._thread = None
+        if self._lost:
+            return
         try:
-            self.flush()
-        except Exception as e:  # noqa: BLE001
-            print(
-                f"rsb-tune: warning: the last upload of study {self.name!r} failed ({_one_line(e)}); "
-                f"the local copy {self.local} has everything, and the study's next run uploads it",
-                file=sys.stderr,
-            )
-            return  # keep the lease: it expires, and the next run on this host takes it over
-        self.lease.release()
+            bounded(self.flush, f"study {self.name!r}", "the last upload failed")
+        except UserError as e:
+            text = f"{e}; the local copy {self.local} has everything, and the study's next run on this machine uploads it first"
+            raise (StoreUnreachable if isinstance(e, StoreUnreachable) else StudyError)(text) from None
+        self._give_back()
+
+    def _give_back(self) -> None:
+        try:
+            self.lease.release()
+        except OSError as e:
+            print(f"rsb-tune: warning: could not delete the lease of study {self.name!r} ({_one_line(e)}); it expires in {self.lease.ttl:g} s", file=sys.stderr)
 
 
-def _signature(path: Path) -> tuple[int, int] | None:
+def _store_timeout() -> float:
+    return float(os.environ.get("RSB_TUNE_STORE_TIMEOUT_S", "30"))
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_mtime_ns, st.st_size, st.st_ino  # the inode: an atomic replace within one mtime tick
 
 
 class MirrorLock:

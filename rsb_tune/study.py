@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -106,7 +107,9 @@ class Study:
         return self.location.display(self.name)
 
     def exists(self) -> bool:
-        return self.mirror.exists_remotely() if self.mirror else self.meta_path.exists()
+        if self.mirror:
+            return bounded(self.mirror.exists_remotely, f"study {self.where}", "cannot read it")
+        return self.meta_path.exists()
 
     def lock(self) -> StudyLock | MirrorLock:
         local = StudyLock(self.dir / ".lock")
@@ -115,8 +118,12 @@ class Study:
     def sync(self, only: Path | None = None) -> None:
         """Upload what changed to the object store now (``only``: under this directory of the
         study); nothing to do for a directory."""
-        if self.mirror:
+        if not self.mirror:
+            return
+        try:
             self.mirror.flush(None if only is None else only.resolve().relative_to(self.dir.resolve()).as_posix())
+        except OSError as e:
+            raise StudyError(f"study {self.where}: uploading failed ({' '.join(str(e).split())[:300]})") from None
 
     # --- Ray's part of the study: checkpoints, written by the trials themselves
     def ray_storage(self) -> tuple[str, Any]:
@@ -131,20 +138,37 @@ class Study:
         return self.location.fs or pyarrow.fs.LocalFileSystem()
 
     def ray_dirs_with(self, filename: str) -> set[str]:
-        """Every directory under Ray's part of the study holding ``filename`` (normalised paths
-        on Ray's filesystem, as Ray's checkpoints are recorded)."""
+        """Every directory under Ray's part of the study that holds ``filename``, relative to it
+        (``run-01/t0000/checkpoint_000002``): one listing, not a request per directory."""
         import pyarrow.fs
 
-        infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], recursive=True, allow_not_found=True))
-        return {os.path.normpath(os.path.dirname(i.path)) for i in infos if i.type == pyarrow.fs.FileType.File and os.path.basename(i.path) == filename}
+        root = self.ray_storage()[0]
+        try:
+            infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+        except OSError as e:
+            raise StudyError(f"study {self.where}: cannot list its checkpoints ({' '.join(str(e).split())[:300]})") from None
+        return {posixpath.dirname(i.path[len(root) :].lstrip("/")) for i in infos if i.type == pyarrow.fs.FileType.File and posixpath.basename(i.path) == filename}
+
+    def ray_relative(self, path: str) -> str | None:
+        """A recorded Ray path relative to the study's ``ray/``; recorded paths name the study's
+        location when they were written, so a moved or copied study still finds its files."""
+        path, marker = posixpath.normpath(f"/{path}"), f"/{self.name}/ray/"
+        i = path.rfind(marker)
+        return path[i + len(marker) :] if i >= 0 else None
+
+    def ray_path(self, relative: str) -> str:
+        """The path of a file under the study's ``ray/`` on Ray's filesystem, now."""
+        return f"{self.ray_storage()[0]}/{relative}"
 
     def ray_runs(self) -> list[str]:
         """Names of the Ray experiments run so far (``run-01``, ...)."""
         import pyarrow.fs
 
-        root = self.ray_storage()[0]
-        infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
-        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and Path(i.path).name.startswith("run-"))
+        try:
+            infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], allow_not_found=True))
+        except OSError as e:
+            raise StudyError(f"study {self.where}: cannot list its Ray runs ({' '.join(str(e).split())[:300]})") from None
+        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and re.fullmatch(r"run-\d+", Path(i.path).name))
 
     def discard_checkpoint(self, path: str) -> None:
         """Delete a superseded checkpoint, once the record of its successor is safe (for an
@@ -182,13 +206,9 @@ class Study:
     # --- reading (errors name the file)
     def require(self) -> "Study":
         if self.mirror:
-            found = bounded(self.mirror.exists_remotely, f"study {self.where}", "cannot read it")  # reachable?
-            try:
-                found = found and self.mirror.pull()
-            except OSError as e:
-                raise StudyError(f"study {self.where}: cannot read it ({' '.join(str(e).split())[:300]})") from None
-            if not found:
+            if not self.exists():
                 raise StudyError(f"no study {self.name!r} in {self.location.display()} (pass the --storage it was run with)")
+            self._refresh_unless_running_here()
         elif not self.dir.is_dir():
             raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass --storage)")
         if not self.meta_path.exists():
@@ -196,6 +216,23 @@ class Study:
         self.meta()
         self.plan()
         return self
+
+    def _refresh_unless_running_here(self) -> None:
+        """Bring the local copy up to date with the store, unless a driver on this machine runs
+        the study (it holds the copy's lock and keeps the copy current: reading it is enough,
+        and replacing its files under it would lose what it has not uploaded yet)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        probe = StudyLock(self.dir / ".lock")
+        try:
+            probe.acquire()
+        except StudyError:
+            return
+        try:
+            self.mirror.refresh()
+        except OSError as e:
+            raise StudyError(f"study {self.where}: cannot read it ({' '.join(str(e).split())[:300]})") from None
+        finally:
+            probe.release()
 
     def meta(self) -> dict[str, Any]:
         import yaml

@@ -114,6 +114,8 @@ def test_failures_retry_error_and_divergence(tmp_path, digits):
     assert trials.status.to_dict() == {"t0000": "ok", "t0001": "ok", "t0002": "error", "t0003": "diverged"}
     assert trials.loc["t0001", "attempts"] == 2 and trials.loc["t0002", "attempts"] == 2
     assert "injected fault in t0002" in trials.loc["t0002", "error"]
+    errs = [e for e in events(tmp_path / "f")["t0002"] if e["type"] == "error"]  # the retried failure too
+    assert [e["final"] for e in errs] == [False, True] and all("injected fault in t0002" in e["error"] for e in errs)
     assert "RuntimeError: injected fault" in (tmp_path / "f" / "errors" / "t0002.txt").read_text()
     ep = pd.read_parquet(tmp_path / "f" / "epochs.parquet")
     assert not ep.duplicated(["trial_id", "epoch"]).any()

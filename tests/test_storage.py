@@ -41,20 +41,19 @@ def _remote(study: Study) -> dict[str, int]:
 def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, monkeypatch):
     study = Study(s3_server("unit"), "m")
     study.dir.mkdir(parents=True)
-    with study.lock():
-        assert ".lease" in _remote(study)  # the lease is taken before anything else
-        study.create(META, PLAN)
-        assert {"study.yaml", "plan.json"} <= set(_remote(study))  # create() uploads at once
-        study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
-        assert study.mirror.flush() == 1  # only what changed
-        assert study.mirror.flush() == 0
-        study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})
-        (study.dir / "predictions").mkdir(exist_ok=True)
-        (study.dir / "predictions" / "t0000.npz").write_bytes(b"x" * 10)
+    study.mirror.lease.acquire()  # held as by a driver, without its upload thread: the flushes are the test's
+    study.create(META, PLAN)
+    assert {"study.yaml", "plan.json", ".sync", ".lease"} <= set(_remote(study))  # create() uploads at once
+    study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
+    assert study.mirror.flush() == 1  # only what changed
+    assert study.mirror.flush() == 0
+    study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})
+    (study.dir / "predictions").mkdir(exist_ok=True)
+    (study.dir / "predictions" / "t0000.npz").write_bytes(b"x" * 10)
+    assert study.mirror.flush() == 2
+    study.mirror.lease.release()
     remote = _remote(study)
-    assert ".lease" not in remote  # given back at the end
-    assert remote["events/t0000.jsonl"] == (study.events_dir / "t0000.jsonl").stat().st_size
-    assert "predictions/t0000.npz" in remote  # the final flush uploaded the rest
+    assert ".lease" not in remote and remote["events/t0000.jsonl"] == (study.events_dir / "t0000.jsonl").stat().st_size
 
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "elsewhere"))
     again = Study(s3_server("unit"), "m")
@@ -62,6 +61,75 @@ def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, m
     again.require()
     assert again.plan() == PLAN and again.meta()["kind"] == "seeds"
     assert [e["epoch"] for e in again.events("t0000")] == [1, 2]
+    assert (again.predictions_dir / "t0000.npz").read_bytes() == b"x" * 10
+
+
+def test_a_driver_holds_lease_and_uploads_until_the_end(s3_server, cache):
+    study = Study(s3_server("unit"), "d")
+    study.dir.mkdir(parents=True)
+    with study.lock():
+        assert ".lease" in _remote(study)  # taken before anything else
+        study.create(META, PLAN)
+        study.append_event("t0000", {"type": "result", "epoch": 1, "status": "ok"})
+        (study.errors_dir / "t0001.txt").write_text("Traceback ...")
+        # `status` meanwhile on this machine reads the driver's copy, and must not replace it
+        # with the store's older one (which lacks what the driver has not uploaded yet)
+        reader = Study(s3_server("unit"), "d").require()
+        assert [e["epoch"] for e in reader.events("t0000")] == [1] and (reader.errors_dir / "t0001.txt").exists()
+    remote = _remote(study)
+    assert {"events/t0000.jsonl", "errors/t0001.txt"} <= set(remote) and ".lease" not in remote
+
+
+def test_changes_a_failed_upload_left_go_up_with_the_next_run(s3_server, cache, monkeypatch):
+    uri = s3_server("unit")
+    study = Study(uri, "f")
+    study.dir.mkdir(parents=True)
+    study.mirror.lease.acquire()
+    study.create(META, PLAN)
+    study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
+    study.sync()
+    study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})  # never uploaded: the store was down
+    study.mirror.lease.release()  # (its lease expired)
+    with Study(uri, "f").lock():  # the next run on this machine: the store has not moved on
+        pass
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other-machine"))
+    elsewhere = Study(uri, "f").require()
+    assert [e["epoch"] for e in elsewhere.events("t0000")] == [1, 2]
+
+    # ... but when another driver has moved the store on since, the store wins
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache))
+    mine = Study(uri, "f")
+    mine.append_event("t0001", {"type": "result", "epoch": 1, "status": "running"})  # unsent
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other-machine"))
+    with elsewhere.lock():
+        elsewhere.append_event("t0001", {"type": "result", "epoch": 1, "status": "ok", "on": "other"})
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache))
+    with mine.lock():
+        assert mine.events("t0001") == [{"type": "result", "epoch": 1, "status": "ok", "on": "other"}]
+
+
+def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_path):
+    """Checkpoint paths are recorded where the study was; resume finds them where it is, and
+    deletes what a killed driver left: superseded and unrecorded checkpoints (not Ray Train's)."""
+    from rsb_tune.ray_adapter import pending_trials
+
+    study = Study(tmp_path / "moved-here", "mv")
+    study.create(META, {"t0000": {"seed": 0}, "t0001": {"seed": 1}, "t0002": {"seed": 2}})
+    for rel in ("run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001", "run-01/t0000/checkpoint_000002",
+                "run-01/t0001/checkpoint_000003", "train/t0002/checkpoint_x"):  # fmt: skip
+        (study.ray_dir / rel).mkdir(parents=True)
+        (study.ray_dir / rel / "state.pt").write_bytes(b"weights")
+    was = "/data/was-here/mv/ray"
+    for epoch, ckpt in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):  # 000002: written as the driver died
+        study.append_event("t0000", {"type": "result", "epoch": epoch, "status": "running"})
+        study.append_event("t0000", {"type": "checkpoint", "path": f"{was}/run-01/t0000/{ckpt}"})
+    study.append_event("t0001", {"type": "result", "epoch": 1, "status": "ok"})
+    study.append_event("t0001", {"type": "checkpoint", "path": f"{was}/run-01/t0001/checkpoint_000003"})
+    todo, resume_from, finished = pending_trials(study)
+    assert set(todo) == {"t0000", "t0002"} and finished == 1
+    assert resume_from == {"t0000": str(study.ray_dir / "run-01/t0000/checkpoint_000001")}
+    left = sorted(p.parent.relative_to(study.ray_dir).as_posix() for p in study.ray_dir.rglob("state.pt"))
+    assert left == ["run-01/t0000/checkpoint_000001", "run-01/t0001/checkpoint_000003", "train/t0002/checkpoint_x"]
 
 
 def test_a_missing_study_and_a_stale_cache(s3_server, cache):
@@ -118,16 +186,21 @@ def test_lease_refuses_a_second_driver_and_takes_over_a_dead_one(s3_server, cach
 def test_superseded_checkpoint_is_deleted_only_after_the_upload(s3_server, cache):
     study = Study(s3_server("unit"), "ck")
     study.dir.mkdir(parents=True)
-    old = f"{study.ray_storage()[0]}/run-01/t0000/checkpoint_000000"
-    with study.location.fs.open_output_stream(f"{old}/state.pt") as f:
-        f.write(b"weights")
-    assert old in study.ray_dirs_with("state.pt") and study.ray_runs() == ["run-01"]
-    with study.lock():
-        study.create(META, PLAN)
-        study.discard_checkpoint(old)
-        assert old in study.ray_dirs_with("state.pt")  # its successor's record is not uploaded yet
-        study.sync()
-        assert old not in study.ray_dirs_with("state.pt")
+    old, new = (f"{study.ray_storage()[0]}/run-01/t0000/checkpoint_00000{i}" for i in (0, 1))
+    for path in (old, new):
+        with study.location.fs.open_output_stream(f"{path}/state.pt") as f:
+            f.write(b"weights")
+    assert study.ray_dirs_with("state.pt") == {"run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001"}
+    assert study.ray_runs() == ["run-01"]
+    study.mirror.lease.acquire()  # no upload thread: the test says when to flush
+    study.create(META, PLAN)
+    study.append_event("t0000", {"type": "checkpoint", "path": new})
+    study.discard_checkpoint(old)
+    assert "run-01/t0000/checkpoint_000000" in study.ray_dirs_with("state.pt")  # the new record is not uploaded yet
+    assert "events/t0000.jsonl" not in _remote(study)
+    study.sync()
+    assert "events/t0000.jsonl" in _remote(study)
+    assert study.ray_dirs_with("state.pt") == {"run-01/t0000/checkpoint_000001"}
 
 
 def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache):
