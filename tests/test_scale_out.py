@@ -21,7 +21,7 @@ def test_seed_study_spreads_over_cluster_nodes(tmp_path, kind, request, monkeypa
 
     from rsb_tune.study import Study
 
-    if kind == "s3":  # the nodes share nothing but the object store
+    if kind == "s3":  # the study lives in the store (the simulated nodes still share this machine's disk)
         monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
         storage = request.getfixturevalue("s3_server")("cluster")
     else:
