@@ -460,11 +460,8 @@ def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, set
         run = run_cli(args, env=env, log=storage / "cli.log", trace=storage / "trace.jsonl" if trace else None)
         slots = default_slots(cpus_per_trial, n) if device != "cuda" else max(1, min(n, int(1 / gpus_per_trial)))
         study_dir = storage / "bench"
-        if storage_uri:
-            from rsb_tune.storage import locate
-
-            os.environ.update(env)
-            study_dir = locate(storage_uri).root / "bench"  # the driver's local copy
+        if storage_uri:  # the driver's local copy, the only study in this run's cache
+            study_dir = next(Path(env["RSB_TUNE_CACHE_DIR"], "mirror").glob("*/bench"))
         row = {"run": tag, **study_timeline(study_dir, run["t_start"], run["t_end"], slots), "study_dir": str(study_dir), "tmp_dir": str(storage)}
         row["phases"] = run.get("phases", {})
         row["trial_process_start_s"] = run["tree"].get("first_trial_process_start_s")

@@ -50,7 +50,7 @@ from typing import Any, Callable
 
 from rsb_tune.errors import StoreUnreachable, StudyError, UserError
 
-__all__ = ["Location", "locate", "check_writable", "bounded", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
+__all__ = ["Location", "locate", "check_writable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
 
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -58,10 +58,11 @@ LEASE_TTL_S = 120.0  # a lease not renewed for this long belongs to a driver tha
 _RENEW_S = 20.0  # how often a running driver renews its lease
 _SYNC_S = 2.0  # how often the mirror uploads what changed
 _SETTLE_S = 1.0  # pause before reading a freshly written lease back
-# dot files (the lock, the lease, files being written before their atomic rename), sqlite's
-# side files (a database is uploaded as a snapshot) and Ray's part, which Ray writes itself
 _MARK = ".sync"  # in the store: the token of the lease holder's last upload
 _STATE = ".sync.json"  # in the local copy: the token and file signatures it agrees with the store on
+# dot files (the lock, the lease, the sync state, files being written before their atomic
+# rename), sqlite's side files (a database is uploaded as a snapshot) and Ray's part, which
+# Ray writes itself
 _NOT_MIRRORED = re.compile(r"(^|/)\.|-(journal|wal|shm)$|^ray/")
 
 
@@ -150,7 +151,7 @@ def bounded(fn: Callable[[], Any], where: str, failed: str) -> Any:
     if isinstance(error, UserError):
         raise error
     if error is not None:  # network, credentials, missing bucket: OSErrors from pyarrow
-        raise UserError(f"{where}: {failed} ({_one_line(error)})")
+        raise UserError(f"{where}: {failed} ({one_line(error)})")
     return value
 
 
@@ -161,9 +162,20 @@ def _capture(fn) -> tuple[Any, BaseException | None]:
         return None, e
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception as one line of at most about 300 characters, for a user-facing message."""
     text = " ".join(str(e).split())
     return (text[:300] + "...") if len(text) > 300 else text or type(e).__name__
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` through a fsynced temporary dot file and a rename: never half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- locks
@@ -328,9 +340,8 @@ class Mirror:
         return self.fs.get_file_info(f"{self.remote}/study.yaml").type == pyarrow.fs.FileType.File
 
     def refresh(self) -> bool:
-        """Make the local copy current (see the class); False when the store has no study here."""
-        if not self.exists_remotely():
-            return False
+        """Make the local copy current (see the class); False when the store has no study here
+        (a token in the store means a study: it is written after the study's first upload)."""
         state, mark = self._load_state(), self._read_mark()
         if state is not None and mark is not None and state["token"] == mark:
             with self._lock:
@@ -398,9 +409,7 @@ class Mirror:
         return state if ok else None
 
     def _save_state(self) -> None:
-        tmp = self.local / f".{_STATE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"token": self._token, "uploaded": self._uploaded}))
-        os.replace(tmp, self.local / _STATE)
+        atomic_write_text(self.local / _STATE, json.dumps({"token": self._token, "uploaded": self._uploaded}))
 
     # --- local -> store
     def _local_files(self):
@@ -475,14 +484,14 @@ class Mirror:
         try:
             self.lease.acquire()
         except OSError as e:
-            raise StudyError(f"study {self.name!r}: cannot take its lease in the store ({_one_line(e)})") from None
+            raise StudyError(f"study {self.name!r}: cannot take its lease in the store ({one_line(e)})") from None
         try:
             if not self.refresh():
                 self.reset()
         except BaseException as e:
             self._give_back()
             if isinstance(e, OSError):
-                raise StudyError(f"study {self.name!r}: cannot read it from the store ({_one_line(e)})") from None
+                raise StudyError(f"study {self.name!r}: cannot read it from the store ({one_line(e)})") from None
             raise
         self._stop.clear()
         self._lost = False
@@ -499,7 +508,7 @@ class Mirror:
                 self._failing = False
             except Exception as e:  # noqa: BLE001 - a network blip must not stop the study: retried next tick
                 if not self._failing:
-                    print(f"rsb-tune: warning: uploading study {self.name!r} failed, retrying ({_one_line(e)})", file=sys.stderr, flush=True)
+                    print(f"rsb-tune: warning: uploading study {self.name!r} failed, retrying ({one_line(e)})", file=sys.stderr, flush=True)
                 self._failing = True
             if time.monotonic() - last_renew < _RENEW_S:
                 continue
@@ -513,7 +522,7 @@ class Mirror:
                 _thread.interrupt_main()  # stops Ray Tune like Ctrl-C
                 return
             except Exception as e:  # noqa: BLE001 - retried next tick; the TTL leaves minutes
-                print(f"rsb-tune: warning: renewing the lease of study {self.name!r} failed, retrying ({_one_line(e)})", file=sys.stderr, flush=True)
+                print(f"rsb-tune: warning: renewing the lease of study {self.name!r} failed, retrying ({one_line(e)})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         """Stop the thread, upload the rest and give the lease back. When the last upload
@@ -536,7 +545,7 @@ class Mirror:
         try:
             self.lease.release()
         except OSError as e:
-            print(f"rsb-tune: warning: could not delete the lease of study {self.name!r} ({_one_line(e)}); it expires in {self.lease.ttl:g} s", file=sys.stderr)
+            print(f"rsb-tune: warning: could not delete the lease of study {self.name!r} ({one_line(e)}); it expires in {self.lease.ttl:g} s", file=sys.stderr)
 
 
 def _store_timeout() -> float:

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rsb_tune.errors import StudyError
-from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, bounded, locate
+from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
 
-__all__ = ["Study", "default_name", "atomic_write_text", "package_versions"]
+__all__ = ["Study", "default_name", "package_versions"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -43,15 +43,6 @@ def default_name(kind: str, label: str) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
     return f"{kind}-{label}-{stamp}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def now_iso() -> str:
@@ -123,7 +114,7 @@ class Study:
         try:
             self.mirror.flush(None if only is None else only.resolve().relative_to(self.dir.resolve()).as_posix())
         except OSError as e:
-            raise StudyError(f"study {self.where}: uploading failed ({' '.join(str(e).split())[:300]})") from None
+            raise StudyError(f"study {self.where}: uploading failed ({one_line(e)})") from None
 
     # --- Ray's part of the study: checkpoints, written by the trials themselves
     def ray_storage(self) -> tuple[str, Any]:
@@ -137,16 +128,22 @@ class Study:
 
         return self.location.fs or pyarrow.fs.LocalFileSystem()
 
+    def _ray_listing(self, recursive: bool) -> list:
+        """FileInfos under Ray's part of the study (none yet: empty); one request, or a few pages."""
+        import pyarrow.fs
+
+        try:
+            return self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], recursive=recursive, allow_not_found=True))
+        except OSError as e:
+            raise StudyError(f"study {self.where}: cannot list its checkpoints ({one_line(e)})") from None
+
     def ray_dirs_with(self, filename: str) -> set[str]:
         """Every directory under Ray's part of the study that holds ``filename``, relative to it
         (``run-01/t0000/checkpoint_000002``): one listing, not a request per directory."""
         import pyarrow.fs
 
         root = self.ray_storage()[0]
-        try:
-            infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
-        except OSError as e:
-            raise StudyError(f"study {self.where}: cannot list its checkpoints ({' '.join(str(e).split())[:300]})") from None
+        infos = self._ray_listing(recursive=True)
         return {posixpath.dirname(i.path[len(root) :].lstrip("/")) for i in infos if i.type == pyarrow.fs.FileType.File and posixpath.basename(i.path) == filename}
 
     def ray_relative(self, path: str) -> str | None:
@@ -164,10 +161,7 @@ class Study:
         """Names of the Ray experiments run so far (``run-01``, ...)."""
         import pyarrow.fs
 
-        try:
-            infos = self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], allow_not_found=True))
-        except OSError as e:
-            raise StudyError(f"study {self.where}: cannot list its Ray runs ({' '.join(str(e).split())[:300]})") from None
+        infos = self._ray_listing(recursive=False)
         return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and re.fullmatch(r"run-\d+", Path(i.path).name))
 
     def discard_checkpoint(self, path: str) -> None:
@@ -230,7 +224,7 @@ class Study:
         try:
             self.mirror.refresh()
         except OSError as e:
-            raise StudyError(f"study {self.where}: cannot read it ({' '.join(str(e).split())[:300]})") from None
+            raise StudyError(f"study {self.where}: cannot read it ({one_line(e)})") from None
         finally:
             probe.release()
 

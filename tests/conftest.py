@@ -92,10 +92,9 @@ def s3_server():
             os.environ[k] = v
 
 
-def s3_files(uri: str) -> dict[str, int]:
-    """{path under the URI's prefix: size} of every object there."""
+def s3_files(fs, root: str) -> dict[str, int]:
+    """{path under ``root``: size} of every object there."""
     import pyarrow.fs
 
-    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
     return {i.path[len(root) + 1 :]: i.size for i in infos if i.type == pyarrow.fs.FileType.File}

@@ -35,7 +35,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _remote(study: Study) -> dict[str, int]:
-    return s3_files(f"{study.location.spec.split('?')[0]}/{study.name}?{study.location.spec.split('?')[1]}")
+    return s3_files(study.location.fs, study.mirror.remote)
 
 
 def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, monkeypatch):
@@ -307,4 +307,4 @@ def test_study_run_elsewhere_is_refused_and_leaves_nothing(tmp_path, s3_server, 
     proc = run_cli("seeds", "--n", "1", "--epochs", "1", "--storage", uri, "--name", "h", cwd=tmp_path)
     assert_user_error(proc, "study 'h' is already running (pid 4242 on gpu-node-7")
     assert not Study(uri, "h").dir.exists()
-    assert set(s3_files(f"s3://rsb/held/h?{uri.split('?')[1]}")) == {".lease"}
+    assert set(s3_files(fs, f"{root}/h")) == {".lease"}
