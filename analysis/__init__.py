@@ -34,11 +34,11 @@ from analysis.stats import (
     test_set_decomposition,
     test_set_noise,
 )
-from analysis.study import Study, StudyError, load_study
+from analysis.study import StudyTables, StudyError, load_study
 
 __all__ = [
     # loading
-    "Study",
+    "StudyTables",
     "StudyError",
     "load_study",
     # the seeds (Figures 1 and 2)

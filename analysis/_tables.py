@@ -9,10 +9,9 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-OK = "ok"
-"""The status of a trial that finished normally (see the study data contract)."""
+from rsb_tune.contract import DIVERGED, ERROR, OK
 
-STATUSES = ("ok", "diverged", "error")
+STATUSES = (OK, DIVERGED, ERROR)  # counted in every summary, 0 if none
 
 
 def require_columns(table: pd.DataFrame, columns: Iterable[str], what: str = "table") -> None:

@@ -18,6 +18,8 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
+from rsb_tune.contract import DEFAULT_METRIC
+
 from analysis._tables import (
     OK,
     as_list,
@@ -38,7 +40,7 @@ CONFIDENCE = 0.95
 def grid_summary(
     trials: pd.DataFrame,
     params: str | Sequence[str],
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     mode: str = "max",
     *,
     seed_std: float | None = None,
@@ -141,7 +143,7 @@ def _p_between(a: Any, b: Any, seed_std: float | None) -> float:
 def variance_components(
     trials: pd.DataFrame,
     params: str | Sequence[str],
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     *,
     status: str | None = OK,
 ) -> dict[str, float]:
@@ -200,7 +202,7 @@ def _one_way_anova(samples: list[np.ndarray]) -> dict[str, float]:
 def param_anova(
     trials: pd.DataFrame,
     params: str | Sequence[str],
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     *,
     status: str | None = OK,
     typ: int = 2,

@@ -17,6 +17,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
+from rsb_tune.contract import DEFAULT_METRIC
+
 from analysis._tables import OK, check_mode, metric_values, require_columns, require_values, select_status
 from analysis.stats import (
     Values,
@@ -56,7 +58,7 @@ def _axes(ax: Axes | None) -> Axes:
 def plot_seed_histogram(
     trials: pd.DataFrame,
     *,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     status: str | None = OK,
     mode: str = "max",
     bins: int | str = "auto",
@@ -98,7 +100,7 @@ def plot_seed_histogram(
     return ax
 
 
-def plot_epoch_variance(epochs: pd.DataFrame, *, metric: str = "val_top1", ax: Axes | None = None) -> Axes:
+def plot_epoch_variance(epochs: pd.DataFrame, *, metric: str = DEFAULT_METRIC, ax: Axes | None = None) -> Axes:
     """Spread between seeds along training (Figure 3 of the paper).
 
     The mean over trials per epoch, a light min-max band and a darker 5-95 %
@@ -120,7 +122,7 @@ def plot_epoch_variance(epochs: pd.DataFrame, *, metric: str = "val_top1", ax: A
     return ax
 
 
-def plot_rank_stability(epochs: pd.DataFrame, *, metric: str = "val_top1", ax: Axes | None = None) -> Axes:
+def plot_rank_stability(epochs: pd.DataFrame, *, metric: str = DEFAULT_METRIC, ax: Axes | None = None) -> Axes:
     """Spearman and Kendall correlation of each epoch's ranking of the seeds with the final ranking."""
     table = epoch_rank_stability(epochs, metric)
     ax = _axes(ax)
@@ -137,7 +139,7 @@ def plot_rank_stability(epochs: pd.DataFrame, *, metric: str = "val_top1", ax: A
 def plot_expected_max(
     trials: Values,
     *,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     method: str = "unbiased",
     mode: str = "max",
     status: str | None = OK,
@@ -164,7 +166,7 @@ def plot_expected_max(
 def plot_split_correlation(
     trials: pd.DataFrame,
     *,
-    x: str = "val_top1",
+    x: str = DEFAULT_METRIC,
     y: str = "v2_top1",
     status: str | None = OK,
     ax: Axes | None = None,
@@ -190,7 +192,7 @@ def plot_compare(
     a: Values,
     b: Values,
     *,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     labels: Sequence[str] = ("A", "B"),
     status: str | None = OK,
     ax: Axes | None = None,
@@ -226,7 +228,7 @@ def plot_grid_heatmap(
     *,
     x: str,
     y: str,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     status: str | None = OK,
     ax: Axes | None = None,
 ) -> Axes:

@@ -21,9 +21,11 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from rsb_tune.contract import default_mode
+
 from analysis import grid, plots, stats
 from analysis._tables import status_counts
-from analysis.study import Study, StudyError, StudyPath, load_study
+from analysis.study import StudyTables, StudyError, StudyPath, load_study
 
 __all__ = ["write_compare_report", "write_report"]
 
@@ -134,29 +136,29 @@ def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyP
 # --------------------------------------------------------------------------- sections
 
 
-def _overview(report: _Report, study: Study) -> None:
+def _overview(report: _Report, study: StudyTables) -> None:
     report.value("study", study.meta)
     report.value("status_counts", status_counts(study.trials))
     report.table("overview", pd.DataFrame([_meta_row(study, study.name)]))
 
 
-def _meta_row(study: Study, label: str) -> dict[str, Any]:
+def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
     meta = {key: study.meta.get(key) for key in META_KEYS}
     meta["params"] = ", ".join(map(str, meta["params"] or [])) or "-"
     return {"study": label, **meta, **status_counts(study.trials), "path": str(study.paths[0])}
 
 
-def _seed_metrics(study: Study) -> list[str]:
+def _seed_metrics(study: StudyTables) -> list[str]:
     """val/V2 top-1 and the study's own metric, those the trials table has."""
     wanted = [*stats.SPLIT_METRICS, study.meta.get("metric")]
     return list(dict.fromkeys(m for m in wanted if m in study.trials.columns))
 
 
-def _mode_of(study: Study, metric: str) -> str:
+def _mode_of(study: StudyTables, metric: str) -> str:
     """The direction in which ``metric`` is better: the study's mode for its own metric."""
     if metric == study.meta.get("metric"):
-        return study.meta.get("mode", "max")
-    return "min" if metric.endswith("loss") else "max"
+        return study.meta.get("mode", default_mode(metric))
+    return default_mode(metric)
 
 
 def _seed_display(table: pd.DataFrame, columns: Sequence[str] = ("metric",)) -> pd.DataFrame:
@@ -166,7 +168,7 @@ def _seed_display(table: pd.DataFrame, columns: Sequence[str] = ("metric",)) -> 
     return shown.rename_axis("statistic").reset_index()
 
 
-def _seed_sections(report: _Report, study: Study, ok: Study) -> None:
+def _seed_sections(report: _Report, study: StudyTables, ok: StudyTables) -> None:
     metrics = _seed_metrics(study)
     report.heading("Seed statistics (Figure 1)")
     report.text("Only trials with status ok count; diverged and errored trials are counted beside.")
@@ -185,7 +187,7 @@ def _seed_sections(report: _Report, study: Study, ok: Study) -> None:
     _split_sections(report, ok, metrics)
 
 
-def _epoch_sections(report: _Report, ok: Study, metrics: Sequence[str]) -> None:
+def _epoch_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
     present = [m for m in metrics if m in ok.epochs.columns and ok.epochs[m].notna().any()]
     if not present:
         return
@@ -216,7 +218,7 @@ def _expected_max_section(report: _Report, values: pd.DataFrame, metric: str, wh
     report.figure("expected_max", lambda ax: plots.plot_expected_max(values, metric=metric, mode=mode, ax=ax))
 
 
-def _split_sections(report: _Report, ok: Study, metrics: Sequence[str]) -> None:
+def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
     splits = [m for m in stats.SPLIT_METRICS if m in metrics]
     if len(splits) == 2:
         report.heading("ImageNet-val against ImageNet-V2")
@@ -239,7 +241,7 @@ def _split_sections(report: _Report, ok: Study, metrics: Sequence[str]) -> None:
     report.table("test_set_noise", pd.DataFrame(rows))
 
 
-def _predictions(ok: Study, metric: str, report: _Report) -> pd.DataFrame | None:
+def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame | None:
     """The correctness matrix of the metric's split, or None (with a note) if unavailable."""
     try:
         return ok.predictions(stats.split_of(metric))
@@ -248,10 +250,10 @@ def _predictions(ok: Study, metric: str, report: _Report) -> pd.DataFrame | None
         return None
 
 
-def _grid_sections(report: _Report, study: Study) -> None:
+def _grid_sections(report: _Report, study: StudyTables) -> None:
     """Grid statistics; they take every trial and count only the ok ones themselves."""
     trials, meta = study.trials, study.meta
-    params, metric, mode = list(meta["params"]), meta["metric"], meta.get("mode", "max")
+    params, metric, mode = list(meta["params"]), meta["metric"], meta.get("mode", default_mode(metric))
     report.heading("Grid ranking")
     summary = grid.grid_summary(trials, params, metric, mode)
     report.text(

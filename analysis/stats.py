@@ -27,6 +27,8 @@ import pandas as pd
 from scipy import integrate, special, stats
 from statsmodels.stats.power import TTestIndPower
 
+from rsb_tune.contract import DEFAULT_METRIC
+
 from analysis._tables import (
     OK,
     as_list,
@@ -94,7 +96,7 @@ def normal_expected_max(k: int | Iterable[int]) -> float | np.ndarray:
 
 def seed_summary(
     trials: pd.DataFrame,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     by: str | Sequence[str] | None = None,
     *,
     status: str | None = OK,
@@ -248,12 +250,12 @@ def _bootstrap(
 # --------------------------------------------------------------------------- along the epochs (Figure 3)
 
 
-def epoch_variance(epochs: pd.DataFrame, metric: str = "val_top1") -> pd.DataFrame:
+def epoch_variance(epochs: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     """Spread of ``metric`` over the trials at each epoch (Figure 3 of the paper).
 
     One row per epoch: ``epoch``, ``n``, ``mean``, ``std`` (ddof 1), ``min``,
     ``max``, ``q05``, ``q95``. Rows with a missing value are left out. Pass the
-    epochs of the trials you want (e.g. ``Study.select().epochs``).
+    epochs of the trials you want (e.g. ``StudyTables.select().epochs``).
     """
     table = _epoch_table(epochs, metric)
     grouped = table.groupby("epoch")[metric]
@@ -263,7 +265,7 @@ def epoch_variance(epochs: pd.DataFrame, metric: str = "val_top1") -> pd.DataFra
     return out.reset_index()
 
 
-def epoch_rank_stability(epochs: pd.DataFrame, metric: str = "val_top1") -> pd.DataFrame:
+def epoch_rank_stability(epochs: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     """How early the seeds' final ranking shows: rank correlation of each epoch with the last.
 
     For each epoch: ``n`` (trials present at that epoch and at their last
@@ -309,7 +311,7 @@ def expected_max(
     k: int | Iterable[int] | None = None,
     method: str = "unbiased",
     *,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     mode: str = "max",
     status: str | None = OK,
 ) -> pd.DataFrame:
@@ -385,7 +387,7 @@ def _log_comb(a: np.ndarray | int, b: np.ndarray) -> np.ndarray:
 
 def split_correlation(
     trials: pd.DataFrame,
-    x: str = "val_top1",
+    x: str = DEFAULT_METRIC,
     y: str = "v2_top1",
     *,
     status: str | None = OK,
@@ -430,7 +432,7 @@ def _fisher_interval(r: float, se: float, confidence: float) -> tuple[float, flo
 
 def test_set_noise(
     trials: pd.DataFrame,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     predictions: pd.DataFrame | np.ndarray | None = None,
     *,
     status: str | None = OK,
@@ -444,7 +446,7 @@ def test_set_noise(
     ratio ``observed_over_binomial``.
 
     With ``predictions`` (a trials x examples 0/1 correctness matrix of the
-    same split, e.g. ``Study.predictions("val")``), Jordan (2023)'s split of the
+    same split, e.g. ``StudyTables.predictions("val")``), Jordan (2023)'s split of the
     observed variance of the accuracy over the rows (``observed_var``, percent^2):
     ``test_set_var = 100^2 (1/n^2) sum_i p_i (1 - p_i) * m / (m - 1)`` (``p_i``:
     the share of the ``m`` runs that get example ``i`` right; the ``m / (m-1)``
@@ -557,7 +559,7 @@ def prob_greater(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray | f
 def compare(
     a: Values,
     b: Values,
-    metric: str = "val_top1",
+    metric: str = DEFAULT_METRIC,
     *,
     status: str | None = OK,
     confidence: float = CONFIDENCE,

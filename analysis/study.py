@@ -24,14 +24,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis._tables import OK
+from rsb_tune.contract import EPOCHS, KINDS, MANIFEST, OK, PREDICTIONS, TRIALS
+from rsb_tune.errors import StudyError
 
-__all__ = ["Study", "StudyError", "load_study"]
-
-MANIFEST = "study.yaml"
-TRIALS = "trials.parquet"
-EPOCHS = "epochs.parquet"
-PREDICTIONS = "predictions"
+__all__ = ["StudyTables", "StudyError", "load_study"]
 
 REQUIRED_META = ("name", "kind", "metric", "mode", "params")
 REQUIRED_TRIALS = ("trial_id", "seed", "status")
@@ -41,13 +37,10 @@ SPLITS = ("val", "v2")
 StudyPath = str | os.PathLike
 
 
-class StudyError(ValueError):
-    """A study directory is missing, incomplete or corrupt; the message names the file."""
-
-
 @dataclass(frozen=True, eq=False)
-class Study:
-    """One study, or several concatenated.
+class StudyTables:
+    """A study's tables in memory (one study, or several concatenated); the engine's handle
+    of a running study is ``rsb_tune.Study``, its directory ``rsb_tune.study.StudyDir``.
 
     Attributes:
         paths: the study directories, in the order given.
@@ -64,7 +57,7 @@ class Study:
 
     def __repr__(self) -> str:
         return (
-            f"Study(name={self.name!r}, trials={len(self.trials)}, epochs={len(self.epochs)}, "
+            f"StudyTables(name={self.name!r}, trials={len(self.trials)}, epochs={len(self.epochs)}, "
             f"paths={[str(p) for p in self.paths]})"
         )
 
@@ -76,7 +69,7 @@ class Study:
         """
         if len(self.metas) != 1:
             raise ValueError(
-                f"this Study combines {len(self.metas)} studies ({', '.join(self.metas)}); use .metas[name]"
+                f"this StudyTables combines {len(self.metas)} studies ({', '.join(self.metas)}); use .metas[name]"
             )
         return next(iter(self.metas.values()))
 
@@ -90,14 +83,14 @@ class Study:
         """Whether several studies were concatenated (then tables carry a ``study`` column)."""
         return len(self.paths) > 1
 
-    def select(self, status: str | None = OK) -> Study:
+    def select(self, status: str | None = OK) -> StudyTables:
         """The same study restricted to trials with ``status`` (and their epochs)."""
         if status is None:
             return self
         trials = self.trials[self.trials["status"] == status]
         kept = _row_index(trials, self._keys())
         epochs = self.epochs[_row_index(self.epochs, self._keys()).isin(kept)]
-        return Study(self.paths, self.metas, trials.reset_index(drop=True), epochs.reset_index(drop=True))
+        return StudyTables(self.paths, self.metas, trials.reset_index(drop=True), epochs.reset_index(drop=True))
 
     def predictions(self, split: str = "val") -> pd.DataFrame:
         """Per-example correctness of the ok trials on ``split`` (``"val"`` or ``"v2"``).
@@ -153,7 +146,7 @@ def _row_index(table: pd.DataFrame, keys: list[str]) -> pd.Index:
     return pd.MultiIndex.from_frame(table[keys])
 
 
-def load_study(path: StudyPath | Sequence[StudyPath]) -> Study:
+def load_study(path: StudyPath | Sequence[StudyPath]) -> StudyTables:
     """Load a study directory, or a list of them concatenated with a ``study`` column.
 
     Raises:
@@ -172,13 +165,13 @@ def load_study(path: StudyPath | Sequence[StudyPath]) -> Study:
     return _concat(studies)
 
 
-def _load_one(root: Path) -> Study:
+def _load_one(root: Path) -> StudyTables:
     if not root.is_dir():
         raise StudyError(f"{root}: study directory not found")
     meta = _read_meta(root / MANIFEST)
     trials = _read_table(root / TRIALS, REQUIRED_TRIALS)
     epochs = _read_table(root / EPOCHS, REQUIRED_EPOCHS)
-    return Study((root,), {str(meta["name"]): meta}, trials, epochs)
+    return StudyTables((root,), {str(meta["name"]): meta}, trials, epochs)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -193,7 +186,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_META if key not in meta]
     if missing:
         raise StudyError(f"{path}: the study manifest lacks {', '.join(missing)}")
-    if meta["kind"] not in ("seeds", "grid"):
+    if meta["kind"] not in KINDS:
         raise StudyError(f"{path}: kind must be 'seeds' or 'grid', got {meta['kind']!r}")
     if not isinstance(meta["params"] or [], list):
         raise StudyError(f"{path}: params must be a list of config keys, got {meta['params']!r}")
@@ -213,7 +206,7 @@ def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     return table
 
 
-def _concat(studies: list[Study]) -> Study:
+def _concat(studies: list[StudyTables]) -> StudyTables:
     names = [s.name for s in studies]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -226,7 +219,7 @@ def _concat(studies: list[Study]) -> Study:
         labelled = [t.assign(study=name) for t, name in zip(tables, names, strict=True)]
         return pd.concat(labelled, ignore_index=True)
 
-    return Study(
+    return StudyTables(
         tuple(p for s in studies for p in s.paths),
         {n: s.meta for n, s in zip(names, studies, strict=True)},
         stack([s.trials for s in studies]),

@@ -1,24 +1,57 @@
 """rsb-tune: "ResNet strikes back" recipes, hyperparameter grids and seed studies with timm and Ray Tune.
 
-The public surface is small; heavy modules (torch, timm, ray) are imported only when used::
+The public surface is small, the size of Optuna's; heavy modules (torch, timm, ray) are
+imported only when used::
 
-    from rsb_tune import RECIPES, get_recipe, resolve, train
+    import rsb_tune
+    study = rsb_tune.seeds(n=4, recipe="A2", epochs=2)   # run a study, get it back
+    study.trials.val_top1.mean(), study.status()
+    rsb_tune.grid("lamb_bce", epochs=1)                   # a shipped space, or a path
+    rsb_tune.resume(NAME); rsb_tune.load(NAME).report(); rsb_tune.list_studies()
+
+Every function takes the command line's options as keyword arguments and raises
+:class:`UserError` (the line the CLI prints with exit code 2) on bad input.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["RECIPES", "get_recipe", "resolve", "load_space", "build_plan", "train", "load_splits", "__version__"]
+__all__ = [
+    # studies
+    "seeds",
+    "grid",
+    "resume",
+    "load",
+    "list_studies",
+    "compare",
+    "Study",
+    "StudyStatus",
+    # planning without running
+    "plan_seeds",
+    "plan_grid",
+    "start",
+    "StudyPlan",
+    "spaces",
+    # options and errors
+    "RunOptions",
+    "UserError",
+    # building blocks
+    "RECIPES",
+    "get_recipe",
+    "resolve",
+    "train",
+    "__version__",
+]
 
 _LAZY = {
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces"], "rsb_tune.api"),
+    "RunOptions": "rsb_tune.options",
+    "UserError": "rsb_tune.errors",
     "RECIPES": "rsb_tune.recipes",
     "get_recipe": "rsb_tune.recipes",
     "resolve": "rsb_tune.config",
-    "load_space": "rsb_tune.space",
-    "build_plan": "rsb_tune.space",
     "train": "rsb_tune.trial",
-    "load_splits": "rsb_tune.data",
 }
 
 
@@ -28,3 +61,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'rsb_tune' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

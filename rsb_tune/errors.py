@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StoreUnreachable", "suggest"]
+__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StoreUnreachable", "Interrupted", "suggest"]
 
 
 class UserError(Exception):
@@ -22,14 +22,25 @@ class DataError(UserError):
     """A dataset path or its layout is invalid."""
 
 
-class StudyError(UserError):
-    """A study directory is missing, locked, or its files are corrupt."""
+class StudyError(UserError, ValueError):
+    """A study directory is missing, locked, or its files are corrupt; the message names the
+    file. The one study error of the engine and of ``analysis`` (a ``ValueError`` too, as the
+    analysis functions raise for bad tables)."""
 
 
 class StoreUnreachable(UserError):
     """The object store did not answer in time. A request of its client is still hanging in a
     thread that the interpreter's exit would wait for (pyarrow finalises its S3 client at
     exit), so the CLI exits at once after printing this."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A study's run was stopped (Ctrl-C, SIGTERM) before its trials finished; ``study`` names
+    it, so that the message can say how to continue."""
+
+    def __init__(self, study: str):
+        super().__init__(study)
+        self.study = study
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

@@ -14,7 +14,9 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "recipe_names"]
+__all__ = ["Recipe", "RECIPES", "DEFAULT_RECIPE", "get_recipe", "recipe_names"]
+
+DEFAULT_RECIPE = "A2"  # the recipe of the paper's 100-seed study
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,13 +43,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rsb_tune.config import Layer, ResolvedConfig, coerce, resolve
+from rsb_tune.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
+from rsb_tune.recipes import DEFAULT_RECIPE
 
-__all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list"]
+__all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
 
 SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
-METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss", "train_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +97,53 @@ def seed_list(spec: Any, where: str) -> tuple[int, ...]:
     return seeds
 
 
+def _shipped_dir():
+    """The shipped space files: ``search_spaces/`` of the checkout, installed as the package
+    ``rsb_tune.search_spaces`` (see pyproject.toml)."""
+    from importlib.resources import files
+
+    try:
+        return files("rsb_tune.search_spaces")
+    except ModuleNotFoundError:  # run from a checkout that was not installed
+        return Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+def _question(text: str) -> str:
+    """A space file's opening comment, to its first sentence's end: the question it answers."""
+    import re
+
+    words = []
+    for line in text.splitlines():
+        if not line.strip().startswith("#"):
+            break
+        words.append(line.strip().lstrip("#").strip())
+    comment = " ".join(w for w in words if w)
+    first = re.match(r".*?[.?!](?=\s|$)", comment)
+    return first.group(0) if first else comment
+
+
+def shipped_spaces() -> dict[str, tuple[str, str]]:
+    """name -> (path, the question it answers), for every shipped space file."""
+    out = {}
+    for entry in sorted(_shipped_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            out[entry.name[: -len(".yaml")]] = (str(entry), _question(entry.read_text()))
+    return out
+
+
+def find_space(spec: str | Path) -> str:
+    """A space file's path: ``spec`` itself when that file exists, else the shipped space of
+    that name (``lamb_bce`` or ``lamb_bce.yaml``)."""
+    if Path(spec).expanduser().is_file():
+        return str(Path(spec).expanduser())
+    shipped = shipped_spaces()
+    name = Path(str(spec)).name
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if name in shipped and Path(str(spec)).parent == Path("."):
+        return shipped[name][0]
+    raise ConfigError(f"{spec}: no such space file, and no shipped space of that name{suggest(name, shipped)}; shipped: {', '.join(shipped)} (see `rsb-tune spaces`)")
+
+
 def load_space(path: str | Path) -> Space:
     """Read and validate a space file; every error names the file and the key."""
     import yaml
@@ -121,11 +169,11 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     for key in raw:
         if key not in SPACE_KEYS:
             raise ConfigError(f"{path}: unknown top-level key {key!r}{suggest(str(key), SPACE_KEYS)}; allowed: {', '.join(SPACE_KEYS)}")
-    recipe = raw.get("recipe", "A2")
-    metric = raw.get("metric", "val_top1")
+    recipe = raw.get("recipe", DEFAULT_RECIPE)
+    metric = raw.get("metric", DEFAULT_METRIC)
     if metric not in METRICS:
         raise ConfigError(f"{path}: metric {metric!r} is not allowed; allowed: {', '.join(METRICS)}{suggest(str(metric), METRICS)}")
-    mode = raw.get("mode", "min" if str(metric).endswith("loss") else "max")
+    mode = raw.get("mode", default_mode(str(metric)))
     if mode not in ("min", "max"):
         raise ConfigError(f"{path}: mode {mode!r} is not allowed; allowed: min, max")
     seeds = seed_list(raw.get("seeds", [0]), f"{path}: seeds")

@@ -202,6 +202,20 @@ class StudyLock:
         self._fd = fd
         return self
 
+    def held(self) -> bool:
+        """Whether a driver holds the lock now (a shared probe: writes nothing)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a probe's shared lock
+        return False
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

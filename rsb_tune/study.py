@@ -1,4 +1,4 @@
-"""The study directory ``<storage>/<name>/``: metadata, the trial plan, the lock, event logs.
+"""The study directory ``<storage>/<name>/``: its files, the lock and the upload of a mirror.
 
 Layout::
 
@@ -23,17 +23,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import posixpath
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from rsb_tune import contract as C
 from rsb_tune.errors import StudyError
 from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
 
-__all__ = ["Study", "default_name", "package_versions"]
+__all__ = ["StudyDir", "default_name", "package_versions", "git_commit", "now_iso", "json_default"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -70,8 +70,9 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class Study:
-    """Paths and files of one study directory (for an object store: of its local mirror)."""
+class StudyDir:
+    """The files of one study directory (for an object store: of its local mirror): its paths,
+    manifest, plan, lock and upload. What goes into them is decided by ``rsb_tune.lifecycle``."""
 
     def __init__(self, storage: str | os.PathLike | Location, name: str):
         if not _NAME_RE.match(name):
@@ -83,14 +84,14 @@ class Study:
         self.mirror = Mirror(self.location.fs, f"{self.location.fs_root}/{name}", self.dir, name) if self.location.remote else None
 
     # --- paths
-    meta_path = property(lambda self: self.dir / "study.yaml")
-    plan_path = property(lambda self: self.dir / "plan.json")
-    events_dir = property(lambda self: self.dir / "events")
-    predictions_dir = property(lambda self: self.dir / "predictions")
-    errors_dir = property(lambda self: self.dir / "errors")
-    ray_dir = property(lambda self: self.dir / "ray")
-    trials_path = property(lambda self: self.dir / "trials.parquet")
-    epochs_path = property(lambda self: self.dir / "epochs.parquet")
+    meta_path = property(lambda self: self.dir / C.MANIFEST)
+    plan_path = property(lambda self: self.dir / C.PLAN)
+    events_dir = property(lambda self: self.dir / C.EVENTS)
+    predictions_dir = property(lambda self: self.dir / C.PREDICTIONS)
+    errors_dir = property(lambda self: self.dir / C.ERRORS)
+    ray_dir = property(lambda self: self.dir / C.RAY)
+    trials_path = property(lambda self: self.dir / C.TRIALS)
+    epochs_path = property(lambda self: self.dir / C.EPOCHS)
 
     @property
     def where(self) -> str:
@@ -116,70 +117,6 @@ class Study:
         except OSError as e:
             raise StudyError(f"study {self.where}: uploading failed ({one_line(e)})") from None
 
-    # --- Ray's part of the study: checkpoints, written by the trials themselves
-    def ray_storage(self) -> tuple[str, Any]:
-        """(storage_path, storage_filesystem) for Ray: the store itself for an object store."""
-        if self.mirror:
-            return f"{self.mirror.remote}/ray", self.location.fs
-        return str(self.ray_dir), None
-
-    def _ray_fs(self):
-        import pyarrow.fs
-
-        return self.location.fs or pyarrow.fs.LocalFileSystem()
-
-    def _ray_listing(self, recursive: bool) -> list:
-        """FileInfos under Ray's part of the study (none yet: empty); one request, or a few pages."""
-        import pyarrow.fs
-
-        try:
-            return self._ray_fs().get_file_info(pyarrow.fs.FileSelector(self.ray_storage()[0], recursive=recursive, allow_not_found=True))
-        except OSError as e:
-            raise StudyError(f"study {self.where}: cannot list its checkpoints ({one_line(e)})") from None
-
-    def ray_dirs_with(self, filename: str) -> set[str]:
-        """Every directory under Ray's part of the study that holds ``filename``, relative to it
-        (``run-01/t0000/checkpoint_000002``): one listing, not a request per directory."""
-        import pyarrow.fs
-
-        root = self.ray_storage()[0]
-        infos = self._ray_listing(recursive=True)
-        return {posixpath.dirname(i.path[len(root) :].lstrip("/")) for i in infos if i.type == pyarrow.fs.FileType.File and posixpath.basename(i.path) == filename}
-
-    def ray_relative(self, path: str) -> str | None:
-        """A recorded Ray path relative to the study's ``ray/``; recorded paths name the study's
-        location when they were written, so a moved or copied study still finds its files."""
-        path, marker = posixpath.normpath(f"/{path}"), f"/{self.name}/ray/"
-        i = path.rfind(marker)
-        return path[i + len(marker) :] if i >= 0 else None
-
-    def ray_path(self, relative: str) -> str:
-        """The path of a file under the study's ``ray/`` on Ray's filesystem, now."""
-        return f"{self.ray_storage()[0]}/{relative}"
-
-    def ray_runs(self) -> list[str]:
-        """Names of the Ray experiments run so far (``run-01``, ...)."""
-        import pyarrow.fs
-
-        infos = self._ray_listing(recursive=False)
-        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and re.fullmatch(r"run-\d+", Path(i.path).name))
-
-    def discard_checkpoint(self, path: str) -> None:
-        """Delete a superseded checkpoint, once the record of its successor is safe (for an
-        object store: uploaded)."""
-        fs = self._ray_fs()
-
-        def delete():
-            try:
-                fs.delete_dir(path)
-            except (FileNotFoundError, OSError):
-                pass  # gone already
-
-        if self.mirror:
-            self.mirror.after_flush(delete)
-        else:
-            delete()
-
     # --- creation
     def create(self, meta: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]]) -> None:
         import yaml
@@ -198,7 +135,7 @@ class Study:
         atomic_write_text(self.meta_path, yaml.safe_dump(meta, sort_keys=False))
 
     # --- reading (errors name the file)
-    def require(self) -> "Study":
+    def require(self) -> "StudyDir":
         if self.mirror:
             if not self.exists():
                 raise StudyError(f"no study {self.name!r} in {self.location.display()} (pass the --storage it was run with)")
@@ -253,34 +190,10 @@ class Study:
         plan = self.plan()
         if trial_id not in plan:
             plan[trial_id] = dict(config)
-            atomic_write_text(self.plan_path, json.dumps(plan, indent=1, sort_keys=True, default=_json_default))
-
-    # --- events
-    def append_event(self, trial_id: str, event: Mapping[str, Any]) -> None:
-        """Append one JSON line and fsync: a finished result survives any crash after this."""
-        path = self.events_dir / f"{trial_id}.jsonl"
-        with open(path, "a") as f:
-            f.write(json.dumps(event, default=_json_default) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def events(self, trial_id: str) -> list[dict[str, Any]]:
-        path = self.events_dir / f"{trial_id}.jsonl"
-        if not path.exists():
-            return []
-        out = []
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line torn by a crash mid-write: the trial re-reports it on resume
-        return out
-
-    def all_events(self) -> dict[str, list[dict[str, Any]]]:
-        return {tid: self.events(tid) for tid in self.plan()}
+            atomic_write_text(self.plan_path, json.dumps(plan, indent=1, sort_keys=True, default=json_default))
 
 
-def _json_default(o):
+def json_default(o):
     try:
         import numpy as np
 

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from rsb_tune.data import DatasetSplits, SplitDataset, build_transforms, defer_normalize
-from rsb_tune.results import pack_correct
+from rsb_tune import contract as C
+from rsb_tune.contract import pack_correct
 
 __all__ = ["train", "Reporter", "TrialRuntime", "TrialParts", "build_trial", "train_one_epoch", "evaluate"]
 
@@ -431,7 +432,7 @@ def train(
         metrics.update(
             epoch_time_s=time.perf_counter() - t0,
             images_per_s=seen / train_time if train_time > 0 else float("nan"),
-            status="diverged" if diverged else ("ok" if final else "running"),
+            status=C.DIVERGED if diverged else (C.OK if final else C.RUNNING),
             **{f"runtime_{k}": v for k, v in runtime.as_dict().items()},
             runtime_global_batch=parts.loader.batch_size * runtime.world_size,
         )

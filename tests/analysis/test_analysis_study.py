@@ -11,12 +11,12 @@ import pytest
 import yaml
 from synthetic_study import N_V2, N_VAL, write_study
 
-from analysis import Study, StudyError, load_study
+from analysis import StudyTables, StudyError, load_study
 
 
 def test_load_single_study(seed_study: Path) -> None:
     study = load_study(seed_study)
-    assert isinstance(study, Study)
+    assert isinstance(study, StudyTables)
     assert study.meta["name"] == "a2-seeds" and study.meta["kind"] == "seeds"
     assert len(study.trials) == 20 == study.meta["n_trials"]
     assert "study" not in study.trials.columns

@@ -1,0 +1,124 @@
+"""The study contract: the words a study is written in, defined once.
+
+Both the engine (``rsb_tune``) and the analysis package (``analysis``) import these names;
+nothing else spells out a status, a metric, a file name or the default metric. This module
+imports nothing heavy, so every layer can use it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FORMAT_VERSION",
+    "READABLE_FORMATS",
+    "OK",
+    "DIVERGED",
+    "ERROR",
+    "STOPPED",
+    "ABANDONED",
+    "RUNNING",
+    "PENDING",
+    "FINISHED",
+    "KEPT",
+    "COUNTED",
+    "FAILED",
+    "METRICS",
+    "FINAL_METRICS",
+    "EPOCH_COLUMNS",
+    "SEED_COLUMNS",
+    "RESULT_KEYS",
+    "RUNTIME_COLUMNS",
+    "DEFAULT_METRIC",
+    "default_mode",
+    "better",
+    "KINDS",
+    "MANIFEST",
+    "PLAN",
+    "TRIALS",
+    "EPOCHS",
+    "EVENTS",
+    "PREDICTIONS",
+    "ERRORS",
+    "RAY",
+    "CHECKPOINT_FILE",
+    "EVENT_TYPES",
+    "pack_correct",
+    "unpack_correct",
+]
+
+# --- the format of a study directory: written into study.yaml, checked on resume
+FORMAT_VERSION = 1
+READABLE_FORMATS = (0, 1)  # 0: studies written before the version was recorded
+
+# --- trial statuses
+OK = "ok"  # finished normally
+DIVERGED = "diverged"  # a non-finite loss: a result, not a failure
+ERROR = "error"  # raised (or its process died) more often than the retries allow
+STOPPED = "stopped"  # early-stopped by a scheduler (ASHA)
+ABANDONED = "abandoned"  # a search point whose driver died; the resumed search samples anew
+RUNNING = "running"
+PENDING = "pending"
+
+FINISHED = (OK, DIVERGED, ERROR, STOPPED, ABANDONED)  # a row in trials.parquet
+KEPT = (OK, DIVERGED, STOPPED, ABANDONED)  # ended for good: never run again on resume
+COUNTED = (OK, DIVERGED, STOPPED)  # finished trials that count as done in progress and exits
+FAILED = (ERROR,)
+
+# --- metrics
+METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss", "train_loss")
+FINAL_METRICS = ("val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss")
+DEFAULT_METRIC = "val_top1"
+SEED_COLUMNS = ("seed", "model_seed", "data_seed", "aug_seed")
+EPOCH_COLUMNS = (
+    "trial_id", "seed", "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss",
+    "v2_top1", "v2_top5", "v2_loss", "epoch_time_s", "images_per_s",
+)  # fmt: skip
+RUNTIME_COLUMNS = ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch")
+# what a trial's report may carry into its event log (plus runtime_* keys)
+RESULT_KEYS = frozenset(
+    {*EPOCH_COLUMNS[2:], "status", "val_correct", "v2_correct", "hostname", "node_id", "pid"}
+)
+
+
+def default_mode(metric: str) -> str:
+    """The direction in which ``metric`` is better: losses go down, accuracies up."""
+    return "min" if metric.endswith("loss") else "max"
+
+
+def better(mode: str):
+    """``max`` or ``min``: the function that picks the best of several values in ``mode``."""
+    return max if mode == "max" else min
+
+
+# --- study kinds
+KINDS = ("seeds", "grid")
+
+# --- files of a study directory <storage>/<name>/
+MANIFEST = "study.yaml"
+PLAN = "plan.json"
+TRIALS = "trials.parquet"
+EPOCHS = "epochs.parquet"
+EVENTS = "events"
+PREDICTIONS = "predictions"
+ERRORS = "errors"
+RAY = "ray"
+CHECKPOINT_FILE = "state.pt"
+
+# --- kinds of event records in events/<trial>.jsonl (rsb_tune.lifecycle writes and reads them)
+EVENT_TYPES = ("result", "checkpoint", "error", "restart", STOPPED, ABANDONED)
+
+
+# --- per-example correctness, as a trial's final report carries it (base64 of packed bits)
+def pack_correct(correct) -> str:
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(packed: str, n: int):
+    import base64
+
+    import numpy as np
+
+    return np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8))[:n].astype(bool)

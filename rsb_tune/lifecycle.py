@@ -1,0 +1,587 @@
+"""A study's life, without Ray: its manifest, its event records, resume planning, checkpoint
+bookkeeping, and what the driver does as results arrive.
+
+This module is the only writer of event records (one function per kind of event) and holds
+their one reader (:func:`trial_state`). ``rsb_tune.ray_adapter`` runs the trials and forwards
+what Ray tells it to a :class:`Recorder`; everything that lands on disk goes through here.
+
+Event records (``events/<trial>.jsonl``, one JSON object a line, fsynced)::
+
+    {"type": "result", "epoch": 3, "status": "running", "val_top1": ..., ...}
+    {"type": "checkpoint", "path": ".../ray/run-01/t0000/checkpoint_000002"}
+    {"type": "error", "final": false, "error": "RuntimeError: ..."}
+    {"type": "restart"}      a resumed study runs an errored trial again
+    {"type": "stopped"}      early-stopped by ASHA
+    {"type": "abandoned"}    a search point whose driver died
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import posixpath
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from rsb_tune import contract as C
+from rsb_tune.errors import StudyError, UserError
+from rsb_tune.storage import one_line
+from rsb_tune.study import StudyDir, json_default
+
+__all__ = [
+    "read_events",
+    "trial_state",
+    "record_result",
+    "record_checkpoint",
+    "record_error",
+    "record_restart",
+    "record_stopped",
+    "record_abandoned",
+    "build_manifest",
+    "create_study",
+    "check_format",
+    "Checkpoints",
+    "ResumePlan",
+    "prepare_run",
+    "trial_threads",
+    "search_of",
+    "repair_search_history",
+    "Progress",
+    "Recorder",
+    "error_message",
+]
+
+
+# --------------------------------------------------------------------------- event records
+
+
+def _append(study: StudyDir, trial_id: str, event: Mapping[str, Any]) -> None:
+    """Append one JSON line and fsync: a finished result survives any crash after this."""
+    line = json.dumps({**event, "time": time.time()}, default=json_default) + "\n"
+    with open(study.events_dir / f"{trial_id}.jsonl", "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def record_result(study: StudyDir, trial_id: str, result: Mapping[str, Any]) -> None:
+    """One epoch's report of a trial (the keys of the contract, and runtime_* keys)."""
+    keep = {k: v for k, v in result.items() if k in C.RESULT_KEYS or k.startswith("runtime_")}
+    _append(study, trial_id, {"type": "result", **keep})
+
+
+def record_checkpoint(study: StudyDir, trial_id: str, path: str) -> None:
+    _append(study, trial_id, {"type": "checkpoint", "path": path})
+
+
+def record_error(study: StudyDir, trial_id: str, message: str, *, final: bool) -> None:
+    _append(study, trial_id, {"type": "error", "final": final, "error": message[:500]})
+
+
+def record_restart(study: StudyDir, trial_id: str) -> None:
+    _append(study, trial_id, {"type": "restart"})
+
+
+def record_stopped(study: StudyDir, trial_id: str) -> None:
+    _append(study, trial_id, {"type": C.STOPPED})
+
+
+def record_abandoned(study: StudyDir, trial_id: str) -> None:
+    _append(study, trial_id, {"type": C.ABANDONED})
+
+
+def read_events(study: StudyDir, trial_id: str) -> list[dict[str, Any]]:
+    """A trial's event records; a line torn by a crash mid-write is skipped (the trial
+    re-reports that epoch when it continues)."""
+    path = study.events_dir / f"{trial_id}.jsonl"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            out.append(event)
+    return out
+
+
+def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
+    """(status, {epoch: last result of that epoch}, last error event) of one trial's log.
+
+    status: ``pending`` (no event), ``running``, or one of :data:`rsb_tune.contract.FINISHED`.
+    """
+    by_epoch: dict[int, Mapping[str, Any]] = {}
+    status, error = (C.PENDING if not events else C.RUNNING), None
+    for ev in events:
+        kind = ev.get("type")
+        if kind == "result":
+            by_epoch[int(ev["epoch"])] = ev
+            status = ev.get("status", C.RUNNING)
+            if status == C.RUNNING:
+                error = None
+        elif kind == "error":
+            error = ev
+            status = C.ERROR if ev.get("final") else C.RUNNING
+        elif kind == "restart":
+            status, error = C.RUNNING, None
+        elif kind in (C.STOPPED, C.ABANDONED):
+            status = kind
+    return status, by_epoch, error
+
+
+def error_message(text: str) -> str:
+    """The line of a traceback that names the exception (``RuntimeError: ...``)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt|Exit)\b.*:", line)]
+    return (named or lines or ["error"])[-1]
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def build_manifest(
+    *,
+    kind: str,
+    recipe: str,
+    plan,
+    space=None,
+    dataset,
+    data_sizes: Mapping[str, int],
+    command: str,
+) -> dict[str, Any]:
+    """study.yaml's content, built in this one place (creation adds name, counts and times)."""
+    from rsb_tune.study import git_commit, package_versions
+
+    metric = space.metric if space else C.DEFAULT_METRIC
+    return {
+        "format": C.FORMAT_VERSION,
+        "kind": kind,
+        "recipe": recipe,
+        "metric": metric,
+        "mode": space.mode if space else C.default_mode(metric),
+        "params": list(plan.params),
+        "command": command,
+        "base_config": _jsonable(plan.base.values),
+        "base_config_sources": dict(plan.base.sources),
+        "space": _jsonable(space.raw) if space else None,
+        "space_file": space.path if space else None,
+        "search": space.search if space else "grid",
+        "num_samples": space.num_samples if space and space.search != "grid" else None,
+        "scheduler": space.scheduler if space else None,
+        "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
+        "dataset": dataset.name,
+        "data_sizes": dict(data_sizes),
+        "profile_notes": dict(dataset.profile.why),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=json_default))
+
+
+def create_study(study: StudyDir, manifest: Mapping[str, Any], trials: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write a new study's manifest and plan (the caller holds its lock)."""
+    study.create(manifest, _jsonable(dict(trials)))
+
+
+def check_format(study: StudyDir, meta: Mapping[str, Any]) -> None:
+    """A study written in a format this version cannot continue is refused with one line."""
+    version = meta.get("format", 0)
+    if version not in C.READABLE_FORMATS:
+        readable = ", ".join(map(str, C.READABLE_FORMATS))
+        raise StudyError(
+            f"{study.meta_path}: study format {version} was written by a newer rsb-tune "
+            f"({meta.get('versions', {}).get('rsb-tune', '?')}); this version reads formats {readable}"
+        )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class Checkpoints:
+    """Ray's part of a study (``ray/``): the trials write checkpoints there themselves (for an
+    object store, straight to the store); this keeps one per trial and finds them on resume."""
+
+    def __init__(self, study: StudyDir):
+        self.study = study
+
+    def storage(self) -> tuple[str, Any]:
+        """(storage_path, storage_filesystem) for Ray: the store itself for an object store."""
+        if self.study.mirror:
+            return f"{self.study.mirror.remote}/{C.RAY}", self.study.location.fs
+        return str(self.study.ray_dir), None
+
+    def _fs(self):
+        import pyarrow.fs
+
+        return self.study.location.fs or pyarrow.fs.LocalFileSystem()
+
+    def _listing(self, recursive: bool) -> list:
+        import pyarrow.fs
+
+        try:
+            return self._fs().get_file_info(pyarrow.fs.FileSelector(self.storage()[0], recursive=recursive, allow_not_found=True))
+        except OSError as e:
+            raise StudyError(f"study {self.study.where}: cannot list its checkpoints ({one_line(e)})") from None
+
+    def dirs_with(self, filename: str = C.CHECKPOINT_FILE) -> set[str]:
+        """Every directory under ``ray/`` holding ``filename``, relative to it
+        (``run-01/t0000/checkpoint_000002``): one listing, not a request per directory."""
+        import pyarrow.fs
+
+        root = self.storage()[0]
+        infos = self._listing(recursive=True)
+        return {posixpath.dirname(i.path[len(root) :].lstrip("/")) for i in infos if i.type == pyarrow.fs.FileType.File and posixpath.basename(i.path) == filename}
+
+    def relative(self, path: str) -> str | None:
+        """A recorded path relative to the study's ``ray/``; recorded paths name where the study
+        was when they were written, so a moved or copied study still finds its files."""
+        path, marker = posixpath.normpath(f"/{path}"), f"/{self.study.name}/{C.RAY}/"
+        i = path.rfind(marker)
+        return path[i + len(marker) :] if i >= 0 else None
+
+    def path(self, relative: str) -> str:
+        return f"{self.storage()[0]}/{relative}"
+
+    def runs(self) -> list[str]:
+        """Names of the Ray experiments run so far (``run-01``, ...)."""
+        import pyarrow.fs
+
+        infos = self._listing(recursive=False)
+        return sorted(Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory and re.fullmatch(r"run-\d+", Path(i.path).name))
+
+    def next_run(self) -> str:
+        return f"run-{max([int(r[4:]) for r in self.runs()], default=0) + 1:02d}"
+
+    def discard(self, path: str) -> None:
+        """Delete a superseded checkpoint once the record of its successor is safe (for an
+        object store: uploaded)."""
+        fs = self._fs()
+
+        def delete():
+            try:
+                fs.delete_dir(path)
+            except OSError:
+                pass  # gone already
+
+        if self.study.mirror:
+            self.study.mirror.after_flush(delete)
+        else:
+            delete()
+
+
+# --------------------------------------------------------------------------- resume planning
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePlan:
+    """What a run of a study has to do: trials to run (id -> config), the checkpoint each one
+    continues from, the torch threads of trials that already started, and how many finished."""
+
+    todo: Mapping[str, Mapping[str, Any]]
+    resume_from: Mapping[str, str]
+    threads: Mapping[str, int]
+    finished: int
+    failed_before: int = 0
+
+
+def trial_threads(events: list[Mapping[str, Any]]) -> int | None:
+    """The torch threads a trial started with (recorded with each result), if it reported."""
+    for ev in events:
+        if ev.get("type") == "result" and ev.get("runtime_threads"):
+            return int(ev["runtime_threads"])
+    return None
+
+
+def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
+    """Plan a run of ``study`` from its plan and event logs (called with the study locked).
+
+    Finished trials are kept; an errored trial gets a ``restart`` record; a search's
+    interrupted points are ``abandoned`` (the search samples new ones). Checkpoints a dead
+    driver left behind are deleted: superseded ones (a checkpoint is deleted only after its
+    successor is recorded) and unrecorded ones (written as the driver died; never resumed
+    from, since their epoch's results were not recorded). Ray Train's own checkpoints
+    (``ray/train/``, DDP trials) are left to Ray Train."""
+    plan = study.plan()
+    ckpts = Checkpoints(study)
+    on_disk = ckpts.dirs_with()
+    todo, resume_from, threads, kept, finished = {}, {}, {}, set(), 0
+    for tid, cfg in plan.items():
+        events = read_events(study, tid)
+        status, _, _ = trial_state(events)
+        recorded = [ckpts.relative(ev["path"]) for ev in events if ev.get("type") == "checkpoint"]
+        existing = [rel for rel in dict.fromkeys(recorded) if rel in on_disk]
+        kept.update(existing[-1:])
+        if status in C.KEPT:
+            finished += 1
+            continue
+        if searching:
+            record_abandoned(study, tid)
+            finished += 1
+            continue
+        if status == C.ERROR:
+            record_restart(study, tid)
+        todo[tid] = cfg
+        if existing:  # the newest recorded checkpoint that still exists, where the study is now
+            resume_from[tid] = ckpts.path(existing[-1])
+        started = trial_threads(events)
+        if started:
+            threads[tid] = started
+    for rel in sorted(on_disk - kept):
+        if not rel.startswith("train/"):
+            ckpts.discard(ckpts.path(rel))
+    return ResumePlan(todo=todo, resume_from=resume_from, threads=threads, finished=finished)
+
+
+def search_of(study: StudyDir):
+    """(Space, PointResolver) of a search study from its study.yaml, else (space or None, None)."""
+    from rsb_tune.config import Layer
+    from rsb_tune.space import PointResolver, space_from_mapping
+
+    meta = study.meta()
+    if not meta.get("space"):
+        return None, None
+    space = space_from_mapping(meta["space"], meta.get("space_file") or "space")
+    if space.search != "optuna":
+        return space, None
+    layers = tuple(Layer(layer["source"], layer["values"]) for layer in meta.get("layers", []))
+    return space, PointResolver(meta["recipe"], meta["base_config"]["dataset"], layers, space.seeds[0], f"search in {space.path}")
+
+
+def _point_key(point: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in point.items()))
+
+
+def repair_search_history(study: StudyDir, space, metric: str, storage) -> None:
+    """Points an Optuna storage still holds as RUNNING after a driver died: completed with
+    their value when the events show that they finished, failed otherwise (the resumed search
+    samples another point)."""
+    import optuna
+
+    try:
+        trials = optuna.load_study(study_name=study.name, storage=storage).trials
+    except KeyError:
+        return  # first run: no study in the storage yet
+    finished = {}
+    for tid, cfg in study.plan().items():
+        status, by_epoch, _ = trial_state(read_events(study, tid))
+        if status == C.OK and by_epoch:
+            finished[_point_key({k: cfg[k] for k in space.params})] = float(by_epoch[max(by_epoch)][metric])
+    for t in trials:
+        if t.state != optuna.trial.TrialState.RUNNING:
+            continue
+        value = finished.get(_point_key(t.params))
+        if value is not None:
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.COMPLETE, values=[value])
+        else:
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """What a run shows while it goes: the planned total and done / running / failed counts
+    from the plan and the events, and an ETA from the run times of trials finished in this
+    run over the slots in use (shown once one has finished). A live bar on a terminal (tqdm),
+    one plain line every ``every`` seconds otherwise."""
+
+    def __init__(self, name: str, *, planned: int, done: int = 0, failed: int = 0, quiet: bool = False, stream=None, every: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.name, self.planned, self.done, self.failed = name, planned, done, failed
+        self.stream = stream or sys.stderr
+        self.quiet, self.every, self.clock = quiet, every, clock
+        self.started: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.slots = 0
+        self.t0 = clock()
+        self.last_line = self.t0
+        self.bar = None
+        self.closed = False
+        if not quiet and getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=planned, initial=done + failed, desc=name, unit="trial", file=self.stream, dynamic_ncols=True, leave=True)
+
+    @property
+    def running(self) -> int:
+        return len(self.started)
+
+    def trial_started(self, trial_id: str) -> None:
+        self.started.setdefault(trial_id, self.clock())
+        self.slots = max(self.slots, self.running)
+        self._show()
+
+    def trial_ended(self, trial_id: str, *, failed: bool) -> None:
+        t = self.started.pop(trial_id, None)
+        if t is not None and not failed:
+            self.durations.append(self.clock() - t)
+        if failed:
+            self.failed += 1
+        else:
+            self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.bar is None and self.done + self.failed == self.planned:
+            self.close()
+
+    def eta(self) -> float | None:
+        """Seconds left: remaining trials x mean trial time / slots (None before a trial ended)."""
+        if not self.durations:
+            return None
+        remaining = max(self.planned - self.done - self.failed, 0)
+        mean = sum(self.durations) / len(self.durations)
+        slots = max(self.slots, 1)
+        in_flight = sum(max(mean - (self.clock() - t), 0.0) for t in self.started.values())
+        queued = max(remaining - self.running, 0)
+        return (in_flight + queued * mean) / slots
+
+    def line(self) -> str:
+        eta = self.eta()
+        elapsed = self.clock() - self.t0
+        tail = f", ETA {fmt_duration(eta)}" if eta is not None else ""
+        return f"[{self.name}] {self.done}/{self.planned} trials done, {self.running} running, {self.failed} failed | elapsed {fmt_duration(elapsed)}{tail}"
+
+    def tick(self) -> None:
+        self._show()
+
+    def _show(self, force: bool = False) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            eta = self.eta()
+            self.bar.set_postfix_str(f"{self.running} running, {self.failed} failed" + (f", ETA {fmt_duration(eta)}" if eta is not None else ""), refresh=True)
+            return
+        now = self.clock()
+        if force or now - self.last_line >= self.every:
+            self.last_line = now
+            print(self.line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """The last state, once (a bar is closed, a plain display prints its final line)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif not self.quiet and not self.closed:
+            print(self.line(), file=self.stream, flush=True)
+        self.closed = True
+
+
+# --------------------------------------------------------------------------- the driver's record
+
+
+class Recorder:
+    """What the driver does as Ray reports: every result appended to the trial's events,
+    predictions saved, tables rebuilt as trials finish (throttled while they run), checkpoints
+    recorded and pruned to one per trial, errors written with their traceback, progress
+    updated, and an object-store study uploaded when a trial ends."""
+
+    def __init__(self, study: StudyDir, plan: ResumePlan, progress: Progress, *, resolver=None, early_stopping: bool = False, clock: Callable[[], float] = time.time):
+        self.study, self.progress, self.resolver = study, progress, resolver
+        self.early_stopping = early_stopping
+        self.checkpoints = Checkpoints(study)
+        self.last_checkpoint: dict[str, str] = dict(plan.resume_from)
+        self.clock = clock
+        self.last_table_write = 0.0
+
+    def trial_started(self, trial_id: str, point: Mapping[str, Any] | None = None) -> None:
+        if self.resolver is not None and point is not None:  # a search trial: its config joins the plan
+            self.study.add_trial(trial_id, self.resolver(point))
+        self.progress.trial_started(trial_id)
+
+    def result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        from rsb_tune.results import write_predictions
+
+        record_result(self.study, trial_id, result)
+        if result.get("checkpoint_path"):  # a DDP trial's checkpoint, saved by Ray Train
+            record_checkpoint(self.study, trial_id, result["checkpoint_path"])
+        status = result.get("status")
+        if status == C.OK:
+            write_predictions(self.study, trial_id, result)
+        finished = status in (C.OK, C.DIVERGED)
+        if self.clock() - self.last_table_write > (5 if finished else 30):
+            self.tables()  # the fsynced events are the record; the tables follow
+        if finished:
+            self.progress.trial_ended(trial_id, failed=False)
+            self.sync()  # an object-store study: a finished trial is uploaded before going on
+
+    def checkpoint_saved(self, trial_id: str, path: str) -> None:
+        """Record the newest checkpoint, then delete the one it supersedes (Ray's own pruning
+        would snapshot the whole experiment each time)."""
+        record_checkpoint(self.study, trial_id, path)
+        old = self.last_checkpoint.get(trial_id)
+        self.last_checkpoint[trial_id] = path
+        if old and old != path:
+            self.checkpoints.discard(old)
+
+    def trial_failed(self, trial_id: str, traceback_text: str, *, final: bool) -> None:
+        (self.study.errors_dir / f"{trial_id}.txt").write_text(traceback_text)
+        record_error(self.study, trial_id, error_message(traceback_text), final=final)
+        if final:
+            self.progress.trial_ended(trial_id, failed=True)
+        self.tables()
+        self.sync()
+
+    def trial_completed(self, trial_id: str) -> None:
+        """Ray says the trial ended; one that reported no final status was early-stopped."""
+        if trial_state(read_events(self.study, trial_id))[0] == C.RUNNING:
+            if self.early_stopping:
+                record_stopped(self.study, trial_id)
+                self.progress.trial_ended(trial_id, failed=False)
+                self.tables()
+
+    def step(self) -> None:
+        self.progress.tick()
+
+    def ended(self) -> None:
+        self.tables()
+
+    def tables(self) -> None:
+        from rsb_tune.results import write_tables
+
+        write_tables(self.study)
+        self.last_table_write = self.clock()
+
+    def sync(self) -> None:
+        try:
+            self.study.sync()
+        except UserError as e:  # the upload thread retries; the study goes on
+            print(f"rsb-tune: warning: {e}; retrying", file=sys.stderr, flush=True)
+
+
+def counts(study: StudyDir) -> dict[str, int]:
+    """{status: trials} over the plan (pending and running included)."""
+    out: dict[str, int] = {}
+    for tid in study.plan():
+        status = trial_state(read_events(study, tid))[0]
+        out[status] = out.get(status, 0) + 1
+    return out
+
+
+def finals(study: StudyDir, metric: str) -> list[tuple[float, str]]:
+    """(final value of ``metric``, trial id) of every ok trial, from the events."""
+    out = []
+    for tid in study.plan():
+        status, by_epoch, _ = trial_state(read_events(study, tid))
+        if status == C.OK and by_epoch:
+            value = by_epoch[max(by_epoch)].get(metric, math.nan)
+            if value is not None and math.isfinite(value):
+                out.append((float(value), tid))
+    return out
