@@ -253,7 +253,8 @@ def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame 
 def _grid_sections(report: _Report, study: StudyTables) -> None:
     """Grid statistics; they take every trial and count only the ok ones themselves."""
     trials, meta = study.trials, study.meta
-    params, metric, mode = list(meta["params"]), meta["metric"], meta.get("mode", default_mode(metric))
+    params, metric = list(meta["params"]), meta["metric"]
+    mode = meta.get("mode", default_mode(metric))
     report.heading("Grid ranking")
     summary = grid.grid_summary(trials, params, metric, mode)
     report.text(

@@ -118,7 +118,7 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     from rsb_tune.space import seed_list
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n must be an integer >= 1, got {n!r}")
+        raise ConfigError(f"--n must be >= 1 (an integer), got {n!r}")
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
     return _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
 

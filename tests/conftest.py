@@ -29,6 +29,22 @@ def make_config(recipe: str = "A2", **overrides):
     return dict(resolve(get_recipe(recipe), get_dataset("digits").profile, [Layer("test", overrides)]).values)
 
 
+def write_event(study, trial_id: str, event: dict) -> None:
+    """Write one event record through the lifecycle's writer of its kind (as the driver does)."""
+    from rsb_tune import lifecycle as L
+
+    rest = {k: v for k, v in event.items() if k != "type"}
+    kind = event["type"]
+    if kind == "result":
+        L.record_result(study, trial_id, rest)
+    elif kind == "checkpoint":
+        L.record_checkpoint(study, trial_id, rest["path"])
+    elif kind == "error":
+        L.record_error(study, trial_id, rest.get("error", "error"), final=bool(rest.get("final")))
+    else:
+        {"restart": L.record_restart, "stopped": L.record_stopped, "abandoned": L.record_abandoned}[kind](study, trial_id)
+
+
 def run_cli(*args: str, cwd=None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """``rsb-tune ARGS`` in a subprocess (the way a user runs it)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rsb_tune.results import EPOCH_COLUMNS
+from rsb_tune.contract import EPOCH_COLUMNS
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -4,8 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsb_tune.results import EPOCH_COLUMNS, build_tables, pack_correct, trial_state, unpack_correct, write_predictions, write_tables
-from rsb_tune.study import Study
+from rsb_tune.contract import EPOCH_COLUMNS, pack_correct, unpack_correct
+from rsb_tune.lifecycle import trial_state
+from rsb_tune.results import build_tables, write_predictions, write_tables
+from rsb_tune.lifecycle import Checkpoints, read_events
+from rsb_tune.study import StudyDir
+from tests.conftest import write_event
 from tests.conftest import make_config
 
 
@@ -15,26 +19,26 @@ def result(epoch, status="running", loss=1.0, **extra):
 
 @pytest.fixture
 def study(tmp_path):
-    s = Study(tmp_path, "s")
+    s = StudyDir(tmp_path, "s")
     plan = {f"t{i}": make_config(seed=i, epochs=3) for i in range(5)}
     s.create({"kind": "seeds", "recipe": "A2", "metric": "val_top1", "mode": "max", "params": [], "data_sizes": {"n_val": 10, "n_v2": 12}}, plan)
     # t0: retried after epoch 2: epochs 2 and 3 reported again, the second report wins
     for ev in [result(1, loss=0.9), result(2, loss=0.8), {"type": "error", "final": False, "error": "boom"}, result(2, loss=0.7), result(3, "ok", loss=0.6)]:
-        s.append_event("t0", ev)
+        write_event(s, "t0", ev)
     # t1: failed for good after epoch 1
     for ev in [result(1), {"type": "error", "final": False, "error": "x"}, {"type": "error", "final": True, "error": "RuntimeError: x"}]:
-        s.append_event("t1", ev)
-    s.append_event("t2", result(1, "diverged", loss=float("nan")))
-    s.append_event("t3", result(1))  # still running; t4 never started
+        write_event(s, "t1", ev)
+    write_event(s, "t2", result(1, "diverged", loss=float("nan")))
+    write_event(s, "t3", result(1))  # still running; t4 never started
     return s
 
 
 def test_statuses(study):
-    assert trial_state(study.events("t0"))[0] == "ok"
-    assert trial_state(study.events("t1"))[0] == "error"
-    assert trial_state(study.events("t2"))[0] == "diverged"
-    assert trial_state(study.events("t3"))[0] == "running"
-    assert trial_state(study.events("t4"))[0] == "pending"
+    assert trial_state(read_events(study, "t0"))[0] == "ok"
+    assert trial_state(read_events(study, "t1"))[0] == "error"
+    assert trial_state(read_events(study, "t2"))[0] == "diverged"
+    assert trial_state(read_events(study, "t3"))[0] == "running"
+    assert trial_state(read_events(study, "t4"))[0] == "pending"
     assert trial_state([result(1), {"type": "stopped"}])[0] == "stopped"
     assert trial_state([{"type": "error", "final": True}, {"type": "restart"}, result(1)])[0] == "running"
 
@@ -58,8 +62,8 @@ def test_tables_one_row_per_trial_and_epoch_last_report_wins(study):
 
 def test_write_tables_replaces_files(study):
     write_tables(study)
-    study.append_event("t3", result(2))
-    study.append_event("t3", result(3, "ok"))
+    write_event(study, "t3", result(2))
+    write_event(study, "t3", result(3, "ok"))
     write_tables(study)
     trials = pd.read_parquet(study.trials_path)
     assert "t3" in set(trials.trial_id) and len(pd.read_parquet(study.epochs_path)) == 3 + 1 + 1 + 3
@@ -68,7 +72,7 @@ def test_write_tables_replaces_files(study):
 def test_a_torn_last_line_is_skipped(study):
     with open(study.events_dir / "t3.jsonl", "a") as f:
         f.write('{"type": "result", "epo')
-    assert trial_state(study.events("t3"))[0] == "running"
+    assert trial_state(read_events(study, "t3"))[0] == "running"
 
 
 def test_predictions_round_trip(study):

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.e2e
 def test_seed_study_spreads_over_cluster_nodes(tmp_path, kind, request, monkeypatch):
     from ray.cluster_utils import Cluster
 
-    from rsb_tune.study import Study
+    from rsb_tune.lifecycle import Checkpoints
+    from rsb_tune.study import StudyDir
 
     if kind == "s3":  # the study lives in the store (the simulated nodes still share this machine's disk)
         monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
@@ -32,10 +33,10 @@ def test_seed_study_spreads_over_cluster_nodes(tmp_path, kind, request, monkeypa
         cluster.wait_for_nodes()
         proc = run_cli("seeds", "--n", "4", "--recipe", "A3", "--epochs", "2", "--address", cluster.address, "--storage", storage, "--name", "c", "--quiet")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        study = Study(storage, "c").require()
+        study = StudyDir(storage, "c").require()
         trials = pd.read_parquet(study.trials_path)
-        assert study.ray_runs() == ["run-01"]  # written by the trials' nodes straight to the storage
-        assert "run-01/t0000/checkpoint_000001" in study.ray_dirs_with("state.pt")
+        assert Checkpoints(study).runs() == ["run-01"]  # written by the trials' nodes straight to the storage
+        assert "run-01/t0000/checkpoint_000001" in Checkpoints(study).dirs_with()
         assert len(trials) == 4 and (trials.status == "ok").all()
         worker_ids = {n.node_id for n in nodes}
         assert set(trials.node_id) <= worker_ids and len(set(trials.node_id)) == 2  # the head has no CPUs

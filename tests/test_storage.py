@@ -19,7 +19,9 @@ import pytest
 
 from rsb_tune.errors import StudyError
 from rsb_tune.storage import Lease
-from rsb_tune.study import Study
+from rsb_tune.lifecycle import Checkpoints, read_events
+from rsb_tune.study import StudyDir
+from tests.conftest import write_event
 from tests.conftest import assert_user_error, run_cli, s3_files
 
 META = {"kind": "seeds", "recipe": "A2"}
@@ -34,20 +36,20 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
-def _remote(study: Study) -> dict[str, int]:
+def _remote(study: StudyDir) -> dict[str, int]:
     return s3_files(study.location.fs, study.mirror.remote)
 
 
 def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, monkeypatch):
-    study = Study(s3_server("unit"), "m")
+    study = StudyDir(s3_server("unit"), "m")
     study.dir.mkdir(parents=True)
     study.mirror.lease.acquire()  # held as by a driver, without its upload thread: the flushes are the test's
     study.create(META, PLAN)
     assert {"study.yaml", "plan.json", ".sync", ".lease"} <= set(_remote(study))  # create() uploads at once
-    study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
+    write_event(study, "t0000", {"type": "result", "epoch": 1, "status": "running"})
     assert study.mirror.flush() == 1  # only what changed
     assert study.mirror.flush() == 0
-    study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})
+    write_event(study, "t0000", {"type": "result", "epoch": 2, "status": "ok"})
     (study.dir / "predictions").mkdir(exist_ok=True)
     (study.dir / "predictions" / "t0000.npz").write_bytes(b"x" * 10)
     assert study.mirror.flush() == 2
@@ -56,64 +58,64 @@ def test_study_is_mirrored_to_the_store_and_restored_from_it(s3_server, cache, m
     assert ".lease" not in remote and remote["events/t0000.jsonl"] == (study.events_dir / "t0000.jsonl").stat().st_size
 
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "elsewhere"))
-    again = Study(s3_server("unit"), "m")
+    again = StudyDir(s3_server("unit"), "m")
     assert again.dir != study.dir and not again.dir.exists()
     again.require()
     assert again.plan() == PLAN and again.meta()["kind"] == "seeds"
-    assert [e["epoch"] for e in again.events("t0000")] == [1, 2]
+    assert [e["epoch"] for e in read_events(again, "t0000")] == [1, 2]
     assert (again.predictions_dir / "t0000.npz").read_bytes() == b"x" * 10
 
 
 def test_a_driver_holds_lease_and_uploads_until_the_end(s3_server, cache):
-    study = Study(s3_server("unit"), "d")
+    study = StudyDir(s3_server("unit"), "d")
     study.dir.mkdir(parents=True)
     with study.lock():
         assert ".lease" in _remote(study)  # taken before anything else
         study.create(META, PLAN)
-        study.append_event("t0000", {"type": "result", "epoch": 1, "status": "ok"})
+        write_event(study, "t0000", {"type": "result", "epoch": 1, "status": "ok"})
         (study.errors_dir / "t0001.txt").write_text("Traceback ...")
         # `status` meanwhile on this machine reads the driver's copy, and must not replace it
         # with the store's older one (which lacks what the driver has not uploaded yet)
-        reader = Study(s3_server("unit"), "d").require()
-        assert [e["epoch"] for e in reader.events("t0000")] == [1] and (reader.errors_dir / "t0001.txt").exists()
+        reader = StudyDir(s3_server("unit"), "d").require()
+        assert [e["epoch"] for e in read_events(reader, "t0000")] == [1] and (reader.errors_dir / "t0001.txt").exists()
     remote = _remote(study)
     assert {"events/t0000.jsonl", "errors/t0001.txt"} <= set(remote) and ".lease" not in remote
 
 
 def test_changes_a_failed_upload_left_go_up_with_the_next_run(s3_server, cache, monkeypatch):
     uri = s3_server("unit")
-    study = Study(uri, "f")
+    study = StudyDir(uri, "f")
     study.dir.mkdir(parents=True)
     study.mirror.lease.acquire()
     study.create(META, PLAN)
-    study.append_event("t0000", {"type": "result", "epoch": 1, "status": "running"})
+    write_event(study, "t0000", {"type": "result", "epoch": 1, "status": "running"})
     study.sync()
-    study.append_event("t0000", {"type": "result", "epoch": 2, "status": "ok"})  # never uploaded: the store was down
+    write_event(study, "t0000", {"type": "result", "epoch": 2, "status": "ok"})  # never uploaded: the store was down
     study.mirror.lease.release()  # (its lease expired)
-    with Study(uri, "f").lock():  # the next run on this machine: the store has not moved on
+    with StudyDir(uri, "f").lock():  # the next run on this machine: the store has not moved on
         pass
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other-machine"))
-    elsewhere = Study(uri, "f").require()
-    assert [e["epoch"] for e in elsewhere.events("t0000")] == [1, 2]
+    elsewhere = StudyDir(uri, "f").require()
+    assert [e["epoch"] for e in read_events(elsewhere, "t0000")] == [1, 2]
 
     # ... but when another driver has moved the store on since, the store wins
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache))
-    mine = Study(uri, "f")
-    mine.append_event("t0001", {"type": "result", "epoch": 1, "status": "running"})  # unsent
+    mine = StudyDir(uri, "f")
+    write_event(mine, "t0001", {"type": "result", "epoch": 1, "status": "running"})  # unsent
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other-machine"))
     with elsewhere.lock():
-        elsewhere.append_event("t0001", {"type": "result", "epoch": 1, "status": "ok", "on": "other"})
+        write_event(elsewhere, "t0001", {"type": "result", "epoch": 1, "status": "ok", "hostname": "other"})
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache))
     with mine.lock():
-        assert mine.events("t0001") == [{"type": "result", "epoch": 1, "status": "ok", "on": "other"}]
+        assert [{k: v for k, v in e.items() if k != "time"} for e in read_events(mine, "t0001")] == [{"type": "result", "epoch": 1, "status": "ok", "hostname": "other"}]
 
 
 def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_path):
     """Checkpoint paths are recorded where the study was; resume finds them where it is, and
     deletes what a killed driver left: superseded and unrecorded checkpoints (not Ray Train's)."""
-    from rsb_tune.ray_adapter import pending_trials
+    from rsb_tune.lifecycle import prepare_run
 
-    study = Study(tmp_path / "moved-here", "mv")
+    study = StudyDir(tmp_path / "moved-here", "mv")
     study.create(META, {"t0000": {"seed": 0}, "t0001": {"seed": 1}, "t0002": {"seed": 2}})
     for rel in ("run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001", "run-01/t0000/checkpoint_000002",
                 "run-01/t0001/checkpoint_000003", "train/t0002/checkpoint_x"):  # fmt: skip
@@ -121,11 +123,12 @@ def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_pat
         (study.ray_dir / rel / "state.pt").write_bytes(b"weights")
     was = "/data/was-here/mv/ray"
     for epoch, ckpt in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):  # 000002: written as the driver died
-        study.append_event("t0000", {"type": "result", "epoch": epoch, "status": "running"})
-        study.append_event("t0000", {"type": "checkpoint", "path": f"{was}/run-01/t0000/{ckpt}"})
-    study.append_event("t0001", {"type": "result", "epoch": 1, "status": "ok"})
-    study.append_event("t0001", {"type": "checkpoint", "path": f"{was}/run-01/t0001/checkpoint_000003"})
-    todo, resume_from, finished = pending_trials(study)
+        write_event(study, "t0000", {"type": "result", "epoch": epoch, "status": "running"})
+        write_event(study, "t0000", {"type": "checkpoint", "path": f"{was}/run-01/t0000/{ckpt}"})
+    write_event(study, "t0001", {"type": "result", "epoch": 1, "status": "ok"})
+    write_event(study, "t0001", {"type": "checkpoint", "path": f"{was}/run-01/t0001/checkpoint_000003"})
+    run = prepare_run(study)
+    todo, resume_from, finished = run.todo, run.resume_from, run.finished
     assert set(todo) == {"t0000", "t0002"} and finished == 1
     assert resume_from == {"t0000": str(study.ray_dir / "run-01/t0000/checkpoint_000001")}
     left = sorted(p.parent.relative_to(study.ray_dir).as_posix() for p in study.ray_dir.rglob("state.pt"))
@@ -134,9 +137,9 @@ def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_pat
 
 def test_a_missing_study_and_a_stale_cache(s3_server, cache):
     with pytest.raises(StudyError, match="no study 'nope'"):
-        Study(s3_server("unit"), "nope").require()
+        StudyDir(s3_server("unit"), "nope").require()
     # a cached copy of a study the store no longer has is dropped, never uploaded as a new one
-    study = Study(s3_server("unit"), "stale")
+    study = StudyDir(s3_server("unit"), "stale")
     study.events_dir.mkdir(parents=True)
     (study.events_dir / "t0000.jsonl").write_text('{"type": "result", "epoch": 9}\n')
     with study.lock():
@@ -146,7 +149,7 @@ def test_a_missing_study_and_a_stale_cache(s3_server, cache):
 
 
 def test_sqlite_is_uploaded_as_a_consistent_snapshot(s3_server, cache, monkeypatch):
-    study = Study(s3_server("unit"), "db")
+    study = StudyDir(s3_server("unit"), "db")
     study.dir.mkdir(parents=True)
     with study.lock():
         study.create(META, PLAN)
@@ -159,13 +162,13 @@ def test_sqlite_is_uploaded_as_a_consistent_snapshot(s3_server, cache, monkeypat
         study.sync()
         con.close()
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(cache.parent / "other"))
-    copy = Study(s3_server("unit"), "db").require()
+    copy = StudyDir(s3_server("unit"), "db").require()
     with sqlite3.connect(copy.dir / "optuna.db") as con:
         assert con.execute("select count(*) from t").fetchone() == (100,)
 
 
 def test_lease_refuses_a_second_driver_and_takes_over_a_dead_one(s3_server, cache):
-    study = Study(s3_server("unit"), "lease")
+    study = StudyDir(s3_server("unit"), "lease")
     fs, path = study.location.fs, f"{study.mirror.remote}/.lease"
     first = Lease(fs, path, "lease").acquire()
     with pytest.raises(StudyError, match=r"already running \(pid \d+ on "):
@@ -184,23 +187,23 @@ def test_lease_refuses_a_second_driver_and_takes_over_a_dead_one(s3_server, cach
 
 
 def test_superseded_checkpoint_is_deleted_only_after_the_upload(s3_server, cache):
-    study = Study(s3_server("unit"), "ck")
+    study = StudyDir(s3_server("unit"), "ck")
     study.dir.mkdir(parents=True)
-    old, new = (f"{study.ray_storage()[0]}/run-01/t0000/checkpoint_00000{i}" for i in (0, 1))
+    old, new = (f"{Checkpoints(study).storage()[0]}/run-01/t0000/checkpoint_00000{i}" for i in (0, 1))
     for path in (old, new):
         with study.location.fs.open_output_stream(f"{path}/state.pt") as f:
             f.write(b"weights")
-    assert study.ray_dirs_with("state.pt") == {"run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001"}
-    assert study.ray_runs() == ["run-01"]
+    assert Checkpoints(study).dirs_with() == {"run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001"}
+    assert Checkpoints(study).runs() == ["run-01"]
     study.mirror.lease.acquire()  # no upload thread: the test says when to flush
     study.create(META, PLAN)
-    study.append_event("t0000", {"type": "checkpoint", "path": new})
-    study.discard_checkpoint(old)
-    assert "run-01/t0000/checkpoint_000000" in study.ray_dirs_with("state.pt")  # the new record is not uploaded yet
+    write_event(study, "t0000", {"type": "checkpoint", "path": new})
+    Checkpoints(study).discard(old)
+    assert "run-01/t0000/checkpoint_000000" in Checkpoints(study).dirs_with()  # the new record is not uploaded yet
     assert "events/t0000.jsonl" not in _remote(study)
     study.sync()
     assert "events/t0000.jsonl" in _remote(study)
-    assert study.ray_dirs_with("state.pt") == {"run-01/t0000/checkpoint_000001"}
+    assert Checkpoints(study).dirs_with() == {"run-01/t0000/checkpoint_000001"}
 
 
 def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache):
@@ -247,7 +250,7 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
         proc.wait()
     shutil.rmtree(cache)  # the driver's machine is gone: only the store remains
     monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache2"))
-    study = Study(uri, "k").require()
+    study = StudyDir(uri, "k").require()
     before = events(study.dir)
     finished_before = {t for t, rows in before.items() if any(r.get("status") == "ok" for r in rows)}
     assert finished_before, "a finished trial was not in the store when its driver died"
@@ -257,7 +260,7 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
     res = run_cli("resume", "k", "--storage", uri, "--quiet")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "s3://rsb/e2e/k" in res.stderr
-    study = Study(uri, "k").require()  # what the store holds now
+    study = StudyDir(uri, "k").require()  # what the store holds now
     trials = pd.read_parquet(study.trials_path)
     assert len(trials) == 3 and (trials.status == "ok").all()
     for tid in finished_before:  # not run again
@@ -266,7 +269,7 @@ def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_serve
         assert sum(r.get("type") == "result" and r["epoch"] == 1 for r in events(study.dir)[tid]) == 1
     assert_same_epochs(study.dir, reference_epochs(study.dir, digits))
     remote = _remote(study)
-    prefix = f"{study.ray_storage()[0]}/"
+    prefix = f"{Checkpoints(study).storage()[0]}/"
     for tid, rows in events(study.dir).items():  # the newest checkpoint is kept, superseded ones deleted
         recorded = [r["path"][len(prefix) :] for r in rows if r.get("type") == "checkpoint"]
         assert f"ray/{recorded[-1]}/state.pt" in remote
@@ -306,5 +309,5 @@ def test_study_run_elsewhere_is_refused_and_leaves_nothing(tmp_path, s3_server, 
         f.write(json.dumps({"token": "x", "host": "gpu-node-7", "pid": 4242}).encode())
     proc = run_cli("seeds", "--n", "1", "--epochs", "1", "--storage", uri, "--name", "h", cwd=tmp_path)
     assert_user_error(proc, "study 'h' is already running (pid 4242 on gpu-node-7")
-    assert not Study(uri, "h").dir.exists()
+    assert not StudyDir(uri, "h").dir.exists()
     assert set(s3_files(fs, f"{root}/h")) == {".lease"}
