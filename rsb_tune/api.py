@@ -168,6 +168,7 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, st
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...)."""
     experiment, options = _split(kwargs)
+    run_options(options)  # a misspelled option fails before the plan is made
     plan = plan_seeds(n, recipe, seed_start=seed_start, **experiment)
     command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
@@ -177,6 +178,7 @@ def grid(space: str | Path = "lamb_bce", *, storage: str = DEFAULT_STORAGE, name
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
     finished :class:`Study`."""
     experiment, options = _split(kwargs)
+    run_options(options)
     plan = plan_grid(space, **experiment)
     return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), name=name, **experiment), **options)
 

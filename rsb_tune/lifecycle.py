@@ -420,6 +420,13 @@ class Progress:
 
             self.bar = tqdm(total=planned, initial=done + failed, desc=name, unit="trial", file=self.stream, dynamic_ncols=True, leave=True)
 
+    def __getstate__(self):  # Ray pickles the Tuner's callbacks (tuner.pkl): no stream, no bar
+        return {**self.__dict__, "stream": None, "bar": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.stream = sys.stderr
+
     @property
     def running(self) -> int:
         return len(self.started)

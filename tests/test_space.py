@@ -31,13 +31,39 @@ def test_grid_times_seeds(tmp_path):
     assert list(plan.trials) == [f"t{i:04d}" for i in range(12)]
 
 
-@pytest.mark.parametrize("name", ["lamb_bce", "optimizers", "augmentation", "loss"])
-def test_shipped_spaces_compile(name):
+SHIPPED = sorted(p.stem for p in (REPO / "search_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spaces_compile_and_validate(name):
+    from rsb_tune.space import find_space, shipped_spaces
+    from rsb_tune.validate import check_plan
+
     path = REPO / "search_spaces" / f"{name}.yaml"
     assert path.read_text().lstrip().startswith("#"), "each space file opens with the question it answers"
+    assert shipped_spaces()[name][1], "the question is listed by `rsb-tune spaces`"
+    assert find_space(name) == find_space(f"{name}.yaml") and load_space(find_space(name)).raw == load_space(path).raw
     space = load_space(path)
     plan = build_plan(get_recipe(space.recipe), PROFILE, seeds=space.seeds, space=space)
-    assert len(plan.trials) >= 4
+    assert len(plan.trials) >= 4 if space.search == "grid" else plan.resolver is not None
+    check_plan(plan, space)  # every model and optimizer exists in timm
+
+
+def test_every_shipped_space_is_package_data():
+    from rsb_tune.space import shipped_spaces
+
+    assert sorted(shipped_spaces()) == SHIPPED and len(SHIPPED) >= 6
+
+
+def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    from rsb_tune.space import find_space
+
+    monkeypatch.chdir(tmp_path)
+    assert find_space("lamb_bce.yaml") != "lamb_bce.yaml"  # no such file here: the shipped one
+    (tmp_path / "lamb_bce.yaml").write_text("recipe: A3\n")
+    assert find_space("lamb_bce.yaml") == "lamb_bce.yaml" and load_space(find_space("lamb_bce.yaml")).recipe == "A3"
+    with pytest.raises(ConfigError, match="no shipped space of that name; did you mean 'lamb_bce'"):
+        find_space("lamb_bc")
 
 
 @pytest.mark.parametrize(
