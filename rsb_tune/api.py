@@ -343,7 +343,7 @@ class StudyStatus:
 
     def summary(self) -> list[str]:
         """What a run prints at its end: trials, the metric, where, and how to look at it."""
-        ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.ERROR))
+        ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.DIVERGED, C.ERROR))
         out = [f"study {self.name}: {ended}" + (f", {self.unfinished} unfinished" if self.unfinished else "") + f" of {self.planned} -> {self.where}"]
         if self.values:
             out.append(f"  {self.metric}: {self.mean:.2f} ± {self.std:.2f} (mean ± std over {self.n} ok trials), best {self.best:.2f} ({self.best_trial})")
