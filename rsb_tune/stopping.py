@@ -1,0 +1,291 @@
+"""When a sequential seed study stops: the ``--until`` rule, its checks and its state.
+
+The rule is a string, ``"halfwidth<=0.25"``: stop once the anytime-valid
+interval of the mean of the study's metric (a confidence sequence, see
+:mod:`analysis.sequential`) is at most that wide on each side, or at the cap.
+Spaces around the parts are allowed (``"halfwidth <= 0.25"``); ``<`` and other
+operators are not (``<=`` is the one rule scripts can rely on). A paired A-vs-B
+study stops when the interval of the mean paired difference excludes 0
+(decided) or lies inside ``[-delta, delta]`` (equivalent), or at the cap.
+
+The state is a pure function of the finished values in seed order, so a
+resumed study recomputes it from its tables and reaches the same decision.
+No Ray here; the engine calls :func:`check_rule` before writing anything and
+:func:`decide` / :func:`decide_paired` after each finished seed, and writes
+``Decision.record()`` to study.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rsb_tune.errors import ConfigError
+
+__all__ = ["Decision", "StoppingRule", "PairedRule", "check_rule", "check_paired", "decide", "decide_paired", "parse_rule"]
+
+SYNTAX = "halfwidth<=X with X > 0, e.g. 'halfwidth<=0.25'"
+_RULE = re.compile(r"^\s*halfwidth\s*<=\s*(?P<value>\S+)\s*$")
+_DEFAULT_LEVEL = 0.95
+_ACCURACY_BOUNDS = (0.0, 100.0)
+
+
+def parse_rule(text: str) -> float:
+    """The half-width of ``"halfwidth<=X"``; :class:`ConfigError` naming the value otherwise."""
+    if not isinstance(text, str):
+        raise ConfigError(f"--until: expected a string {SYNTAX}, got {text!r}")
+    match = _RULE.match(text)
+    if match is None:
+        hint = ""
+        if re.match(r"^\s*halfwidth\s*(<|=|==|>=|>)\s*[^=]", text):
+            hint = " (only '<=' is accepted)"
+        raise ConfigError(f"--until: {text!r} does not parse{hint}; expected {SYNTAX}")
+    raw = match["value"]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"--until: half-width {raw!r} in {text!r} is not a number; expected {SYNTAX}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--until: half-width must be a finite number > 0, got {raw!r} in {text!r}")
+    return value
+
+
+def _check_level(level: Any) -> float:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ConfigError(f"level: must be a number strictly between 0 and 1, got {level!r}")
+    return float(level)
+
+
+def _check_method(method: Any) -> str:
+    from analysis.sequential import METHODS
+
+    if method not in METHODS:
+        raise ConfigError(f"method: {method!r} is not a confidence-sequence method; allowed: {', '.join(METHODS)}")
+    return str(method)
+
+
+def _check_bounds(bounds: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bounds: expected two numbers (lo, hi), got {bounds!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(f"bounds: expected two finite numbers lo < hi, got {bounds!r}")
+    return lo, hi
+
+
+def _check_metric(metric: Any, metrics: Iterable[str] | None) -> str:
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError(f"metric: expected a metric name, got {metric!r}")
+    if metrics is not None:
+        allowed = list(metrics)
+        if metric not in allowed:
+            from rsb_tune.errors import suggest
+
+            raise ConfigError(
+                f"metric: {metric!r} is not a metric of the study; allowed: {', '.join(allowed)}{suggest(metric, allowed)}"
+            )
+    return metric
+
+
+def _check_cap(cap: Any, least: int, what: str) -> int:
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"--n: the cap on seeds must be an integer >= 1, got {cap!r}")
+    if cap < least:
+        raise ConfigError(f"--n: a cap of {cap} seeds is below the {least} that {what} needs even with no spread; raise --n to at least {least}")
+    return cap
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """A validated ``--until`` rule for one study (make it with :func:`check_rule`)."""
+
+    halfwidth: float
+    cap: int
+    metric: str = "val_top1"
+    level: float = _DEFAULT_LEVEL
+    method: str = "t_mixture"
+    bounds: tuple[float, float] = _ACCURACY_BOUNDS
+    text: str = ""
+    min_seeds: int = field(default=2)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able: the rule as given, the cap, the metric and the method's record."""
+        from analysis.sequential import method_record
+
+        return {
+            "rule": self.text,
+            "halfwidth": self.halfwidth,
+            "cap": self.cap,
+            "metric": self.metric,
+            "min_seeds": self.min_seeds,
+            **method_record(self.method, level=self.level, bounds=self.bounds),
+        }
+
+
+@dataclass(frozen=True)
+class PairedRule:
+    """A validated A-vs-B stopping rule (make it with :func:`check_paired`)."""
+
+    cap: int
+    delta: float | None = None
+    metric: str = "val_top1"
+    mode: str = "max"
+    level: float = _DEFAULT_LEVEL
+    method: str = "t_mixture"
+    bounds: tuple[float, float] = _ACCURACY_BOUNDS
+    min_seeds: int = field(default=2)
+
+    def record(self) -> dict[str, Any]:
+        from analysis.sequential import method_record
+
+        width = self.bounds[1] - self.bounds[0]
+        return {
+            "rule": "paired: until the interval of mean(a - b) excludes 0"
+            + ("" if self.delta is None else f" or lies inside +-{self.delta:g}"),
+            "delta": self.delta,
+            "cap": self.cap,
+            "metric": self.metric,
+            "mode": self.mode,
+            "min_seeds": self.min_seeds,
+            **method_record(self.method, level=self.level, bounds=(-width, width)),
+        }
+
+
+def check_rule(
+    text: str,
+    *,
+    cap: int,
+    metric: str = "val_top1",
+    level: float = _DEFAULT_LEVEL,
+    method: str = "t_mixture",
+    bounds: Sequence[float] = _ACCURACY_BOUNDS,
+    metrics: Iterable[str] | None = None,
+) -> StoppingRule:
+    """Parse and validate an ``--until`` rule; :class:`ConfigError` (one line) on bad input.
+
+    Refuses a cap below :func:`analysis.sequential.min_seeds`, the fewest seeds
+    with which the method can reach the half-width at all (the betting CS on
+    [0, 100] needs over a thousand for 0.25). ``metrics``: the metric names the
+    study has, when known.
+    """
+    from analysis.sequential import min_seeds
+
+    halfwidth = parse_rule(text)
+    level = _check_level(level)
+    method = _check_method(method)
+    lo, hi = _check_bounds(bounds)
+    metric = _check_metric(metric, metrics)
+    least = min_seeds(halfwidth, level=level, bounds=(lo, hi), method=method, max_n=100_000)
+    cap = _check_cap(cap, least, f"the {method} interval at level {level:g} to reach half-width {halfwidth:g}")
+    return StoppingRule(halfwidth, cap, metric, level, method, (lo, hi), text.strip(), least)
+
+
+def check_paired(
+    *,
+    cap: int,
+    delta: float | None = None,
+    metric: str = "val_top1",
+    mode: str = "max",
+    level: float = _DEFAULT_LEVEL,
+    method: str = "t_mixture",
+    bounds: Sequence[float] = _ACCURACY_BOUNDS,
+    metrics: Iterable[str] | None = None,
+) -> PairedRule:
+    """Validate an A-vs-B rule. With ``delta``, the cap must allow the interval to fit in +-delta."""
+    from analysis.sequential import min_seeds
+
+    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta <= 0):
+        raise ConfigError(f"delta: must be a finite number > 0, got {delta!r}")
+    if mode not in ("max", "min"):
+        raise ConfigError(f"mode: must be 'max' or 'min', got {mode!r}")
+    level = _check_level(level)
+    method = _check_method(method)
+    lo, hi = _check_bounds(bounds)
+    metric = _check_metric(metric, metrics)
+    width = hi - lo
+    # deciding needs a finite interval; equivalence needs one of half-width <= delta
+    target = float(delta) if delta is not None else width / 2 * (1 - 1e-9)
+    least = min_seeds(target, level=level, bounds=(-width, width), method=method, max_n=100_000)
+    cap = _check_cap(cap, least, f"the paired {method} interval at level {level:g}")
+    return PairedRule(cap, None if delta is None else float(delta), metric, mode, level, method, (lo, hi), least)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Where a sequential study stands after ``n`` finished seeds."""
+
+    stop: bool
+    reason: str  # "halfwidth", "cap", "a_better", "b_better", "equivalent" or "continue"
+    n: int
+    mean: float
+    lower: float
+    upper: float
+    halfwidth: float
+    rule: dict[str, Any]
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able, for study.yaml: the rule and method, why it stopped, after how many seeds, the interval."""
+        return {
+            "stopped": self.stop,
+            "reason": self.reason,
+            "n_seeds": self.n,
+            "mean": self.mean,
+            "lower": self.lower,
+            "upper": self.upper,
+            "halfwidth": self.halfwidth,
+            **self.rule,
+        }
+
+
+def _nan_row() -> dict[str, float]:
+    return {"mean": float("nan"), "lower": float("nan"), "upper": float("nan"), "halfwidth": float("inf")}
+
+
+def decide(rule: StoppingRule, values: Sequence[float]) -> Decision:
+    """Stop or continue after the finished ``values`` (in seed order) under ``rule``.
+
+    Stops at the first n whose interval is at most ``rule.halfwidth`` wide (the
+    values beyond it, e.g. seeds that were already running, do not change the
+    reason or the n), else at the cap; values beyond the cap are ignored.
+    """
+    from analysis.sequential import confidence_sequence
+
+    values = [float(v) for v in values][: rule.cap]
+    if not values:
+        return Decision(False, "continue", 0, **_nan_row(), rule=rule.record())
+    path = confidence_sequence(values, level=rule.level, bounds=rule.bounds, method=rule.method)
+    hit = path.index[path["halfwidth"] <= rule.halfwidth]
+    if len(hit):
+        row, reason = path.loc[hit[0]], "halfwidth"
+    elif len(values) >= rule.cap:
+        row, reason = path.iloc[-1], "cap"
+    else:
+        row, reason = path.iloc[-1], "continue"
+    return Decision(
+        reason != "continue", reason, int(row["n"]), float(row["mean"]), float(row["lower"]),
+        float(row["upper"]), float(row["halfwidth"]), rule.record(),
+    )
+
+
+def decide_paired(rule: PairedRule, diffs: Sequence[float]) -> Decision:
+    """Stop or continue after the paired differences ``a_i - b_i`` (in seed order) under ``rule``."""
+    from analysis.sequential import paired_decision
+
+    diffs = [float(d) for d in diffs][: rule.cap]
+    if not diffs:
+        return Decision(False, "continue", 0, **_nan_row(), rule=rule.record())
+    verdict = paired_decision(
+        diffs, delta=rule.delta, level=rule.level, bounds=rule.bounds, method=rule.method, mode=rule.mode
+    )
+    if verdict["verdict"] != "continue":
+        reason, n = verdict["verdict"], verdict["n_decided"]
+    else:
+        reason, n = ("cap" if len(diffs) >= rule.cap else "continue"), len(diffs)
+    return Decision(
+        reason != "continue", reason, int(n), verdict["mean"], verdict["lower"], verdict["upper"],
+        verdict["halfwidth"], rule.record(),
+    )
