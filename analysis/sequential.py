@@ -61,8 +61,10 @@ from analysis.stats import seeds_needed
 __all__ = [
     "METHODS",
     "DEFAULT_METHOD",
+    "confidence_bounds",
     "confidence_sequence",
     "fixed_t_interval_path",
+    "t_interval_bounds",
     "min_seeds",
     "method_record",
     "paired_decision",
@@ -217,11 +219,21 @@ def _check(level: float, bounds: Sequence[float], method: str) -> tuple[float, f
     return lo, hi
 
 
-def _paths(
-    x: np.ndarray, *, level: float, bounds: tuple[float, float], method: str, prior_scale: float
+def confidence_bounds(
+    x: np.ndarray,
+    *,
+    level: float = DEFAULT_LEVEL,
+    bounds: Sequence[float] = ACCURACY_BOUNDS,
+    method: str = DEFAULT_METHOD,
+    prior_scale: float = PRIOR_SCALE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Running-intersected CS of each row of ``x`` (studies x n), clipped to ``bounds``."""
-    lo, hi = bounds
+    """``(lower, upper)`` of the CS of every row of ``x`` (studies x n, values in order), vectorised.
+
+    The arrays behind :func:`confidence_sequence`, for simulations of many
+    studies at once: running-intersected and clipped to ``bounds``.
+    """
+    lo, hi = _check(level, bounds, method)
+    x = np.atleast_2d(np.asarray(x, dtype=float))
     if method == "betting":
         z = (x - lo) / (hi - lo)
         low, high = _betting_bounds(z, level)
@@ -291,7 +303,7 @@ def confidence_sequence(
     """
     lo, hi = _check(level, bounds, method)
     x = _values(values, (lo, hi))
-    low, high = _paths(x[None], level=level, bounds=(lo, hi), method=method, prior_scale=prior_scale)
+    low, high = confidence_bounds(x[None], level=level, bounds=(lo, hi), method=method, prior_scale=prior_scale)
     frame = _frame(x, low[0], high[0])
     frame.attrs["method"] = method_record(method, level=level, bounds=(lo, hi), prior_scale=prior_scale)
     return frame
@@ -308,11 +320,13 @@ def fixed_t_interval_path(
     """
     _check(level, (0, 1), DEFAULT_METHOD)
     x = _values(values, None)
-    low, high = _t_paths(x[None], level)
+    low, high = t_interval_bounds(x[None], level)
     return _frame(x, low[0], high[0])
 
 
-def _t_paths(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def t_interval_bounds(x: np.ndarray, level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)`` of the fixed-n t-interval after every seed, for each row of ``x`` (vectorised)."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
     n, mean, ss = _running_moments(x)
     with quiet():
         q = stats.t.ppf(0.5 + level / 2, n - 1)
