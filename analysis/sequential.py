@@ -166,16 +166,26 @@ def _betting_bounds(z: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
         zc = z[start : start + rows]
         lam = _plugin_bets(zc, level)
         for sign, out in ((1, lower), (-1, upper)):
-            lo, hi = np.zeros_like(zc), np.ones_like(zc)
-            for _ in range(_BISECTION_STEPS):
-                mid = (lo + hi) / 2
-                rejected = _log_capital(zc, lam, mid, sign) >= threshold
-                if sign > 0:  # rejected m lie below the lower bound
-                    lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
-                else:  # rejected m lie above the upper bound
-                    lo, hi = np.where(rejected, lo, mid), np.where(rejected, mid, hi)
-            out[start : start + rows] = lo if sign > 0 else hi
+            capital = lambda m, sign=sign: _log_capital(zc, lam, m, sign)  # noqa: E731
+            out[start : start + rows] = _bisect_side(capital, zc.shape, sign, threshold)
     return lower, upper
+
+
+def _bisect_side(log_capital: Callable[[np.ndarray], np.ndarray], shape: tuple, sign: int, threshold: float) -> np.ndarray:
+    """The lower (sign=+1) or upper (sign=-1) end of ``{m in [0, 1]: log_capital(m) < threshold}``.
+
+    K+ decreases in m, so the m it rejects lie below the lower end; K- increases,
+    so its rejected m lie above the upper end.
+    """
+    lo, hi = np.zeros(shape), np.ones(shape)
+    for _ in range(_BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        rejected = log_capital(mid) >= threshold
+        if sign > 0:
+            lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
+        else:
+            lo, hi = np.where(rejected, lo, mid), np.where(rejected, mid, hi)
+    return lo if sign > 0 else hi
 
 
 @dataclass(frozen=True)
@@ -385,22 +395,16 @@ def _betting_constant_reaches(n: int, *, halfwidth: float, level: float, prior_s
     z = np.broadcast_to(v, (v.size, n))
     lam = _plugin_bets(z, level)
     threshold = math.log(1 / ((1 - level) * THETA))
-    sides = []
-    for sign in (1, -1):
-        lo, hi = np.zeros(v.size), np.ones(v.size)
-        for _ in range(_BISECTION_STEPS):
-            mid = (lo + hi) / 2
-            m = mid[:, None]
-            cap = TRUNCATION / (m if sign > 0 else 1 - m)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                capital = np.log1p(sign * np.minimum(lam, cap) * (z - m)).sum(axis=-1)
-            rejected = capital >= threshold
-            if sign > 0:
-                lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
-            else:
-                lo, hi = np.where(rejected, lo, mid), np.where(rejected, mid, hi)
-        sides.append(lo if sign > 0 else hi)
-    return bool(np.any((sides[1] - sides[0]) / 2 <= halfwidth))
+
+    def final_capital(m: np.ndarray, sign: int) -> np.ndarray:  # log K_n(m), at the last n only
+        m = m[:, None]
+        cap = TRUNCATION / (m if sign > 0 else 1 - m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log1p(sign * np.minimum(lam, cap) * (z - m)).sum(axis=-1)
+
+    lower = _bisect_side(lambda m: final_capital(m, 1), (v.size,), 1, threshold)
+    upper = _bisect_side(lambda m: final_capital(m, -1), (v.size,), -1, threshold)
+    return bool(np.any((upper - lower) / 2 <= halfwidth))
 
 
 # --------------------------------------------------------------------------- A against B on the same seeds
