@@ -22,6 +22,7 @@ from analysis.plots import (
 from analysis.plots_sequential import plot_confidence_sequence
 from analysis.report import write_compare_report, write_report
 from analysis.sequential import (
+    confidence_bounds,
     confidence_sequence,
     expected_stopping_n,
     fixed_t_interval_path,
@@ -29,6 +30,7 @@ from analysis.sequential import (
     min_seeds,
     paired_decision,
     seeds_needed_table,
+    t_interval_bounds,
 )
 from analysis.stats import (
     compare,
@@ -86,6 +88,8 @@ __all__ = [
     # sequential seed studies (anytime-valid intervals)
     "confidence_sequence",
     "fixed_t_interval_path",
+    "confidence_bounds",
+    "t_interval_bounds",
     "paired_decision",
     "min_seeds",
     "method_record",

@@ -59,8 +59,6 @@ from analysis._tables import quiet
 from analysis.stats import seeds_needed
 
 __all__ = [
-    "METHODS",
-    "DEFAULT_METHOD",
     "confidence_bounds",
     "confidence_sequence",
     "fixed_t_interval_path",
