@@ -10,6 +10,11 @@ study stops when the interval of the mean paired difference excludes 0
 
 The state is a pure function of the finished values in seed order, so a
 resumed study recomputes it from its tables and reaches the same decision.
+"Seed order" is the order in which the seeds were scheduled, and only its
+longest finished prefix counts (:func:`seed_prefix`): with several seeds
+running at once they finish out of order, and which one finishes first may
+depend on its outcome (a diverging run ends early), so taking values in the
+order they arrive would let the outcomes choose the sequence.
 No Ray here; the engine calls :func:`check_rule` before writing anything and
 :func:`decide` / :func:`decide_paired` after each finished seed, and writes
 ``Decision.record()`` to study.yaml.
@@ -21,11 +26,26 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsb_tune.errors import ConfigError
 
-__all__ = ["Decision", "StoppingRule", "PairedRule", "check_rule", "check_paired", "decide", "decide_paired", "parse_rule"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Decision",
+    "PairedRule",
+    "SeedPrefix",
+    "StoppingRule",
+    "check_paired",
+    "check_rule",
+    "decide",
+    "decide_paired",
+    "paired_seed_prefix",
+    "parse_rule",
+    "seed_prefix",
+]
 
 SYNTAX = "halfwidth<=X with X > 0, e.g. 'halfwidth<=0.25'"
 _RULE = re.compile(r"^\s*halfwidth\s*<=\s*(?P<value>\S+)\s*$")
@@ -289,3 +309,90 @@ def decide_paired(rule: PairedRule, diffs: Sequence[float]) -> Decision:
         reason != "continue", reason, int(n), verdict["mean"], verdict["lower"], verdict["upper"],
         verdict["halfwidth"], rule.record(),
     )
+
+
+# --------------------------------------------------------------------------- values from a study's tables
+
+
+@dataclass(frozen=True)
+class SeedPrefix:
+    """The values of the longest finished prefix of the scheduled seeds.
+
+    ``values``/``seeds``: one per ``ok`` trial with a finite metric, in seed order;
+    ``skipped``: {seed: status} of finished trials without a value (diverged,
+    error, stopped, abandoned, or a missing metric), which do not count as
+    observations (the interval is for the mean over seeds that finish ``ok``);
+    ``waiting_for``: the first seed not finished yet (``None`` when all are).
+    """
+
+    values: list[float]
+    seeds: list[int]
+    skipped: dict[int, str]
+    waiting_for: int | None
+
+
+def _final_rows(trials: "pd.DataFrame", metric: str, what: str) -> dict[int, tuple[str, float]]:
+    for column in ("seed", "status", metric):
+        if column not in trials.columns:
+            raise ValueError(f"{what} has no column {column!r}")
+    rows: dict[int, tuple[str, float]] = {}
+    for seed, status, value in zip(trials["seed"], trials["status"], trials[metric], strict=True):
+        if int(seed) in rows:
+            raise ValueError(f"{what} has more than one trial of seed {int(seed)}")
+        rows[int(seed)] = (str(status), float(value) if value is not None else float("nan"))
+    return rows
+
+
+def _outcome(row: tuple[str, float] | None) -> str | float | None:
+    """None: not finished; a float: the value; a string: finished without a value (the reason)."""
+    from rsb_tune.results import FINISHED
+
+    if row is None or row[0] not in FINISHED:
+        return None
+    status, value = row
+    if status == "ok" and math.isfinite(value):
+        return value
+    return status if status != "ok" else "ok without a finite metric"
+
+
+def seed_prefix(trials: "pd.DataFrame", seeds: Sequence[int], metric: str = "val_top1") -> SeedPrefix:
+    """The observations a sequential study has: ``metric`` over the longest finished prefix of ``seeds``.
+
+    ``trials``: the study's trials table (one row per trial: ``seed``,
+    ``status``, the final metrics); ``seeds``: the seeds in the order they were
+    scheduled. Deterministic in the table, so a resume recomputes it.
+    """
+    rows = _final_rows(trials, metric, "trials")
+    values, kept, skipped = [], [], {}
+    for seed in seeds:
+        outcome = _outcome(rows.get(int(seed)))
+        if outcome is None:
+            return SeedPrefix(values, kept, skipped, int(seed))
+        if isinstance(outcome, str):
+            skipped[int(seed)] = outcome
+        else:
+            values.append(outcome)
+            kept.append(int(seed))
+    return SeedPrefix(values, kept, skipped, None)
+
+
+def paired_seed_prefix(
+    a: "pd.DataFrame", b: "pd.DataFrame", seeds: Sequence[int], metric: str = "val_top1"
+) -> SeedPrefix:
+    """The paired differences ``a - b`` over the longest prefix of ``seeds`` finished in both arms.
+
+    A seed counts when both arms finished it ``ok``; when either did not, it is
+    skipped (``skipped`` names the arm and status).
+    """
+    rows_a, rows_b = _final_rows(a, metric, "arm a trials"), _final_rows(b, metric, "arm b trials")
+    values, kept, skipped = [], [], {}
+    for seed in seeds:
+        out_a, out_b = _outcome(rows_a.get(int(seed))), _outcome(rows_b.get(int(seed)))
+        if out_a is None or out_b is None:
+            return SeedPrefix(values, kept, skipped, int(seed))
+        if isinstance(out_a, str) or isinstance(out_b, str):
+            skipped[int(seed)] = "; ".join(f"{arm}: {o}" for arm, o in (("a", out_a), ("b", out_b)) if isinstance(o, str))
+        else:
+            values.append(out_a - out_b)
+            kept.append(int(seed))
+    return SeedPrefix(values, kept, skipped, None)
