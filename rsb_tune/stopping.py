@@ -23,6 +23,7 @@ No Ray here; the engine calls :func:`check_rule` before writing anything and
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def parse_rule(text: str) -> float:
 
 
 def _check_level(level: Any) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ConfigError(f"level: must be a number strictly between 0 and 1, got {level!r}")
     return float(level)
 
@@ -218,7 +219,9 @@ def check_paired(
     """Validate an A-vs-B rule. With ``delta``, the cap must allow the interval to fit in +-delta."""
     from analysis.sequential import min_seeds
 
-    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float)) or not math.isfinite(delta) or delta <= 0):
+    if delta is not None and (
+        isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not math.isfinite(delta) or delta <= 0
+    ):
         raise ConfigError(f"delta: must be a finite number > 0, got {delta!r}")
     if mode not in ("max", "min"):
         raise ConfigError(f"mode: must be 'max' or 'min', got {mode!r}")
