@@ -8,26 +8,31 @@ so any data-dependent stopping rule keeps the level.
 
 Two methods (``METHODS``):
 
-- ``"t_mixture"`` (the default): the scale-invariant Gaussian mixture CS of
-  Lai (1976, "On confidence sequences", Ann. Statist. 4(2)), the anytime-valid
-  t-test. For ``H0: mean = m`` the Bayes factor of the one-sample t-statistic
+- ``"t_mixture"`` (the default): the anytime-valid t-test of Wang & Ramdas
+  (2024, "Anytime-valid t-tests and confidence sequences for Gaussian means
+  with unknown variance", arXiv:2310.03722), which takes Lai's (1976, "On
+  confidence sequences", Ann. Statist.) construction (a right-Haar mixture
+  ``1/sigma`` over the scale) with a Gaussian instead of a flat mixture over
+  the mean. For ``H0: mean = m``, the Bayes factor of the scale-invariant data
   with a ``N(0, c^2)`` prior on the standardised effect ``(mean - m) / sigma``
-  and the right-Haar prior ``1/sigma`` (Gönen, Johnson, Lu, Westfall 2005) is a
-  nonnegative martingale under H0 in the filtration of the scale-invariant
-  data (Lai 1976; Pérez-Ortiz, Lardy, de Heide, Grünwald 2024, "E-statistics,
-  group invariance and anytime-valid testing", Ann. Statist.), so by Ville's
-  inequality ``{m : BF_n(m) < 1 / alpha}`` is a CS. In closed form it is
+  is a test martingale in that reduced filtration, so by Ville's inequality
+  ``{m : BF_n(m) < 1 / alpha}`` is a CS. The Bayes factor has the closed form
+  ``(1 + n c^2)^(-1/2) [(1 + t^2/nu) / (1 + t^2/(nu (1 + n c^2)))]^(n/2)`` of
+  the t-statistic ``t`` with ``nu = n - 1`` (the one-sample form of Gönen,
+  Johnson, Lu, Westfall 2005, "The Bayesian two-sample t test"), so the CS is
   ``mean_n +- sqrt(u_n * SS_n / n)`` with ``SS_n`` the sum of squared
   deviations, ``r = 1 + n c^2``, ``K = (r / alpha^2)^(1/n)`` and
   ``u_n = (K - 1) / (1 - K / r)`` (infinite while ``K >= r``). Exact for
   normal outcomes with any unknown sigma; seed outcomes of a fixed recipe are
-  close to normal. Its width shrinks like ``sigma sqrt(log n / n)``, so it
-  reaches a half-width of 0.25 point at sigma = 1 in a few hundred seeds at
-  most and usually far fewer.
+  close to normal, and in simulation it keeps the level on skewed accuracies
+  near a ceiling too (``benchmarks/sequential_sim.py``). Its width shrinks
+  like ``sigma sqrt(log n / n)``: at sigma = 1 it reaches a half-width of
+  0.25 point after about 124 seeds on average, twice what a t-interval fixed
+  in advance needs.
 - ``"betting"``: the hedged-capital betting CS of Waudby-Smith & Ramdas (2023,
-  "Estimating means of bounded random variables by betting", JRSS B 86(1)),
-  with the predictable plug-in bets of their eq. (26)-(27) (the
-  ``hedged_cs`` defaults of their ``confseq`` package: theta = 1/2,
+  "Estimating means of bounded random variables by betting", JRSS B),
+  with their predictable plug-in bets (the ``hedged_cs`` defaults of their
+  ``confseq`` package, version 0.0.11: theta = 1/2,
   truncation c = 1/2, prior mean 1/2 and variance 1/4, one fake
   observation) and the running intersection. Valid for *every* distribution on
   the known ``bounds``, with no normality. The price is its second-order term,
@@ -35,11 +40,10 @@ Two methods (``METHODS``):
   needs at least 1,471 seeds for a half-width of 0.25 even when every seed
   gives the same accuracy (:func:`min_seeds`; ``benchmarks/sequential_sim.py``).
   Every CS that uses only the range pays such a term; the predictable-plug-in
-  empirical-Bernstein CS of the same paper (their Theorem 2, close to Howard et
-  al. 2021's empirical-Bernstein boundary) needs about 3,000 there, so it is
-  not offered. Give tighter bounds
-  only when they are known before the study (a pre-committed range), never
-  from the data.
+  empirical-Bernstein CS of the same paper (PrPl-EB, akin to Howard et al.
+  2021's empirical-Bernstein boundaries) needs about 3,000 there, so it is not
+  offered. Give tighter bounds only when they are known before the study (a
+  pre-committed range), never from the data.
 
 Every interval is intersected with ``bounds``, and the running intersection
 is taken (``C_n`` is the intersection of ``C_1 .. C_n``), which keeps the
@@ -86,7 +90,7 @@ outcomes, whose misses come at the first n where the interval is finite (measure
 while choosing it: 4,000 studies of 100 seeds, Beta outcomes with skewness -1.35
 cover 96.9 % at 0.25 and 93.8 % at 0.5)."""
 
-# the betting CS's bets (Waudby-Smith & Ramdas 2023, eq. 26-27; confseq's hedged_cs defaults)
+# the betting CS's bets (Waudby-Smith & Ramdas 2023; confseq 0.0.11's hedged_cs defaults)
 THETA = 0.5
 TRUNCATION = 0.5
 PRIOR_MEAN = 0.5
@@ -94,8 +98,6 @@ PRIOR_VARIANCE = 0.25
 FAKE_OBS = 1
 _BISECTION_STEPS = 40  # 2^-40 of the range: far below any half-width of interest
 _CHUNK_CELLS = 4_000_000  # bound on (studies x n x n) cells held at once by the betting CS
-
-VERDICTS = ("a_better", "b_better", "equivalent", "continue")
 
 # --------------------------------------------------------------------------- the methods
 
@@ -128,7 +130,11 @@ def _t_mixture_bounds(x: np.ndarray, level: float, prior_scale: float = PRIOR_SC
 
 
 def _plugin_bets(z: np.ndarray, level: float) -> np.ndarray:
-    """Predictable plug-in bets lambda_t (Waudby-Smith & Ramdas 2023, eq. 26-27) on [0, 1] data."""
+    """Predictable plug-in bets lambda_t (Waudby-Smith & Ramdas 2023) on [0, 1] data.
+
+    ``lambda_t = sqrt(2 log(2/alpha) / (sigma2_{t-1} t log(1 + t)))`` with the
+    regularised running mean and variance (one fake observation at 1/2, 1/4).
+    """
     t = np.arange(1, z.shape[-1] + 1, dtype=float)
     mu_hat = np.minimum((FAKE_OBS * PRIOR_MEAN + np.cumsum(z, axis=-1)) / (t + FAKE_OBS), 1.0)
     sigma2 = (FAKE_OBS * PRIOR_VARIANCE + np.cumsum((z - mu_hat) ** 2, axis=-1)) / (t + FAKE_OBS)
@@ -202,13 +208,14 @@ class _Method:
 METHODS: dict[str, _Method] = {
     "t_mixture": _Method(
         "t_mixture",
-        "Lai 1976, Ann. Statist. 4(2); Gaussian mixture over the effect size, right-Haar prior on sigma",
+        "Wang & Ramdas 2024 (arXiv:2310.03722), after Lai 1976: Gaussian mixture over the standardised"
+        " effect, right-Haar mixture over sigma",
         False,
         lambda kw: {"prior_scale": float(kw.get("prior_scale", PRIOR_SCALE))},
     ),
     "betting": _Method(
         "betting",
-        "Waudby-Smith & Ramdas 2023, JRSS B 86(1); hedged capital, predictable plug-in bets",
+        "Waudby-Smith & Ramdas 2023, JRSS B; hedged capital, predictable plug-in bets",
         True,
         lambda kw: {
             "theta": THETA,
