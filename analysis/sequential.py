@@ -145,17 +145,19 @@ def _plugin_bets(z: np.ndarray, level: float) -> np.ndarray:
     return np.where(np.isfinite(lam), lam, 0.0)
 
 
-def _log_capital(z: np.ndarray, lam: np.ndarray, m: np.ndarray, sign: int) -> np.ndarray:
-    """log K_t(m_t) for every t: the positive (sign=+1) or negative capital at a per-t candidate.
+def _log_capital(z: np.ndarray, lam: np.ndarray, m: np.ndarray, sign: int, t0: int = 0) -> np.ndarray:
+    """log K_t(m_t) for the times t0 .. t0+T-1: the positive (sign=+1) or negative capital.
 
-    ``z``, ``lam``: (S, n); ``m``: (S, n), one candidate per study and time. Returns (S, n).
+    ``z``, ``lam``: (S, t0 + T), the data and bets up to the last of those times;
+    ``m``: (S, T), one candidate per study and time. Returns (S, T).
     """
     mi = m[:, :, None]  # (S, t, 1)
     cap = TRUNCATION / (mi if sign > 0 else 1 - mi)
     with np.errstate(divide="ignore", invalid="ignore"):
         bet = np.minimum(lam[:, None, :], cap)  # (S, t, i)
         step = np.log1p(sign * bet * (z[:, None, :] - mi))
-    mask = np.tri(z.shape[1], dtype=bool)[None]  # i <= t
+    times = np.arange(t0, t0 + m.shape[1])[:, None]
+    mask = (np.arange(z.shape[1])[None, :] <= times)[None]  # i <= t
     return np.where(mask, step, 0.0).sum(axis=-1)
 
 
@@ -165,18 +167,24 @@ def _betting_bounds(z: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
     The positive capital K+_t(m) decreases in m and the negative K-_t(m) increases
     (the bets do not depend on m except through the truncation, which keeps the
     monotonicity), so the CS ``{m: max(K+/2, K-/2) < 1/alpha}`` is the interval
-    between the root of K+ = 2/alpha and the root of K- = 2/alpha.
+    between the root of K+ = 2/alpha and the root of K- = 2/alpha. Worked in
+    blocks of studies and times of at most ``_CHUNK_CELLS`` (studies x times x
+    observations) cells.
     """
     studies, n = z.shape
     lower, upper = np.empty_like(z), np.empty_like(z)
-    rows = max(1, _CHUNK_CELLS // max(1, n * n))
+    lam = _plugin_bets(z, level)
     threshold = math.log(1 / ((1 - level) * THETA))
+    rows = max(1, _CHUNK_CELLS // max(1, n * n))
     for start in range(0, studies, rows):
-        zc = z[start : start + rows]
-        lam = _plugin_bets(zc, level)
-        for sign, out in ((1, lower), (-1, upper)):
-            capital = lambda m, sign=sign: _log_capital(zc, lam, m, sign)  # noqa: E731
-            out[start : start + rows] = _bisect_side(capital, zc.shape, sign, threshold)
+        block = slice(start, start + rows)
+        width = max(1, _CHUNK_CELLS // max(1, (block.stop - start) * n))
+        for t0 in range(0, n, width):
+            t1 = min(n, t0 + width)
+            zc, lc = z[block, :t1], lam[block, :t1]
+            for sign, out in ((1, lower), (-1, upper)):
+                capital = lambda m, sign=sign: _log_capital(zc, lc, m, sign, t0)  # noqa: E731
+                out[block, t0:t1] = _bisect_side(capital, (zc.shape[0], t1 - t0), sign, threshold)
     return lower, upper
 
 

@@ -6,8 +6,9 @@ mean ~ 96), the seeds the t-mixture confidence sequence needs to reach a half-wi
 stopping n over simulated studies) against the n a t-interval fixed in advance needs, and
 the least n of the betting CS on [0, 100] (reached only by data without spread). Then the
 coverage when looked at after every seed: the confidence sequence against the peeked-at
-t-interval, on normal and on skewed (Beta, near a ceiling) outcomes. No timings: these
-are counts, the same on any machine.
+t-interval, on normal and on skewed (Beta, near a ceiling) outcomes. Last, the
+seeds-needed table at sigma = 1 (half-widths, and a difference delta with power 0.8 for
+independent and paired arms). No timings: these are counts, the same on any machine.
 
     python benchmarks/sequential_sim.py            # 4,000 studies per cell
     python benchmarks/sequential_sim.py --quick    # 500
@@ -94,7 +95,10 @@ def main(argv=None) -> int:
     print_table(seeds, title=f"Seeds to reach a half-width, level 0.95, t-mixture CS (prior_scale {sq.PRIOR_SCALE}), {n_sim} studies")
     coverage = coverage_rows(n_sim)
     print_table(coverage, title="Coverage when looked at after every seed (level 0.95)")
-    emit_result("sequential_sim", {"n_sim": n_sim, "seeds": seeds, "coverage": coverage})
+    plan = sq.seeds_needed_table(1.0, halfwidths=HALFWIDTHS, deltas=(0.25, 0.5, 1.0), n_sim=n_sim)
+    plan = [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()} for row in plan.to_dict("records")]
+    print_table(plan, title="seeds_needed_table(sigma=1.0): per arm, fixed n against the CS looked at after every seed")
+    emit_result("sequential_sim", {"n_sim": n_sim, "seeds": seeds, "coverage": coverage, "plan": plan})
     return 0
 
 
