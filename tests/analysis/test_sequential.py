@@ -319,3 +319,18 @@ def test_plot_confidence_sequence_draws_on_the_given_axes():
         np.testing.assert_allclose(mean_line.get_ydata(), np.cumsum(ordered) / np.arange(1, 41))
     finally:
         plt.close(fig)
+
+
+def test_betting_blocks_of_times_give_the_same_path(monkeypatch):
+    x = np.random.default_rng(8).normal(96, 1, (2, 120))
+    whole = sq.confidence_bounds(x, method="betting")
+    monkeypatch.setattr(sq, "_CHUNK_CELLS", 5000)  # 2 x 120 x 120 cells no longer fit in one block
+    blocked = sq.confidence_bounds(x, method="betting")
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    np.testing.assert_array_equal(whole[1], blocked[1])
+
+
+def test_betting_handles_values_on_the_bounds():
+    path = sq.confidence_sequence([0.0, 1.0] * 20 + [1.0] * 10, method="betting", bounds=(0, 1))
+    assert np.isfinite(path[["lower", "upper"]].to_numpy()).all()
+    assert (path["lower"] <= path["mean"]).all() and (path["mean"] <= path["upper"]).all()
