@@ -26,7 +26,7 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rsb_tune.errors import ConfigError
@@ -50,8 +50,6 @@ __all__ = [
 
 SYNTAX = "halfwidth<=X with X > 0, e.g. 'halfwidth<=0.25'"
 _RULE = re.compile(r"^\s*halfwidth\s*<=\s*(?P<value>\S+)\s*$")
-_DEFAULT_LEVEL = 0.95
-_ACCURACY_BOUNDS = (0.0, 100.0)
 
 
 def parse_rule(text: str) -> float:
@@ -75,20 +73,30 @@ def parse_rule(text: str) -> float:
 
 
 def _check_level(level: Any) -> float:
+    if level is None:
+        from analysis.sequential import DEFAULT_LEVEL
+
+        return DEFAULT_LEVEL
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
         raise ConfigError(f"level: must be a number strictly between 0 and 1, got {level!r}")
     return float(level)
 
 
 def _check_method(method: Any) -> str:
-    from analysis.sequential import METHODS
+    from analysis.sequential import DEFAULT_METHOD, METHODS
 
+    if method is None:
+        return DEFAULT_METHOD
     if method not in METHODS:
         raise ConfigError(f"method: {method!r} is not a confidence-sequence method; allowed: {', '.join(METHODS)}")
     return str(method)
 
 
 def _check_bounds(bounds: Any) -> tuple[float, float]:
+    if bounds is None:
+        from analysis.sequential import ACCURACY_BOUNDS
+
+        bounds = ACCURACY_BOUNDS
     try:
         lo, hi = (float(b) for b in bounds)
     except (TypeError, ValueError):
@@ -99,17 +107,16 @@ def _check_bounds(bounds: Any) -> tuple[float, float]:
 
 
 def _check_metric(metric: Any, metrics: Iterable[str] | None) -> str:
-    if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"metric: expected a metric name, got {metric!r}")
-    if metrics is not None:
-        allowed = list(metrics)
-        if metric not in allowed:
-            from rsb_tune.errors import suggest
+    from rsb_tune.errors import suggest
 
-            raise ConfigError(
-                f"metric: {metric!r} is not a metric of the study; allowed: {', '.join(allowed)}{suggest(metric, allowed)}"
-            )
-    return metric
+    if metrics is None:
+        from rsb_tune.space import METRICS as metrics
+    allowed = list(metrics)
+    if metric not in allowed:
+        raise ConfigError(
+            f"metric: {metric!r} is not a metric; allowed: {', '.join(allowed)}{suggest(str(metric), allowed)}"
+        )
+    return str(metric)
 
 
 def _check_cap(cap: Any, least: int, what: str) -> int:
@@ -126,12 +133,12 @@ class StoppingRule:
 
     halfwidth: float
     cap: int
-    metric: str = "val_top1"
-    level: float = _DEFAULT_LEVEL
-    method: str = "t_mixture"
-    bounds: tuple[float, float] = _ACCURACY_BOUNDS
-    text: str = ""
-    min_seeds: int = field(default=2)
+    metric: str
+    level: float
+    method: str
+    bounds: tuple[float, float]
+    text: str
+    min_seeds: int
 
     def record(self) -> dict[str, Any]:
         """JSON-able: the rule as given, the cap, the metric and the method's record."""
@@ -152,13 +159,13 @@ class PairedRule:
     """A validated A-vs-B stopping rule (make it with :func:`check_paired`)."""
 
     cap: int
-    delta: float | None = None
-    metric: str = "val_top1"
-    mode: str = "max"
-    level: float = _DEFAULT_LEVEL
-    method: str = "t_mixture"
-    bounds: tuple[float, float] = _ACCURACY_BOUNDS
-    min_seeds: int = field(default=2)
+    delta: float | None
+    metric: str
+    mode: str
+    level: float
+    method: str
+    bounds: tuple[float, float]
+    min_seeds: int
 
     def record(self) -> dict[str, Any]:
         from analysis.sequential import method_record
@@ -180,18 +187,20 @@ def check_rule(
     text: str,
     *,
     cap: int,
-    metric: str = "val_top1",
-    level: float = _DEFAULT_LEVEL,
-    method: str = "t_mixture",
-    bounds: Sequence[float] = _ACCURACY_BOUNDS,
+    metric: str,
+    level: float | None = None,
+    method: str | None = None,
+    bounds: Sequence[float] | None = None,
     metrics: Iterable[str] | None = None,
 ) -> StoppingRule:
     """Parse and validate an ``--until`` rule; :class:`ConfigError` (one line) on bad input.
 
     Refuses a cap below :func:`analysis.sequential.min_seeds`, the fewest seeds
     with which the method can reach the half-width at all (the betting CS on
-    [0, 100] needs over a thousand for 0.25). ``metrics``: the metric names the
-    study has, when known.
+    [0, 100] needs over a thousand for 0.25). ``level``, ``method`` and
+    ``bounds`` default (``None``) to :mod:`analysis.sequential`'s (0.95,
+    ``"t_mixture"``, [0, 100]); ``metrics``: the metric names allowed (by
+    default :data:`rsb_tune.space.METRICS`).
     """
     from analysis.sequential import min_seeds
 
@@ -208,15 +217,19 @@ def check_rule(
 def check_paired(
     *,
     cap: int,
+    metric: str,
+    mode: str,
     delta: float | None = None,
-    metric: str = "val_top1",
-    mode: str = "max",
-    level: float = _DEFAULT_LEVEL,
-    method: str = "t_mixture",
-    bounds: Sequence[float] = _ACCURACY_BOUNDS,
+    level: float | None = None,
+    method: str | None = None,
+    bounds: Sequence[float] | None = None,
     metrics: Iterable[str] | None = None,
 ) -> PairedRule:
-    """Validate an A-vs-B rule. With ``delta``, the cap must allow the interval to fit in +-delta."""
+    """Validate an A-vs-B rule. With ``delta``, the cap must allow the interval to fit in +-delta.
+
+    ``mode``: ``"max"`` when a higher ``metric`` is better (the study's mode);
+    the other arguments as in :func:`check_rule`.
+    """
     from analysis.sequential import min_seeds
 
     if delta is not None and (
@@ -230,7 +243,8 @@ def check_paired(
     lo, hi = _check_bounds(bounds)
     metric = _check_metric(metric, metrics)
     width = hi - lo
-    # deciding needs a finite interval; equivalence needs one of half-width <= delta
+    # equivalence needs a half-width <= delta; deciding needs an interval that can exclude 0, at
+    # best [l, width] with l > 0, so a half-width below width / 2 (differences lie in +-width)
     target = float(delta) if delta is not None else width / 2 * (1 - 1e-9)
     least = min_seeds(target, level=level, bounds=(-width, width), method=method, max_n=100_000)
     cap = _check_cap(cap, least, f"the paired {method} interval at level {level:g}")

@@ -71,12 +71,13 @@ def test_parse_rule_rejects_a_non_string():
         ({"cap": 5}, "below the 12"),
         ({"cap": 100, "method": "betting"}, "below the 14"),
         ({"metric": ""}, "metric"),
-        ({"metric": "val_top5", "metrics": ["val_top1", "v2_top1"]}, "allowed: val_top1, v2_top1"),
+        ({"metric": "val_top2"}, "did you mean .*'val_top1'"),
+        ({"metric": "val_top5", "metrics": ["val_top1", "v2_top1"]}, "is not a metric; allowed: val_top1, v2_top1"),
     ],
 )
 def test_check_rule_rejects_bad_input(kwargs, message):
     with pytest.raises(ConfigError, match=message) as error:
-        stopping.check_rule("halfwidth<=0.25", **{"cap": 100, **kwargs})
+        stopping.check_rule("halfwidth<=0.25", **{"cap": 100, "metric": "val_top1", **kwargs})
     assert "\n" not in str(error.value)
 
 
@@ -84,12 +85,12 @@ def test_the_cap_check_uses_the_method_minimum():
     from analysis.sequential import min_seeds
 
     least = min_seeds(0.25, method="t_mixture")
-    assert stopping.check_rule("halfwidth<=0.25", cap=least).min_seeds == least
+    assert stopping.check_rule("halfwidth<=0.25", metric="val_top1", cap=least).min_seeds == least
     with pytest.raises(ConfigError, match=f"at least {least}"):
-        stopping.check_rule("halfwidth<=0.25", cap=least - 1)
+        stopping.check_rule("halfwidth<=0.25", metric="val_top1", cap=least - 1)
     betting = min_seeds(0.25, method="betting")
     assert betting > 1000
-    assert stopping.check_rule("halfwidth<=0.25", cap=betting, method="betting").min_seeds == betting
+    assert stopping.check_rule("halfwidth<=0.25", metric="val_top1", cap=betting, method="betting").min_seeds == betting
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_the_cap_check_uses_the_method_minimum():
 )
 def test_check_paired_rejects_bad_input(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        stopping.check_paired(**{"cap": 50, **kwargs})
+        stopping.check_paired(**{"cap": 50, "metric": "val_top1", "mode": "max", **kwargs})
 
 
 def _seeds(n, mean=96.0, sigma=1.0, seed=0):
@@ -114,7 +115,7 @@ def _seeds(n, mean=96.0, sigma=1.0, seed=0):
 
 
 def test_decide_stops_at_the_first_narrow_enough_interval_and_is_recomputable():
-    rule = stopping.check_rule("halfwidth<=0.3", cap=400)
+    rule = stopping.check_rule("halfwidth<=0.3", metric="val_top1", cap=400)
     values = _seeds(400)
     final = stopping.decide(rule, values)
     assert final.stop and final.reason == "halfwidth"
@@ -129,7 +130,7 @@ def test_decide_stops_at_the_first_narrow_enough_interval_and_is_recomputable():
 
 
 def test_decide_stops_at_the_cap():
-    rule = stopping.check_rule("halfwidth<=0.05", cap=30)
+    rule = stopping.check_rule("halfwidth<=0.05", metric="val_top1", cap=30)
     values = _seeds(40)
     assert stopping.decide(rule, values[:29]).reason == "continue"
     at_cap = stopping.decide(rule, values[:30])
@@ -139,27 +140,27 @@ def test_decide_stops_at_the_cap():
 
 
 def test_decide_paired_verdicts():
-    rule = stopping.check_paired(cap=200, delta=0.2)
+    rule = stopping.check_paired(metric="val_top1", mode="max", cap=200, delta=0.2)
     better = stopping.decide_paired(rule, _seeds(200, mean=0.8, sigma=0.7, seed=1))
     assert better.stop and better.reason == "a_better" and better.lower > 0
-    worse = stopping.decide_paired(stopping.check_paired(cap=200, mode="min"), _seeds(200, 0.8, 0.7, 1))
+    worse = stopping.decide_paired(stopping.check_paired(metric="val_top1", mode="min", cap=200), _seeds(200, 0.8, 0.7, 1))
     assert worse.reason == "b_better"
     same = stopping.decide_paired(rule, _seeds(200, mean=0.0, sigma=0.3, seed=2))
     assert same.reason == "equivalent" and -0.2 <= same.lower <= same.upper <= 0.2
-    capped = stopping.decide_paired(stopping.check_paired(cap=20), _seeds(60, mean=0.0, sigma=1.0, seed=3))
+    capped = stopping.decide_paired(stopping.check_paired(metric="val_top1", mode="max", cap=20), _seeds(60, mean=0.0, sigma=1.0, seed=3))
     assert capped.reason == "cap" and capped.n == 20
-    assert stopping.decide_paired(stopping.check_paired(cap=20), _seeds(10, 0.0, 1.0, 3)).reason == "continue"
+    assert stopping.decide_paired(stopping.check_paired(metric="val_top1", mode="max", cap=20), _seeds(10, 0.0, 1.0, 3)).reason == "continue"
 
 
 def test_records_are_json_and_yaml_and_name_the_method():
-    rule = stopping.check_rule("halfwidth <= 0.3", cap=200, level=0.9)
+    rule = stopping.check_rule("halfwidth <= 0.3", metric="val_top1", cap=200, level=0.9)
     record = stopping.decide(rule, _seeds(200)).record()
     assert json.loads(json.dumps(record)) == record
     assert yaml.safe_load(yaml.safe_dump(record)) == record
     assert record["rule"] == "halfwidth <= 0.3" and record["level"] == 0.9 and record["cap"] == 200
     assert record["method"] == "t_mixture" and record["parameters"] == {"prior_scale": 0.25}
     assert record["reason"] in ("halfwidth", "cap") and record["n_seeds"] <= 200
-    paired = stopping.decide_paired(stopping.check_paired(cap=50, delta=0.5), _seeds(50, 1.0, 0.5)).record()
+    paired = stopping.decide_paired(stopping.check_paired(metric="val_top1", mode="max", cap=50, delta=0.5), _seeds(50, 1.0, 0.5)).record()
     assert json.loads(json.dumps(paired)) == paired
     assert paired["bounds"] == [-100.0, 100.0] and paired["delta"] == 0.5
 
