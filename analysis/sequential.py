@@ -205,35 +205,53 @@ def _bisect_side(log_capital: Callable[[np.ndarray], np.ndarray], shape: tuple, 
     return lo if sign > 0 else hi
 
 
+def _t_mixture_cs(
+    x: np.ndarray, level: float, bounds: tuple[float, float], prior_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    return _t_mixture_bounds(x, level, prior_scale)
+
+
+def _betting_cs(
+    x: np.ndarray, level: float, bounds: tuple[float, float], prior_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = bounds
+    low, high = _betting_bounds((x - lo) / (hi - lo), level)
+    return lo + (hi - lo) * low, lo + (hi - lo) * high
+
+
 @dataclass(frozen=True)
 class _Method:
-    name: str
     reference: str
-    needs_bounds: bool
-    parameters: Callable[[dict[str, Any]], dict[str, Any]]
+    compute: Callable[[np.ndarray, float, tuple[float, float], float], tuple[np.ndarray, np.ndarray]]
+    """Raw CS of each row of x (studies x n): (x, level, bounds, prior_scale) -> (lower, upper)."""
+    parameters: Callable[[float], dict[str, Any]]
+    """The method's parameters for the record, from prior_scale."""
+    reaches: Callable[..., bool]
+    """Can ``n`` values without spread (on [0, 1]) reach ``halfwidth`` (a share of the range)?"""
 
 
 METHODS: dict[str, _Method] = {
     "t_mixture": _Method(
-        "t_mixture",
         "Wang & Ramdas 2024 (arXiv:2310.03722), after Lai 1976: Gaussian mixture over the standardised"
         " effect, right-Haar mixture over sigma",
-        False,
-        lambda kw: {"prior_scale": float(kw.get("prior_scale", PRIOR_SCALE))},
+        _t_mixture_cs,
+        lambda prior_scale: {"prior_scale": float(prior_scale)},
+        lambda n, **kw: _t_mixture_finite(n, **kw),
     ),
     "betting": _Method(
-        "betting",
         "Waudby-Smith & Ramdas 2023, JRSS B; hedged capital, predictable plug-in bets",
-        True,
-        lambda kw: {
+        _betting_cs,
+        lambda prior_scale: {
             "theta": THETA,
             "truncation": TRUNCATION,
             "prior_mean": PRIOR_MEAN,
             "prior_variance": PRIOR_VARIANCE,
             "fake_obs": FAKE_OBS,
         },
+        lambda n, **kw: _betting_constant_reaches(n, **kw),
     ),
 }
+"""The confidence-sequence methods by name (the ``method`` argument)."""
 
 
 def _check(level: float, bounds: Sequence[float], method: str) -> tuple[float, float]:
@@ -262,12 +280,7 @@ def confidence_bounds(
     """
     lo, hi = _check(level, bounds, method)
     x = np.atleast_2d(np.asarray(x, dtype=float))
-    if method == "betting":
-        z = (x - lo) / (hi - lo)
-        low, high = _betting_bounds(z, level)
-        low, high = lo + (hi - lo) * low, lo + (hi - lo) * high
-    else:
-        low, high = _t_mixture_bounds(x, level, prior_scale)
+    low, high = METHODS[method].compute(x, level, (lo, hi), prior_scale)
     low = np.maximum.accumulate(np.clip(low, lo, hi), axis=-1)
     high = np.minimum.accumulate(np.clip(high, lo, hi), axis=-1)
     return low, high
@@ -307,7 +320,7 @@ def method_record(
         "reference": spec.reference,
         "level": float(level),
         "bounds": [lo, hi],
-        "parameters": spec.parameters({"prior_scale": prior_scale}),
+        "parameters": spec.parameters(prior_scale),
         "running_intersection": True,
     }
 
@@ -388,8 +401,8 @@ def min_seeds(
         raise ValueError(f"halfwidth must be > 0, got {halfwidth!r}")
     if halfwidth >= (hi - lo) / 2:
         return 1
-    reached = _t_mixture_finite if method == "t_mixture" else _betting_constant_reaches
-    test = lambda n: reached(n, halfwidth=halfwidth / (hi - lo), level=level, prior_scale=prior_scale)  # noqa: E731
+    reaches = METHODS[method].reaches
+    test = lambda n: reaches(n, halfwidth=halfwidth / (hi - lo), level=level, prior_scale=prior_scale)  # noqa: E731
     high = 1
     while not test(high):
         if high > max_n:
