@@ -348,7 +348,7 @@ class SeedPrefix:
     waiting_for: int | None
 
 
-def _final_rows(trials: "pd.DataFrame", metric: str, what: str) -> dict[int, tuple[str, float]]:
+def _final_rows(trials: pd.DataFrame, metric: str, what: str) -> dict[int, tuple[str, float]]:
     for column in ("seed", "status", metric):
         if column not in trials.columns:
             raise ValueError(f"{what} has no column {column!r}")
@@ -372,7 +372,7 @@ def _outcome(row: tuple[str, float] | None) -> str | float | None:
     return status if status != "ok" else "ok without a finite metric"
 
 
-def seed_prefix(trials: "pd.DataFrame", seeds: Sequence[int], metric: str = "val_top1") -> SeedPrefix:
+def seed_prefix(trials: pd.DataFrame, seeds: Sequence[int], metric: str) -> SeedPrefix:
     """The observations a sequential study has: ``metric`` over the longest finished prefix of ``seeds``.
 
     ``trials``: the study's trials table (one row per trial: ``seed``,
@@ -394,7 +394,7 @@ def seed_prefix(trials: "pd.DataFrame", seeds: Sequence[int], metric: str = "val
 
 
 def paired_seed_prefix(
-    a: "pd.DataFrame", b: "pd.DataFrame", seeds: Sequence[int], metric: str = "val_top1"
+    a: pd.DataFrame, b: pd.DataFrame, seeds: Sequence[int], metric: str
 ) -> SeedPrefix:
     """The paired differences ``a - b`` over the longest prefix of ``seeds`` finished in both arms.
 

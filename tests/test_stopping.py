@@ -175,22 +175,22 @@ def test_seed_prefix_takes_the_longest_finished_prefix_in_seed_order():
     trials = _trials(
         [(3, "ok", 95.0), (0, "ok", 96.0), (1, "diverged", float("nan")), (2, "running", float("nan")), (4, "ok", 97.0)]
     )
-    prefix = stopping.seed_prefix(trials, [0, 1, 2, 3, 4])
+    prefix = stopping.seed_prefix(trials, [0, 1, 2, 3, 4], "val_top1")
     assert prefix.values == [96.0] and prefix.seeds == [0]
     assert prefix.skipped == {1: "diverged"} and prefix.waiting_for == 2
     # seed 2 finishes: the prefix runs on to the end, in seed order, not in the order of arrival
     trials.loc[trials["seed"] == 2, ["status", "val_top1"]] = ["ok", 94.0]
-    prefix = stopping.seed_prefix(trials, [0, 1, 2, 3, 4])
+    prefix = stopping.seed_prefix(trials, [0, 1, 2, 3, 4], "val_top1")
     assert prefix.values == [96.0, 94.0, 95.0, 97.0] and prefix.waiting_for is None
-    assert stopping.seed_prefix(trials, [4, 3]).values == [97.0, 95.0]  # the scheduled order rules
-    assert stopping.seed_prefix(trials, [0, 9]).waiting_for == 9  # not in the table yet
+    assert stopping.seed_prefix(trials, [4, 3], "val_top1").values == [97.0, 95.0]  # the scheduled order rules
+    assert stopping.seed_prefix(trials, [0, 9], "val_top1").waiting_for == 9  # not in the table yet
     with pytest.raises(ValueError, match="more than one trial of seed 0"):
-        stopping.seed_prefix(_trials([(0, "ok", 1.0), (0, "ok", 2.0)]), [0])
+        stopping.seed_prefix(_trials([(0, "ok", 1.0), (0, "ok", 2.0)]), [0], "val_top1")
 
 
 def test_paired_seed_prefix_pairs_by_seed():
     a = _trials([(0, "ok", 96.0), (1, "ok", 95.5), (2, "ok", 97.0), (3, "ok", 96.0)])
     b = _trials([(0, "ok", 95.0), (1, "error", float("nan")), (2, "ok", 96.5), (3, "running", float("nan"))])
-    prefix = stopping.paired_seed_prefix(a, b, [0, 1, 2, 3])
+    prefix = stopping.paired_seed_prefix(a, b, [0, 1, 2, 3], "val_top1")
     assert prefix.values == [1.0, 0.5] and prefix.seeds == [0, 2]
     assert prefix.skipped == {1: "b: error"} and prefix.waiting_for == 3
