@@ -19,7 +19,19 @@ from analysis.plots import (
     plot_seed_histogram,
     plot_split_correlation,
 )
+from analysis.plots_sequential import plot_confidence_sequence
 from analysis.report import write_compare_report, write_report
+from analysis.sequential import (
+    confidence_bounds,
+    confidence_sequence,
+    expected_stopping_n,
+    fixed_t_interval_path,
+    method_record,
+    min_seeds,
+    paired_decision,
+    seeds_needed_table,
+    t_interval_bounds,
+)
 from analysis.stats import (
     compare,
     epoch_rank_stability,
@@ -73,4 +85,15 @@ __all__ = [
     # reports
     "write_report",
     "write_compare_report",
+    # sequential seed studies (anytime-valid intervals)
+    "confidence_sequence",
+    "fixed_t_interval_path",
+    "confidence_bounds",
+    "t_interval_bounds",
+    "paired_decision",
+    "min_seeds",
+    "method_record",
+    "expected_stopping_n",
+    "seeds_needed_table",
+    "plot_confidence_sequence",
 ]
