@@ -260,8 +260,10 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     lifecycle.check_format(study, study.meta())
     check_address(opts.address)
     check_tracking(opts.tracking)
+    from rsb_tune.config import FIELDS
+
     base = study.meta().get("base_config") or {}
-    data = load_splits(base.get("dataset", "digits"), base.get("data_path"))
+    data = load_splits(base.get("dataset", FIELDS["dataset"].default), base.get("data_path"))
     return _run(study, data, opts)
 
 

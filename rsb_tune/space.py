@@ -217,7 +217,9 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     if scheduler not in (None, "asha"):
         raise ConfigError(f"{path}: scheduler {scheduler!r} is not allowed; allowed: asha (or leave it out)")
     knobs = {}
-    for key, default, low in (("grace_period", 1, 1), ("reduction_factor", 3, 2)):
+    defaults = {f.name: f.default for f in dataclasses.fields(Space)}
+    for key, low in (("grace_period", 1), ("reduction_factor", 2)):
+        default = defaults[key]
         value = raw.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")

@@ -130,3 +130,17 @@ def test_a_study_from_python_then_again_with_other_cpus_then_loaded(tmp_path):
     assert loaded.trials.equals(trials) and [s.name for s in rsb_tune.list_studies(storage)] == ["py"]
     assert (loaded.report() / "index.html").is_file()
     assert rsb_tune.resume("py", storage=storage, quiet=True).status().done == 2  # nothing left to run
+
+
+def test_a_resumed_trial_keeps_its_threads_and_ray_reserves_them():
+    """Execution options may change between runs; a trial that started with 1 thread resumes
+    with 1 thread (numerics), and Ray reserves 1 CPU for it, not the new --cpus-per-trial."""
+    from rsb_tune.lifecycle import ResumePlan
+    from rsb_tune.ray_adapter import _resources
+
+    plan = ResumePlan(todo={"t0": {}, "t1": {}}, resume_from={}, threads={"t0": 1}, finished=0)
+    reserve = _resources(RunOptions(cpus_per_trial=4, gpus_per_trial=0.5), plan, ddp=False)
+    assert reserve({"trial_id": "t0"}).bundles == [{"CPU": 1.0, "GPU": 0.5}]
+    assert reserve({"trial_id": "t1"}).bundles == [{"CPU": 4, "GPU": 0.5}]  # a new trial: 4 threads, 4 CPUs
+    assert RunOptions(cpus_per_trial=4).threads == 4 and RunOptions(cpus_per_trial=0.5).threads == 1
+    assert _resources(RunOptions(), plan, ddp=True)({"trial_id": "t0"}).bundles == [{"memory": 1.0}]  # its workers hold the CPUs
