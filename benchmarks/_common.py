@@ -283,19 +283,20 @@ def _wrap(mod, attr, name):
 t0 = time.time()
 import rsb_tune.cli as cli, rsb_tune.data as data
 _mark("import_cli", t0, time.time())
-_wrap(cli, "_plan_study", "plan")
-_wrap(cli, "_check_models", "check_models")
+import rsb_tune.api as api, rsb_tune.validate as validate, rsb_tune.results as results
+_wrap(api, "_plan", "plan")
+_wrap(validate, "check_plan", "check_models")
 _wrap(data, "load_splits", "load_splits")
-_orig_run = cli._run
+_wrap(results, "write_tables", "write_tables")
+_orig_run = api._run
 def _run(*a, **k):
     t0 = time.time()
     import rsb_tune.ray_adapter as ra
     _mark("import_ray_adapter", t0, time.time())
     _wrap(ra, "_init_ray", "ray_init")
     _wrap(ra, "_fit", "tuner_fit")
-    _wrap(ra, "write_tables", "write_tables")
     return _orig_run(*a, **k)
-cli._run = _run
+api._run = _run
 sys.argv = ["rsb-tune"] + sys.argv[1:]
 t0 = time.time()
 try:

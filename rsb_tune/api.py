@@ -231,8 +231,7 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
             _check_same_plan(study, trials)
         else:
             lifecycle.create_study(study, manifest, trials)
-        if not opts.quiet:
-            print(f"study {study.name}: {plan.planned} trials -> {study.where}", file=sys.stderr)
+        print(f"study {study.name}: {plan.planned} trials -> {study.where}", file=sys.stderr)
         return _run(study, data, opts, locked=True)
 
 
@@ -285,8 +284,7 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     status = handle.status()
     if status.unfinished and not status.failed:
         raise Interrupted(study.name)  # Ray Tune returns early on a signal
-    if not opts.quiet:
-        print("\n".join(status.summary()), file=sys.stderr)
+    print("\n".join(status.summary()), file=sys.stderr)  # the result, also when quiet (no progress)
     return handle
 
 

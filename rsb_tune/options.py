@@ -32,7 +32,7 @@ class RunOptions:
     max_failures: int = _opt(2, "retries of a failing trial from its last checkpoint", flag_type=int)
     address: str | None = _opt(None, "existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local one)", metavar="ADDRESS")
     tracking: tuple[str, ...] = _opt((), "also log to TensorBoard, MLflow (<study>/mlflow.db) or W&B (repeatable; each needs its extra)", choices=("tensorboard", "mlflow", "wandb"), repeat=True)
-    quiet: bool = _opt(False, "no progress display")
+    quiet: bool = _opt(False, "no progress display (the summary at the end is still printed)")
     reuse_actors: bool = dataclasses.field(default=True, metadata={"cli": False})
 
     def __post_init__(self):
