@@ -203,21 +203,38 @@ class StudyLock:
         return self
 
     def held(self) -> bool:
-        """Whether a driver holds the lock now (a shared probe: writes nothing)."""
+        """Whether a driver holds the lock now, read without locking: the holder's pid and host
+        are in the file; on this host, whether that process lives (a dead driver's file stays).
+        A holder on another host is taken to be alive (its kernel holds the flock)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            text = self.path.read_text().strip()
         except OSError:
             return False
+        m = re.fullmatch(r"pid (\d+) on (\S+)", text)
+        if not m:
+            return False
+        if m.group(2) != os.uname().nodename:
+            return True
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        if int(m.group(1)) != os.getpid():
+            return True
+        fd = os.open(self.path, os.O_RDONLY)  # our own pid: whether this process still holds it
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         finally:
-            os.close(fd)  # closing drops a probe's shared lock
+            os.close(fd)
         return False
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # no holder named: readers see that no driver runs
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -150,3 +150,27 @@ def test_format_version_is_checked(study):
 def test_error_message_names_the_exception():
     assert L.error_message("Traceback\n  File x\nray.exceptions.RayTaskError(ValueError): boom\n") == "ray.exceptions.RayTaskError(ValueError): boom"
     assert L.error_message("") == "error"
+
+
+def test_whether_a_driver_runs_is_read_without_taking_the_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from rsb_tune.storage import StudyLock
+
+    path = tmp_path / ".lock"
+    assert not StudyLock(path).held()  # no file yet
+    mine = StudyLock(path).acquire()
+    assert StudyLock(path).held()
+    mine.release()
+    assert not StudyLock(path).held() and path.read_text() == ""
+    holder = subprocess.Popen([sys.executable, "-c", f"from rsb_tune.storage import StudyLock; import time; StudyLock(__import__('pathlib').Path({str(path)!r})).acquire(); print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        assert StudyLock(path).held()
+        before = path.read_text()
+        assert before.startswith(f"pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert path.read_text() == before and not StudyLock(path).held()  # killed: its file stays, its pid is gone
