@@ -62,7 +62,7 @@ def _posterize_lut(bits: int) -> list[int]:
     return [i & mask for i in range(256)]
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _autocontrast_lut(lo: int, hi: int) -> list[int]:
     """Pillow's autocontrast table (cutoff 0, no ignore, no mask) for a band spanning lo..hi."""
     if hi <= lo:

@@ -198,20 +198,24 @@ def _foreach_lamb_step(optimizer) -> None:
                 torch._foreach_add_(_take(updates, idx), _take(params, idx), alpha=wd / scales[s])
         (adapt if wd != 0 or group["always_adapt"] else plain).extend(idx)
 
-    if adapt:  # layer-wise trust ratios, vectorised over the tensors, folded into the step size
-        p, u = _take(params, adapt), _take(updates, adapt)
-        group_of = _group_of(spans)
-        scale = torch.tensor([scales[i] for i in adapt], dtype=p[0].dtype, device=p[0].device)
-        lr = torch.tensor([group_of[i]["lr"] for i in adapt], dtype=p[0].dtype, device=p[0].device)
-        w_norms, u_norms = torch.stack(_norms(p, stacked)), torch.stack(_norms(u, stacked))  # (T,) or (T, K)
-        if stacked:
-            scale, lr = scale[:, None], lr[:, None]
-        ratio = torch.where(w_norms > 0, torch.where(u_norms > 0, w_norms / (u_norms * scale), 1.0), 1.0)
-        clipped = [k for k, i in enumerate(adapt) if group_of[i]["trust_clip"]]
-        if clipped:  # LAMBC: trust ratios at most 1
-            ratio[clipped] = ratio[clipped].clamp(max=1.0)
-        step_sizes = (ratio * (-lr * scale)).unbind(0)
-        torch._foreach_addcmul_(p, u, _per_tensor(list(step_sizes), p, stacked))
+    # Layer-wise trust ratios, vectorised over each group's tensors with the group's scalars as
+    # Python numbers (no host-to-device copies), folded into the step size: one op for all.
+    adapt_set = set(adapt)
+    p_all, u_all, steps_all = [], [], []
+    for group, s, e in spans:
+        idx = [i for i in range(s, e) if i in adapt_set]
+        if not idx:
+            continue
+        p, u = _take(params, idx), _take(updates, idx)
+        w_norms, u_norms = torch.stack(_norms(p, stacked)), torch.stack(_norms(u, stacked)) * scales[s]  # (T,) or (T, K)
+        ratio = torch.where(w_norms > 0, torch.where(u_norms > 0, w_norms / u_norms, 1.0), 1.0)
+        if group["trust_clip"]:  # LAMBC: at most 1
+            ratio = ratio.clamp(max=1.0)
+        p_all += p
+        u_all += u
+        steps_all += _per_tensor(list((ratio * (-group["lr"] * scales[s])).unbind(0)), p, stacked)
+    if p_all:
+        torch._foreach_addcmul_(p_all, u_all, steps_all)
     plain_set = set(plain)
     for group, s, e in spans:  # the rest: a plain Adam-like step
         idx = [i for i in range(s, e) if i in plain_set]
@@ -221,10 +225,6 @@ def _foreach_lamb_step(optimizer) -> None:
 
 def _take(xs: list, idx: list[int]) -> list:
     return [xs[i] for i in idx]
-
-
-def _group_of(spans) -> dict[int, dict]:
-    return {i: group for group, s, e in spans for i in range(s, e)}
 
 
 def _by_key(spans, key: Callable[[dict], Any]):
