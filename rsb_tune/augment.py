@@ -24,11 +24,18 @@ from __future__ import annotations
 
 import copy
 import functools
+import random
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from timm.data.auto_augment import RandAugment
+from timm.data.transforms import RandomResizedCropAndInterpolation
+from torchvision.transforms.functional import pil_modes_mapping
 
-__all__ = ["fast_pil_ops", "FAST_OPS"]
+# (imported by the trial inside build_trial, so timm's import cost is not paid by the CLI)
+
+__all__ = ["fast_pil_ops", "FAST_OPS", "FastRandAugment", "FastRandomResizedCrop"]
 
 
 def _apply(img, band_luts: list[list[int]]):
@@ -147,19 +154,33 @@ def _originals() -> None:
         _ORIGINAL.update({name: aa.NAME_TO_OP[name] for name in ("AutoContrast", "Equalize", "Invert", "Solarize", "SolarizeAdd", "Posterize")})
 
 
-def _fast_randaugment(ra):
-    from timm.data.auto_augment import RandAugment
+class FastRandAugment(RandAugment):
+    """timm's RandAugment; the ops drawn with randint, the draw ``choice`` makes."""
 
-    class FastRandAugment(RandAugment):
-        """timm's RandAugment; the ops drawn with randint, the draw ``choice`` makes."""
+    def __call__(self, img):
+        if self.choice_weights is not None:
+            return super().__call__(img)
+        for i in np.random.randint(0, len(self.ops), size=self.num_layers):
+            img = self.ops[i](img)
+        return img
 
-        def __call__(self, img):
-            if self.choice_weights is not None:
-                return super().__call__(img)
-            for i in np.random.randint(0, len(self.ops), size=self.num_layers):
-                img = self.ops[i](img)
+
+class FastRandomResizedCrop(RandomResizedCropAndInterpolation):
+    """timm's random-resized crop; the crop and resize are Pillow's calls, which torchvision's
+    ``resized_crop`` makes for a PIL image, without its checks."""
+
+    def __call__(self, img):
+        if not isinstance(img, Image.Image):
+            return super().__call__(img)
+        i, j, h, w = self.get_params(img, self.scale, self.ratio)
+        interpolation = random.choice(self.interpolation) if isinstance(self.interpolation, (tuple, list)) else self.interpolation
+        img = img.crop((j, i, j + w, i + h))
+        if [h, w] == list(self.size):  # torchvision's resize returns the image as it is
             return img
+        return img.resize((self.size[1], self.size[0]), pil_modes_mapping[interpolation])
 
+
+def _fast_randaugment(ra: RandAugment) -> FastRandAugment:
     out = copy.copy(ra)
     out.__class__ = FastRandAugment
     out.ops = []
@@ -171,37 +192,13 @@ def _fast_randaugment(ra):
     return out
 
 
-def _fast_crop(rrc):
-    import random
-
-    from PIL import Image
-    from timm.data.transforms import RandomResizedCropAndInterpolation
-    from torchvision.transforms.functional import pil_modes_mapping
-
-    class FastRandomResizedCrop(RandomResizedCropAndInterpolation):
-        """timm's random-resized crop; the crop and resize are Pillow's calls, which
-        torchvision's ``resized_crop`` makes for a PIL image, without its checks."""
-
-        def __call__(self, img):
-            if not isinstance(img, Image.Image):
-                return super().__call__(img)
-            i, j, h, w = self.get_params(img, self.scale, self.ratio)
-            interpolation = random.choice(self.interpolation) if isinstance(self.interpolation, (tuple, list)) else self.interpolation
-            img = img.crop((j, i, j + w, i + h))
-            if [h, w] == list(self.size):  # torchvision's resize returns the image as it is
-                return img
-            return img.resize((self.size[1], self.size[0]), pil_modes_mapping[interpolation])
-
+def _fast_crop(rrc: RandomResizedCropAndInterpolation) -> FastRandomResizedCrop:
     out = copy.copy(rrc)
     out.__class__ = FastRandomResizedCrop
     return out
 
 
-def _swaps() -> dict[type, Any]:
-    from timm.data.auto_augment import RandAugment
-    from timm.data.transforms import RandomResizedCropAndInterpolation
-
-    return {RandAugment: _fast_randaugment, RandomResizedCropAndInterpolation: _fast_crop}
+_SWAPS = {RandAugment: _fast_randaugment, RandomResizedCropAndInterpolation: _fast_crop}
 
 
 def fast_pil_ops(transform):
@@ -209,10 +206,9 @@ def fast_pil_ops(transform):
     random-resized crop replaced as described in the module docstring; every other step is the
     same object, and a transform without either comes back as it was."""
     steps = getattr(transform, "transforms", None)
-    swaps = _swaps()
-    if not steps or not any(type(t) in swaps for t in steps):
+    if not steps or not any(type(t) in _SWAPS for t in steps):
         return transform
     _originals()
     out = copy.copy(transform)
-    out.transforms = [swaps[type(t)](t) if type(t) in swaps else t for t in steps]
+    out.transforms = [_SWAPS[type(t)](t) if type(t) in _SWAPS else t for t in steps]
     return out

@@ -40,6 +40,9 @@ def test_train_transform_gives_timms_images(digits, aa, hflip):
     fast = fast_pil_ops(timm_tf)
     names = [type(t).__name__ for t in fast.transforms]
     assert "FastRandAugment" in names and "FastRandomResizedCrop" in names
+    import pickle
+
+    fast = pickle.loads(pickle.dumps(fast))  # loader workers started with spawn get a pickled copy
     images = _images(digits)
     a, b = _draw(timm_tf, images, 3000), _draw(fast, images, 3000)
     assert all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b))
@@ -54,10 +57,11 @@ def test_train_transform_gives_timms_images(digits, aa, hflip):
 def test_each_table_op_equals_timms_at_every_magnitude(digits, name):
     from timm.data.auto_augment import AugmentOp, RandAugment
 
-    from rsb_tune.augment import _fast_randaugment
+    from rsb_tune.augment import _fast_randaugment, _originals
     from rsb_tune.data import _posterize_zero_bits_compat
 
     _posterize_zero_bits_compat()
+    _originals()
     images = _images(digits, n=60, gray=True)
     for m in np.linspace(0, 10, 21):
         op = AugmentOp(name, prob=1.0, magnitude=float(m))
