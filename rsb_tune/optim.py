@@ -14,7 +14,7 @@ bias correction (folded into scalars, as timm's own multi-tensor path does), wei
 per-tensor trust ratios (``trust_clip``; skipped for tensors without weight decay unless
 ``always_adapt``). On CPU timm runs its per-tensor Python loop (its multi-tensor path is for
 CUDA); the results agree with it to float rounding (``tests/test_optim.py``: 1e-6 relative
-over 50 steps). A group with ``foreach=False`` runs timm's own step.
+over 50 steps). With ``foreach=False`` on any group, the whole step is timm's own.
 
 ``stacked=True`` is for K seeds packed into one set of tensors (``torch.func`` stacking): dim 0
 of every parameter is the seed, and the global gradient norm, its clip factor, the caution
