@@ -26,6 +26,9 @@ __all__ = [
     "run_cli",
     "study_timeline",
     "machine_info",
+    "sgemm_gflops",
+    "calibration",
+    "print_calibration",
     "print_table",
     "emit_result",
     "median",
@@ -71,6 +74,63 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def _isa() -> str | None:
+    """The widest vector ISA torch dispatches to on this CPU (``AVX2``, ``AVX512``, ...)."""
+    try:
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability()
+    except (ImportError, AttributeError):
+        return None
+
+
+def sgemm_gflops(threads: int = 1, n: int = 1024, repeats: int = 7) -> float:
+    """This machine's float32 matrix-multiply rate in GFLOP/s on ``threads`` torch threads: the
+    best of ``repeats`` n x n products (2 n^3 flops each). The best, not the median: it is the
+    core's capability, and other users' work on a shared machine only ever lowers it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)  # warm-up: oneDNN/BLAS kernels and pages
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best = min(best, time.perf_counter() - t)
+        return 2 * n**3 / best / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+_CALIBRATION: dict[str, Any] | None = None
+
+
+def calibration() -> dict[str, Any]:
+    """The calibration printed beside every throughput figure (measured once per process): the
+    single-thread sgemm rate, the ISA and the CPUs, so that figures from different machines can
+    be read together (images/s divided by GFLOP/s is roughly machine-independent for the
+    convolution-bound part of an epoch)."""
+    global _CALIBRATION
+    if _CALIBRATION is None:
+        _CALIBRATION = {
+            "sgemm_1thread_gflops": round(sgemm_gflops(1), 1),
+            "isa": _isa(),
+            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        }
+    return _CALIBRATION
+
+
+def print_calibration() -> dict[str, Any]:
+    c = calibration()
+    print(f"calibration: single-thread sgemm {c['sgemm_1thread_gflops']} GFLOP/s (1024^3, best of 7), ISA {c['isa']}, {c['cpus']} CPUs")
+    return c
 
 
 # --------------------------------------------------------------------------- process tree sampling
@@ -531,5 +591,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None
 
 
 def emit_result(name: str, payload: Mapping[str, Any]) -> None:
-    """The machine-readable last line: ``RESULT {"benchmark": name, ...}``."""
-    print("RESULT " + json.dumps({"benchmark": name, "machine": machine_info(), **payload}, default=float, sort_keys=False), flush=True)
+    """The calibration line (:func:`print_calibration`), then the machine-readable last line:
+    ``RESULT {"benchmark": name, "machine": {..., "calibration": {...}}, ...}``."""
+    machine = {**machine_info(), "calibration": print_calibration()}
+    print("RESULT " + json.dumps({"benchmark": name, "machine": machine, **payload}, default=float, sort_keys=False), flush=True)

@@ -8,7 +8,11 @@ run it. The reference is written here from the same timm pieces, the way a tutor
 shuffled ``DataLoader``, ``Mixup``, ``BinaryCrossEntropy``, ``create_optimizer_v2('lamb')``,
 ``create_scheduler_v2`` stepped per update, and an eval loop over a ``DataLoader``.
 
-Both run in this process with the same threads, device, precision and memory format, one
+A third runner is the trial as it was before ``rsb_tune.optim`` and ``rsb_tune.augment`` (the
+old path, the speed-up's baseline): the same ``build_trial`` with timm's own per-tensor LAMB
+step and timm's transform objects put back.
+
+All run in this process with the same threads, device, precision and memory format, one
 epoch each, alternating, after one warm-up epoch each; the figure is the median of the
 repeats, and the ratio is trial / reference. CPU seconds per image are reported beside wall
 time because they are less disturbed by other work on the machine. A breakdown of the trial's
@@ -183,12 +187,19 @@ class Reference:
 
 
 class Trial:
-    """rsb-tune's own trial pieces, as ``rsb_tune.trial.train`` uses them."""
+    """rsb-tune's own trial pieces, as ``rsb_tune.trial.train`` uses them. With ``old``, the
+    trial as it was before ``rsb_tune.optim`` and ``rsb_tune.augment`` (the baseline): timm's
+    own per-tensor LAMB step (``foreach=False`` on the groups) and timm's transform objects."""
 
-    def __init__(self, cfg: dict, data, steps: int | None):
+    def __init__(self, cfg: dict, data, steps: int | None, old: bool = False):
+        from rsb_tune.data import build_transforms, defer_normalize
         from rsb_tune.trial import build_trial
 
         self.parts = build_trial(cfg, data)
+        if old:
+            for group in self.parts.optimizer.param_groups:
+                group["foreach"] = False
+            self.parts.loader.dataset.transform = defer_normalize(build_transforms(cfg)[0])[0]
         self.parts.loader = _Capped(self.parts.loader, steps)
         self.epoch = 0
         self.updates = 0
@@ -261,17 +272,18 @@ def bench_model(name: str, args, data) -> dict:
     overrides, desc = MODELS[name]
     cfg = make_config(overrides, args)
     trial = Trial(cfg, data, args.steps)
+    old = Trial(cfg, data, args.steps, old=True)
     ref = Reference(cfg, data, args.steps)
     device = trial.parts.runtime.device
     # warm-up: one epoch each (first-touch allocations, the trial's PIL image cache)
-    trial.train_epoch(), ref.train_epoch(), trial.eval_epoch(), ref.eval_epoch()
-    m = {k: [] for k in ("trial_train", "ref_train", "trial_eval", "ref_eval")}
+    trial.train_epoch(), old.train_epoch(), ref.train_epoch(), trial.eval_epoch(), ref.eval_epoch()
+    m = {k: [] for k in ("trial_train", "old_train", "ref_train", "trial_eval", "ref_eval")}
     cpu = {k: [] for k in m}
     for r in range(args.repeats):
-        order = [("trial_train", trial.train_epoch), ("ref_train", ref.train_epoch)]
+        order = [("trial_train", trial.train_epoch), ("old_train", old.train_epoch), ("ref_train", ref.train_epoch)]
         order += [("trial_eval", trial.eval_epoch), ("ref_eval", ref.eval_epoch)]
         if r % 2:  # alternate who goes first
-            order = [order[1], order[0], order[3], order[2]]
+            order = [order[2], order[1], order[0], order[4], order[3]]
         for key, fn in order:
             wall, c, n = _timed(fn, device)
             m[key].append(n / wall)
@@ -293,6 +305,9 @@ def bench_model(name: str, args, data) -> dict:
         "img": cfg["img_size"],
         "steps_per_epoch": len(trial.parts.loader),
         "trial_train_ips": round(train_ips, 1),
+        "old_train_ips": round(med["old_train"], 1),
+        "speedup_vs_old": round(train_ips / med["old_train"], 3),
+        "trial_train_cpu_us_per_img_old": round(statistics.median(cpu["old_train"]), 1),
         "ref_train_ips": round(med["ref_train"], 1),
         "train_ratio": round(train_ips / med["ref_train"], 3),
         "trial_eval_ips": round(med["trial_eval"], 1),
@@ -306,6 +321,7 @@ def bench_model(name: str, args, data) -> dict:
         "data_share": round(train_ips / data_med, 3),
         "repeats": args.repeats,
         "train_ips_all": [round(v, 1) for v in m["trial_train"]],
+        "old_ips_all": [round(v, 1) for v in m["old_train"]],
         "ref_ips_all": [round(v, 1) for v in m["ref_train"]],
     }
 
@@ -339,6 +355,11 @@ def main(argv=None) -> int:
          "trial_eval_ips", "ref_eval_ips", "eval_ratio", "trial_train_cpu_us_per_img", "ref_train_cpu_us_per_img"],
         title=f"images/s, median of {args.repeats} alternating epochs (ratio = trial / reference)",
     )  # fmt: skip
+    print_table(
+        rows,
+        ["model", "trial_train_ips", "old_train_ips", "speedup_vs_old", "trial_train_cpu_us_per_img", "trial_train_cpu_us_per_img_old"],
+        title="this trial against the trial before rsb_tune.optim / rsb_tune.augment (timm's LAMB step and transforms), same run",
+    )
     print_table(
         rows,
         ["model", "trial_train_ips", "data_only_ips", "step_only_ips", "data_share"],

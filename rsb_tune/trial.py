@@ -269,8 +269,10 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     """Build one trial from its resolved config: the model (weights seeded by ``model_seed``),
     the training pipeline (order by ``data_seed``, augmentation by ``aug_seed``), loss,
     optimizer, schedule and evaluators. Sets this process's torch threads to the trial's."""
-    from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
+
+    from rsb_tune.augment import fast_pil_ops
+    from rsb_tune.optim import create_optimizer
 
     runtime = TrialRuntime(config)
     torch.set_num_threads(runtime.threads)
@@ -287,8 +289,9 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     loader_gen = _seed_augmentation(config["aug_seed"] + runtime.rank)
 
     train_tf, eval_tf = build_transforms(config)
-    # The per-sample ToTensor+Normalize tail moves to one op per batch (same values, bit for bit).
-    train_tf, normalize = defer_normalize(train_tf)
+    # The per-sample ToTensor+Normalize tail moves to one op per batch, and the crop and
+    # RandAugment's table ops get cheaper calls (rsb_tune.augment): the same images, bit for bit.
+    train_tf, normalize = defer_normalize(fast_pil_ops(train_tf))
     train_ds = SplitDataset(data.train, train_tf)
     sampler = build_sampler(train_ds, config, num_replicas=runtime.world_size, rank=runtime.rank)
     loader = torch.utils.data.DataLoader(
@@ -310,7 +313,8 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
 
     mixup = build_mixup(config, data.num_classes)
     criterion = build_criterion(config, mixup is not None)
-    optimizer = create_optimizer_v2(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
+    # timm's create_optimizer_v2; LAMB gets the multi-tensor step (rsb_tune.optim), the rest stay timm's
+    optimizer = create_optimizer(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched=config["sched"],

@@ -1,0 +1,263 @@
+"""Optimizers for the trial: timm's, with a multi-tensor step where one applies.
+
+:func:`create_optimizer` is ``timm.optim.create_optimizer_v2`` (same parameter groups: no
+weight decay for biases and norm weights; same hyperparameters and variant flags), after which
+the optimizer's class is looked up in :data:`MULTI_TENSOR`: a timm class listed there is rebuilt
+as its multi-tensor counterpart over the same groups. Every other optimizer stays timm's.
+
+:class:`ForeachLamb` is ``timm.optim.Lamb`` (a subclass: same constructor, parameter groups,
+state keys and ``state_dict`` layout, so checkpoints of either load into the other) whose step
+runs each part of LAMB as one ``torch._foreach_*`` op over the tensors of *all* groups at once:
+the global gradient-norm clipping (``max_grad_norm``), the moments (``grad_averaging``), the
+bias correction (folded into scalars, as timm's own multi-tensor path does), weight decay
+(coupled, or ``decoupled_decay`` with ``corrected_weight_decay``), the caution mask, and the
+per-tensor trust ratios (``trust_clip``; skipped for tensors without weight decay unless
+``always_adapt``). On CPU timm runs its per-tensor Python loop (its multi-tensor path is for
+CUDA); the results agree with it to float rounding (``tests/test_optim.py``: 1e-6 relative
+over 50 steps). With ``foreach=False`` on any group, the whole step is timm's own.
+
+``stacked=True`` is for K seeds packed into one set of tensors (``torch.func`` stacking): dim 0
+of every parameter is the seed, and the global gradient norm, its clip factor, the caution
+mask's mean and the trust ratios are computed per seed, so the step equals K separate timm
+``Lamb`` steps on the K slices.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+import torch
+from timm.optim import Lamb, create_optimizer_v2  # this module is imported by the trial, inside build_trial
+
+__all__ = ["ForeachLamb", "MULTI_TENSOR", "create_optimizer", "multi_tensor"]
+
+
+class ForeachLamb(Lamb):
+    """``timm.optim.Lamb`` with the multi-tensor step of this module (see its docstring), and
+    ``stacked`` for K seeds packed along dim 0 of every parameter."""
+
+    def __init__(self, params, *args, stacked: bool = False, **kwargs):
+        super().__init__(params, *args, **kwargs)
+        self.defaults["stacked"] = stacked
+        for group in self.param_groups:
+            group.setdefault("stacked", stacked)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("stacked", False)
+
+    def _timm_step(self) -> bool:
+        """Whether this step is timm's own: a group asks for it (``foreach=False``), a tensor lr,
+        sparse gradients, or half-precision parameters (timm corrects their bias differently)."""
+        for group in self.param_groups:
+            if group.get("foreach") is False or torch.is_tensor(group["lr"]):
+                return True
+            for p in group["params"]:
+                if p.grad is not None and (p.grad.is_sparse or p.dtype not in (torch.float32, torch.float64)):
+                    return True
+        return False
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self._timm_step():
+            if any(g["stacked"] for g in self.param_groups):
+                raise RuntimeError("ForeachLamb(stacked=True) has no per-tensor fallback (foreach=False, a tensor lr, sparse or half-precision tensors)")
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        _foreach_lamb_step(self)
+        return loss
+
+
+# ------------------------------------------------------------------ the multi-tensor LAMB step
+
+
+def _seed_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-seed vector (K,) shaped to broadcast over a stacked tensor (K, ...)."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _norms(tensors: list[torch.Tensor], stacked: bool) -> list[torch.Tensor]:
+    """The L2 norm of each tensor: 0-d, or (K,) per seed when ``stacked``."""
+    if not stacked:
+        return list(torch._foreach_norm(tensors))
+    return [torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim()))) if t.dim() > 1 else t.abs() for t in tensors]
+
+
+def _per_tensor(values: list[torch.Tensor], like: list[torch.Tensor], stacked: bool) -> list[torch.Tensor]:
+    return [_seed_view(v, t) for v, t in zip(values, like)] if stacked else values
+
+
+def _global_clip(optimizer, grads: list[torch.Tensor], stacked: bool) -> torch.Tensor | None:
+    """timm's ``Lamb._get_clip_grad_norm``: max(1, ||all grads|| / max_grad_norm), per seed when
+    stacked. The threshold is the optimizer's default, as in timm (not a group's)."""
+    max_grad_norm = optimizer.defaults["max_grad_norm"]
+    if max_grad_norm is None or not grads:
+        return None
+    norms = _norms(grads, stacked)
+    total = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+    return (total / max_grad_norm).clamp_(min=1.0)
+
+
+def _foreach_lamb_step(optimizer) -> None:
+    """One LAMB step over every group of ``optimizer`` (a timm ``Lamb``), timm's arithmetic."""
+    from timm.optim._helpers import _init_scalar
+
+    stacked = bool(optimizer.param_groups and optimizer.param_groups[0].get("stacked"))
+    # Gather the tensors with a gradient, group by group; each group's scalars stay its own.
+    params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
+    spans: list[tuple[dict, int, int]] = []  # (group, start, end) into the flat lists
+    for group in optimizer.param_groups:
+        if "step" not in group:
+            group["step"] = _init_scalar(device="cpu")
+        group["step"].add_(1)
+        start = len(params)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("Lamb does not support sparse gradients, consider SparseAdam instead.")
+            state = optimizer.state[p]
+            if len(state) == 0:
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+        if len(params) > start:
+            spans.append((group, start, len(params)))
+    if not params:
+        return
+
+    clip = _global_clip(optimizer, grads, stacked)
+    gscale = 1.0  # the clip factor's inverse, folded into the moments' scalars where it is a number
+    if clip is not None:
+        if clip.device.type == "cpu" and not stacked:  # reading it costs no device sync on CPU
+            gscale = 1.0 / clip.item()
+        else:  # not in place: p.grad stays as autograd left it
+            grads = torch._foreach_div(grads, [_seed_view(clip, g) for g in grads]) if stacked else torch._foreach_div(grads, clip)
+
+    # The moments. Groups share betas in every timm factory; where they do not, per group.
+    for betas, grad_avg, idx in _by_key(spans, lambda g: (tuple(g["betas"]), bool(g["grad_averaging"]))):
+        beta1, beta2 = betas
+        beta3 = 1 - beta1 if grad_avg else 1.0
+        m, v, g = _take(exp_avgs, idx), _take(exp_avg_sqs, idx), _take(grads, idx)
+        if beta3 == 1 - beta1 and gscale == 1.0:
+            torch._foreach_lerp_(m, g, beta3)
+        else:
+            torch._foreach_mul_(m, beta1)
+            torch._foreach_add_(m, g, alpha=beta3 * gscale)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, value=(1 - beta2) * gscale * gscale)
+
+    # m_hat / (sqrt(v_hat) + eps) == scale * m / (sqrt(v) + eps * sqrt(bc2)), scale = sqrt(bc2) / bc1
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    scales: list[float] = [1.0] * len(params)
+    eps_terms: list[float] = [0.0] * len(params)
+    for group, s, e in spans:
+        step = group["step"].item()
+        beta1, beta2 = group["betas"]
+        bc1, bc2 = (1 - beta1**step, 1 - beta2**step) if group["bias_correction"] else (1.0, 1.0)
+        scales[s:e] = [bc2**0.5 / bc1] * (e - s)
+        eps_terms[s:e] = [group["eps"] * bc2**0.5] * (e - s)
+    torch._foreach_add_(denom, eps_terms)
+    updates = torch._foreach_div(exp_avgs, denom)
+    del denom
+
+    caution = [i for group, s, e in spans if group["caution"] for i in range(s, e)]
+    if caution:  # Cautious Optimizers (arXiv 2411.16085): zero the update where it disagrees with the grad
+        u, g = _take(updates, caution), _take(grads, caution)
+        masks = [(x > 0).to(y.dtype) for x, y in zip(torch._foreach_mul(u, g), g)]
+        if stacked:
+            means = [mk.mean(dim=tuple(range(1, mk.dim()))) if mk.dim() > 1 else mk for mk in masks]
+        else:
+            means = [mk.mean() for mk in masks]
+        means = [mn.clamp(min=1e-3) for mn in means]
+        torch._foreach_div_(masks, _per_tensor(means, masks, stacked))
+        torch._foreach_mul_(u, masks)
+
+    # Weight decay: coupled (added to the update, unscaled by the folded bias correction) or
+    # decoupled (applied to the weights; lr**2 / max_lr when corrected).
+    adapt: list[int] = []
+    plain: list[int] = []
+    for group, s, e in spans:
+        wd, lr = group["weight_decay"], group["lr"]
+        idx = list(range(s, e))
+        if wd != 0:
+            if group["decoupled_decay"]:
+                max_lr = group["max_lr_snapshot"] if group["corrected_weight_decay"] else None
+                wd_scale = lr if max_lr is None else lr**2 / max_lr
+                p = _take(params, idx)
+                torch._foreach_add_(p, p, alpha=-wd_scale * wd)
+            else:
+                torch._foreach_add_(_take(updates, idx), _take(params, idx), alpha=wd / scales[s])
+        (adapt if wd != 0 or group["always_adapt"] else plain).extend(idx)
+
+    # Layer-wise trust ratios, vectorised over each group's tensors with the group's scalars as
+    # Python numbers (no host-to-device copies), folded into the step size: one op for all.
+    adapt_set = set(adapt)
+    p_all, u_all, steps_all = [], [], []
+    for group, s, e in spans:
+        idx = [i for i in range(s, e) if i in adapt_set]
+        if not idx:
+            continue
+        p, u = _take(params, idx), _take(updates, idx)
+        w_norms, u_norms = torch.stack(_norms(p, stacked)), torch.stack(_norms(u, stacked)) * scales[s]  # (T,) or (T, K)
+        ratio = torch.where(w_norms > 0, torch.where(u_norms > 0, w_norms / u_norms, 1.0), 1.0)
+        if group["trust_clip"]:  # LAMBC: at most 1
+            ratio = ratio.clamp(max=1.0)
+        p_all += p
+        u_all += u
+        steps_all += _per_tensor(list((ratio * (-group["lr"] * scales[s])).unbind(0)), p, stacked)
+    if p_all:
+        torch._foreach_addcmul_(p_all, u_all, steps_all)
+    plain_set = set(plain)
+    for group, s, e in spans:  # the rest: a plain Adam-like step
+        idx = [i for i in range(s, e) if i in plain_set]
+        if idx:
+            torch._foreach_add_(_take(params, idx), _take(updates, idx), alpha=-group["lr"] * scales[s])
+
+
+def _take(xs: list, idx: list[int]) -> list:
+    return [xs[i] for i in idx]
+
+
+def _by_key(spans, key: Callable[[dict], Any]):
+    """(key..., indices) for the groups sharing a key, in order of first appearance."""
+    out: dict[Any, list[int]] = {}
+    for group, s, e in spans:
+        out.setdefault(key(group), []).extend(range(s, e))
+    return [(*k, idx) for k, idx in out.items()]
+
+
+# ------------------------------------------------------------------ the factory
+
+
+def _foreach_lamb_from(optimizer: Lamb) -> ForeachLamb:
+    """A ForeachLamb over the groups (and hyperparameters) of a fresh timm Lamb."""
+    if optimizer.state:
+        raise ValueError("only a fresh optimizer (no state yet) can be converted")
+    names = set(inspect.signature(Lamb.__init__).parameters) - {"self", "params"}
+    return ForeachLamb([dict(g) for g in optimizer.param_groups], **{k: v for k, v in optimizer.defaults.items() if k in names})
+
+
+# timm optimizer class -> its multi-tensor counterpart, made from a fresh instance. Every timm
+# LAMB variant (lamb, lambc, lambw, lambcw, lambcd, clamb, clambw) is a timm Lamb with flags.
+MULTI_TENSOR: Mapping[type, Callable[[Any], torch.optim.Optimizer]] = {Lamb: _foreach_lamb_from}
+
+
+def multi_tensor(optimizer):
+    """The multi-tensor counterpart of a fresh timm optimizer where one is registered in
+    :data:`MULTI_TENSOR`, else the optimizer itself."""
+    convert = MULTI_TENSOR.get(type(optimizer))
+    return convert(optimizer) if convert is not None else optimizer
+
+
+def create_optimizer(model, *, opt: str, **kwargs):
+    """``timm.optim.create_optimizer_v2(model, opt=opt, **kwargs)``, then :func:`multi_tensor`."""
+    return multi_tensor(create_optimizer_v2(model, opt=opt, **kwargs))
