@@ -43,7 +43,9 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
     c = p.add_argument_group("run-level config (shorthands for --set)")
-    c.add_argument("--data", metavar="PATH", help="ImageFolder root with train/, val/ and optional v2/ (default: the embedded digits)")
+    c.add_argument("--data", metavar="PATH", help="a folder or .tar with train/, val/ and optional v2/ of class folders (default: the embedded digits)")
+    c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., folder (with --data-dir)")
+    c.add_argument("--data-dir", metavar="ROOT", help="root of --dataset's files (nothing is downloaded)")
     c.add_argument("--model", help="timm model name (default: the dataset profile's)")
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")
     c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it)")
@@ -153,10 +155,10 @@ def _cmd_keys(args) -> int:
 
 def _command_layers(args):
     from rsb_tune.config import Layer, parse_set
+    from rsb_tune.datasets import cli_layers
 
     layers = [Layer("--cpus-per-trial", {"threads": max(1, int(args.cpus_per_trial))})]
-    if args.data:
-        layers.append(Layer("--data", {"dataset": "folder", "data_path": str(Path(args.data).expanduser().resolve())}))
+    layers += cli_layers(args)
     for flag, key in (("model", "model"), ("epochs", "epochs"), ("batch_size", "batch_size"), ("workers_per_trial", "workers_per_trial")):
         value = getattr(args, flag)
         if value is not None:
@@ -179,6 +181,7 @@ def _check_models(plan) -> None:
     import timm
     import torch
 
+    import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
     from rsb_tune.errors import suggest
 
     seen = set()
@@ -233,7 +236,7 @@ def _check_storage(storage: str):
 def _cmd_study(args) -> int:
     import yaml
 
-    from rsb_tune.data import load_splits
+    from rsb_tune.data import data_summary, load_splits
     from rsb_tune.study import Study, default_name, git_commit, package_versions
 
     recipe, spec, space, plan, label = _plan_study(args)
@@ -244,11 +247,13 @@ def _cmd_study(args) -> int:
             "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs",
             file=sys.stderr,
         )
+    index = load_splits(plan.base.values, decode=False) if args.dry_run else None  # splits and storage, nothing decoded
     if args.dry_run and plan.resolver is not None:
         print(f"search: optuna, {space.num_samples} trials sampled from {', '.join(f'{k} ~ {kind}{list(v)}' for k, (kind, v) in space.params.items())}")
         print("base config (key: value  # source):")
         for key, value in plan.base.values.items():
             print(f"  {key}: {_yaml_scalar(value)}  # {plan.base.sources[key]}")
+        print(data_summary(spec, index))
         return 0
     if args.dry_run:
         print(f"{len(plan.trials)} trials ({args.command}, recipe {recipe.name}, dataset {spec.name}); varied: {', '.join(plan.params) or 'seed'}")
@@ -259,13 +264,14 @@ def _cmd_study(args) -> int:
         for tid, cfg in plan.trials.items():
             diff = {k: v for k, v in cfg.items() if plan.base.values.get(k) != v}
             print(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
+        print(data_summary(spec, index))
         return 0
     storage = _check_storage(args.storage)
     _check_address(args)
     _check_tracking(args)
     name = args.name = args.name or default_name(args.command, label)
     study = Study(storage, name)
-    data = load_splits(plan.base.values["dataset"], plan.base.values["data_path"])
+    data = load_splits(plan.base.values)
     if study.exists():
         _check_same_plan(study, plan)
         print(f"study {name!r} exists with the same plan: resuming it", file=sys.stderr)
@@ -287,6 +293,7 @@ def _cmd_study(args) -> int:
         "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
         "dataset": spec.name,
         "data_sizes": data.sizes(),
+        "data": _jsonable(data.describe()),
         "profile_notes": dict(spec.profile.why),
         "versions": package_versions(),
         "git_commit": git_commit(),
@@ -386,7 +393,7 @@ def _cmd_resume(args) -> int:
     _check_address(args)
     _check_tracking(args)
     base = study.meta().get("base_config") or {}
-    data = load_splits(base.get("dataset", "digits"), base.get("data_path"))
+    data = load_splits(base)
     return _run(study, data, args)
 
 

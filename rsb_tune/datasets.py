@@ -1,0 +1,576 @@
+"""Datasets from local files through timm's dataset factory, their splits, and where they live.
+
+``timm.data.create_dataset`` names the formats (timm train.py's ``--dataset NAME --data-dir
+ROOT``), always with ``download=False``:
+
+``torch/cifar10``, ``torch/cifar100``
+    torchvision's readers of the python pickle batches (``cifar-10-batches-py/``,
+    ``cifar-100-python/``). torchvision compares each file's md5 with the real dataset's; here
+    that check is kept for every file of the real size and skipped only for files too small to
+    hold the real number of images (a copy in the same format, e.g. a test's), which still go
+    through torchvision's own reader.
+``torch/mnist``, ``torch/fashion_mnist``, ``torch/kmnist``, ``torch/qmnist``
+    ``create_dataset(name, root, split, download=False)`` as it is.
+``folder`` (``--data PATH``)
+    A root with ``train/``, ``val/`` and an optional ``v2/``, each a folder of class folders or a
+    ``.tar`` of class folders (``train.tar`` ...), or one ``.tar`` holding ``train/``, ``val/``
+    (and ``v2/``) of class folders; indexed by timm's folder and tar readers.
+
+Splits are explicit: every dataset says which of its files play ``train``, ``val`` and ``v2``.
+``v2_path`` adds a second test set (a CIFAR-10.1 style ``*_data.npy`` / ``*_labels.npy`` pair,
+or a folder of class folders); ``val_holdout`` holds a class-stratified part of ``train`` out as
+``val`` (seeded by ``val_holdout_seed``), keeping the dataset's own test set for last.
+
+Storage: a dataset whose decoded uint8 pixels fit ``memory_budget_mb`` is decoded once per study
+by the driver and trained from memory (Ray's object store shares it with every trial on a
+node); a larger one streams: each trial reads and decodes through its loader workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tarfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from rsb_tune.errors import ConfigError, DataError
+
+__all__ = [
+    "DataOptions",
+    "FileImages",
+    "TarImages",
+    "TorchImages",
+    "load_torch",
+    "load_folder",
+    "load_v2",
+    "finish_splits",
+    "cli_layers",
+    "TORCH_DATASETS",
+]
+
+MB = 1 << 20
+_SPLIT_DIRS = ("train", "val", "v2")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataOptions:
+    """The data keys of a resolved config (see :mod:`rsb_tune.config`)."""
+
+    root: str | None = None
+    v2_path: str | None = None
+    val_holdout: float = 0.0
+    val_holdout_seed: int = 0
+    memory_budget_mb: int = 2048
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "DataOptions":
+        from rsb_tune.config import FIELDS
+
+        def get(key):
+            return config.get(key, FIELDS[key].default)
+
+        return cls(get("data_path"), get("v2_path"), float(get("val_holdout")), int(get("val_holdout_seed")), int(get("memory_budget_mb")))
+
+
+# --------------------------------------------------------------------------- image sources
+# A split's images are decoded uint8 arrays, or one of these: a picklable sequence whose item i
+# is an RGB PIL image, opened lazily in the process that reads it (a trial or a loader worker).
+
+
+def _open_rgb(fileobj, name: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(fileobj)
+        return img.convert("RGB")  # decodes the pixels
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise DataError(f"{name}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+class FileImages:
+    """Image files by path."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        with open(self.paths[i], "rb") as f:
+            return _open_rgb(f, self.paths[i])
+
+    def name(self, i: int) -> str:
+        return self.paths[i]
+
+    def take(self, ix) -> "FileImages":
+        return FileImages([self.paths[i] for i in ix])
+
+    def pixel_hint(self, i: int) -> int:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:  # the header only
+            return im.size[0] * im.size[1]
+
+
+class TarImages:
+    """Members of a tar file (opened once per process, on first read)."""
+
+    def __init__(self, path: str, members: Sequence[str]):
+        self.path, self.members = path, list(members)
+        self._tar = None
+        self._pid = None
+
+    def __getstate__(self):
+        return {"path": self.path, "members": self.members, "_tar": None, "_pid": None}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _file(self, i: int):
+        if self._tar is None or self._pid != os.getpid():
+            self._tar, self._pid = tarfile.open(self.path), os.getpid()
+        return self._tar.extractfile(self.members[i])
+
+    def __getitem__(self, i: int):
+        return _open_rgb(self._file(i), self.name(i))
+
+    def name(self, i: int) -> str:
+        return f"{self.path}:{self.members[i]}"
+
+    def take(self, ix) -> "TarImages":
+        return TarImages(self.path, [self.members[i] for i in ix])
+
+    def pixel_hint(self, i: int) -> int:
+        from PIL import Image
+
+        with Image.open(self._file(i)) as im:
+            return im.size[0] * im.size[1]
+
+
+class TorchImages:
+    """The images of a torchvision dataset (made once per process, on first read)."""
+
+    def __init__(self, name: str, root: str, train: bool, indices: Sequence[int] | None = None, n: int = 0):
+        self.dataset, self.root, self.train = name, root, train
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self._n = n if indices is None else len(self.indices)
+        self._ds = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_ds": None}
+
+    def _get(self):
+        if self._ds is None:
+            self._ds = _make_torch(self.dataset, self.root, self.train)
+        return self._ds
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _index(self, i: int) -> int:
+        return int(self.indices[i]) if self.indices is not None else i
+
+    def __getitem__(self, i: int):
+        img = self._get()[self._index(i)][0]
+        return img if img.mode == "RGB" else img.convert("RGB")
+
+    def name(self, i: int) -> str:
+        return f"{self.dataset} {'train' if self.train else 'test'}[{self._index(i)}]"
+
+    def take(self, ix) -> "TorchImages":
+        base = self.indices if self.indices is not None else np.arange(self._n)
+        return TorchImages(self.dataset, self.root, self.train, base[np.asarray(ix, dtype=np.int64)])
+
+    def pixel_hint(self, i: int) -> int:
+        w, h = self[i].size
+        return w * h
+
+    def decode_all(self) -> np.ndarray | None:
+        """The whole split as uint8 (N, H, W, 3) straight from the reader's arrays, or None."""
+        data = getattr(self._get(), "data", None)
+        if data is None:
+            return None
+        data = np.asarray(data.numpy() if hasattr(data, "numpy") else data)
+        if data.dtype != np.uint8 or data.ndim not in (3, 4):
+            return None
+        if self.indices is not None:
+            data = data[self.indices]
+        if data.ndim == 3:  # grayscale (MNIST family): RGB as timm's input_img_mode does
+            data = np.repeat(data[..., None], 3, axis=-1)
+        return np.ascontiguousarray(data)
+
+
+# --------------------------------------------------------------------------- torchvision datasets
+
+# timm name -> (torchvision class, the folder its files live in under ROOT, where to get them)
+TORCH_DATASETS: Mapping[str, tuple[str, str, str]] = {
+    "torch/cifar10": ("CIFAR10", "cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz, extracted into ROOT"),
+    "torch/cifar100": ("CIFAR100", "cifar-100-python", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, extracted into ROOT"),
+    "torch/mnist": ("MNIST", "MNIST/raw", "torchvision.datasets.MNIST(ROOT, download=True) once on a machine that is online"),
+    "torch/fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", "torchvision.datasets.FashionMNIST(ROOT, download=True) once on a machine that is online"),
+    "torch/kmnist": ("KMNIST", "KMNIST/raw", "torchvision.datasets.KMNIST(ROOT, download=True) once on a machine that is online"),
+    "torch/qmnist": ("QMNIST", "QMNIST/raw", "torchvision.datasets.QMNIST(ROOT, download=True) once on a machine that is online"),
+}
+_CIFAR_IMAGES = {"data_batch_1": 10000, "data_batch_2": 10000, "data_batch_3": 10000, "data_batch_4": 10000, "data_batch_5": 10000, "test_batch": 10000, "train": 50000, "test": 10000}
+_CIFAR_ROW = 3 * 32 * 32
+
+
+def _relaxed_cifar(base):
+    """torchvision's CIFAR reader, its md5 checks kept for every file that could be the real one.
+
+    A file smaller than the real file's pixel payload (its real image count x 3,072 bytes)
+    cannot be the real file: it is read without the md5 check (a smaller copy in the real
+    format, such as the tests write). Any other file must have the real md5."""
+    from torchvision.datasets.utils import check_integrity
+
+    class Relaxed(base):
+        def _files(self):
+            return [(os.path.join(self.root, self.base_folder, f), md5, f) for f, md5 in self.train_list + self.test_list]
+
+        def _small_copy(self) -> bool:
+            return any(os.path.getsize(p) < _CIFAR_IMAGES[f] * _CIFAR_ROW for p, _, f in self._files() if os.path.isfile(p))
+
+        def _check_integrity(self) -> bool:
+            for path, md5, name in self._files():
+                if not os.path.isfile(path):
+                    return False
+                if os.path.getsize(path) >= _CIFAR_IMAGES[name] * _CIFAR_ROW and not check_integrity(path, md5):
+                    raise DataError(f"{path}: md5 differs from the real {base.__name__} file's (corrupt or incomplete download)")
+            return True
+
+        def _load_meta(self) -> None:
+            path = os.path.join(self.root, self.base_folder, self.meta["filename"])
+            if not os.path.isfile(path):
+                raise DataError(f"{path}: missing ({base.__name__} class names)")
+            if not self._small_copy() and not check_integrity(path, self.meta["md5"]):
+                raise DataError(f"{path}: md5 differs from the real {base.__name__} file's")
+            with open(path, "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    Relaxed.__name__ = Relaxed.__qualname__ = f"{base.__name__}Files"
+    return Relaxed
+
+
+def _make_torch(name: str, root: str, train: bool):
+    """The torchvision dataset ``name`` under ``root`` (nothing downloaded)."""
+    cls_name, folder, how = TORCH_DATASETS[name]
+    where = Path(root) / folder
+    if not where.is_dir():
+        raise DataError(f"--data-dir {root}: no {cls_name} files, expected them in {where}; get them from {how} (rsb-tune never downloads)")
+    try:
+        if name in ("torch/cifar10", "torch/cifar100"):
+            import torchvision.datasets as tvd
+
+            return _relaxed_cifar(getattr(tvd, cls_name))(root, train=train, download=False)
+        from timm.data import create_dataset
+
+        return create_dataset(name, root=root, split="train" if train else "validation", download=False)
+    except DataError:
+        raise
+    except RuntimeError as e:  # torchvision: "Dataset not found ..." (we never download)
+        raise DataError(f"--data-dir {root}: {cls_name} files missing or incomplete in {where} ({e}); get them from {how}") from None
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, OSError) as e:
+        raise DataError(f"{_bad_file(where, e)}: not readable as {cls_name} ({type(e).__name__}: {e})") from None
+
+
+def _bad_file(where: Path, err: Exception) -> str:
+    """The file of ``where`` that does not load as a pickle (else the folder)."""
+    for p in sorted(where.iterdir()):
+        try:
+            with open(p, "rb") as f:
+                pickle.load(f, encoding="latin1")
+        except Exception:  # noqa: BLE001 - any failure names the file
+            return str(p)
+    return getattr(err, "filename", None) or str(where)
+
+
+def load_torch(name: str, opts: DataOptions):
+    """A torchvision dataset: its train split as ``train``, its test split as ``val``."""
+    from rsb_tune.data import DatasetSplits, Split
+
+    if not opts.root:
+        raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (the folder holding {TORCH_DATASETS[name][1]}/)")
+    root = str(Path(opts.root).expanduser())
+    folder = TORCH_DATASETS[name][1]
+    splits = {}
+    for role, train in (("train", True), ("val", False)):
+        ds = _make_torch(name, root, train)
+        labels = np.asarray(ds.targets.numpy() if hasattr(ds.targets, "numpy") else ds.targets, dtype=np.int64)
+        src = TorchImages(name, root, train, n=len(labels))
+        src._ds = ds  # already made here: decode_all needs no second read
+        files = [f for f, _ in getattr(ds, "train_list" if train else "test_list", [])]
+        what = f"{Path(root) / folder}/{'+'.join(files) if files else ('train' if train else 'test') + ' files'}"
+        splits[role] = Split(images=src, labels=labels, source=what)
+        classes = tuple(str(c) for c in ds.classes)
+    return DatasetSplits(name, classes, splits["train"], splits["val"], None, info={"root": root})
+
+
+# --------------------------------------------------------------------------- folders and tars
+
+
+def _index_folder(path: Path):
+    """(classes, FileImages, labels) of a folder of class folders, by timm's folder reader."""
+    from timm.data import create_dataset
+
+    try:
+        ds = create_dataset("", root=str(path), search_split=False)
+    except RuntimeError:  # timm: "Found 0 images in subfolders of ..."
+        from timm.data.readers.img_extensions import get_img_extensions
+
+        raise DataError(f"{path}: no images (extensions {', '.join(get_img_extensions())})") from None
+    except OSError as e:
+        raise DataError(f"{path}: {e}") from None
+    reader = ds.reader
+    if "" in reader.class_to_idx:
+        raise DataError(f"{path}: images outside class folders (expected {path}/CLASS/IMAGE)")
+    paths, labels = zip(*reader.samples)
+    return tuple(reader.class_to_idx), FileImages(paths), np.asarray(labels, dtype=np.int64)
+
+
+def _index_tar(path: Path, prefix: str | None = None):
+    """{split: (classes, TarImages, labels)} of a tar of class folders, by timm's tar reader;
+    with ``prefix=None`` the whole tar is one split ``""``, else members are grouped by their
+    first folder (``train/``, ``val/``, ``v2/``)."""
+    from timm.data import create_dataset
+    from timm.utils.misc import natural_key
+
+    try:
+        ds = create_dataset("", root=str(path), cache_tarinfo=False)
+    except (tarfile.TarError, OSError, AssertionError, ValueError) as e:
+        raise DataError(f"{path}: not a readable tar of class folders ({type(e).__name__}: {e})") from None
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for (ti, _parent, _child), _ in zip(ds.reader.samples, ds.reader.targets):
+        parts = ti.name.split("/")
+        if len(parts) < 2:
+            raise DataError(f"{path}: {ti.name} is outside class folders (expected CLASS/IMAGE in the tar)")
+        split = parts[0] if prefix is not None else ""
+        if prefix is not None and len(parts) < 3:
+            raise DataError(f"{path}: {ti.name} is outside split folders (expected train/CLASS/IMAGE, val/CLASS/IMAGE)")
+        groups.setdefault(split, []).append((ti.name, parts[-2]))
+    out = {}
+    for split, members in groups.items():
+        classes = tuple(sorted({c for _, c in members}, key=natural_key))
+        index = {c: i for i, c in enumerate(classes)}
+        out[split] = (classes, TarImages(str(path), [m for m, _ in members]), np.asarray([index[c] for _, c in members], dtype=np.int64))
+    return out
+
+
+def _same_classes(path, name: str, classes, ref) -> None:
+    if tuple(classes) != tuple(ref):
+        only_ref = sorted(set(ref) - set(classes))
+        only_here = sorted(set(classes) - set(ref))
+        raise DataError(f"{path}: class folders of {name} differ from train: missing in {name}: {only_ref or 'none'}; not in train: {only_here or 'none'}")
+
+
+def load_folder(opts: DataOptions):
+    """``--data PATH``: a folder root with train/, val/, optional v2/ (folders or .tar files),
+    or one .tar holding train/, val/ and optional v2/."""
+    from rsb_tune.data import DatasetSplits, Split
+
+    if not opts.root:
+        raise DataError("dataset 'folder' needs a path: --data PATH")
+    root = Path(opts.root).expanduser()
+    found: dict[str, tuple] = {}
+    if root.is_file() and root.suffix == ".tar":
+        found = {k: (*v, f"{root}:{k}/") for k, v in _index_tar(root, prefix="split").items() if k in _SPLIT_DIRS}
+        missing = [s for s in ("train", "val") if s not in found]
+        if missing:
+            raise DataError(f"--data {root}: no {', '.join(f'{s}/' for s in missing)} in the tar (expected train/, val/ and optional v2/ of class folders)")
+    elif root.is_dir():
+        for name in _SPLIT_DIRS:
+            if (root / name).is_dir():
+                found[name] = (*_index_folder(root / name), f"{root / name}/")
+            elif (root / f"{name}.tar").is_file():
+                found[name] = (*_index_tar(root / f"{name}.tar")[""], str(root / f"{name}.tar"))
+        missing = [s for s in ("train", "val") if s not in found]
+        if missing:
+            raise DataError(f"--data {root}: missing sub-folder(s) {', '.join(missing)} (expected train/, val/ and optional v2/, each a folder or a .tar of class folders)")
+    else:
+        raise DataError(f"--data {root}: no such directory or .tar file")
+    classes = found["train"][0]
+    splits = {}
+    for name, (cls, images, labels, where) in found.items():
+        _same_classes(where, name, cls, classes)
+        splits[name] = Split(images=images, labels=labels, source=where)
+    return DatasetSplits("folder", tuple(classes), splits["train"], splits["val"], splits.get("v2"), info={"root": str(root)})
+
+
+# --------------------------------------------------------------------------- v2, held-out val, storage
+
+
+def _npy_pair(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        data = sorted(path.glob("*_data.npy"))
+        if len(data) != 1:
+            raise DataError(f"v2_path {path}: expected one *_data.npy with its *_labels.npy (CIFAR-10.1: cifar10.1_v6_data.npy), found {len(data)}")
+        path = data[0]
+    labels = path.with_name(path.name.replace("_data.npy", "_labels.npy"))
+    if not path.name.endswith("_data.npy") or not labels.is_file():
+        raise DataError(f"v2_path {path}: expected a *_data.npy file next to its *_labels.npy")
+    return path, labels
+
+
+def _load_npy(path: Path, what: str, **kw) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, **kw)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not readable as {what} ({type(e).__name__}: {e})") from None
+
+
+def load_v2(path: str, classes: Sequence[str]):
+    """A second test set: a CIFAR-10.1-style .npy pair (uint8 N x H x W x 3 and N labels) or a
+    folder of class folders (the train split's classes)."""
+    from rsb_tune.data import Split
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"v2_path {p}: no such file or directory")
+    if p.is_dir() and not any(p.glob("*_data.npy")):
+        cls, images, labels = _index_folder(p)
+        _same_classes(p, "v2", cls, classes)
+        return Split(images=images, labels=labels, source=f"{p}/")
+    data_file, labels_file = _npy_pair(p)
+    images = _load_npy(data_file, "uint8 images (N, H, W, 3)", mmap_mode="r")
+    labels = _load_npy(labels_file, "integer labels (N,)")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DataError(f"{data_file}: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{labels_file}: expected {images.shape[0]} integer labels, got {labels.dtype} {labels.shape}")
+    n_cls = len(np.unique(labels))
+    if labels.min() < 0 or labels.max() >= len(classes) or n_cls != len(classes):
+        raise DataError(f"{labels_file}: {n_cls} classes (labels {labels.min()}..{labels.max()}), the dataset has {len(classes)}")
+    return Split(images=np.ascontiguousarray(images), labels=labels.astype(np.int64), source=f"{data_file.name} + {labels_file.name}")
+
+
+def _holdout(data, fraction: float, seed: int):
+    """Hold a class-stratified ``fraction`` of train out as val (the dataset's val unused)."""
+    from sklearn.model_selection import train_test_split
+
+    from rsb_tune.data import Split
+
+    tr = data.train
+    idx = np.arange(len(tr))
+    try:
+        keep, held = train_test_split(idx, test_size=fraction, stratify=tr.labels, random_state=seed)
+    except ValueError as e:
+        raise DataError(f"val_holdout {fraction}: cannot hold out a stratified part of {tr.source or 'train'} ({e})") from None
+    keep, held = np.sort(keep), np.sort(held)
+
+    def part(ix, label):
+        return Split(images=_take(tr.images, ix), labels=tr.labels[ix], source=f"{tr.source} ({label})")
+
+    info = {**data.info, "val_holdout": {"fraction": fraction, "seed": seed, "unused": f"{data.val.source} (kept for last)"}}
+    pct = f"{fraction:.0%}"
+    return dataclasses.replace(data, train=part(keep, f"{1 - fraction:.0%} kept, seed {seed}"), val=part(held, f"{pct} held out, seed {seed}"), info=info)
+
+
+def _take(images, ix):
+    if isinstance(images, np.ndarray):
+        return images[ix]
+    if isinstance(images, list):
+        return [images[i] for i in ix]
+    return images.take(ix)
+
+
+def _decoded_bytes(images, sample: int = 32) -> int:
+    """uint8 RGB bytes of the decoded split: exact for arrays, else estimated from up to
+    ``sample`` image headers spread over the split."""
+    if isinstance(images, np.ndarray):
+        return int(images.nbytes)
+    if isinstance(images, list):
+        return int(sum(a.nbytes for a in images))
+    n = len(images)
+    if n == 0:
+        return 0
+    picks = np.unique(np.linspace(0, n - 1, min(n, sample)).astype(int))
+    hint = getattr(images, "pixel_hint", None)
+    if hint is None:
+        return 0
+    try:
+        mean = float(np.mean([hint(int(i)) for i in picks]))
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a header that does not parse
+        raise DataError(f"unreadable image among {type(images).__name__} ({type(e).__name__}: {e})") from None
+    return int(mean * 3 * n)
+
+
+def _decode(images) -> np.ndarray | list:
+    """All images of a split as uint8 HWC arrays (one array when they share a size)."""
+    if isinstance(images, (np.ndarray, list)):
+        return images
+    fast = getattr(images, "decode_all", None)
+    arrays = fast() if fast is not None else None
+    if arrays is not None:
+        return arrays
+    out = []
+    for i in range(len(images)):
+        out.append(np.asarray(images[i], dtype=np.uint8))
+    if out and all(a.shape == out[0].shape for a in out):
+        return np.stack(out)
+    return out
+
+
+def finish_splits(data, opts: DataOptions, *, decode: bool = True):
+    """The splits a study trains on: ``v2_path`` added, ``val_holdout`` applied, checked, and
+    decoded into memory when they fit ``memory_budget_mb`` (else left to stream)."""
+    if opts.v2_path:
+        data = dataclasses.replace(data, v2=load_v2(opts.v2_path, data.classes), info={**data.info, "v2_path": str(Path(opts.v2_path).expanduser())})
+    if opts.val_holdout > 0:
+        data = _holdout(data, opts.val_holdout, opts.val_holdout_seed)
+    splits = {k: s for k, s in (("train", data.train), ("val", data.val), ("v2", data.v2)) if s is not None}
+    for name, s in splits.items():
+        if len(s) == 0:
+            raise DataError(f"{s.source or name}: the {name} split is empty")
+        if s.labels.max() >= data.num_classes or s.labels.min() < 0:
+            raise DataError(f"{s.source or name}: labels outside 0..{data.num_classes - 1}")
+    budget = opts.memory_budget_mb * MB
+    estimate = sum(_decoded_bytes(s.images) for s in splits.values())
+    in_memory = estimate <= budget
+    if in_memory and decode:
+        decoded = {name: dataclasses.replace(s, images=_decode(s.images)) for name, s in splits.items()}
+        estimate = sum(_decoded_bytes(s.images) for s in decoded.values())
+        in_memory = estimate <= budget
+        if in_memory:
+            data = dataclasses.replace(data, **decoded)
+    storage = {
+        "storage": "memory" if in_memory else "stream",
+        "decoded_mb": round(estimate / MB, 1),
+        "memory_budget_mb": opts.memory_budget_mb,
+        "why": (
+            f"{estimate / MB:.1f} MB decoded <= memory_budget_mb {opts.memory_budget_mb}: decoded once by the driver, shared by every trial of a node through Ray's object store"
+            if in_memory
+            else f"{estimate / MB:.1f} MB decoded > memory_budget_mb {opts.memory_budget_mb}: streamed, each trial decodes through its loader workers "
+            "(workers key; persistent, pinned memory on CUDA)"
+        ),
+    }
+    return dataclasses.replace(data, info={**data.info, **storage})
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cli_layers(args) -> list:
+    """timm train.py's ``--dataset NAME --data-dir ROOT`` and the short ``--data PATH`` (a folder
+    or a .tar; with ``--dataset`` it is the root) as config layers."""
+    from rsb_tune.config import Layer
+
+    dataset, data_dir, data = getattr(args, "dataset", None), getattr(args, "data_dir", None), getattr(args, "data", None)
+    if data and data_dir:
+        raise ConfigError("--data and --data-dir both give the dataset root; use one")
+    root = data_dir or data
+    layers = []
+    if dataset:
+        layers.append(Layer("--dataset", {"dataset": dataset}))
+    elif data:
+        layers.append(Layer("--data", {"dataset": "folder"}))
+    if root:
+        flag = "--data-dir" if data_dir else "--data"
+        layers.append(Layer(flag, {"data_path": str(Path(root).expanduser().resolve())}))
+    return layers
