@@ -492,13 +492,15 @@ def _decoded_bytes(images, sample: int = 32) -> int:
     hint = getattr(images, "pixel_hint", None)
     if hint is None:
         return 0
-    try:
-        mean = float(np.mean([hint(int(i)) for i in picks]))
-    except DataError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a header that does not parse
-        raise DataError(f"unreadable image among {type(images).__name__} ({type(e).__name__}: {e})") from None
-    return int(mean * 3 * n)
+    pixels = []
+    for i in map(int, picks):
+        try:
+            pixels.append(hint(i))
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a header that does not parse names its file
+            raise DataError(f"{images.name(i)}: unreadable image ({type(e).__name__}: {e})") from None
+    return int(float(np.mean(pixels)) * 3 * n)
 
 
 def _decode(images) -> np.ndarray | list:
