@@ -62,7 +62,7 @@ def test_image_folder_without_v2(tmp_path):
         (lambda root: None, "no such directory"),
         (lambda root: root.mkdir(), "missing sub-folder(s) train, val"),
         (lambda root: _folder(root, ["train"], {"train": ["a"]}), "missing sub-folder(s) val"),
-        (lambda root: _folder(root, ["train", "val"], {"train": ["a", "b"], "val": ["a", "c"]}), "missing in val/: ['b']; not in train/: ['c']"),
+        (lambda root: _folder(root, ["train", "val"], {"train": ["a", "b"], "val": ["a", "c"]}), "missing in val: ['b']; not in train: ['c']"),
         (lambda root: [(root / "train" / "a").mkdir(parents=True), (root / "val" / "a").mkdir(parents=True)], "no images"),
     ],
 )

@@ -1,0 +1,124 @@
+"""Images/s of the decode + augment pipeline per dataset format, with 0, 1 and 2 loader
+workers, trained from memory against streamed.
+
+The formats are written here in their real on-disk layouts (random pixels, 32 px, 10
+classes): CIFAR-10's python pickle batches (``torch/cifar10``), a folder of PNG class folders
+and one ``.tar`` of them (``folder``). Each is loaded by ``rsb_tune.data.load_splits`` twice:
+with the default memory budget (decoded once, trained from memory) and with
+``memory_budget_mb=0`` (streamed: every epoch reads and decodes the files again). The
+pipeline timed is the real one: ``rsb_tune.trial.build_trial`` on the cifar10 profile (recipe
+A2: RandomResizedCrop, flip, RandAugment rand-m7, repeated augmentation 3) and one pass over
+its training ``DataLoader`` (its sampler, batch 256, persistent workers); the model is never
+run. The load itself (index + decode, once per study) is timed too.
+
+    python benchmarks/datasets.py              # 5,000 train images per format
+    python benchmarks/datasets.py --n 2000 --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's rsb_tune
+
+from _common import emit_result, print_table  # noqa: E402
+
+
+def write_formats(root: Path, n: int) -> dict[str, str]:
+    """CIFAR-10 batches, a PNG folder and a tar of it, all with ``n`` train and n/5 val images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    n_val = max(10, n // 5)
+    c = root / "cifar" / "cifar-10-batches-py"
+    c.mkdir(parents=True)
+    per = n // 5
+    for i in range(1, 6):
+        with open(c / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (per, 3072), dtype=np.uint8), "labels": [int(x) for x in (np.arange(per) + i) % 10]}, f)
+    with open(c / "test_batch", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 256, (n_val, 3072), dtype=np.uint8), "labels": [int(x) for x in np.arange(n_val) % 10]}, f)
+    with open(c / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+    folder = root / "folder"
+    for split, count in (("train", n), ("val", n_val)):
+        for k in range(count):
+            d = folder / split / f"c{k % 10}"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f"{k}.png")
+    tar = root / "folder.tar"
+    with tarfile.open(tar, "w") as tf:
+        for p in sorted(folder.rglob("*.png")):
+            tf.add(p, arcname=str(p.relative_to(folder)))
+    return {"torch/cifar10": str(root / "cifar"), "folder": str(folder), "folder .tar": str(tar)}
+
+
+def config_for(dataset: str, workers: int) -> dict:
+    from rsb_tune.config import Layer, resolve
+    from rsb_tune.data import get_dataset
+    from rsb_tune.recipes import get_recipe
+
+    name = "folder" if dataset.startswith("folder") else dataset
+    layer = Layer("bench", {"model": "test_resnet", "workers": workers, "batch_size": 256, "device": "cpu", "threads": 1})
+    return dict(resolve(get_recipe("A2"), get_dataset("torch/cifar10").profile, [layer]).values), name
+
+
+def epoch_rate(parts, epoch: int) -> float:
+    """Images/s of one pass over the trial's training loader (decode + augment + collate)."""
+    parts.sampler.set_epoch(epoch)
+    t0 = time.perf_counter()
+    seen = sum(x.shape[0] for x, _ in parts.loader)
+    return seen / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=5000, help="train images per format (default 5000)")
+    ap.add_argument("--repeats", type=int, default=2, help="epochs timed per setting; the median is reported (default 2)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+
+    import torch
+
+    from rsb_tune.data import load_splits
+    from rsb_tune.trial import build_trial
+
+    torch.set_num_threads(1)
+    rows, result = [], {"n_train": args.n, "settings": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_formats(Path(tmp), args.n)
+        for fmt, path in paths.items():
+            for storage, budget in (("memory", 2048), ("stream", 0)):
+                cfg0, name = config_for(fmt, 0)
+                t0 = time.perf_counter()
+                data = load_splits({**cfg0, "dataset": name, "data_path": path, "memory_budget_mb": budget})
+                load_s = time.perf_counter() - t0
+                assert data.info["storage"] == storage, data.info
+                for workers in args.workers:
+                    cfg, _ = config_for(fmt, workers)
+                    parts = build_trial({**cfg, "dataset": name, "data_path": path, "memory_budget_mb": budget}, data)
+                    epoch_rate(parts, 0)  # warm-up: workers start, PIL images cached (memory)
+                    rate = statistics.median(epoch_rate(parts, e) for e in range(1, 1 + args.repeats))
+                    del parts
+                    rows.append({"format": fmt, "storage": storage, "workers": workers, "load s": round(load_s, 2), "images/s": round(rate)})
+                    result["settings"].append({"format": fmt, "storage": storage, "workers": workers, "load_s": round(load_s, 3), "images_per_s": round(rate, 1)})
+    print_table(rows, title="decode + augment (cifar10 profile, A2), batch 256, one epoch")
+    by = {(s["format"], s["storage"], s["workers"]): s["images_per_s"] for s in result["settings"]}
+    ratios = {f"{f} w{w}": round(by[(f, "memory", w)] / by[(f, "stream", w)], 2) for f in paths for w in args.workers}
+    print("memory / stream images/s:", ", ".join(f"{k} {v}x" for k, v in ratios.items()))
+    result["memory_over_stream"] = ratios
+    emit_result("datasets", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
