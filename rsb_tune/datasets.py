@@ -383,14 +383,12 @@ def load_folder(opts: DataOptions):
         if missing:
             raise DataError(f"--data {root}: no {', '.join(f'{s}/' for s in missing)} in the tar (expected train/, val/ and optional v2/ of class folders)")
     elif root.is_dir():
-        for name in _SPLIT_DIRS:
-            if (root / name).is_dir():
-                found[name] = (*_index_folder(root / name), f"{root / name}/")
-            elif (root / f"{name}.tar").is_file():
-                found[name] = (*_index_tar(root / f"{name}.tar")[""], str(root / f"{name}.tar"))
-        missing = [s for s in ("train", "val") if s not in found]
+        present = {n: root / n if (root / n).is_dir() else root / f"{n}.tar" for n in _SPLIT_DIRS if (root / n).is_dir() or (root / f"{n}.tar").is_file()}
+        missing = [s for s in ("train", "val") if s not in present]
         if missing:
             raise DataError(f"--data {root}: missing sub-folder(s) {', '.join(missing)} (expected train/, val/ and optional v2/, each a folder or a .tar of class folders)")
+        for name, p in present.items():
+            found[name] = (*_index_tar(p)[""], str(p)) if p.suffix == ".tar" else (*_index_folder(p), f"{p}/")
     else:
         raise DataError(f"--data {root}: no such directory or .tar file")
     classes = found["train"][0]

@@ -48,7 +48,7 @@ def test_image_folder_with_v2(tmp_path):
     _folder(tmp_path, ["train", "val", "v2"], {"train": ["cat", "dog"]})
     s = load_splits("folder", str(tmp_path))
     assert s.classes == ("cat", "dog") and len(s.train) == 6 and len(s.v2) == 6
-    assert not s.train.decoded
+    assert s.train.decoded and s.info["storage"] == "memory"  # a few KB: decoded once, trained from memory
 
 
 def test_image_folder_without_v2(tmp_path):
