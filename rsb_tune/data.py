@@ -251,9 +251,31 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
 )
 
 
+_PREFIXES = {
+    "hfds": ("load_hfds", "a Hugging Face dataset saved with save_to_disk at --data-dir ROOT"),
+    "wds": ("load_wds", "WebDataset shards (train-*.tar, validation-*.tar) at --data-dir ROOT"),
+}
+
+
+def _prefixed_spec(name: str) -> DatasetSpec:
+    """timm's ``hfds/NAME`` and ``wds/NAME``: any such dataset, with the folder profile."""
+    prefix = name.partition("/")[0].lower()
+    loader, description = _PREFIXES[prefix]
+
+    def load(opts) -> DatasetSplits:
+        from rsb_tune import datasets
+
+        return getattr(datasets, loader)(name, opts)
+
+    return DatasetSpec(name=name, description=description, profile=dataclasses.replace(DATASETS["folder"].profile, name=prefix), load=load)
+
+
 def get_dataset(name: str) -> DatasetSpec:
+    prefix, sep, rest = name.partition("/")
+    if sep and rest and prefix.lower() in _PREFIXES:
+        return _prefixed_spec(name)
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}{suggest(name, DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}, hfds/NAME, wds/NAME{suggest(name, DATASETS)}")
     return DATASETS[name]
 
 

@@ -11,6 +11,14 @@ ROOT``), always with ``download=False``:
     through torchvision's own reader.
 ``torch/mnist``, ``torch/fashion_mnist``, ``torch/kmnist``, ``torch/qmnist``
     ``create_dataset(name, root, split, download=False)`` as it is.
+``hfds/NAME``
+    A Hugging Face dataset saved with ``save_to_disk`` at ``--data-dir ROOT`` (read with the
+    ``datasets`` package, the image bytes decoded as timm's hfds reader does): ``train`` as train,
+    ``validation`` (or ``val``, ``valid``, ``test``) as val.
+``wds/NAME``
+    WebDataset shards at ``--data-dir ROOT``: ``train-*.tar`` as train, ``validation-*.tar``
+    (or ``val``, ``test``) as val; each sample an image and its ``.cls`` (indexed by the
+    ``webdataset`` package, read at random by member).
 ``folder`` (``--data PATH``)
     A root with ``train/``, ``val/`` and an optional ``v2/``, each a folder of class folders or a
     ``.tar`` of class folders (``train.tar`` ...), or one ``.tar`` holding ``train/``, ``val/``
@@ -46,6 +54,10 @@ __all__ = [
     "TorchImages",
     "load_torch",
     "load_folder",
+    "load_hfds",
+    "load_wds",
+    "ShardImages",
+    "HfImages",
     "load_v2",
     "finish_splits",
     "cli_layers",
@@ -397,6 +409,220 @@ def load_folder(opts: DataOptions):
         _same_classes(where, name, cls, classes)
         splits[name] = Split(images=images, labels=labels, source=where)
     return DatasetSplits("folder", tuple(classes), splits["train"], splits["val"], splits.get("v2"), info={"root": str(root)})
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+
+_HF_VAL = ("validation", "val", "valid", "test")
+
+
+class HfImages:
+    """The images of one split of a Hugging Face dataset saved with ``save_to_disk`` (its arrow
+    files memory-mapped once per process, on first read)."""
+
+    def __init__(self, path: str, split: str | None, image_key: str, indices: Sequence[int] | None = None, n: int = 0):
+        self.path, self.split, self.image_key = path, split, image_key
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self._n = n if indices is None else len(self.indices)
+        self._ds = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_ds": None}
+
+    def _get(self):
+        if self._ds is None:
+            self._ds = _hf_split(_hf_load(self.path), self.split).cast_column(self.image_key, _hf_image_feature())
+        return self._ds
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _index(self, i: int) -> int:
+        return int(self.indices[i]) if self.indices is not None else i
+
+    def __getitem__(self, i: int):
+        import io
+
+        cell = self._get()[self._index(i)][self.image_key]
+        if cell.get("bytes"):
+            return _open_rgb(io.BytesIO(cell["bytes"]), self.name(i))
+        return _open_rgb(cell["path"], self.name(i))
+
+    def name(self, i: int) -> str:
+        return f"{self.path} {self.split or ''}[{self._index(i)}]"
+
+    def take(self, ix) -> "HfImages":
+        base = self.indices if self.indices is not None else np.arange(self._n)
+        return HfImages(self.path, self.split, self.image_key, base[np.asarray(ix, dtype=np.int64)])
+
+    def pixel_hint(self, i: int) -> int:
+        w, h = self[i].size
+        return w * h
+
+
+def _hf_image_feature():
+    import datasets
+
+    return datasets.Image(decode=False)  # as timm's reader: the bytes, decoded by the caller
+
+
+def _hf_load(path: str):
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("hfds/ datasets need the Hugging Face datasets package: pip install 'rsb-tune[hfds]'") from None
+    try:
+        return datasets.load_from_disk(path)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        raise DataError(f"--data-dir {path}: not a Hugging Face dataset saved with save_to_disk ({type(e).__name__}: {e})") from None
+
+
+def _hf_split(ds, split: str | None):
+    return ds if split is None else ds[split]
+
+
+def load_hfds(name: str, opts: DataOptions, image_key: str = "image", label_key: str = "label"):
+    """``hfds/NAME --data-dir ROOT``: a Hugging Face dataset saved with ``save_to_disk`` at ROOT
+    (a DatasetDict): its ``train`` split as train, ``validation`` (or ``val``, ``valid``,
+    ``test``) as val, ``v2`` when present; the image column ``image``, labels ``label``."""
+    from rsb_tune.data import DatasetSplits, Split
+
+    if not opts.root:
+        raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (a Hugging Face dataset saved with save_to_disk)")
+    root = str(Path(opts.root).expanduser())
+    if not Path(root).exists():
+        raise DataError(f"--data-dir {root}: no such directory (expected a Hugging Face dataset saved with save_to_disk; rsb-tune never downloads)")
+    dd = _hf_load(root)
+    names = list(getattr(dd, "keys", lambda: [])())
+    if "train" not in names:
+        raise DataError(f"--data-dir {root}: no 'train' split (splits: {', '.join(names) or 'none: a single Dataset, save a DatasetDict'})")
+    val = next((s for s in _HF_VAL if s in names), None)
+    if val is None:
+        raise DataError(f"--data-dir {root}: no val split (one of {', '.join(_HF_VAL)}; splits: {', '.join(names)})")
+    splits, classes = {}, None
+    for role, split in (("train", "train"), ("val", val), ("v2", "v2" if "v2" in names else None)):
+        if split is None:
+            continue
+        ds = dd[split]
+        for key in (image_key, label_key):
+            if key not in ds.features:
+                raise DataError(f"{root} [{split}]: no column {key!r} (columns: {', '.join(ds.features)})")
+        feat = ds.features[label_key]
+        labels = np.asarray(ds.with_format("numpy")[label_key], dtype=np.int64)
+        cls = tuple(feat.names) if hasattr(feat, "names") else tuple(str(c) for c in range(int(labels.max()) + 1))
+        if classes is None:
+            classes = cls
+        _same_classes(f"{root} [{split}]", split, cls, classes)
+        splits[role] = Split(images=HfImages(root, split, image_key, n=len(labels)), labels=labels, source=f"{root} [{split}]")
+    info = {"root": root}
+    unused = [s for s in names if s not in (val, "train", "v2")]
+    if unused:
+        info["unused_splits"] = unused
+    return DatasetSplits(name, classes, splits["train"], splits["val"], splits.get("v2"), info=info)
+
+
+# --------------------------------------------------------------------------- WebDataset shards
+
+_WDS_IMAGE = ("jpg", "jpeg", "png", "webp", "bmp")
+_WDS_VAL = ("validation", "val", "test")
+
+
+class ShardImages:
+    """Image members of WebDataset shards, read at random by (shard, member) with tarfile
+    (each shard opened once per process, on first read)."""
+
+    def __init__(self, members: Sequence[tuple[str, str]]):
+        self.members = list(members)
+        self._tars: dict = {}
+        self._pid = None
+
+    def __getstate__(self):
+        return {"members": self.members, "_tars": {}, "_pid": None}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _file(self, i: int):
+        if self._pid != os.getpid():
+            self._tars, self._pid = {}, os.getpid()
+        shard, member = self.members[i]
+        if shard not in self._tars:
+            self._tars[shard] = tarfile.open(shard)
+        return self._tars[shard].extractfile(member)
+
+    def __getitem__(self, i: int):
+        return _open_rgb(self._file(i), self.name(i))
+
+    def name(self, i: int) -> str:
+        return "{}:{}".format(*self.members[i])
+
+    def take(self, ix) -> "ShardImages":
+        return ShardImages([self.members[i] for i in ix])
+
+    def pixel_hint(self, i: int) -> int:
+        from PIL import Image
+
+        with Image.open(self._file(i)) as im:
+            return im.size[0] * im.size[1]
+
+
+def _wds_shards(root: Path, split: str) -> list[str]:
+    shards = sorted(root.glob(f"{split}-*.tar")) or sorted((root / split).glob("*.tar"))
+    return [str(p) for p in shards]
+
+
+def _wds_index(shards: Sequence[str]):
+    """(members, labels) of WebDataset shards: each sample's image member and its ``.cls``,
+    grouped by the webdataset package's own tar iterator."""
+    try:
+        import webdataset as wds
+    except ImportError:
+        raise DataError("wds/ datasets need the webdataset package: pip install 'rsb-tune[wds]'") from None
+    members, labels = [], []
+    for shard in shards:
+        try:
+            for sample in wds.WebDataset(shard, shardshuffle=False, empty_check=False):
+                key = sample["__key__"]
+                ext = next((e for e in _WDS_IMAGE if e in sample), None)
+                if ext is None or "cls" not in sample:
+                    raise DataError(f"{shard}: sample {key!r} lacks an image ({'/'.join(_WDS_IMAGE)}) or a .cls label (has {', '.join(k for k in sample if not k.startswith('__'))})")
+                members.append((shard, f"{key}.{ext}"))
+                labels.append(int(sample["cls"].decode().strip()))
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a shard that does not read names itself
+            raise DataError(f"{shard}: not a readable WebDataset shard ({type(e).__name__}: {e})") from None
+    return members, np.asarray(labels, dtype=np.int64)
+
+
+def load_wds(name: str, opts: DataOptions):
+    """``wds/NAME --data-dir ROOT``: WebDataset shards ``ROOT/train-*.tar`` (or
+    ``ROOT/train/*.tar``) as train, ``validation``/``val``/``test`` shards as val, ``v2``
+    shards when present; each sample an image and its ``.cls`` class index."""
+    from rsb_tune.data import DatasetSplits, Split
+
+    if not opts.root:
+        raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (a folder of WebDataset shards)")
+    root = Path(opts.root).expanduser()
+    train = _wds_shards(root, "train")
+    val_name = next((v for v in _WDS_VAL if _wds_shards(root, v)), None)
+    if not train or val_name is None:
+        raise DataError(f"--data-dir {root}: no {'train' if not train else 'val'} shards (expected train-*.tar and validation-*.tar, val-*.tar or test-*.tar, or train/*.tar ...)")
+    splits = {}
+    for role, split in (("train", "train"), ("val", val_name), ("v2", "v2" if _wds_shards(root, "v2") else None)):
+        if split is None:
+            continue
+        shards = _wds_shards(root, split)
+        members, labels = _wds_index(shards)
+        if not members:
+            raise DataError(f"{shards[0]}: no samples")
+        splits[role] = Split(images=ShardImages(members), labels=labels, source=f"{root}/{split} shards ({len(shards)})")
+    n_classes = int(splits["train"].labels.max()) + 1
+    for role, sp in splits.items():
+        extra = sorted(set(sp.labels.tolist()) - set(splits["train"].labels.tolist()))
+        if extra:
+            raise DataError(f"{sp.source}: classes {extra} are not in train")
+    return DatasetSplits(name, tuple(str(c) for c in range(n_classes)), splits["train"], splits["val"], splits.get("v2"), info={"root": str(root)})
 
 
 # --------------------------------------------------------------------------- v2, held-out val, storage

@@ -68,6 +68,42 @@ def write_folder(root, splits=("train", "val"), classes=("cat", "dog"), n=4, siz
     return root
 
 
+def _images(rng, n, size=16):
+    return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def write_hfds(root, n_train=12, n_val=6, names=("a", "b", "c")):
+    """A Hugging Face DatasetDict (image + ClassLabel columns) saved with save_to_disk."""
+    import datasets
+
+    rng = np.random.default_rng(3)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))})
+
+    def split(n):
+        return datasets.Dataset.from_dict({"image": _images(rng, n), "label": [i % len(names) for i in range(n)]}, features=features)
+
+    datasets.DatasetDict({"train": split(n_train), "validation": split(n_val)}).save_to_disk(str(root))
+    return root
+
+
+def write_wds(root, n_train=12, n_val=6, classes=3, shards=2):
+    """WebDataset shards (train-00000i.tar, validation-000000.tar) of {key}.png + {key}.cls."""
+    import io
+
+    import webdataset as wds
+
+    rng = np.random.default_rng(4)
+    root.mkdir(parents=True)
+    for split, n, k in (("train", n_train, shards), ("validation", n_val, 1)):
+        for s in range(k):
+            with wds.TarWriter(str(root / f"{split}-{s:06d}.tar")) as w:
+                for i in range(s, n, k):
+                    buf = io.BytesIO()
+                    _images(rng, 1)[0].save(buf, format="png")
+                    w.write({"__key__": f"{split}{i:05d}", "png": buf.getvalue(), "cls": str(i % classes).encode()})
+    return root
+
+
 def tar_of(folder, out, arcname=None):
     with tarfile.open(out, "w") as tf:
         for p in sorted(folder.rglob("*.png")):
@@ -164,6 +200,24 @@ def test_over_the_budget_streams_and_reads_the_same_pixels(tmp_path):
     assert c.describe()["storage"] == "stream" and np.array_equal(np.asarray(pickle.loads(pickle.dumps(c.val.images))[3]), load_splits({"dataset": "torch/cifar10", "data_path": str(tmp_path / "c")}).val.images[3])
 
 
+@pytest.mark.parametrize("fmt", ["hfds", "wds"])
+def test_hugging_face_and_webdataset_from_disk(tmp_path, fmt):
+    from rsb_tune.data import SplitDataset
+
+    root = write_hfds(tmp_path / "hf") if fmt == "hfds" else write_wds(tmp_path / "wds")
+    cfg = {"dataset": f"{fmt}/toy", "data_path": str(root)}
+    mem = load_splits(cfg)
+    assert mem.sizes() == {"n_train": 12, "n_val": 6, "n_v2": 0} and mem.num_classes == 3
+    assert mem.train.decoded and mem.train.images.shape == (12, 16, 16, 3)
+    assert sorted(np.bincount(mem.train.labels).tolist()) == [4, 4, 4]
+    stream = load_splits({**cfg, "memory_budget_mb": 0})
+    assert stream.describe()["storage"] == "stream"
+    lazy = pickle.loads(pickle.dumps(stream.train))  # as a Ray or loader worker gets it
+    for i in range(12):
+        assert np.array_equal(np.asarray(SplitDataset(lazy, None).image(i)), mem.train.images[i])
+        assert lazy.labels[i] == mem.train.labels[i]
+
+
 def test_mnist_family_through_timm_needs_its_files(tmp_path):
     with pytest.raises(DataError, match=r"no MNIST files, expected them in .*MNIST/raw; get them from torchvision.datasets.MNIST\(ROOT, download=True\)"):
         load_splits({"dataset": "torch/mnist", "data_path": str(tmp_path)})
@@ -246,29 +300,29 @@ def test_dry_run_shows_splits_storage_and_reasons(tmp_path):
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """One-epoch, two-seed studies, one per format: CIFAR pickles with a CIFAR-10.1 v2, a
-    folder (streamed, through a loader worker), and a tar."""
+    """One-epoch, two-seed studies, one per reader: CIFAR pickles with a CIFAR-10.1 v2 (from
+    memory); a folder train/ with a val.tar (streamed, through a loader worker); a Hugging Face
+    dataset saved to disk; WebDataset shards."""
     tmp = tmp_path_factory.mktemp("ds")
     c = write_cifar10(tmp / "c", n_train=40, n_test=20)
     v2 = write_npy_pair(tmp / "v2", n=20)
-    f = write_folder(tmp / "f", n=6, size=16)
-    one_tar = tmp / "f.tar"
-    with tarfile.open(one_tar, "w") as tf:
-        for p in sorted(f.rglob("*.png")):
-            tf.add(p, arcname=str(p.relative_to(f)))
+    f = write_folder(tmp / "f", splits=("train",), n=6, size=16)
+    val = write_folder(tmp / "fval", splits=("val",), n=3, size=16)
+    tar_of(val / "val", f / "val.tar")
     tiny = ["--model", "test_resnet", "--epochs", "1", "--batch-size", "8", "--set", "model_kwargs={}", "--set", "eval_batch_size=16", "--set", "img_size=16", "--set", "test_img_size=16"]
     storage = tmp / "s"
     runs = {
         "cifar": ["--dataset", "torch/cifar10", "--data-dir", str(c), "--set", f"v2_path={v2}"],
         "folder": ["--data", str(f), "--set", "memory_budget_mb=0", "--set", "workers=1"],
-        "tar": ["--data", str(one_tar)],
+        "hfds": ["--dataset", "hfds/toy", "--data-dir", str(write_hfds(tmp / "hf"))],
+        "wds": ["--dataset", "wds/toy", "--data-dir", str(write_wds(tmp / "wds"))],
     }
     procs = {name: run_cli("seeds", "--n", "2", *args, *tiny, "--storage", str(storage), "--name", name, "--quiet") for name, args in runs.items()}
     return storage, procs
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name,storage_kind,n_v2", [("cifar", "memory", 20), ("folder", "stream", 0), ("tar", "memory", 0)])
+@pytest.mark.parametrize("name,storage_kind,n_v2", [("cifar", "memory", 20), ("folder", "stream", 0), ("hfds", "memory", 0), ("wds", "memory", 0)])
 def test_one_epoch_study_per_format(studies, name, storage_kind, n_v2):
     import pandas as pd
 
