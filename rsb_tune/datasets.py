@@ -164,11 +164,11 @@ class TarImages:
             return im.size[0] * im.size[1]
 
 
-class TorchImages:
-    """The images of a torchvision dataset (made once per process, on first read)."""
+class _ReaderImages:
+    """Images ``indices`` (default: all ``n``) of a random-access reader that each process makes
+    for itself on first read (``_make``); the reader is never pickled."""
 
-    def __init__(self, name: str, root: str, train: bool, indices: Sequence[int] | None = None, n: int = 0):
-        self.dataset, self.root, self.train = name, root, train
+    def __init__(self, indices: Sequence[int] | None, n: int):
         self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         self._n = n if indices is None else len(self.indices)
         self._ds = None
@@ -178,7 +178,7 @@ class TorchImages:
 
     def _get(self):
         if self._ds is None:
-            self._ds = _make_torch(self.dataset, self.root, self.train)
+            self._ds = self._make()
         return self._ds
 
     def __len__(self) -> int:
@@ -187,20 +187,44 @@ class TorchImages:
     def _index(self, i: int) -> int:
         return int(self.indices[i]) if self.indices is not None else i
 
+    def take(self, ix):
+        base = self.indices if self.indices is not None else np.arange(self._n)
+        part = self._copy()
+        part.indices = base[np.asarray(ix, dtype=np.int64)]
+        part._n = len(part.indices)
+        part._ds = self._ds  # this process's reader, if made: no second read of the files
+        return part
+
+    def _copy(self):
+        import copy
+
+        ds, self._ds = self._ds, None
+        try:
+            return copy.copy(self)
+        finally:
+            self._ds = ds
+
+    def pixel_hint(self, i: int) -> int:
+        w, h = self[i].size
+        return w * h
+
+
+class TorchImages(_ReaderImages):
+    """The images of a torchvision dataset."""
+
+    def __init__(self, name: str, root: str, train: bool, indices: Sequence[int] | None = None, n: int = 0):
+        super().__init__(indices, n)
+        self.dataset, self.root, self.train = name, root, train
+
+    def _make(self):
+        return _make_torch(self.dataset, self.root, self.train)
+
     def __getitem__(self, i: int):
         img = self._get()[self._index(i)][0]
         return img if img.mode == "RGB" else img.convert("RGB")
 
     def name(self, i: int) -> str:
         return f"{self.dataset} {'train' if self.train else 'test'}[{self._index(i)}]"
-
-    def take(self, ix) -> "TorchImages":
-        base = self.indices if self.indices is not None else np.arange(self._n)
-        return TorchImages(self.dataset, self.root, self.train, base[np.asarray(ix, dtype=np.int64)])
-
-    def pixel_hint(self, i: int) -> int:
-        w, h = self[i].size
-        return w * h
 
     def decode_all(self) -> np.ndarray | None:
         """The whole split as uint8 (N, H, W, 3) straight from the reader's arrays, or None."""
@@ -416,29 +440,16 @@ def load_folder(opts: DataOptions):
 _HF_VAL = ("validation", "val", "valid", "test")
 
 
-class HfImages:
+class HfImages(_ReaderImages):
     """The images of one split of a Hugging Face dataset saved with ``save_to_disk`` (its arrow
-    files memory-mapped once per process, on first read)."""
+    files memory-mapped by each process)."""
 
     def __init__(self, path: str, split: str | None, image_key: str, indices: Sequence[int] | None = None, n: int = 0):
+        super().__init__(indices, n)
         self.path, self.split, self.image_key = path, split, image_key
-        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
-        self._n = n if indices is None else len(self.indices)
-        self._ds = None
 
-    def __getstate__(self):
-        return {**self.__dict__, "_ds": None}
-
-    def _get(self):
-        if self._ds is None:
-            self._ds = _hf_split(_hf_load(self.path), self.split).cast_column(self.image_key, _hf_image_feature())
-        return self._ds
-
-    def __len__(self) -> int:
-        return self._n
-
-    def _index(self, i: int) -> int:
-        return int(self.indices[i]) if self.indices is not None else i
+    def _make(self):
+        return _hf_split(_hf_load(self.path), self.split).cast_column(self.image_key, _hf_image_feature())
 
     def __getitem__(self, i: int):
         import io
@@ -450,14 +461,6 @@ class HfImages:
 
     def name(self, i: int) -> str:
         return f"{self.path} {self.split or ''}[{self._index(i)}]"
-
-    def take(self, ix) -> "HfImages":
-        base = self.indices if self.indices is not None else np.arange(self._n)
-        return HfImages(self.path, self.split, self.image_key, base[np.asarray(ix, dtype=np.int64)])
-
-    def pixel_hint(self, i: int) -> int:
-        w, h = self[i].size
-        return w * h
 
 
 def _hf_image_feature():
