@@ -155,10 +155,10 @@ def _cmd_keys(args) -> int:
 
 def _command_layers(args):
     from rsb_tune.config import Layer, parse_set
-    from rsb_tune.datasets import cli_layers
+    from rsb_tune.datasets import dataset_layers
 
     layers = [Layer("--cpus-per-trial", {"threads": max(1, int(args.cpus_per_trial))})]
-    layers += cli_layers(args)
+    layers += dataset_layers(data=args.data, dataset=args.dataset, data_dir=args.data_dir)
     for flag, key in (("model", "model"), ("epochs", "epochs"), ("batch_size", "batch_size"), ("workers_per_trial", "workers_per_trial")):
         value = getattr(args, flag)
         if value is not None:

@@ -60,7 +60,7 @@ __all__ = [
     "HfImages",
     "load_v2",
     "finish_splits",
-    "cli_layers",
+    "dataset_layers",
     "TORCH_DATASETS",
 ]
 
@@ -785,12 +785,12 @@ def finish_splits(data, opts: DataOptions, *, decode: bool = True):
 # --------------------------------------------------------------------------- command line
 
 
-def cli_layers(args) -> list:
+def dataset_layers(*, data: str | None = None, dataset: str | None = None, data_dir: str | None = None) -> list:
     """timm train.py's ``--dataset NAME --data-dir ROOT`` and the short ``--data PATH`` (a folder
-    or a .tar; with ``--dataset`` it is the root) as config layers."""
+    or a .tar; with ``dataset`` it is the root) as config layers. Keyword arguments, so the CLI
+    and the Python API call it alike."""
     from rsb_tune.config import Layer
 
-    dataset, data_dir, data = getattr(args, "dataset", None), getattr(args, "data_dir", None), getattr(args, "data", None)
     if data and data_dir:
         raise ConfigError("--data and --data-dir both give the dataset root; use one")
     root = data_dir or data

@@ -68,6 +68,19 @@ def write_folder(root, splits=("train", "val"), classes=("cat", "dog"), n=4, siz
     return root
 
 
+def write_mnist(root, n_train=20, n_test=10):
+    """MNIST's idx files (big-endian magic, dims, uint8 data) in ROOT/MNIST/raw/."""
+    import struct
+
+    rng = np.random.default_rng(5)
+    d = root / "MNIST" / "raw"
+    d.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        (d / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, n, 28, 28) + rng.integers(0, 256, n * 784, dtype=np.uint8).tobytes())
+        (d / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, n) + (np.arange(n) % 10).astype(np.uint8).tobytes())
+    return root
+
+
 def _images(rng, n, size=16):
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
@@ -218,6 +231,16 @@ def test_hugging_face_and_webdataset_from_disk(tmp_path, fmt):
         assert lazy.labels[i] == mem.train.labels[i]
 
 
+def test_mnist_idx_files_through_timms_factory(tmp_path):
+    root = write_mnist(tmp_path)
+    data = load_splits({"dataset": "torch/mnist", "data_path": str(root)})
+    assert data.sizes() == {"n_train": 20, "n_val": 10, "n_v2": 0} and data.num_classes == 10
+    assert data.train.images.shape == (20, 28, 28, 3)  # grey, read as RGB
+    raw = np.frombuffer((root / "MNIST/raw/train-images-idx3-ubyte").read_bytes()[16:], dtype=np.uint8).reshape(20, 28, 28)
+    assert np.array_equal(data.train.images[..., 0], raw) and np.array_equal(data.train.images[..., 2], raw)
+    assert get_dataset("torch/mnist").profile.values["hflip"] == 0.0
+
+
 def test_mnist_family_through_timm_needs_its_files(tmp_path):
     with pytest.raises(DataError, match=r"no MNIST files, expected them in .*MNIST/raw; get them from torchvision.datasets.MNIST\(ROOT, download=True\)"):
         load_splits({"dataset": "torch/mnist", "data_path": str(tmp_path)})
@@ -265,10 +288,11 @@ def _bad(tmp_path):
         "v2 classes": (["--dataset", "torch/cifar10", "--data-dir", str(c), "--set", f"v2_path={v2_5}"], ["cifar10.1_v6_labels.npy: 5 classes", "the dataset has 10"]),
         "no root": (["--dataset", "torch/cifar10"], ["needs its root: --data-dir ROOT"]),
         "no split": (["--data", str(f / "train")], ["missing sub-folder(s) train, val"]),
+        "two roots": (["--data", str(f), "--data-dir", str(c)], ["--data and --data-dir both give the dataset root"]),
     }
 
 
-BAD = ["empty root", "unknown name", "classes differ", "unreadable image", "v2 classes", "no root", "no split"]
+BAD = ["empty root", "unknown name", "classes differ", "unreadable image", "v2 classes", "no root", "no split", "two roots"]
 
 
 @pytest.mark.parametrize("case", BAD)
