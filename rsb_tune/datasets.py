@@ -50,13 +50,12 @@ from rsb_tune.errors import ConfigError, DataError
 __all__ = [
     "DataOptions",
     "FileImages",
-    "TarImages",
     "TorchImages",
     "load_torch",
     "load_folder",
     "load_hfds",
     "load_wds",
-    "ShardImages",
+    "TarImages",
     "HfImages",
     "load_v2",
     "finish_splits",
@@ -130,32 +129,38 @@ class FileImages:
 
 
 class TarImages:
-    """Members of a tar file (opened once per process, on first read)."""
+    """Image members of tar files (a tar of class folders, WebDataset shards), read at random
+    by (tar, member) with tarfile; each tar opened once per process, on first read."""
 
-    def __init__(self, path: str, members: Sequence[str]):
-        self.path, self.members = path, list(members)
-        self._tar = None
+    def __init__(self, members: Sequence[tuple[str, str]]):
+        self.members = list(members)
+        self._tars: dict = {}
         self._pid = None
 
     def __getstate__(self):
-        return {"path": self.path, "members": self.members, "_tar": None, "_pid": None}
+        return {"members": self.members, "_tars": {}, "_pid": None}
 
     def __len__(self) -> int:
         return len(self.members)
 
     def _file(self, i: int):
-        if self._tar is None or self._pid != os.getpid():
-            self._tar, self._pid = tarfile.open(self.path), os.getpid()
-        return self._tar.extractfile(self.members[i])
+        if self._pid != os.getpid():
+            self._tars, self._pid = {}, os.getpid()
+        shard, member = self.members[i]
+        if shard not in self._tars:  # the members by name, once: tarfile's own lookup is a linear scan
+            tf = tarfile.open(shard)
+            self._tars[shard] = (tf, {m.name: m for m in tf.getmembers()})
+        tf, by_name = self._tars[shard]
+        return tf.extractfile(by_name[member])
 
     def __getitem__(self, i: int):
         return _open_rgb(self._file(i), self.name(i))
 
     def name(self, i: int) -> str:
-        return f"{self.path}:{self.members[i]}"
+        return "{}:{}".format(*self.members[i])
 
     def take(self, ix) -> "TarImages":
-        return TarImages(self.path, [self.members[i] for i in ix])
+        return TarImages([self.members[i] for i in ix])
 
     def pixel_hint(self, i: int) -> int:
         from PIL import Image
@@ -393,7 +398,7 @@ def _index_tar(path: Path, prefix: str | None = None):
     for split, members in groups.items():
         classes = tuple(sorted({c for _, c in members}, key=natural_key))
         index = {c: i for i, c in enumerate(classes)}
-        out[split] = (classes, TarImages(str(path), [m for m, _ in members]), np.asarray([index[c] for _, c in members], dtype=np.int64))
+        out[split] = (classes, TarImages([(str(path), m) for m, _ in members]), np.asarray([index[c] for _, c in members], dtype=np.int64))
     return out
 
 
@@ -530,45 +535,6 @@ _WDS_IMAGE = ("jpg", "jpeg", "png", "webp", "bmp")
 _WDS_VAL = ("validation", "val", "test")
 
 
-class ShardImages:
-    """Image members of WebDataset shards, read at random by (shard, member) with tarfile
-    (each shard opened once per process, on first read)."""
-
-    def __init__(self, members: Sequence[tuple[str, str]]):
-        self.members = list(members)
-        self._tars: dict = {}
-        self._pid = None
-
-    def __getstate__(self):
-        return {"members": self.members, "_tars": {}, "_pid": None}
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def _file(self, i: int):
-        if self._pid != os.getpid():
-            self._tars, self._pid = {}, os.getpid()
-        shard, member = self.members[i]
-        if shard not in self._tars:
-            self._tars[shard] = tarfile.open(shard)
-        return self._tars[shard].extractfile(member)
-
-    def __getitem__(self, i: int):
-        return _open_rgb(self._file(i), self.name(i))
-
-    def name(self, i: int) -> str:
-        return "{}:{}".format(*self.members[i])
-
-    def take(self, ix) -> "ShardImages":
-        return ShardImages([self.members[i] for i in ix])
-
-    def pixel_hint(self, i: int) -> int:
-        from PIL import Image
-
-        with Image.open(self._file(i)) as im:
-            return im.size[0] * im.size[1]
-
-
 def _wds_shards(root: Path, split: str) -> list[str]:
     shards = sorted(root.glob(f"{split}-*.tar")) or sorted((root / split).glob("*.tar"))
     return [str(p) for p in shards]
@@ -619,7 +585,7 @@ def load_wds(name: str, opts: DataOptions):
         members, labels = _wds_index(shards)
         if not members:
             raise DataError(f"{shards[0]}: no samples")
-        splits[role] = Split(images=ShardImages(members), labels=labels, source=f"{root}/{split} shards ({len(shards)})")
+        splits[role] = Split(images=TarImages(members), labels=labels, source=f"{root}/{split} shards ({len(shards)})")
     n_classes = int(splits["train"].labels.max()) + 1
     for role, sp in splits.items():
         extra = sorted(set(sp.labels.tolist()) - set(splits["train"].labels.tolist()))
