@@ -76,6 +76,7 @@ class DataOptions:
     val_holdout: float = 0.0
     val_holdout_seed: int = 0
     memory_budget_mb: int = 2048
+    workers: int = 0  # the trial's loader workers (what a streamed dataset is read through)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DataOptions":
@@ -84,7 +85,7 @@ class DataOptions:
         def get(key):
             return config.get(key, FIELDS[key].default)
 
-        return cls(get("data_path"), get("v2_path"), float(get("val_holdout")), int(get("val_holdout_seed")), int(get("memory_budget_mb")))
+        return cls(get("data_path"), get("v2_path"), float(get("val_holdout")), int(get("val_holdout_seed")), int(get("memory_budget_mb")), int(get("workers")))
 
 
 # --------------------------------------------------------------------------- image sources
@@ -741,8 +742,8 @@ def finish_splits(data, opts: DataOptions, *, decode: bool = True):
         "why": (
             f"{estimate / MB:.1f} MB decoded <= memory_budget_mb {opts.memory_budget_mb}: decoded once by the driver, shared by every trial of a node through Ray's object store"
             if in_memory
-            else f"{estimate / MB:.1f} MB decoded > memory_budget_mb {opts.memory_budget_mb}: streamed, each trial decodes through its loader workers "
-            "(workers key; persistent, pinned memory on CUDA)"
+            else f"{estimate / MB:.1f} MB decoded > memory_budget_mb {opts.memory_budget_mb}: streamed, each trial reads and decodes every epoch "
+            + (f"through {opts.workers} persistent loader workers (pinned memory on CUDA)" if opts.workers else "in its own process (workers 0: --set workers=N decodes in N loader processes)")
         ),
     }
     return dataclasses.replace(data, info={**data.info, **storage})
