@@ -44,7 +44,7 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
     c = p.add_argument_group("run-level config (shorthands for --set)")
     c.add_argument("--data", metavar="PATH", help="a folder or .tar with train/, val/ and optional v2/ of class folders (default: the embedded digits)")
-    c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., folder (with --data-dir)")
+    c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME, folder (with --data-dir)")
     c.add_argument("--data-dir", metavar="ROOT", help="root of --dataset's files (nothing is downloaded)")
     c.add_argument("--model", help="timm model name (default: the dataset profile's)")
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")

@@ -73,7 +73,7 @@ _SQRT_OPTIMIZERS = ("lamb", "lars", "ada", "nadam", "radam", "lion", "adopt", "l
 FIELDS: Mapping[str, Field] = {
     # --- what is trained on what
     "recipe": Field(str, "base recipe name (A1, A2, A3)"),
-    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ...)", default="digits"),
+    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default="digits"),
     "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=None, nullable=True),
     "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=None, nullable=True),
     "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=0.0, check=_range(0.0, 0.5, high_open=True)),
