@@ -9,11 +9,13 @@ with the default memory budget (decoded once, trained from memory) and with
 pipeline timed is the real one: ``rsb_tune.trial.build_trial`` on the cifar10 profile (recipe
 A2: RandomResizedCrop, flip, RandAugment rand-m7, repeated augmentation 3) and one pass over
 its training ``DataLoader`` (its sampler, batch 256, persistent workers); the model is never
-run. The load itself (index, and decode when in memory: once per study) is timed too, after
+run. A second pipeline, crop + flip without RandAugment, shows the decode's share. Every
+setting is built first, then timed in rounds (one epoch of each setting per round) and the
+median round is reported, so that load from other work on the machine hits all settings. The load itself (index, and decode when in memory: once per study) is timed too, after
 one untimed load of each format (imports, page cache).
 
-    python benchmarks/datasets.py              # 5,000 train images per format
-    python benchmarks/datasets.py --n 2000 --repeats 1
+    python benchmarks/datasets.py              # 3,000 train images per format, 3 rounds
+    python benchmarks/datasets.py --n 1000 --rounds 1
 """
 
 from __future__ import annotations
@@ -63,13 +65,19 @@ def write_formats(root: Path, n: int) -> dict[str, str]:
     return {"torch/cifar10": str(root / "cifar"), "folder": str(folder), "folder .tar": str(tar)}
 
 
-def config_for(dataset: str, workers: int) -> dict:
+PIPELINES = {
+    "A2": {},  # the cifar10 profile under recipe A2: crop, flip, RandAugment rand-m7, repeated aug 3
+    "crop+flip": {"auto_augment": None, "repeated_aug": 1},  # the same without RandAugment: decode weighs more
+}
+
+
+def config_for(dataset: str, workers: int, pipeline: str) -> tuple[dict, str]:
     from rsb_tune.config import Layer, resolve
     from rsb_tune.data import get_dataset
     from rsb_tune.recipes import get_recipe
 
     name = "folder" if dataset.startswith("folder") else dataset
-    layer = Layer("bench", {"model": "test_resnet", "workers": workers, "batch_size": 256, "device": "cpu", "threads": 1})
+    layer = Layer("bench", {"model": "test_resnet", "workers": workers, "batch_size": 256, "device": "cpu", "threads": 1, **PIPELINES[pipeline]})
     return dict(resolve(get_recipe("A2"), get_dataset("torch/cifar10").profile, [layer]).values), name
 
 
@@ -83,8 +91,8 @@ def epoch_rate(parts, epoch: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=5000, help="train images per format (default 5000)")
-    ap.add_argument("--repeats", type=int, default=2, help="epochs timed per setting; the median is reported (default 2)")
+    ap.add_argument("--n", type=int, default=3000, help="train images per format (default 3000)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over all settings, one epoch each; the median is reported (default 3)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
 
@@ -94,29 +102,36 @@ def main() -> int:
     from rsb_tune.trial import build_trial
 
     torch.set_num_threads(1)
-    rows, result = [], {"n_train": args.n, "settings": []}
+    settings = []  # (format, storage, pipeline, workers, load_s, parts)
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_formats(Path(tmp), args.n)
         for fmt, path in paths.items():  # imports (torchvision, timm readers) and the page cache, outside the timed loads
             load_splits({"dataset": "folder" if fmt.startswith("folder") else fmt, "data_path": path, "memory_budget_mb": 0})
         for fmt, path in paths.items():
             for storage, budget in (("memory", 2048), ("stream", 0)):
-                cfg0, name = config_for(fmt, 0)
+                cfg0, name = config_for(fmt, 0, "A2")
                 t0 = time.perf_counter()
                 data = load_splits({**cfg0, "dataset": name, "data_path": path, "memory_budget_mb": budget})
                 load_s = time.perf_counter() - t0
                 assert data.info["storage"] == storage, data.info
-                for workers in args.workers:
-                    cfg, _ = config_for(fmt, workers)
+                for pipeline, workers in [*(("A2", w) for w in args.workers), ("crop+flip", 0)]:
+                    cfg, _ = config_for(fmt, workers, pipeline)
                     parts = build_trial({**cfg, "dataset": name, "data_path": path, "memory_budget_mb": budget}, data)
                     epoch_rate(parts, 0)  # warm-up: workers start, PIL images cached (memory)
-                    rate = statistics.median(epoch_rate(parts, e) for e in range(1, 1 + args.repeats))
-                    del parts
-                    rows.append({"format": fmt, "storage": storage, "workers": workers, "load s": round(load_s, 2), "images/s": round(rate)})
-                    result["settings"].append({"format": fmt, "storage": storage, "workers": workers, "load_s": round(load_s, 3), "images_per_s": round(rate, 1)})
-    print_table(rows, title="decode + augment (cifar10 profile, A2), batch 256, one epoch")
-    by = {(s["format"], s["storage"], s["workers"]): s["images_per_s"] for s in result["settings"]}
-    ratios = {f"{f} w{w}": round(by[(f, "memory", w)] / by[(f, "stream", w)], 2) for f in paths for w in args.workers}
+                    settings.append([fmt, storage, pipeline, workers, load_s, parts, []])
+        # rounds over every setting, so that load from other work on the machine hits all alike
+        for r in range(args.rounds):
+            for s in settings:
+                s[6].append(epoch_rate(s[5], 1 + r))
+    rows, result = [], {"n_train": args.n, "rounds": args.rounds, "settings": []}
+    for fmt, storage, pipeline, workers, load_s, _, rates in settings:
+        rate = statistics.median(rates)
+        rows.append({"format": fmt, "storage": storage, "pipeline": pipeline, "workers": workers, "load s": round(load_s, 2), "images/s": round(rate), "min-max": f"{min(rates):.0f}-{max(rates):.0f}"})
+        result["settings"].append({"format": fmt, "storage": storage, "pipeline": pipeline, "workers": workers, "load_s": round(load_s, 3), "images_per_s": round(rate, 1), "rates": [round(x, 1) for x in rates]})
+    print_table(rows, title="decode + augment (cifar10 profile), batch 256, median of one-epoch rounds")
+    by = {(s["format"], s["storage"], s["pipeline"], s["workers"]): s["images_per_s"] for s in result["settings"]}
+    keys = [("A2", w) for w in args.workers] + [("crop+flip", 0)]
+    ratios = {f"{f} {p} w{w}": round(by[(f, "memory", p, w)] / by[(f, "stream", p, w)], 2) for f in paths for p, w in keys}
     print("memory / stream images/s:", ", ".join(f"{k} {v}x" for k, v in ratios.items()))
     result["memory_over_stream"] = ratios
     emit_result("datasets", result)
