@@ -73,7 +73,9 @@ class StudyPlan:
             head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
             head = f"{len(self.trials)} trials ({self.kind}, recipe {self.recipe.name}, dataset {self.dataset.name}); varied: {', '.join(self.plan.params) or 'seed'}"
-        lines = [head, "base config (key: value  # source):"]
+        from rsb_tune.data import data_summary, load_splits
+
+        lines = [head, *data_summary(self.dataset, load_splits(base.values, decode=False)).splitlines(), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
             lines.append("trials (each: the base config above with these keys changed):")
@@ -83,13 +85,12 @@ class StudyPlan:
         return lines
 
 
-def _experiment_layers(data=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, overrides=None):
+def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, overrides=None):
     """The command-line layers of the precedence chain, from experiment arguments."""
     from rsb_tune.config import Layer, coerce, parse_set
+    from rsb_tune.datasets import dataset_layers
 
-    layers = []
-    if data is not None:
-        layers.append(Layer("--data", {"dataset": "folder", "data_path": str(Path(data).expanduser().resolve())}))
+    layers = dataset_layers(data=None if data is None else str(data), dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
     for flag, key, value in (("--model", "model", model), ("--epochs", "epochs", epochs), ("--batch-size", "batch_size", batch_size), ("--workers-per-trial", "workers_per_trial", workers_per_trial)):
         if value is not None:
             layers.append(Layer(flag, {key: coerce(key, value, flag)}))
@@ -150,7 +151,7 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 
-_EXPERIMENT = frozenset({"data", "model", "epochs", "batch_size", "workers_per_trial", "overrides"})
+_EXPERIMENT = frozenset({"data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "overrides"})
 
 
 # --------------------------------------------------------------------------- running
@@ -208,14 +209,13 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
             file=sys.stderr,
         )
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
-    base = plan.plan.base.values
-    data = load_splits(base["dataset"], base["data_path"])
+    data = load_splits(plan.plan.base.values)
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
         _check_same_plan(study, trials)
         print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
         return _run(study, data, opts)
-    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data_sizes=data.sizes(), command=command or _command_line())
+    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data=data, command=command or _command_line())
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -259,10 +259,7 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     lifecycle.check_format(study, study.meta())
     check_address(opts.address)
     check_tracking(opts.tracking)
-    from rsb_tune.config import FIELDS
-
-    base = study.meta().get("base_config") or {}
-    data = load_splits(base.get("dataset", FIELDS["dataset"].default), base.get("data_path"))
+    data = load_splits(study.meta().get("base_config") or {})
     return _run(study, data, opts)
 
 

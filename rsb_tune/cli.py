@@ -36,7 +36,7 @@ precedence of config values: recipe < dataset profile < space file < --model/--e
 python: import rsb_tune; rsb_tune.seeds(n=4, recipe="A2", epochs=2)  (the same options as keywords)
 """
 
-_EXPERIMENT_FLAGS = ("data", "model", "epochs", "batch_size", "workers_per_trial")
+_EXPERIMENT_FLAGS = ("data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial")
 
 
 def _add_study_options(p: argparse.ArgumentParser) -> None:
@@ -45,7 +45,9 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
     c = p.add_argument_group("what is trained (shorthands for --set; part of the study's plan)")
-    c.add_argument("--data", metavar="PATH", help="ImageFolder root with train/, val/ and optional v2/ (default: the embedded digits)")
+    c.add_argument("--data", metavar="PATH", help="short for a folder dataset: a root with train/, val/ and optional v2/ (folders or .tar files), or one .tar of them (default: the embedded digits)")
+    c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME, folder (with --data-dir)")
+    c.add_argument("--data-dir", metavar="ROOT", help="root of --dataset's files (nothing is downloaded)")
     c.add_argument("--model", help="timm model name (default: the dataset profile's)")
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")
     c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it)")

@@ -73,8 +73,12 @@ _SQRT_OPTIMIZERS = ("lamb", "lars", "ada", "nadam", "radam", "lion", "adopt", "l
 FIELDS: Mapping[str, Field] = {
     # --- what is trained on what
     "recipe": Field(str, "base recipe name (A1, A2, A3)"),
-    "dataset": Field(str, "dataset registry name (digits: embedded; folder: ImageFolder at data_path)", default="digits"),
-    "data_path": Field(str, "ImageFolder root with train/, val/ and optional v2/", default=None, nullable=True),
+    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default="digits"),
+    "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=None, nullable=True),
+    "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=None, nullable=True),
+    "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=0.0, check=_range(0.0, 0.5, high_open=True)),
+    "val_holdout_seed": Field(int, "seed of the held-out val split (fixed per study, never the trial seed)", default=0, check=_range(0, 2**32 - 1)),
+    "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=2048, check=_range(0)),
     "model": Field(str, "timm model name"),
     "model_kwargs": Field(dict, "extra keyword arguments for timm.create_model", default={}),
     "img_size": Field(int, "train resolution (px)", check=_range(8, 1024)),
@@ -305,5 +309,4 @@ def _check_cross(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         )
     if values["warmup_epochs"] > values["epochs"]:
         raise ConfigError(f"{sources['warmup_epochs']}: warmup_epochs {values['warmup_epochs']} exceeds epochs {values['epochs']}")
-    if values["dataset"] == "folder" and not values["data_path"]:
-        raise ConfigError(f"{sources['dataset']}: dataset 'folder' needs data_path (--data PATH)")
+    # a dataset without its root is refused when it is loaded (rsb_tune.datasets), naming its flag

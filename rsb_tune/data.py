@@ -1,6 +1,6 @@
 """Datasets by name, their run profiles, decoding once per study, and timm transforms.
 
-Two datasets are registered:
+Registered datasets (timm's names; see :mod:`rsb_tune.datasets` for the readers):
 
 ``digits``
     The embedded default: scikit-learn's bundled handwritten digits (1,797 real 8x8 images,
@@ -9,8 +9,11 @@ Two datasets are registered:
     ``val`` (20 %) and ``v2`` (20 %). ``v2`` plays the role ImageNet-V2 plays in the paper: a
     second held-out test set (here of the same distribution).
 ``folder``
-    A local ImageFolder root (``--data PATH``) with ``train/`` and ``val/`` and an optional
-    ``v2/``, whose class folders must match.
+    A local root (``--data PATH``) with ``train/`` and ``val/`` and an optional ``v2/`` (folders
+    or ``.tar`` files of class folders, or one ``.tar`` holding them), whose classes must match.
+``torch/cifar10``, ``torch/cifar100``, ``torch/mnist``, ``torch/fashion_mnist``, ``torch/kmnist``, ``torch/qmnist``
+    torchvision's readers under ``--data-dir ROOT`` (never downloaded): train as ``train``, the
+    test set as ``val``; ``v2_path`` adds a second test set (CIFAR-10.1's ``.npy`` pair).
 
 A :class:`Profile` scales a recipe to a dataset: the model, image size, batch size, the epoch
 scale, and the augmentation changes the dataset needs. Every value it sets is a trial-config
@@ -20,8 +23,6 @@ key, so it shows in the resolved config with ``profile <name>`` as its source.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
@@ -37,6 +38,7 @@ __all__ = [
     "DatasetSplits",
     "get_dataset",
     "load_splits",
+    "data_summary",
     "build_transforms",
     "SplitDataset",
     "BatchNormalize",
@@ -57,17 +59,20 @@ class Profile:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """One split: decoded uint8 images (N, H, W, 3) or file paths, and integer labels."""
+    """One split: its images - decoded uint8 (N, H, W, 3), a list of uint8 (H, W, 3) arrays of
+    differing sizes, or a lazy source of RGB PIL images (:mod:`rsb_tune.datasets`) or file
+    paths - its integer labels, and the files it came from."""
 
-    images: np.ndarray | Sequence[str]
+    images: np.ndarray | Sequence[Any]
     labels: np.ndarray
+    source: str = ""
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def decoded(self) -> bool:
-        return isinstance(self.images, np.ndarray)
+        return isinstance(self.images, np.ndarray) or (isinstance(self.images, list) and bool(self.images) and isinstance(self.images[0], np.ndarray))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +84,7 @@ class DatasetSplits:
     train: Split
     val: Split
     v2: Split | None
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # root, storage choice, held-out split
 
     @property
     def num_classes(self) -> int:
@@ -87,20 +93,26 @@ class DatasetSplits:
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_v2": len(self.v2) if self.v2 else 0}
 
+    def describe(self) -> dict[str, Any]:
+        """What study.yaml and ``--dry-run`` record: which files play each split, and whether
+        the study trains from memory or streams (with the reason)."""
+        splits = {k: {"n": len(s), "from": s.source} for k, s in (("train", self.train), ("val", self.val), ("v2", self.v2)) if s is not None}
+        return {"dataset": self.name, "num_classes": self.num_classes, "splits": splits, **self.info}
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     name: str
     description: str
     profile: Profile
-    load: Callable[[str | None], DatasetSplits]
+    load: Callable[[Any], DatasetSplits]  # DataOptions -> the dataset's own splits
 
 
 DIGITS_SPLIT_SEED = 20211006  # fixed forever: the split never depends on a trial seed
 DIGITS_SIZE = 32
 
 
-def _load_digits(_path: str | None = None) -> DatasetSplits:
+def _load_digits(_opts=None) -> DatasetSplits:
     from PIL import Image
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -114,56 +126,76 @@ def _load_digits(_path: str | None = None) -> DatasetSplits:
     train_idx, rest = train_test_split(idx, train_size=0.6, stratify=labels, random_state=DIGITS_SPLIT_SEED)
     val_idx, v2_idx = train_test_split(rest, train_size=0.5, stratify=labels[rest], random_state=DIGITS_SPLIT_SEED)
 
-    def split(ix):
+    def split(ix, part):
         ix = np.sort(ix)
-        return Split(images=images[ix], labels=labels[ix])
+        return Split(images=images[ix], labels=labels[ix], source=f"sklearn load_digits, {part} (split seed {DIGITS_SPLIT_SEED})")
 
-    return DatasetSplits("digits", tuple(str(c) for c in bunch.target_names), split(train_idx), split(val_idx), split(v2_idx))
-
-
-def _image_folder(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-    classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
-    if not classes:
-        raise DataError(f"{path}: no class folders")
-    try:
-        samples = make_dataset(str(path), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=True)
-    except (OSError, FileNotFoundError) as e:
-        raise DataError(f"{path}: {e}") from None
-    if not samples:
-        raise DataError(f"{path}: no images (extensions {', '.join(IMG_EXTENSIONS)})")
-    files, labels = zip(*samples)
-    return classes, list(files), np.asarray(labels, dtype=np.int64)
+    train, val, v2 = split(train_idx, "60 %"), split(val_idx, "20 %"), split(v2_idx, "other 20 %")
+    return DatasetSplits("digits", tuple(str(c) for c in bunch.target_names), train, val, v2)
 
 
-def _load_folder(path: str | None) -> DatasetSplits:
-    if not path:
-        raise DataError("dataset 'folder' needs a path: --data PATH")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise DataError(f"--data {path}: no such directory")
-    missing = [s for s in ("train", "val") if not (root / s).is_dir()]
-    if missing:
-        raise DataError(f"--data {path}: missing sub-folder(s) {', '.join(missing)}/ (expected train/, val/ and optional v2/)")
-    splits: dict[str, Split | None] = {"v2": None}
-    classes = None
-    for name in ("train", "val", "v2"):
-        sub = root / name
-        if not sub.is_dir():
-            continue
-        cls, files, labels = _image_folder(sub)
-        if classes is None:
-            classes = cls
-        elif cls != classes:
-            only_train = sorted(set(classes) - set(cls))
-            only_here = sorted(set(cls) - set(classes))
-            raise DataError(
-                f"--data {path}: class folders of {name}/ differ from train/: "
-                f"missing in {name}/: {only_train or 'none'}; not in train/: {only_here or 'none'}"
-            )
-        splits[name] = Split(images=files, labels=labels)
-    return DatasetSplits("folder", tuple(classes), splits["train"], splits["val"], splits["v2"])
+def _load_folder(opts) -> DatasetSplits:
+    from rsb_tune.datasets import load_folder
+
+    return load_folder(opts)
+
+
+def _torch_loader(name: str):
+    def load(opts) -> DatasetSplits:
+        from rsb_tune.datasets import load_torch
+
+        return load_torch(name, opts)
+
+    return load
+
+
+_CIFAR = Profile(
+    name="cifar10",
+    epoch_scale=0.2,  # A1/A2/A3 = 120/60/20 epochs
+    values={
+        "model": "resnet18_cifar",
+        "img_size": 32,
+        "test_img_size": 32,
+        "crop_pct": 1.0,
+        "batch_size": 512,
+        "scale_min": 0.35,
+        "hflip": 0.5,
+        "lr_scale": "sqrt",
+        "eval_batch_size": 1024,
+    },
+    why={
+        "model": "timm's ResNet-18 with a CIFAR stem (3x3 stride-1 conv, no max-pool; registered by rsb_tune.models): "
+        "the ImageNet stem would shrink 32 px to 8x8 before the first stage",
+        "img_size": "CIFAR's native 32 px: no upsampling",
+        "crop_pct": "1.0: evaluate the whole 32 px image (the 0.95 centre crop is an ImageNet habit)",
+        "batch_size": "512: ~97 updates per epoch on 50,000 images; the lr is rescaled from the recipe's 2048",
+        "epoch_scale": "0.2 of the paper's epochs keeps A1:A2:A3 = 6:3:1 (120/60/20); A2 = ~5,900 updates",
+        "lr_scale": "timm's rule for LAMB: lr x sqrt(512/2048) = 0.5x (A2: 2.5e-3); ~5,900 updates are enough for the rule, "
+        "unlike digits' 240 (not tuned here: check with a grid over lr)",
+        "scale_min": "timm's RandomResizedCrop at 32 px: a 0.08 crop keeps ~9x9 pixels; 0.35 keeps the object "
+        "(the pad-4 random crop of CIFAR papers keeps 0.77 of it; timm's transform has no pad-crop)",
+        "hflip": "on: a mirrored airplane or cat is the same class",
+        "eval_batch_size": "1024 images of 32 px: 10,000 test images in 10 forwards",
+    },
+)
+
+_MNIST = dataclasses.replace(
+    _CIFAR,
+    name="mnist",
+    epoch_scale=0.1,  # A1/A2/A3 = 60/30/10
+    values={**_CIFAR.values, "img_size": 28, "test_img_size": 28, "hflip": 0.0},
+    why={
+        **_CIFAR.why,
+        "img_size": "the MNIST family's native 28 px (grey, read as RGB)",
+        "hflip": "a mirrored digit or letter is another shape",
+        "epoch_scale": "0.1 of the paper's epochs keeps A1:A2:A3 = 6:3:1 (60/30/10); 60,000 images converge faster than CIFAR",
+        "batch_size": "512: ~117 updates per epoch on 60,000 images; the lr is rescaled from the recipe's 2048",
+    },
+)
+
+
+def _torch_spec(name: str, profile: Profile, description: str) -> DatasetSpec:
+    return DatasetSpec(name=name, description=description, profile=profile, load=_torch_loader(name))
 
 
 DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
@@ -200,7 +232,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
         ),
         "folder": DatasetSpec(
             name="folder",
-            description="a local ImageFolder root given with --data PATH (train/, val/, optional v2/)",
+            description="a local root given with --data PATH: train/, val/, optional v2/ (folders or .tar files of class folders), or one .tar of them",
             profile=Profile(
                 name="folder",
                 epoch_scale=1.0,
@@ -209,19 +241,69 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             ),
             load=_load_folder,
         ),
+        "torch/cifar10": _torch_spec("torch/cifar10", _CIFAR, "CIFAR-10 python batches under --data-dir ROOT: 50,000 train / 10,000 test (as val) at 32 px"),
+        "torch/cifar100": _torch_spec("torch/cifar100", dataclasses.replace(_CIFAR, name="cifar100"), "CIFAR-100 python files under --data-dir ROOT: 50,000 train / 10,000 test (as val)"),
+        "torch/mnist": _torch_spec("torch/mnist", _MNIST, "MNIST idx files under --data-dir ROOT: 60,000 train / 10,000 test (as val) at 28 px"),
+        "torch/fashion_mnist": _torch_spec("torch/fashion_mnist", _MNIST, "Fashion-MNIST idx files under --data-dir ROOT (test as val)"),
+        "torch/kmnist": _torch_spec("torch/kmnist", _MNIST, "Kuzushiji-MNIST idx files under --data-dir ROOT (test as val)"),
+        "torch/qmnist": _torch_spec("torch/qmnist", _MNIST, "QMNIST files under --data-dir ROOT (test as val)"),
     }
 )
 
 
+_PREFIXES = {
+    "hfds": ("load_hfds", "a Hugging Face dataset saved with save_to_disk at --data-dir ROOT"),
+    "wds": ("load_wds", "WebDataset shards (train-*.tar, validation-*.tar) at --data-dir ROOT"),
+}
+
+
+def _prefixed_spec(name: str) -> DatasetSpec:
+    """timm's ``hfds/NAME`` and ``wds/NAME``: any such dataset, with the folder profile."""
+    prefix = name.partition("/")[0].lower()
+    loader, description = _PREFIXES[prefix]
+
+    def load(opts) -> DatasetSplits:
+        from rsb_tune import datasets
+
+        return getattr(datasets, loader)(name, opts)
+
+    return DatasetSpec(name=name, description=description, profile=dataclasses.replace(DATASETS["folder"].profile, name=prefix), load=load)
+
+
 def get_dataset(name: str) -> DatasetSpec:
+    prefix, sep, rest = name.partition("/")
+    if sep and rest and prefix.lower() in _PREFIXES:
+        return _prefixed_spec(name)
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}{suggest(name, DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}, hfds/NAME, wds/NAME{suggest(name, DATASETS)}")
     return DATASETS[name]
 
 
-def load_splits(dataset: str, data_path: str | None = None) -> DatasetSplits:
-    """Decode (digits) or index (folder) a dataset once; the result is shared by all trials."""
-    return get_dataset(dataset).load(data_path)
+def load_splits(config: str | Mapping[str, Any], data_path: str | None = None, *, decode: bool = True) -> DatasetSplits:
+    """A study's splits, loaded once and shared by all its trials: ``config`` is a resolved
+    config (its ``dataset``, ``data_path``, ``v2_path``, ``val_holdout``, ``val_holdout_seed``
+    and ``memory_budget_mb``) or a dataset name with ``data_path``. Splits that fit the memory
+    budget are decoded (unless ``decode`` is false: ``--dry-run`` only indexes); others stream."""
+    from rsb_tune.datasets import DataOptions, finish_splits
+
+    if isinstance(config, str):
+        config = {"dataset": config, "data_path": data_path}
+    opts = DataOptions.from_config(config)
+    spec = get_dataset(config.get("dataset", "digits"))
+    return finish_splits(spec.load(opts), opts, decode=decode)
+
+
+def data_summary(spec: DatasetSpec, data: DatasetSplits) -> str:
+    """The ``--dry-run`` lines about the data: the profile's reasons, the splits, the storage."""
+    lines = [f"dataset {spec.name} (profile {spec.profile.name}): {spec.description}"]
+    lines += [f"  why {key}: {why}" for key, why in spec.profile.why.items()]
+    for name, s in data.describe()["splits"].items():
+        lines.append(f"  split {name}: {s['n']} images from {s['from']}")
+    if "val_holdout" in data.info:
+        h = data.info["val_holdout"]
+        lines.append(f"  val held out of train: {h['fraction']:.0%}, seed {h['seed']}; not used: {h['unused']}")
+    lines.append(f"  storage: {data.info['storage']} ({data.info['why']})")
+    return "\n".join(lines)
 
 
 def _posterize_zero_bits_compat() -> None:
@@ -297,8 +379,11 @@ class SplitDataset:
             if img is None:
                 img = self._pil[i] = Image.fromarray(self.split.images[i])
             return img
-        with open(self.split.images[i], "rb") as f:
-            return Image.open(f).convert("RGB")
+        ref = self.split.images[i]  # a lazy source yields RGB PIL images; a path is opened here
+        if isinstance(ref, str):
+            with open(ref, "rb") as f:
+                return Image.open(f).convert("RGB")
+        return ref
 
     def __getitem__(self, i: int):
         return self.transform(self.image(i)), int(self.split.labels[i])

@@ -155,7 +155,7 @@ def build_manifest(
     plan,
     space=None,
     dataset,
-    data_sizes: Mapping[str, int],
+    data,
     command: str,
 ) -> dict[str, Any]:
     """study.yaml's content, built in this one place (creation adds name, counts and times)."""
@@ -179,7 +179,8 @@ def build_manifest(
         "scheduler": space.scheduler if space else None,
         "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
         "dataset": dataset.name,
-        "data_sizes": dict(data_sizes),
+        "data_sizes": data.sizes(),
+        "data": _jsonable(data.describe()),
         "profile_notes": dict(dataset.profile.why),
         "versions": package_versions(),
         "git_commit": git_commit(),

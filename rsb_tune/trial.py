@@ -123,6 +123,8 @@ def build_sampler(dataset, config: Mapping[str, Any], *, num_replicas: int = 1, 
 def build_model(config: Mapping[str, Any], num_classes: int):
     import timm
 
+    import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
+
     torch.manual_seed(config["model_seed"])
     return timm.create_model(config["model"], num_classes=num_classes, drop_path_rate=config["drop_path"], **config["model_kwargs"])
 

@@ -42,6 +42,8 @@ def check_plan(plan, space=None) -> None:
     import timm.optim
     import torch
 
+    import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
+
     optimizers = timm.optim.list_optimizers()
     seen_opt: set[str] = set()
     seen_model: set[tuple] = set()

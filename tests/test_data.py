@@ -48,7 +48,7 @@ def test_image_folder_with_v2(tmp_path):
     _folder(tmp_path, ["train", "val", "v2"], {"train": ["cat", "dog"]})
     s = load_splits("folder", str(tmp_path))
     assert s.classes == ("cat", "dog") and len(s.train) == 6 and len(s.v2) == 6
-    assert not s.train.decoded
+    assert s.train.decoded and s.info["storage"] == "memory"  # a few KB: decoded once, trained from memory
 
 
 def test_image_folder_without_v2(tmp_path):
@@ -62,7 +62,7 @@ def test_image_folder_without_v2(tmp_path):
         (lambda root: None, "no such directory"),
         (lambda root: root.mkdir(), "missing sub-folder(s) train, val"),
         (lambda root: _folder(root, ["train"], {"train": ["a"]}), "missing sub-folder(s) val"),
-        (lambda root: _folder(root, ["train", "val"], {"train": ["a", "b"], "val": ["a", "c"]}), "missing in val/: ['b']; not in train/: ['c']"),
+        (lambda root: _folder(root, ["train", "val"], {"train": ["a", "b"], "val": ["a", "c"]}), "missing in val: ['b']; not in train: ['c']"),
         (lambda root: [(root / "train" / "a").mkdir(parents=True), (root / "val" / "a").mkdir(parents=True)], "no images"),
     ],
 )
