@@ -32,7 +32,7 @@ from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
 from rsb_tune.study import StudyDir
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces"]
+__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "PairedPlan", "PairedResult", "seeds_needed"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -49,6 +49,7 @@ class StudyPlan:
     space: Any
     plan: Any
     label: str
+    stopping: Any = None  # a sequential study's rule (rsb_tune.stopping.StoppingRule), or None
 
     @property
     def trials(self) -> Mapping[str, Mapping[str, Any]]:
@@ -69,7 +70,9 @@ class StudyPlan:
             return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
 
         base = self.plan.base
-        if self.plan.resolver is not None:
+        if self.stopping is not None:
+            head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {self.recipe.name}, dataset {self.dataset.name})"
+        elif self.plan.resolver is not None:
             head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
             head = f"{len(self.trials)} trials ({self.kind}, recipe {self.recipe.name}, dataset {self.dataset.name}); varied: {', '.join(self.plan.params) or 'seed'}"
@@ -112,15 +115,33 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, **experiment) -> StudyPlan:
-    """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``."""
+def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, **experiment) -> StudyPlan:
+    """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
+
+    With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
+    seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.stopping`)
+    of the mean of ``metric`` (val_top1 by default) is at most +-X wide."""
     from rsb_tune.recipes import get_recipe
     from rsb_tune.space import seed_list
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be >= 1 (an integer), got {n!r}")
+    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
-    return _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
+    return dataclasses.replace(_plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment), stopping=rule)
+
+
+def _stopping_rule(until, cap, **rule):
+    """The validated ``--until`` rule (None without one; its options alone are refused)."""
+    from rsb_tune import stopping
+    from rsb_tune.sequential import SEQUENTIAL_METRICS
+
+    if until is None:
+        given = [f"--{k}" for k, v in rule.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --until 'halfwidth<=X' (a sequential study)")
+        return None
+    return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
 def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
@@ -163,14 +184,16 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
-    ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...)."""
+    ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
+    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`)."""
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **experiment)
-    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, name=name, **experiment)
+    rule = dict(until=until, level=level, metric=metric, method=method)
+    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **experiment)
+    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
@@ -211,11 +234,12 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
     base = plan.plan.base.values
     data = load_splits(base["dataset"], base["data_path"])
     trials = lifecycle._jsonable(dict(plan.trials))
+    stopping = plan.stopping.record() if plan.stopping is not None else None
     if study.exists():
-        _check_same_plan(study, trials)
+        _check_same_plan(study, trials, stopping)
         print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
         return _run(study, data, opts)
-    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data_sizes=data.sizes(), command=command or _command_line())
+    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data_sizes=data.sizes(), command=command or _command_line(), stopping=stopping)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -228,11 +252,12 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
         raise
     with lock:  # held from creation to the end of the run: one driver per study
         if study.exists():  # another driver created it between our check and the lock
-            _check_same_plan(study, trials)
+            _check_same_plan(study, trials, stopping)
         else:
             lifecycle.create_study(study, manifest, trials)
         if not opts.quiet:
-            print(f"study {study.name}: {plan.planned} trials -> {study.where}", file=sys.stderr)
+            until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
+            print(f"study {study.name}: {plan.planned} trials{until} -> {study.where}", file=sys.stderr)
         return _run(study, data, opts, locked=True)
 
 
@@ -241,12 +266,18 @@ def _command_line() -> str:
     return " ".join(["rsb-tune", *argv[1:]]) if argv[0].endswith("rsb-tune") else " ".join(argv)
 
 
-def _check_same_plan(study: StudyDir, trials: Mapping[str, Any]) -> None:
-    if study.require().plan() != trials:
+def _check_same_plan(study: StudyDir, trials: Mapping[str, Any], stopping: Mapping[str, Any] | None = None) -> None:
+    recorded = study.require().meta().get("stopping") or {}
+    if study.plan() != trials or _rule_keys(recorded) != _rule_keys(stopping or {}):
         raise StudyError(
             f"study {study.name!r} already exists in {study.location.display()} with a different plan; "
             f"continue it with `rsb-tune resume {study.name}` or pick another name"
         )
+
+
+def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a stopping record that defines the rule (not where the study stands)."""
+    return {k: record.get(k) for k in ("rule", "cap", "metric", "level", "method", "bounds", "delta")} if record else {}
 
 
 def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
@@ -309,6 +340,7 @@ class StudyStatus:
     ended_at: str | None
     running_now: bool
     search: str | None = None
+    stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -338,6 +370,8 @@ class StudyStatus:
         out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:
             out.append(f"  {self.metric}: mean {self.mean:.2f} ± {self.std:.2f} (std, n={self.n}), best {self.best:.2f} ({self.best_trial})")
+        if self.stopping:
+            out.append("  " + _stopping_line(self.stopping))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
         return out
 
@@ -352,6 +386,21 @@ class StudyStatus:
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
         out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
         return out
+
+
+def _stopping_line(rec: Mapping[str, Any]) -> str:
+    """One line: the anytime interval now, against the rule's target, and whether it stopped."""
+    level = f"{rec.get('level', 0.95):.0%}"
+    n = rec.get("n_seeds", 0)
+    where = "stopped: " + ("the cap of seeds is reached" if rec.get("reason") == "cap" else str(rec.get("reason"))) if rec.get("stopped") else "continuing"
+    if not n:
+        return f"until {rec.get('rule')} ({rec.get('method')}, {level}): no seed finished yet; {where}"
+    half = (rec["upper"] - rec["lower"]) / 2  # the record's "halfwidth" is the rule's target for an --until study
+    interval = f"{rec['mean']:.2f} [{rec['lower']:.2f}, {rec['upper']:.2f}] after {n} seeds, half-width {half:.2f}"
+    if rec.get("paired"):
+        target = f" (equivalent within ±{rec['delta']:g})" if rec.get("delta") else ""
+        return f"paired, arm {rec.get('arm')} against {rec.get('other_arm')}: {rec.get('metric')} mean(a - b) {interval}{target} ({rec.get('method')}, {level} anytime); {where}"
+    return f"{rec.get('metric')} {level} anytime interval ({rec.get('method')}): {interval} vs target {rec.get('halfwidth'):g}; {where}"
 
 
 class Study:
@@ -417,12 +466,28 @@ class Study:
         best = C.better(mode)(finals)[1] if finals else None
         searched = meta.get("num_samples")
         planned = int(searched) + counts.get(C.ABANDONED, 0) if searched else len(self.plan)
+        stopping = self._stopping(meta)
+        if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
+            planned -= counts.get(C.PENDING, 0)
         return StudyStatus(
             name=self.name, kind=meta["kind"], recipe=meta.get("recipe"), where=self.where, planned=planned, counts=counts,
             metric=metric, mode=mode, values=tuple(v for v, _ in finals), best_trial=best,
             started_at=meta.get("started_at"), ended_at=meta.get("ended_at"),
-            running_now=StudyLock(self._dir.dir / ".lock").held(), search=meta.get("search"),
+            running_now=StudyLock(self._dir.dir / ".lock").held(), search=meta.get("search"), stopping=stopping,
         )  # fmt: skip
+
+    def _stopping(self, meta: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A sequential study's stopping record, its interval recomputed from the event logs now
+        (a paired arm's: as recorded by the pair's last round)."""
+        from rsb_tune import sequential
+        from rsb_tune.results import build_tables
+
+        record = meta.get("stopping")
+        rule = sequential.rule_of(meta)
+        if rule is None:
+            return dict(record) if record else None
+        decision = sequential.study_decision(self._dir, rule, build_tables(self._dir)[0])
+        return {**record, **decision.record()}
 
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""

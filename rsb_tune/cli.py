@@ -68,6 +68,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             r.add_argument(flag, type=meta["type"] or str, default=f.default, metavar=meta["metavar"] or "N", help=meta["help"] + shown)
 
 
+def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
+    """The flags of a sequential study's rule (validated by rsb_tune.stopping, defaults there)."""
+    g = p.add_argument_group("sequential study (anytime-valid intervals; see README 'Enough seeds, then stop')")
+    if until:
+        g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
+    g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
+    g.add_argument("--metric", help="final metric the rule follows (default val_top1)")
+    g.add_argument("--method", help="confidence sequence: t_mixture (default) or betting")
+
+
+def _rule(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("until", "level", "metric", "method") if hasattr(args, k)}
+
+
 def _run_options(args) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in RUN_OPTIONS}
 
@@ -84,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("seeds", help="one recipe under many seeds", description="Run a recipe under seeds S..S+N-1 (the paper's 100-seed study of A2).")
-    p.add_argument("--n", type=int, required=True, help="number of seeds")
+    p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name: A1, A2 or A3 (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_rule_options(p, until=True)
     _add_study_options(p)
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
@@ -187,7 +202,7 @@ def _cmd_study(args) -> int:
     if args.command == "grid":
         plan = api.plan_grid(args.space, **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0
