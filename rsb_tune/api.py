@@ -32,7 +32,7 @@ from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
 from rsb_tune.study import StudyDir
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "PairedPlan", "PairedResult", "seeds_needed"]
+__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -214,7 +214,6 @@ def _python_call(fn: str, **kwargs) -> str:
 def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> "Study":
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
-    from rsb_tune.data import load_splits
     from rsb_tune.ray_adapter import check_address, check_tracking
     from rsb_tune.storage import check_writable, locate
     from rsb_tune.study import default_name
@@ -231,14 +230,24 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
             file=sys.stderr,
         )
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
+    stopping = plan.stopping.record() if plan.stopping is not None else None
+    study, data, lock = _open(plan, study, command, stopping, opts)
+    with lock:  # held from creation to the end of the run: one driver per study
+        return _run(study, data, opts, locked=True)
+
+
+def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
+    """(study, its data, its acquired lock): the study of ``plan`` created under ``study``'s
+    name, or the existing one when its plan (and stopping rule) are the same."""
+    from rsb_tune.data import load_splits
+
     base = plan.plan.base.values
     data = load_splits(base["dataset"], base["data_path"])
     trials = lifecycle._jsonable(dict(plan.trials))
-    stopping = plan.stopping.record() if plan.stopping is not None else None
     if study.exists():
         _check_same_plan(study, trials, stopping)
         print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
-        return _run(study, data, opts)
+        return study, data, study.lock().acquire()
     manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data_sizes=data.sizes(), command=command or _command_line(), stopping=stopping)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
@@ -250,15 +259,18 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
 
             shutil.rmtree(study.dir, ignore_errors=True)  # nothing of ours stays, nothing of another driver goes
         raise
-    with lock:  # held from creation to the end of the run: one driver per study
+    try:
         if study.exists():  # another driver created it between our check and the lock
             _check_same_plan(study, trials, stopping)
         else:
             lifecycle.create_study(study, manifest, trials)
-        if not opts.quiet:
-            until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
-            print(f"study {study.name}: {plan.planned} trials{until} -> {study.where}", file=sys.stderr)
-        return _run(study, data, opts, locked=True)
+    except BaseException:
+        lock.release()
+        raise
+    if not opts.quiet:
+        until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
+        print(f"study {study.name}: {plan.planned} trials{until} -> {study.where}", file=sys.stderr)
+    return study, data, lock
 
 
 def _command_line() -> str:
@@ -286,9 +298,17 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     from rsb_tune.data import load_splits
     from rsb_tune.ray_adapter import check_address, check_tracking
 
+    from rsb_tune.sequential import paired_rule_of
+
     opts = run_options(options)
+    if not StudyDir(storage, name).exists() and StudyDir(storage, f"{name}-a").exists():
+        name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    if paired_rule_of(study.meta()) is not None:
+        check_address(opts.address)
+        check_tracking(opts.tracking)
+        return _resume_pair(study, opts)
     check_address(opts.address)
     check_tracking(opts.tracking)
     base = study.meta().get("base_config") or {}
@@ -317,6 +337,160 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     if not opts.quiet:
         print("\n".join(status.summary()), file=sys.stderr)
     return handle
+
+
+# --------------------------------------------------------------------------- A against B until decided
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedPlan:
+    """Two validated seed studies on the same seeds, and the rule that decides between them."""
+
+    a: StudyPlan
+    b: StudyPlan
+    rule: Any  # rsb_tune.stopping.PairedRule
+
+    def describe(self) -> list[str]:
+        rule = self.rule
+        head = [f"paired A vs B: up to {rule.cap} seeds per arm, until {rule.record()['rule']} ({rule.method}, level {rule.level:g}, at least {rule.min_seeds} seeds)"]
+        return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedResult:
+    """A finished paired study: its two arms (ordinary studies) and the verdict."""
+
+    a: "Study"
+    b: "Study"
+    decision: Any  # rsb_tune.stopping.Decision of mean(a - b)
+
+    @property
+    def verdict(self) -> str:
+        """``a_better``, ``b_better``, ``equivalent``, ``cap`` or ``continue``."""
+        return self.decision.reason
+
+    @property
+    def exit_code(self) -> int:
+        """0 when both arms ran every seed they needed without failures, else 1."""
+        return max(self.a.status().exit_code, self.b.status().exit_code)
+
+    def lines(self) -> list[str]:
+        return [f"A vs B: {self.a.name} against {self.b.name}", "  " + _stopping_line(self.a.meta.get("stopping") or {})]
+
+
+def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, **experiment) -> PairedPlan:
+    """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
+    the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
+    and the other experiment arguments. Arms that differ in anything the recipes and overrides
+    do not name are refused."""
+    from rsb_tune import stopping
+    from rsb_tune.sequential import SEQUENTIAL_METRICS, check_arms
+
+    metric = metric or C.DEFAULT_METRIC
+    rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
+    a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
+    b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
+    named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
+    if a.trials == b.trials:
+        raise ConfigError("the two arms are the same configuration; give --vs-recipe or --set / --vs-set that differ")
+    check_arms(a.plan, b.plan, named)
+    return PairedPlan(a, b, rule)
+
+
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> PairedResult:
+    """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
+    (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
+    are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
+    batch (``max_concurrent``, else the CPUs over ``cpus_per_trial``) of seeds of both arms and
+    then decides on the seeds finished in both."""
+    experiment, options = _split(kwargs)
+    run_options(options)
+    rule_args = dict(delta=delta, level=level, metric=metric, method=method)
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **experiment)
+    command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
+    return start_ab(paired, storage=storage, name=name, command=command, **options)
+
+
+def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> PairedResult:
+    """Create (or continue) the two arms of ``paired`` and run them until decided."""
+    from rsb_tune.ray_adapter import check_address, check_tracking
+    from rsb_tune.sequential import paired_record
+    from rsb_tune.storage import check_writable, locate
+    from rsb_tune.study import default_name
+
+    opts = run_options(options)
+    location = locate(storage)
+    check_writable(location)
+    check_address(opts.address)
+    check_tracking(opts.tracking)
+    pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
+    names = {"a": f"{pair}-a", "b": f"{pair}-b"}
+    opened = []
+    try:
+        for arm, plan, other in (("a", paired.a, "b"), ("b", paired.b, "a")):
+            record = paired_record(paired.rule, arm=arm, other=names[other], pair=pair)
+            opened.append(_open(plan, StudyDir(location, names[arm]), command or _command_line(), record, opts))
+        return _run_pair(opened, paired.rule, opts)
+    finally:
+        for _, _, lock in opened:
+            lock.release()
+
+
+def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
+    """Rounds until the paired rule decides (the caller holds both arms' locks)."""
+    import os
+
+    from rsb_tune import sequential
+    from rsb_tune.ray_adapter import run_trials
+    from rsb_tune.study import now_iso
+
+    (a, data_a, _), (b, data_b, _) = opened
+    for study in (a, b):
+        lifecycle.check_format(study, study.meta())
+        study.update_meta(run_options=opts.recorded())
+    batch = opts.max_concurrent or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
+    order = sequential.seed_order(a.plan())
+    while True:
+        decision = sequential.paired_decision(a, b, rule)
+        for study in (a, b):
+            lifecycle.record_stopping(study, decision)
+        states = [sequential.statuses(a), sequential.statuses(b)]
+        finished = {tid: all(s[tid] in C.FINISHED for s in states) for tid, _ in order}
+        todo = [] if decision.stop else sequential.next_round(order, finished, batch)
+        if not todo:
+            break
+        try:
+            for study, data in ((a, data_a), (b, data_b)):
+                run_trials(study, data, opts, todo)
+        except KeyboardInterrupt:
+            raise Interrupted(a.name) from None
+        if not all(sequential.statuses(study)[tid] in C.FINISHED for study in (a, b) for tid in todo):
+            raise Interrupted(a.name)  # Ray Tune returns early on a signal
+    for study in (a, b):
+        study.update_meta(ended_at=now_iso())
+    result = PairedResult(Study(a), Study(b), decision)
+    if not opts.quiet:
+        print("\n".join([*result.a.status().summary()[:2], *result.b.status().summary()[:2], *result.lines()]), file=sys.stderr)
+    return result
+
+
+def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
+    """Continue the paired study that ``study`` is an arm of (both arms, from their tables)."""
+    from rsb_tune.data import load_splits
+    from rsb_tune.sequential import paired_rule_of
+
+    meta = study.meta()
+    rule = paired_rule_of(meta)
+    arms = sorted([study, StudyDir(study.location, meta["stopping"]["other_arm"]).require()], key=lambda d: d.meta()["stopping"]["arm"])
+    opened = []
+    try:
+        for arm in arms:
+            base = arm.meta().get("base_config") or {}
+            opened.append((arm, load_splits(base.get("dataset", "digits"), base.get("data_path")), arm.lock().acquire()))
+        return _run_pair(opened, rule, opts)
+    finally:
+        for _, _, lock in opened:
+            lock.release()
 
 
 # --------------------------------------------------------------------------- reading
@@ -551,6 +725,46 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
         return Path(write_compare_report(a.path, b.path, out))
     except ValueError as e:
         raise StudyError(str(e)) from None
+
+
+def seeds_needed(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
+    """How many seeds a question needs, from a finished study's seed std and its test set's
+    noise floor (:func:`analysis.seeds_needed_table`): per half-width of the mean's interval,
+    and per difference delta to detect with power 0.8 at alpha 0.05, for independent and
+    paired arms. ``vs``: a second study on the same seeds, whose paired differences give the
+    paired arms' std (else sigma * sqrt(2), no gain from pairing assumed)."""
+    import analysis
+
+    for what, values in (("--halfwidth", halfwidths), ("--delta", deltas)):
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0]
+        if bad:
+            raise ConfigError(f"{what}: must be finite numbers > 0, got {bad[0]!r}")
+    study = load(name, storage)
+    metric = metric or study.meta.get("metric", C.DEFAULT_METRIC)
+    trials = study.trials
+    if metric not in trials.columns:
+        raise ConfigError(f"--metric: {metric!r} is not a column of {name}'s trials")
+    ok = trials[(trials["status"] == C.OK) & trials[metric].notna()]
+    if len(ok) < 2:
+        raise StudyError(f"study {name!r} has {len(ok)} ok trial(s) with {metric}: the seeds' std needs at least 2")
+    sigma = float(ok[metric].std(ddof=1))
+    if not sigma > 0:
+        raise StudyError(f"study {name!r}: {metric} does not vary over its seeds (std 0): nothing to plan")
+    try:
+        floor = float(analysis.test_set_noise(trials, metric)["binomial_std"])
+    except ValueError:
+        floor = None  # no test-set size for this metric
+    paired_sigma = None
+    if vs is not None:
+        other = load(vs, storage).trials
+        other = other[(other["status"] == C.OK) & other[metric].notna()]
+        both = ok[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_a", "_b"))
+        if len(both) < 2:
+            raise StudyError(f"studies {name!r} and {vs!r} share {len(both)} ok seed(s): paired differences need at least 2")
+        paired_sigma = float((both[f"{metric}_a"] - both[f"{metric}_b"]).std(ddof=1))
+    table = analysis.seeds_needed_table(sigma, halfwidths=tuple(halfwidths), deltas=tuple(deltas), paired_sigma=paired_sigma, noise_floor=floor, n_sim=n_sim)
+    table.attrs.update(study=name, metric=metric, n_seeds=len(ok), vs=vs)
+    return table
 
 
 def spaces() -> dict[str, str]:
