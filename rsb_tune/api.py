@@ -540,6 +540,9 @@ class StudyStatus:
     def lines(self) -> list[str]:
         """``rsb-tune status``'s text."""
         planned = f"{self.planned} trials to sample ({self.search})" if self.search not in (None, "grid") else f"{self.planned} trials planned"
+        if self.stopping:
+            cap = self.stopping.get("cap")
+            planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
         shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
         out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:

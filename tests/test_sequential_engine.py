@@ -1,6 +1,5 @@
 """Sequential seed studies on the engine side: the searcher's logic without a cluster, the
-stopping state on disk and in ``status``, the paired rounds, bad input through the CLI, and
-one real ``--until`` study that stops by its rule before its cap and resumes to nothing."""
+stopping state on disk and in ``status``, the paired rounds, and one real ``--until`` study that stops by its rule before its cap and resumes to nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from rsb_tune import stopping
 from rsb_tune.api import Study
 from rsb_tune.errors import ConfigError
 from rsb_tune.study import StudyDir
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import run_cli
 
 RULE = stopping.check_rule("halfwidth<=5", cap=30, metric="val_top1")  # stops at the t-mixture's least n, 12
 
@@ -188,28 +187,6 @@ def test_arms_that_differ_in_what_is_not_named_are_refused():
         S.check_arms(a, b, {})
     S.check_arms(rsb_tune.plan_seeds(3, "A2", epochs=1).plan, a, {})  # another recipe: its values are named by it
     assert S.next_round(_order(6), {"t0000": True, "t0002": True}, 3) == ["t0001", "t0003", "t0004"]
-
-
-BAD = [
-    (["seeds", "--n", "100", "--until", "halfwidth<0.25"], ["--until", "only '<=' is accepted"]),
-    (["seeds", "--n", "100", "--until", "halfwidth<=0"], ["--until", "> 0"]),
-    (["seeds", "--n", "100", "--until", "halfwidth<=0.25", "--level", "1.5"], ["level", "strictly between 0 and 1"]),
-    (["seeds", "--n", "5", "--until", "halfwidth<=0.25"], ["cap of 5 seeds is below the 12"]),
-    (["seeds", "--n", "100", "--until", "halfwidth<=0.25", "--method", "betting"], ["below the 1471"]),
-    (["seeds", "--n", "100", "--level", "0.9"], ["--level: only with --until"]),
-    (["ab", "--n", "20", "--recipe", "A3"], ["the two arms are the same configuration"]),
-    (["ab", "--n", "20", "--recipe", "A3", "--vs-set", "model_seed=3"], ["paired arms must share their seeds"]),
-    (["ab", "--n", "20", "--recipe", "A2", "--vs-recipe", "A3", "--delta", "0"], ["delta: must be a finite number > 0"]),
-    (["plan-seeds", "nope"], ["no study 'nope'"]),
-]
-
-
-@pytest.mark.parametrize("args,needles", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_sequential_input_is_one_line_exit_2_nothing_written(tmp_path, args, needles):
-    storage = tmp_path / "store"
-    proc = run_cli(*args, "--storage", str(storage), cwd=tmp_path)
-    assert_user_error(proc, *needles)
-    assert not storage.exists() and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.e2e
