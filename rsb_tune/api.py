@@ -32,7 +32,7 @@ from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
 from rsb_tune.study import StudyDir
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed"]
+__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -401,8 +401,8 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
-    batch (``max_concurrent``, else the CPUs over ``cpus_per_trial``) of seeds of both arms and
-    then decides on the seeds finished in both."""
+    batch (``max_concurrent``, else the CPUs over ``cpus_per_trial``; the first round: the
+    rule's least n) of seeds of arm a, then of arm b, and decides on the seeds finished in both."""
     experiment, options = _split(kwargs)
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
@@ -456,7 +456,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
             lifecycle.record_stopping(study, decision)
         states = [sequential.statuses(a), sequential.statuses(b)]
         finished = {tid: all(s[tid] in C.FINISHED for s in states) for tid, _ in order}
-        todo = [] if decision.stop else sequential.next_round(order, finished, batch)
+        todo = [] if decision.stop else sequential.next_round(order, finished, batch, rule.min_seeds)
         if not todo:
             break
         try:
@@ -730,7 +730,7 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
         raise StudyError(str(e)) from None
 
 
-def seeds_needed(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
+def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
     """How many seeds a question needs, from a finished study's seed std and its test set's
     noise floor (:func:`analysis.seeds_needed_table`): per half-width of the mean's interval,
     and per difference delta to detect with power 0.8 at alpha 0.05, for independent and

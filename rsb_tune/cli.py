@@ -246,7 +246,7 @@ def _cmd_plan_seeds(args) -> int:
     from rsb_tune import api
 
     kwargs = {k: tuple(v) for k, v in (("halfwidths", args.halfwidth), ("deltas", args.delta)) if v}
-    table = api.seeds_needed(args.name, vs=args.vs, metric=args.metric, storage=args.storage, **kwargs)
+    table = api.seeds_needed_table(args.name, vs=args.vs, metric=args.metric, storage=args.storage, **kwargs)
     print(f"seeds needed, from {args.name} ({table.attrs['n_seeds']} ok seeds of {table.attrs['metric']}; sigma {table['sigma'].iloc[0]:.3g}):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0

@@ -120,10 +120,14 @@ def in_flight(study: StudyDir) -> set[str]:
     return {tid for tid, status in statuses(study).items() if status == C.RUNNING}
 
 
-def next_round(order: Sequence[tuple[str, int]], finished: Mapping[str, bool], batch: int) -> list[str]:
+def next_round(order: Sequence[tuple[str, int]], finished: Mapping[str, bool], batch: int, least: int = 0) -> list[str]:
     """The trial ids of the next round of a paired study: the first ``batch`` seeds (in seed
-    order) not yet finished in both arms (``finished``: trial id -> finished in both)."""
-    return [tid for tid, _ in order if not finished.get(tid)][:batch]
+    order) not yet finished in both arms (``finished``: trial id -> finished in both); at
+    least enough to reach ``least`` seeds (the rule's least n: no decision comes before it, so
+    the first round runs that many at once instead of paying a round per batch)."""
+    left = [tid for tid, _ in order if not finished.get(tid)]
+    done = sum(1 for tid, _ in order if finished.get(tid))
+    return left[: max(batch, least - done)]
 
 
 # --------------------------------------------------------------------------- the searcher's logic

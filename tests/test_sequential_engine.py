@@ -144,6 +144,18 @@ def test_every_seed_finished_but_some_without_a_value_is_the_cap(tmp_path):
     assert (d.stop, d.reason, d.n) == (True, "cap", 11)
 
 
+def test_seeds_needed_table_from_a_finished_study(tmp_path):
+    study, plan = _sequential_study(tmp_path, name="fin")
+    values = _values(12, sigma=1.0)
+    _finish(study, list(plan.trials)[:12], values)
+    table = rsb_tune.seeds_needed_table("fin", storage=str(tmp_path), halfwidths=(0.5,), deltas=(0.25,), n_sim=200)
+    assert list(table["question"]) == ["halfwidth", "delta_independent", "delta_paired"]
+    assert table["sigma"].iloc[0] == pytest.approx(np.std(values, ddof=1))
+    assert table["n_fixed"].iloc[1] == pytest.approx(15.7 * (np.std(values, ddof=1) / 0.25) ** 2, rel=0.05)  # about 15.7 (sigma/delta)^2
+    p = np.mean(values) / 100
+    assert table["noise_floor"].iloc[0] == pytest.approx(100 * np.sqrt(p * (1 - p) / 359))  # the val set's binomial std
+
+
 def test_paired_rounds_until_decided(tmp_path, monkeypatch):
     """The rounds of a paired study, with the trials' runs replaced by recorded results (a is
     1 point better than b, seed by seed): both arms run the same seeds, batch by batch, stop
@@ -151,7 +163,9 @@ def test_paired_rounds_until_decided(tmp_path, monkeypatch):
     import rsb_tune.ray_adapter as adapter
 
     rng = np.random.default_rng(1)
-    noise = {"a": rng.normal(61.0, 0.05, 40), "b": rng.normal(60.0, 0.05, 40)}
+    noise = {"a": rng.normal(61.0, 0.2, 40), "b": rng.normal(60.0, 0.2, 40)}
+    expected = stopping.decide_paired(stopping.check_paired(cap=40, metric="val_top1", mode="max"), noise["a"] - noise["b"])
+    assert expected.reason == "a_better" and 12 < expected.n <= 17  # decided in the second round
     rounds = []
 
     def fake_run_trials(study, data, opts, trial_ids):
@@ -162,16 +176,17 @@ def test_paired_rounds_until_decided(tmp_path, monkeypatch):
     monkeypatch.setattr(adapter, "run_trials", fake_run_trials)
     result = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True)
     assert result.verdict == "a_better" and result.exit_code == 0
-    assert rounds[0] == ("pair-a", ["t0000", "t0001", "t0002", "t0003", "t0004"]) and rounds[1] == ("pair-b", rounds[0][1])
+    # the first round runs the rule's least n (12) at once, the next ones a batch (5) each
+    assert rounds[0] == ("pair-a", [f"t{i:04d}" for i in range(12)]) and rounds[1] == ("pair-b", rounds[0][1])
     assert [r[1] for r in rounds[::2]] == [r[1] for r in rounds[1::2]]  # the same seeds in both arms
     ran = sum(len(r[1]) for r in rounds[::2])
-    assert ran == 15 and result.decision.n == 12  # decided at the t-mixture's least n, inside the third round
+    assert len(rounds) == 4 and ran == 17 and result.decision.n == expected.n
     for arm, other in (("a", "pair-b"), ("b", "pair-a")):
         rec = yaml.safe_load((tmp_path / f"pair-{arm}" / "study.yaml").read_text())["stopping"]
         assert rec["paired"] and rec["arm"] == arm and rec["other_arm"] == other and rec["reason"] == "a_better"
-        assert rec["lower"] > 0 and rec["mean"] == pytest.approx(1.0, abs=0.2) and rec["n_seeds"] == 12
+        assert rec["lower"] > 0 and rec["mean"] == pytest.approx(expected.mean) and rec["n_seeds"] == expected.n
         status = rsb_tune.load(f"pair-{arm}", storage=str(tmp_path)).status()
-        assert status.state == "finished" and status.planned == 15 and status.exit_code == 0
+        assert status.state == "finished" and status.planned == 17 and status.exit_code == 0
     # the same command again recomputes the verdict from the tables and runs nothing
     rounds.clear()
     again = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True)
@@ -187,6 +202,7 @@ def test_arms_that_differ_in_what_is_not_named_are_refused():
         S.check_arms(a, b, {})
     S.check_arms(rsb_tune.plan_seeds(3, "A2", epochs=1).plan, a, {})  # another recipe: its values are named by it
     assert S.next_round(_order(6), {"t0000": True, "t0002": True}, 3) == ["t0001", "t0003", "t0004"]
+    assert S.next_round(_order(20), {"t0000": True}, 3, least=12) == [f"t{i:04d}" for i in range(1, 12)]
 
 
 @pytest.mark.e2e
