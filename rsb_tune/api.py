@@ -8,6 +8,9 @@ over these functions; every check lives here, so a notebook gets the same errors
     rsb_tune.grid("lamb_bce", epochs=1)                     # a shipped space, by name
     rsb_tune.resume("seeds-A2-20261201-101502", cpus_per_trial=2)
     rsb_tune.load("seeds-A2-20261201-101502").report()
+    rsb_tune.seeds(200, "A2", until="halfwidth<=0.3")      # sequential: stops when the anytime interval is narrow
+    rsb_tune.ab(100, "A2", "A3", delta=0.2)                 # A against B on the same seeds, until decided
+    rsb_tune.seeds_needed_table("seeds-A2-20261201-101502")  # how many seeds a question needs
 
 Experiment arguments (what is trained: ``data``, ``model``, ``epochs``, ``batch_size``,
 ``workers_per_trial``, ``overrides``) go into the study's plan. Run options (see
