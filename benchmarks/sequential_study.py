@@ -70,14 +70,14 @@ def main(argv=None) -> int:
         if args.fixed_study:
             fixed_dir, fixed_wall = args.fixed_study, None
         else:
-            run = run_cli(["seeds", "--n", str(n_fixed), "--recipe", args.recipe, "--storage", str(storage), "--name", "fixed", *common], sample=False)
+            run = run_cli(["seeds", "--n", str(n_fixed), "--recipe", args.recipe, "--storage", str(storage), "--name", "fixed", *common], sample=False, log=storage / "fixed.log")
             fixed_dir, fixed_wall = storage / "fixed", run["wall_s"]
         fixed = _trials(fixed_dir)
         fixed_ok = fixed[fixed["status"] == "ok"]["val_top1"]
         rows.append({"study": f"fixed n={len(fixed)}", "seeds_run": len(fixed), "wall_min": None if fixed_wall is None else round(fixed_wall / 60, 2),
                      "mean": round(float(fixed_ok.mean()), 3), "interval": "-", "reason": "fixed n"})  # fmt: skip
 
-        run = run_cli(["seeds", "--n", str(cap), "--recipe", args.recipe, "--until", args.until, "--storage", str(storage), "--name", "until", *common], sample=False)
+        run = run_cli(["seeds", "--n", str(cap), "--recipe", args.recipe, "--until", args.until, "--storage", str(storage), "--name", "until", *common], sample=False, log=storage / "until.log")
         rec = _stopping(storage, "until")
         seq = _trials(storage / "until")
         inside = rec["lower"] <= float(fixed_ok.mean()) <= rec["upper"]
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         print_table(rows, title=f"sequential ({args.until}, cap {cap}) against a fixed-n study of {args.recipe}; fixed mean inside the anytime interval: {inside}")
 
         if not args.skip_paired:
-            run = run_cli(["ab", "--n", str(cap), "--recipe", args.recipe, "--vs-recipe", args.vs_recipe, "--storage", str(storage), "--name", "ab", *common], sample=False)
+            run = run_cli(["ab", "--n", str(cap), "--recipe", args.recipe, "--vs-recipe", args.vs_recipe, "--storage", str(storage), "--name", "ab", *common], sample=False, log=storage / "ab.log")
             rec = _stopping(storage, "ab-a")
             paired = {"seeds_run": len(_trials(storage / "ab-a")), "n_at_decision": rec["n_seeds"], "verdict": rec["reason"], "mean_diff": rec["mean"],
                       "lower": rec["lower"], "upper": rec["upper"], "wall_s": run["wall_s"]}  # fmt: skip
