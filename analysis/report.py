@@ -24,6 +24,8 @@ from matplotlib.figure import Figure
 from rsb_tune.contract import default_mode
 
 from analysis import grid, plots, stats
+from analysis.plots_sequential import plot_confidence_sequence
+from analysis.sequential import confidence_sequence, fixed_t_interval_path
 from analysis._tables import status_counts
 from analysis.study import StudyTables, StudyError, StudyPath, load_study
 
@@ -91,6 +93,8 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         _grid_sections(report, study)
     else:
         _seed_sections(report, study, ok)
+    if study.meta.get("stopping") and not ok.trials.empty:
+        _sequential_section(report, study, ok)
     return report.write()
 
 
@@ -248,6 +252,37 @@ def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame 
     except StudyError as exc:
         report.text(f"No test-set decomposition for {metric}: {exc}")
         return None
+
+
+def _sequential_section(report: _Report, study: StudyTables, ok: StudyTables) -> None:
+    """A sequential study: its rule, why it stopped, and the path of its anytime interval."""
+    rec = study.meta["stopping"]
+    report.heading("Sequential study: the anytime interval against the number of seeds")
+    report.value("stopping", rec)
+    shown = {k: rec.get(k) for k in ("rule", "cap", "metric", "method", "level", "stopped", "reason", "n_seeds", "mean", "lower", "upper")}
+    report.table("stopping_rule", pd.DataFrame([shown]))
+    if rec.get("paired"):
+        report.text(
+            f"Arm {rec.get('arm')} of a paired study against {rec.get('other_arm')}: the interval is of the mean "
+            f"paired difference a - b of {rec.get('metric')} over the seeds finished in both arms."
+        )
+        return
+    report.text(
+        "The band is the confidence sequence: it holds the mean at every n at once, so stopping when it is narrow "
+        "enough keeps its level. The dashed fixed-n t-interval is valid only at one n fixed in advance. Seeds in seed "
+        "order; only ok trials count."
+    )
+    metric, level, bounds, method = rec["metric"], rec["level"], rec["bounds"], rec["method"]
+    values = ok.trials.sort_values("seed", kind="stable")[metric].to_numpy(dtype=float)
+    path = confidence_sequence(values, level=level, bounds=bounds, method=method)
+    fixed = fixed_t_interval_path(values, level)
+    report.value("confidence_sequence", path.assign(t_lower=fixed["lower"], t_upper=fixed["upper"]))
+    report.figure(
+        "confidence_sequence",
+        lambda ax: plot_confidence_sequence(
+            ok.trials, metric=metric, level=level, bounds=bounds, method=method, halfwidth=rec.get("halfwidth"), ax=ax
+        ),
+    )
 
 
 def _grid_sections(report: _Report, study: StudyTables) -> None:

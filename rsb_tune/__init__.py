@@ -27,6 +27,12 @@ __all__ = [
     "compare",
     "Study",
     "StudyStatus",
+    # sequential: A against B until decided, how many seeds
+    "ab",
+    "plan_ab",
+    "start_ab",
+    "PairedResult",
+    "seeds_needed_table",
     # planning without running
     "plan_seeds",
     "plan_grid",
@@ -45,7 +51,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces"], "rsb_tune.api"),
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
     "RunOptions": "rsb_tune.options",
     "UserError": "rsb_tune.errors",
     "RECIPES": "rsb_tune.recipes",

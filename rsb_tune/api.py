@@ -8,6 +8,9 @@ over these functions; every check lives here, so a notebook gets the same errors
     rsb_tune.grid("lamb_bce", epochs=1)                     # a shipped space, by name
     rsb_tune.resume("seeds-A2-20261201-101502", cpus_per_trial=2)
     rsb_tune.load("seeds-A2-20261201-101502").report()
+    rsb_tune.seeds(200, "A2", until="halfwidth<=0.3")      # sequential: stops when the anytime interval is narrow
+    rsb_tune.ab(100, "A2", "A3", delta=0.2)                 # A against B on the same seeds, until decided
+    rsb_tune.seeds_needed_table("seeds-A2-20261201-101502")  # how many seeds a question needs
 
 Experiment arguments (what is trained: ``data``, ``model``, ``epochs``, ``batch_size``,
 ``workers_per_trial``, ``overrides``) go into the study's plan. Run options (see
@@ -32,7 +35,7 @@ from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
 from rsb_tune.study import StudyDir
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces"]
+__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -49,6 +52,7 @@ class StudyPlan:
     space: Any
     plan: Any
     label: str
+    stopping: Any = None  # a sequential study's rule (rsb_tune.stopping.StoppingRule), or None
 
     @property
     def trials(self) -> Mapping[str, Mapping[str, Any]]:
@@ -69,7 +73,9 @@ class StudyPlan:
             return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
 
         base = self.plan.base
-        if self.plan.resolver is not None:
+        if self.stopping is not None:
+            head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {self.recipe.name}, dataset {self.dataset.name})"
+        elif self.plan.resolver is not None:
             head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
             head = f"{len(self.trials)} trials ({self.kind}, recipe {self.recipe.name}, dataset {self.dataset.name}); varied: {', '.join(self.plan.params) or 'seed'}"
@@ -113,15 +119,33 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, **experiment) -> StudyPlan:
-    """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``."""
+def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, **experiment) -> StudyPlan:
+    """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
+
+    With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
+    seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.stopping`)
+    of the mean of ``metric`` (val_top1 by default) is at most +-X wide."""
     from rsb_tune.recipes import get_recipe
     from rsb_tune.space import seed_list
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be >= 1 (an integer), got {n!r}")
+    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
-    return _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
+    return dataclasses.replace(_plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment), stopping=rule)
+
+
+def _stopping_rule(until, cap, **rule):
+    """The validated ``--until`` rule (None without one; its options alone are refused)."""
+    from rsb_tune import stopping
+    from rsb_tune.sequential import SEQUENTIAL_METRICS
+
+    if until is None:
+        given = [f"--{k}" for k, v in rule.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --until 'halfwidth<=X' (a sequential study)")
+        return None
+    return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
 def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
@@ -164,14 +188,16 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
-    ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...)."""
+    ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
+    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`)."""
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **experiment)
-    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, name=name, **experiment)
+    rule = dict(until=until, level=level, metric=metric, method=method)
+    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **experiment)
+    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
@@ -192,7 +218,6 @@ def _python_call(fn: str, **kwargs) -> str:
 def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> "Study":
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
-    from rsb_tune.data import load_splits
     from rsb_tune.ray_adapter import check_address, check_tracking
     from rsb_tune.storage import check_writable, locate
     from rsb_tune.study import default_name
@@ -209,13 +234,24 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
             file=sys.stderr,
         )
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
+    stopping = plan.stopping.record() if plan.stopping is not None else None
+    study, data, lock = _open(plan, study, command, stopping, opts)
+    with lock:  # held from creation to the end of the run: one driver per study
+        return _run(study, data, opts, locked=True)
+
+
+def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
+    """(study, its data, its acquired lock): the study of ``plan`` created under ``study``'s
+    name, or the existing one when its plan (and stopping rule) are the same."""
+    from rsb_tune.data import load_splits
+
     data = load_splits(plan.plan.base.values)
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
-        _check_same_plan(study, trials)
+        _check_same_plan(study, trials, stopping)
         print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
-        return _run(study, data, opts)
-    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data=data, command=command or _command_line())
+        return study, data, study.lock().acquire()
+    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data=data, command=command or _command_line(), stopping=stopping)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -226,13 +262,17 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
 
             shutil.rmtree(study.dir, ignore_errors=True)  # nothing of ours stays, nothing of another driver goes
         raise
-    with lock:  # held from creation to the end of the run: one driver per study
+    try:
         if study.exists():  # another driver created it between our check and the lock
-            _check_same_plan(study, trials)
+            _check_same_plan(study, trials, stopping)
         else:
             lifecycle.create_study(study, manifest, trials)
-        print(f"study {study.name}: {plan.planned} trials -> {study.where}", file=sys.stderr)
-        return _run(study, data, opts, locked=True)
+    except BaseException:
+        lock.release()
+        raise
+    until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
+    print(f"study {study.name}: {plan.planned} trials{until} -> {study.where}", file=sys.stderr)
+    return study, data, lock
 
 
 def _command_line() -> str:
@@ -240,12 +280,18 @@ def _command_line() -> str:
     return " ".join(["rsb-tune", *argv[1:]]) if argv[0].endswith("rsb-tune") else " ".join(argv)
 
 
-def _check_same_plan(study: StudyDir, trials: Mapping[str, Any]) -> None:
-    if study.require().plan() != trials:
+def _check_same_plan(study: StudyDir, trials: Mapping[str, Any], stopping: Mapping[str, Any] | None = None) -> None:
+    recorded = study.require().meta().get("stopping") or {}
+    if study.plan() != trials or _rule_keys(recorded) != _rule_keys(stopping or {}):
         raise StudyError(
             f"study {study.name!r} already exists in {study.location.display()} with a different plan; "
             f"continue it with `rsb-tune resume {study.name}` or pick another name"
         )
+
+
+def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a stopping record that defines the rule (not where the study stands)."""
+    return {k: record.get(k) for k in ("rule", "cap", "metric", "level", "method", "bounds", "delta")} if record else {}
 
 
 def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
@@ -254,9 +300,17 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     from rsb_tune.data import load_splits
     from rsb_tune.ray_adapter import check_address, check_tracking
 
+    from rsb_tune.sequential import paired_rule_of
+
     opts = run_options(options)
+    if not StudyDir(storage, name).exists() and StudyDir(storage, f"{name}-a").exists():
+        name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    if paired_rule_of(study.meta()) is not None:
+        check_address(opts.address)
+        check_tracking(opts.tracking)
+        return _resume_pair(study, opts)
     check_address(opts.address)
     check_tracking(opts.tracking)
     data = load_splits(study.meta().get("base_config") or {})
@@ -285,6 +339,159 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     return handle
 
 
+# --------------------------------------------------------------------------- A against B until decided
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedPlan:
+    """Two validated seed studies on the same seeds, and the rule that decides between them."""
+
+    a: StudyPlan
+    b: StudyPlan
+    rule: Any  # rsb_tune.stopping.PairedRule
+
+    def describe(self) -> list[str]:
+        rule = self.rule
+        head = [f"paired A vs B: up to {rule.cap} seeds per arm, until {rule.record()['rule']} ({rule.method}, level {rule.level:g}, at least {rule.min_seeds} seeds)"]
+        return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedResult:
+    """A finished paired study: its two arms (ordinary studies) and the verdict."""
+
+    a: "Study"
+    b: "Study"
+    decision: Any  # rsb_tune.stopping.Decision of mean(a - b)
+
+    @property
+    def verdict(self) -> str:
+        """``a_better``, ``b_better``, ``equivalent``, ``cap`` or ``continue``."""
+        return self.decision.reason
+
+    @property
+    def exit_code(self) -> int:
+        """0 when both arms ran every seed they needed without failures, else 1."""
+        return max(self.a.status().exit_code, self.b.status().exit_code)
+
+    def lines(self) -> list[str]:
+        return [f"A vs B: {self.a.name} against {self.b.name}", "  " + _stopping_line(self.a.meta.get("stopping") or {})]
+
+
+def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, **experiment) -> PairedPlan:
+    """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
+    the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
+    and the other experiment arguments. Arms that differ in anything the recipes and overrides
+    do not name are refused."""
+    from rsb_tune import stopping
+    from rsb_tune.sequential import SEQUENTIAL_METRICS, check_arms
+
+    metric = metric or C.DEFAULT_METRIC
+    rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
+    a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
+    b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
+    named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
+    if a.trials == b.trials:
+        raise ConfigError("the two arms are the same configuration; give --vs-recipe or --set / --vs-set that differ")
+    check_arms(a.plan, b.plan, named)
+    return PairedPlan(a, b, rule)
+
+
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> PairedResult:
+    """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
+    (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
+    are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
+    batch (``max_concurrent``, else the CPUs over ``cpus_per_trial``; the first round: the
+    rule's least n) of seeds of arm a, then of arm b, and decides on the seeds finished in both."""
+    experiment, options = _split(kwargs)
+    run_options(options)
+    rule_args = dict(delta=delta, level=level, metric=metric, method=method)
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **experiment)
+    command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
+    return start_ab(paired, storage=storage, name=name, command=command, **options)
+
+
+def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> PairedResult:
+    """Create (or continue) the two arms of ``paired`` and run them until decided."""
+    from rsb_tune.ray_adapter import check_address, check_tracking
+    from rsb_tune.sequential import paired_record
+    from rsb_tune.storage import check_writable, locate
+    from rsb_tune.study import default_name
+
+    opts = run_options(options)
+    location = locate(storage)
+    check_writable(location)
+    check_address(opts.address)
+    check_tracking(opts.tracking)
+    pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
+    names = {"a": f"{pair}-a", "b": f"{pair}-b"}
+    opened = []
+    try:
+        for arm, plan, other in (("a", paired.a, "b"), ("b", paired.b, "a")):
+            record = paired_record(paired.rule, arm=arm, other=names[other], pair=pair)
+            opened.append(_open(plan, StudyDir(location, names[arm]), command or _command_line(), record, opts))
+        return _run_pair(opened, paired.rule, opts)
+    finally:
+        for _, _, lock in opened:
+            lock.release()
+
+
+def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
+    """Rounds until the paired rule decides (the caller holds both arms' locks)."""
+    import os
+
+    from rsb_tune import sequential
+    from rsb_tune.ray_adapter import run_trials
+    from rsb_tune.study import now_iso
+
+    (a, data_a, _), (b, data_b, _) = opened
+    for study in (a, b):
+        lifecycle.check_format(study, study.meta())
+        study.update_meta(run_options=opts.recorded())
+    batch = opts.max_concurrent or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
+    order = sequential.seed_order(a.plan())
+    while True:
+        decision = sequential.paired_decision(a, b, rule)
+        for study in (a, b):
+            lifecycle.record_stopping(study, decision)
+        states = [sequential.statuses(a), sequential.statuses(b)]
+        finished = {tid: all(s[tid] in C.FINISHED for s in states) for tid, _ in order}
+        todo = [] if decision.stop else sequential.next_round(order, finished, batch, rule.min_seeds)
+        if not todo:
+            break
+        try:
+            for study, data in ((a, data_a), (b, data_b)):
+                run_trials(study, data, opts, todo)
+        except KeyboardInterrupt:
+            raise Interrupted(a.name) from None
+        if not all(sequential.statuses(study)[tid] in C.FINISHED for study in (a, b) for tid in todo):
+            raise Interrupted(a.name)  # Ray Tune returns early on a signal
+    for study in (a, b):
+        study.update_meta(ended_at=now_iso())
+    result = PairedResult(Study(a), Study(b), decision)
+    print("\n".join([*result.a.status().summary()[:2], *result.b.status().summary()[:2], *result.lines()]), file=sys.stderr)
+    return result
+
+
+def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
+    """Continue the paired study that ``study`` is an arm of (both arms, from their tables)."""
+    from rsb_tune.data import load_splits
+    from rsb_tune.sequential import paired_rule_of
+
+    meta = study.meta()
+    rule = paired_rule_of(meta)
+    arms = sorted([study, StudyDir(study.location, meta["stopping"]["other_arm"]).require()], key=lambda d: d.meta()["stopping"]["arm"])
+    opened = []
+    try:
+        for arm in arms:
+            base = arm.meta().get("base_config") or {}
+            opened.append((arm, load_splits(base), arm.lock().acquire()))
+        return _run_pair(opened, rule, opts)
+    finally:
+        for _, _, lock in opened:
+            lock.release()
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -306,6 +513,7 @@ class StudyStatus:
     ended_at: str | None
     running_now: bool
     search: str | None = None
+    stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -331,10 +539,15 @@ class StudyStatus:
     def lines(self) -> list[str]:
         """``rsb-tune status``'s text."""
         planned = f"{self.planned} trials to sample ({self.search})" if self.search not in (None, "grid") else f"{self.planned} trials planned"
+        if self.stopping:
+            cap = self.stopping.get("cap")
+            planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
         shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
         out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:
             out.append(f"  {self.metric}: mean {self.mean:.2f} ± {self.std:.2f} (std, n={self.n}), best {self.best:.2f} ({self.best_trial})")
+        if self.stopping:
+            out.append("  " + _stopping_line(self.stopping))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
         return out
 
@@ -349,6 +562,21 @@ class StudyStatus:
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
         out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
         return out
+
+
+def _stopping_line(rec: Mapping[str, Any]) -> str:
+    """One line: the anytime interval now, against the rule's target, and whether it stopped."""
+    level = f"{rec.get('level', 0.95):.0%}"
+    n = rec.get("n_seeds", 0)
+    where = "stopped: " + ("the cap of seeds is reached" if rec.get("reason") == "cap" else str(rec.get("reason"))) if rec.get("stopped") else "continuing"
+    if not n:
+        return f"until {rec.get('rule')} ({rec.get('method')}, {level}): no seed finished yet; {where}"
+    half = (rec["upper"] - rec["lower"]) / 2  # the record's "halfwidth" is the rule's target for an --until study
+    interval = f"{rec['mean']:.2f} [{rec['lower']:.2f}, {rec['upper']:.2f}] after {n} seeds, half-width {half:.2f}"
+    if rec.get("paired"):
+        target = f" (equivalent within ±{rec['delta']:g})" if rec.get("delta") else ""
+        return f"paired, arm {rec.get('arm')} against {rec.get('other_arm')}: {rec.get('metric')} mean(a - b) {interval}{target} ({rec.get('method')}, {level} anytime); {where}"
+    return f"{rec.get('metric')} {level} anytime interval ({rec.get('method')}): {interval} vs target {rec.get('halfwidth'):g}; {where}"
 
 
 class Study:
@@ -414,12 +642,28 @@ class Study:
         best = C.better(mode)(finals)[1] if finals else None
         searched = meta.get("num_samples")
         planned = int(searched) + counts.get(C.ABANDONED, 0) if searched else len(self.plan)
+        stopping = self._stopping(meta)
+        if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
+            planned -= counts.get(C.PENDING, 0)
         return StudyStatus(
             name=self.name, kind=meta["kind"], recipe=meta.get("recipe"), where=self.where, planned=planned, counts=counts,
             metric=metric, mode=mode, values=tuple(v for v, _ in finals), best_trial=best,
             started_at=meta.get("started_at"), ended_at=meta.get("ended_at"),
-            running_now=StudyLock(self._dir.dir / ".lock").held(), search=meta.get("search"),
+            running_now=StudyLock(self._dir.dir / ".lock").held(), search=meta.get("search"), stopping=stopping,
         )  # fmt: skip
+
+    def _stopping(self, meta: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A sequential study's stopping record, its interval recomputed from the event logs now
+        (a paired arm's: as recorded by the pair's last round)."""
+        from rsb_tune import sequential
+        from rsb_tune.results import build_tables
+
+        record = meta.get("stopping")
+        rule = sequential.rule_of(meta)
+        if rule is None:
+            return dict(record) if record else None
+        decision = sequential.study_decision(self._dir, rule, build_tables(self._dir)[0])
+        return {**record, **decision.record()}
 
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""
@@ -483,6 +727,46 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
         return Path(write_compare_report(a.path, b.path, out))
     except ValueError as e:
         raise StudyError(str(e)) from None
+
+
+def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
+    """How many seeds a question needs, from a finished study's seed std and its test set's
+    noise floor (:func:`analysis.seeds_needed_table`): per half-width of the mean's interval,
+    and per difference delta to detect with power 0.8 at alpha 0.05, for independent and
+    paired arms. ``vs``: a second study on the same seeds, whose paired differences give the
+    paired arms' std (else sigma * sqrt(2), no gain from pairing assumed)."""
+    import analysis
+
+    for what, values in (("--halfwidth", halfwidths), ("--delta", deltas)):
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0]
+        if bad:
+            raise ConfigError(f"{what}: must be finite numbers > 0, got {bad[0]!r}")
+    study = load(name, storage)
+    metric = metric or study.meta.get("metric", C.DEFAULT_METRIC)
+    trials = study.trials
+    if metric not in trials.columns:
+        raise ConfigError(f"--metric: {metric!r} is not a column of {name}'s trials")
+    ok = trials[(trials["status"] == C.OK) & trials[metric].notna()]
+    if len(ok) < 2:
+        raise StudyError(f"study {name!r} has {len(ok)} ok trial(s) with {metric}: the seeds' std needs at least 2")
+    sigma = float(ok[metric].std(ddof=1))
+    if not sigma > 0:
+        raise StudyError(f"study {name!r}: {metric} does not vary over its seeds (std 0): nothing to plan")
+    try:
+        floor = float(analysis.test_set_noise(trials, metric)["binomial_std"])
+    except ValueError:
+        floor = None  # no test-set size for this metric
+    paired_sigma = None
+    if vs is not None:
+        other = load(vs, storage).trials
+        other = other[(other["status"] == C.OK) & other[metric].notna()]
+        both = ok[["seed", metric]].merge(other[["seed", metric]], on="seed", suffixes=("_a", "_b"))
+        if len(both) < 2:
+            raise StudyError(f"studies {name!r} and {vs!r} share {len(both)} ok seed(s): paired differences need at least 2")
+        paired_sigma = float((both[f"{metric}_a"] - both[f"{metric}_b"]).std(ddof=1))
+    table = analysis.seeds_needed_table(sigma, halfwidths=tuple(halfwidths), deltas=tuple(deltas), paired_sigma=paired_sigma, noise_floor=floor, n_sim=n_sim)
+    table.attrs.update(study=name, metric=metric, n_seeds=len(ok), vs=vs)
+    return table
 
 
 def spaces() -> dict[str, str]:

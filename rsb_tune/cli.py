@@ -70,6 +70,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             r.add_argument(flag, type=meta["type"] or str, default=f.default, metavar=meta["metavar"] or "N", help=meta["help"] + shown)
 
 
+def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
+    """The flags of a sequential study's rule (validated by rsb_tune.stopping, defaults there)."""
+    g = p.add_argument_group("sequential study (anytime-valid intervals; see README 'Enough seeds, then stop')")
+    if until:
+        g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
+    g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
+    g.add_argument("--metric", help="final metric the rule follows (default val_top1)")
+    g.add_argument("--method", help="confidence sequence: t_mixture (default) or betting")
+
+
+def _rule(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("until", "level", "metric", "method") if hasattr(args, k)}
+
+
 def _run_options(args) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in RUN_OPTIONS}
 
@@ -86,14 +100,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("seeds", help="one recipe under many seeds", description="Run a recipe under seeds S..S+N-1 (the paper's 100-seed study of A2).")
-    p.add_argument("--n", type=int, required=True, help="number of seeds")
+    p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name: A1, A2 or A3 (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_rule_options(p, until=True)
     _add_study_options(p)
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
     p.add_argument("--space", required=True, help="a space YAML file, or the name of a shipped one (lamb_bce, optimizers, ...: see `rsb-tune spaces`); an existing path wins")
     _add_study_options(p)
+
+    p = sub.add_parser("ab", help="A against B on the same seeds, until decided", description="Run two seed studies NAME-a and NAME-b on the same seeds, in rounds, until the anytime interval of mean(a - b) excludes 0 (one is better) or lies inside +-delta (equivalent), or the cap.")
+    p.add_argument("--n", type=int, required=True, help="the cap: at most this many seeds per arm")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"arm a's recipe (default {DEFAULT_RECIPE})")
+    p.add_argument("--vs-recipe", help="arm b's recipe (default: arm a's)")
+    p.add_argument("--vs-set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of arm b only (repeatable); --set is arm a's")
+    p.add_argument("--delta", type=float, help="equivalence margin: stop as 'equivalent' once the interval of mean(a - b) lies inside +-delta")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_rule_options(p, until=False)
+    _add_study_options(p)
+
+    p = sub.add_parser("plan-seeds", help="how many seeds a question needs, from a finished study", description="From a finished study's seed std and test-set noise floor: the seeds needed for an interval half-width, and to detect a difference delta (power 0.8, alpha 0.05), independent and paired.")
+    p.add_argument("name")
+    p.add_argument("--halfwidth", type=float, action="append", help="target half-width of the mean's interval (repeatable; default 0.25 0.3 0.5)")
+    p.add_argument("--delta", type=float, action="append", help="difference to detect (repeatable; default 0.25 0.5 1.0)")
+    p.add_argument("--vs", metavar="OTHER", help="a study on the same seeds: the paired differences' std for the paired rows")
+    p.add_argument("--metric", help="the metric (default: the study's)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
 
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
     p.add_argument("name")
@@ -189,7 +222,7 @@ def _cmd_study(args) -> int:
     if args.command == "grid":
         plan = api.plan_grid(args.space, **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0
@@ -197,10 +230,35 @@ def _cmd_study(args) -> int:
     return study.status().exit_code
 
 
+def _cmd_ab(args) -> int:
+    from rsb_tune import api
+
+    experiment = _experiment(args)
+    overrides = experiment.pop("overrides", None)
+    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **experiment)
+    if args.dry_run:
+        print("\n".join(paired.describe()))
+        return 0
+    result = api.start_ab(paired, storage=args.storage, name=args.name, **_run_options(args))
+    print("\n".join(result.lines()))
+    return result.exit_code
+
+
+def _cmd_plan_seeds(args) -> int:
+    from rsb_tune import api
+
+    kwargs = {k: tuple(v) for k, v in (("halfwidths", args.halfwidth), ("deltas", args.delta)) if v}
+    table = api.seeds_needed_table(args.name, vs=args.vs, metric=args.metric, storage=args.storage, **kwargs)
+    print(f"seeds needed, from {args.name} ({table.attrs['n_seeds']} ok seeds of {table.attrs['metric']}; sigma {table['sigma'].iloc[0]:.3g}):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
 def _cmd_resume(args) -> int:
     from rsb_tune import api
 
-    return api.resume(args.name, storage=args.storage, **_run_options(args)).status().exit_code
+    result = api.resume(args.name, storage=args.storage, **_run_options(args))
+    return result.exit_code if isinstance(result, api.PairedResult) else result.status().exit_code
 
 
 def _cmd_status(args) -> int:
@@ -235,6 +293,8 @@ def _cmd_compare(args) -> int:
 _COMMANDS = {
     "seeds": _cmd_study,
     "grid": _cmd_study,
+    "ab": _cmd_ab,
+    "plan-seeds": _cmd_plan_seeds,
     "resume": _cmd_resume,
     "status": _cmd_status,
     "report": _cmd_report,

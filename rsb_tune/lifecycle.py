@@ -42,6 +42,7 @@ __all__ = [
     "record_restart",
     "record_stopped",
     "record_abandoned",
+    "record_stopping",
     "build_manifest",
     "create_study",
     "check_format",
@@ -93,6 +94,14 @@ def record_stopped(study: StudyDir, trial_id: str) -> None:
 
 def record_abandoned(study: StudyDir, trial_id: str) -> None:
     _append(study, trial_id, {"type": C.ABANDONED})
+
+
+def record_stopping(study: StudyDir, decision, **extra: Any) -> None:
+    """A sequential study's stopping state in study.yaml (``stopping``): the rule and method,
+    and whether it stopped, why and after how many seeds (:meth:`rsb_tune.stopping.Decision.record`);
+    ``extra``: more keys of the record (a paired arm's names). Kept keys are updated, not lost."""
+    previous = study.meta().get("stopping") or {}
+    study.update_meta(stopping=_jsonable({**previous, **decision.record(), **extra}))
 
 
 def read_events(study: StudyDir, trial_id: str) -> list[dict[str, Any]]:
@@ -157,11 +166,13 @@ def build_manifest(
     dataset,
     data,
     command: str,
+    stopping: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """study.yaml's content, built in this one place (creation adds name, counts and times)."""
+    """study.yaml's content, built in this one place (creation adds name, counts and times).
+    ``stopping``: a sequential study's rule record (its metric becomes the study's)."""
     from rsb_tune.study import git_commit, package_versions
 
-    metric = space.metric if space else C.DEFAULT_METRIC
+    metric = stopping["metric"] if stopping else space.metric if space else C.DEFAULT_METRIC
     return {
         "format": C.FORMAT_VERSION,
         "kind": kind,
@@ -184,6 +195,7 @@ def build_manifest(
         "profile_notes": dict(dataset.profile.why),
         "versions": package_versions(),
         "git_commit": git_commit(),
+        **({"stopping": _jsonable(dict(stopping))} if stopping else {}),
     }
 
 
@@ -305,7 +317,7 @@ def trial_threads(events: list[Mapping[str, Any]]) -> int | None:
     return None
 
 
-def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
+def prepare_run(study: StudyDir, *, searching: bool = False, only=None) -> ResumePlan:
     """Plan a run of ``study`` from its plan and event logs (called with the study locked).
 
     Finished trials are kept; an errored trial gets a ``restart`` record; a search's
@@ -313,7 +325,9 @@ def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
     driver left behind are deleted: superseded ones (a checkpoint is deleted only after its
     successor is recorded) and unrecorded ones (written as the driver died; never resumed
     from, since their epoch's results were not recorded). Ray Train's own checkpoints
-    (``ray/train/``, DDP trials) are left to Ray Train."""
+    (``ray/train/``, DDP trials) are left to Ray Train. ``only``: the trial ids this run may
+    touch (a round of a paired study, the in-flight trials of a stopped sequential study);
+    the others are neither run nor restarted, and keep their checkpoints."""
     plan = study.plan()
     ckpts = Checkpoints(study)
     on_disk = ckpts.dirs_with()
@@ -324,6 +338,8 @@ def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
         recorded = [ckpts.relative(ev["path"]) for ev in events if ev.get("type") == "checkpoint"]
         existing = [rel for rel in dict.fromkeys(recorded) if rel in on_disk]
         kept.update(existing[-1:])
+        if only is not None and tid not in only:
+            continue
         if status in C.KEPT:
             finished += 1
             continue

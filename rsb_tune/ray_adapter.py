@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rsb_tune import contract as C
-from rsb_tune import lifecycle
+from rsb_tune import lifecycle, sequential
 from rsb_tune.data import DatasetSplits
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
 from rsb_tune.study import StudyDir
 
-__all__ = ["run_study", "check_address", "check_tracking", "TRACKERS"]
+__all__ = ["run_study", "run_trials", "check_address", "check_tracking", "TRACKERS"]
 
 
 def _tensorboard(study: StudyDir):
@@ -303,6 +303,9 @@ def run_study(study: StudyDir, data: DatasetSplits, opts: RunOptions) -> None:
     from rsb_tune.results import write_tables
 
     _set_ray_env()
+    rule = sequential.rule_of(study.meta())
+    if rule is not None:  # a sequential seed study (--until): its own searcher
+        return _run_sequential(study, data, opts, rule)
     space, resolver = lifecycle.search_of(study)
     plan = lifecycle.prepare_run(study, searching=resolver is not None)
     if resolver is not None:
@@ -334,7 +337,7 @@ def _resources(opts: RunOptions, plan: lifecycle.ResumePlan, ddp: bool):
     return resources
 
 
-def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int) -> None:
+def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int, scheduler_of_seeds=None) -> None:
     from ray import tune
 
     checkpoints = lifecycle.Checkpoints(study)
@@ -357,6 +360,8 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     if resolver is not None:
         search_alg = _optuna_searcher(study, space, metric, mode)
         param_space: dict[str, Any] = {}
+    elif scheduler_of_seeds is not None:  # a sequential study: seeds suggested while its rule says continue
+        search_alg, param_space, num_samples = _seed_searcher(study, scheduler_of_seeds, dict(plan.todo)), {}, len(plan.todo)
     else:
         todo = dict(plan.todo)
         param_space = {"trial_id": tune.grid_search(list(todo)), "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]])}
@@ -415,3 +420,101 @@ def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):
     }
     dists = {key: make[kind](values) for key, (kind, values) in space.params.items()}
     return OptunaSearch(space=dists, metric=metric, mode=mode, storage=storage, study_name=study.name, seed=space.seeds[0])
+
+
+# --------------------------------------------------------------------------- sequential studies
+
+
+def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: Mapping[str, Mapping[str, Any]]):
+    """A Ray Tune searcher over a sequential study's planned seeds: it suggests the next one in
+    seed order while :class:`rsb_tune.sequential.SeedScheduler` says so, and FINISHED once the
+    rule says stop (Tune then ends the run when the running trials have finished)."""
+    from ray.tune.search import Searcher
+
+    metric = scheduler.rule.metric
+
+    class SeedSearcher(Searcher):
+        def __init__(self):
+            super().__init__()
+            self.ids: dict[str, str] = {}  # Ray's trial id -> the study's
+            self.recorded = False
+
+        def suggest(self, trial_id):
+            nxt = scheduler.next()
+            if nxt == sequential.WAIT:
+                return None
+            if nxt == sequential.FINISH:
+                return Searcher.FINISHED
+            self.ids[trial_id] = nxt
+            return {"trial_id": nxt, "config": dict(todo[nxt])}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            tid = self.ids.pop(trial_id, None)
+            if tid is None:
+                return
+            result = result or {}
+            status = C.ERROR if error else result.get("status", C.OK)
+            decision = scheduler.finished(tid, status, None if error else result.get(metric))
+            if decision.stop and not self.recorded:  # written at once: a kill from now on finds it
+                lifecycle.record_stopping(study, decision)
+                self.recorded = True
+
+        def save(self, checkpoint_path):
+            pass  # the study's event logs are the state: a resume recomputes it
+
+        def restore(self, checkpoint_path):
+            pass
+
+    return SeedSearcher()
+
+
+def _slots(opts: RunOptions, meta: Mapping[str, Any]) -> int:
+    """How many trials can run at once: --max-concurrent, else what the cluster's CPUs (and GPUs)
+    hold at the trial's request (a DDP trial's workers each hold --cpus/--gpus-per-trial)."""
+    import ray
+
+    workers = int(meta["base_config"].get("workers_per_trial", 1) or 1)
+    total = ray.cluster_resources()
+    fits = [int(total.get("CPU", 1) // (opts.cpus_per_trial * workers))]
+    if opts.gpus_per_trial:
+        fits.append(int(total.get("GPU", 0) // (opts.gpus_per_trial * workers)))
+    slots = max(1, min(fits))
+    return min(slots, opts.max_concurrent) if opts.max_concurrent else slots
+
+
+def _run_sequential(study: StudyDir, data: DatasetSplits, opts: RunOptions, rule) -> None:
+    """Run a sequential study (the caller holds its lock): the stopping state is recomputed
+    from the tables first; a study its rule stopped only lets the trials that were running
+    when its driver died finish, never starting another seed."""
+    from rsb_tune.results import write_tables
+
+    trials, _ = write_tables(study)
+    decision = sequential.study_decision(study, rule, trials)
+    if decision.stop:
+        plan = lifecycle.prepare_run(study, only=sequential.in_flight(study))
+        if plan.todo:
+            _init_ray(opts)
+            _fit(study, data, opts, plan, planned=len(plan.todo) + plan.finished, done=plan.finished)
+    else:
+        plan = lifecycle.prepare_run(study)
+        if plan.todo:
+            trials, _ = write_tables(study)  # errored trials restarted by prepare_run no longer count as finished
+            order = [(tid, seed) for tid, seed in sequential.seed_order(study.plan()) if tid in plan.todo]
+            seeds = [seed for _, seed in sequential.seed_order(study.plan())]
+            _init_ray(opts)
+            scheduler = sequential.SeedScheduler(rule, seeds, order, trials, slots=_slots(opts, study.meta()))
+            _fit(study, data, opts, plan, planned=rule.cap, done=plan.finished, scheduler_of_seeds=scheduler)
+    trials, _ = write_tables(study)
+    lifecycle.record_stopping(study, sequential.study_decision(study, rule, trials))
+
+
+def run_trials(study: StudyDir, data: DatasetSplits, opts: RunOptions, trial_ids) -> None:
+    """Run only ``trial_ids`` of ``study`` (a round of a paired study; the caller holds its lock)."""
+    from rsb_tune.results import write_tables
+
+    _set_ray_env()
+    plan = lifecycle.prepare_run(study, only=set(trial_ids))
+    if plan.todo:
+        _init_ray(opts)
+        _fit(study, data, opts, plan, planned=len(plan.todo), done=0)
+    write_tables(study)

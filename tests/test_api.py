@@ -44,6 +44,10 @@ def test_every_run_option_is_a_flag_with_the_same_default():
         (lambda: rsb_tune.plan_seeds(2, overrides={"opt": "lamd"}), "--set: opt: unknown timm optimizer 'lamd'"),
         (lambda: rsb_tune.plan_seeds(2, overrides=["drop_path=1"]), "drop_path must be < 1.0"),
         (lambda: rsb_tune.load("nope", storage="/nonexistent-rsb"), "no study 'nope'"),
+        (lambda: rsb_tune.seeds(n=5, recipe="A3", until="halfwidth<=0.25"), "--n: a cap of 5 seeds is below the 12"),
+        (lambda: rsb_tune.plan_seeds(20, until="halfwidth<=0.25", level=1.0), "level: must be a number strictly between 0 and 1"),
+        (lambda: rsb_tune.ab(20, "A3", "A3"), "the two arms are the same configuration"),
+        (lambda: rsb_tune.seeds_needed_table("nope", storage="/nonexistent-rsb"), "no study 'nope'"),
     ],
 )
 def test_errors_are_one_user_error_with_the_cli_line(call, message, tmp_path, monkeypatch):

@@ -18,10 +18,10 @@ def test_help_imports_nothing_heavy():
 def test_help_explains():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for word in ("seeds", "grid", "resume", "status", "report", "compare", "recipes", "spaces", "precedence", "rsb_tune.seeds("):
+    for word in ("seeds", "grid", "resume", "status", "report", "compare", "recipes", "spaces", "precedence", "rsb_tune.seeds(", "ab", "plan-seeds"):
         assert word in proc.stdout
     sub = run_cli("seeds", "--help")
-    for flag in ("--n", "--recipe", "--seed-start", "--storage", "--set", "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--dry-run"):
+    for flag in ("--n", "--recipe", "--seed-start", "--storage", "--set", "--cpus-per-trial", "--gpus-per-trial", "--max-concurrent", "--address", "--dry-run", "--until", "--level", "--metric"):
         assert flag in sub.stdout
 
 
@@ -67,6 +67,17 @@ BAD = [
     (["status", "nope"], ["no study 'nope'"]),
     (["resume", "nope"], ["no study 'nope'"]),
     (["report", "nope"], ["no study 'nope'"]),
+    # sequential studies (rsb_tune.stopping, rsb_tune.sequential)
+    (["seeds", "--n", "100", "--until", "halfwidth<0.25"], ["--until", "only '<=' is accepted"]),
+    (["seeds", "--n", "100", "--until", "halfwidth<=0"], ["--until", "> 0"]),
+    (["seeds", "--n", "100", "--until", "halfwidth<=0.25", "--level", "1.5"], ["level", "strictly between 0 and 1"]),
+    (["seeds", "--n", "5", "--until", "halfwidth<=0.25"], ["cap of 5 seeds is below the 12"]),
+    (["seeds", "--n", "100", "--until", "halfwidth<=0.25", "--method", "betting"], ["below the 1471"]),
+    (["seeds", "--n", "100", "--level", "0.9"], ["--level: only with --until"]),
+    (["ab", "--n", "20", "--recipe", "A3"], ["the two arms are the same configuration"]),
+    (["ab", "--n", "20", "--recipe", "A3", "--vs-set", "model_seed=3"], ["paired arms must share their seeds"]),
+    (["ab", "--n", "20", "--recipe", "A2", "--vs-recipe", "A3", "--delta", "0"], ["delta: must be a finite number > 0"]),
+    (["plan-seeds", "nope"], ["no study 'nope'"]),
 ]
 
 
