@@ -571,7 +571,7 @@ def _stopping_line(rec: Mapping[str, Any]) -> str:
     where = "stopped: " + ("the cap of seeds is reached" if rec.get("reason") == "cap" else str(rec.get("reason"))) if rec.get("stopped") else "continuing"
     if not n:
         return f"until {rec.get('rule')} ({rec.get('method')}, {level}): no seed finished yet; {where}"
-    half = (rec["upper"] - rec["lower"]) / 2  # the record's "halfwidth" is the rule's target for an --until study
+    half = rec.get("interval_halfwidth", (rec["upper"] - rec["lower"]) / 2)  # "halfwidth" is the rule's target
     interval = f"{rec['mean']:.2f} [{rec['lower']:.2f}, {rec['upper']:.2f}] after {n} seeds, half-width {half:.2f}"
     if rec.get("paired"):
         target = f" (equivalent within ±{rec['delta']:g})" if rec.get("delta") else ""

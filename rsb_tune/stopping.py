@@ -273,7 +273,7 @@ class Decision:
             "mean": self.mean,
             "lower": self.lower,
             "upper": self.upper,
-            "halfwidth": self.halfwidth,
+            "interval_halfwidth": self.halfwidth,  # the interval's now; "halfwidth" below is the rule's target
             **self.rule,
         }
 
