@@ -48,6 +48,7 @@ __all__ = [
     "Checkpoints",
     "ResumePlan",
     "prepare_run",
+    "resumable_checkpoint",
     "trial_threads",
     "search_of",
     "repair_search_history",
@@ -333,8 +334,10 @@ def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
         if status == C.ERROR:
             record_restart(study, tid)
         todo[tid] = cfg
-        if existing:  # the newest recorded checkpoint that still exists, where the study is now
-            resume_from[tid] = ckpts.path(existing[-1])
+        good = resumable_checkpoint(study, tid, existing)
+        if good:  # the newest recorded checkpoint that exists and is whole, where the study is now
+            resume_from[tid] = ckpts.path(good)
+            kept.add(good)
         started = trial_threads(events)
         if started:
             threads[tid] = started
@@ -342,6 +345,28 @@ def prepare_run(study: StudyDir, *, searching: bool = False) -> ResumePlan:
         if not rel.startswith("train/"):
             ckpts.discard(ckpts.path(rel))
     return ResumePlan(todo=todo, resume_from=resume_from, threads=threads, finished=finished)
+
+
+def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) -> str | None:
+    """The newest of a trial's recorded checkpoints (relative to ``ray/``, oldest first) that
+    is whole and holds only data, else None (the trial starts over). Each one passed over is
+    said on stderr and in ``errors/<trial>.txt``; a refused one (it holds code) is left in
+    place to be looked at, a damaged one is deleted with the rest on a later run."""
+    from rsb_tune import checkpoint
+
+    ckpts = Checkpoints(study)
+    for rel in reversed(existing):
+        try:
+            checkpoint.check_on(ckpts.storage()[1], ckpts.path(rel))
+            return rel
+        except (checkpoint.CheckpointCorrupt, checkpoint.CheckpointRefused) as e:
+            older = existing.index(rel) > 0
+            then = "an older checkpoint is tried" if older else "the trial starts over"
+            note = f"{trial_id}: checkpoint not used: {e}; {then}"
+            print(f"rsb-tune: warning: {note}", file=sys.stderr, flush=True)
+            with open(study.errors_dir / f"{trial_id}.txt", "a") as f:
+                f.write(note + "\n")
+    return None
 
 
 def search_of(study: StudyDir):

@@ -141,20 +141,21 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
 def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=None) -> dict | None:
     """The state to resume from: Ray's checkpoint of this attempt (a retry), else the one a
     previous driver recorded for the trial (on the study's ``filesystem``), else None."""
-    import torch
+    from rsb_tune import checkpoint
 
     if ckpt is None and fallback_path:
         ckpt = checkpoint_cls(fallback_path, filesystem=filesystem)
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        return torch.load(Path(d) / C.CHECKPOINT_FILE, weights_only=False)
+        return checkpoint.load(Path(d) / C.CHECKPOINT_FILE)  # data only: never runs code
 
 
 def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True):
     """The trial's ``report``: fault hook, where it ran, and the checkpoint written with
-    torch.save into a directory handed to Ray (``send`` is tune.report or ray.train.report)."""
-    import torch
+    :func:`rsb_tune.checkpoint.save` into a directory handed to Ray (``send`` is tune.report or
+    ray.train.report)."""
+    from rsb_tune import checkpoint as ckpt_file
 
     where = {"hostname": socket.gethostname(), "pid": os.getpid()}
     try:
@@ -173,7 +174,7 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
         if metrics.get("status") != C.RUNNING:  # final: weights are enough, resume never needs more
             checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
         with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
-            torch.save(checkpoint, Path(d) / C.CHECKPOINT_FILE)
+            ckpt_file.save(checkpoint, Path(d) / C.CHECKPOINT_FILE)
             send(metrics, checkpoint=checkpoint_cls.from_directory(d))
 
     return report
