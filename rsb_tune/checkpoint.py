@@ -58,7 +58,7 @@ def load(path: str | Path, *, map_location: str | None = None, mmap: bool = Fals
         what = _first_line(e)
         if "Unsupported global" in what or "weights_only" in what.lower() or "Weights only" in str(e):
             found = _unsafe_globals(str(e))
-            raise CheckpointRefused(f"{path}: refused: it holds {found or 'objects that are not data'}, which loading would run (checkpoints are loaded as data only)") from None
+            raise CheckpointRefused(f"{path}: refused: it holds {found or 'objects that are not data'}, which is not data (a checkpoint is loaded as data only: nothing in it may run)") from None
         raise CheckpointCorrupt(f"{path}: unreadable ({what})") from None
     except FileNotFoundError:
         raise CheckpointCorrupt(f"{path}: missing") from None
@@ -112,8 +112,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _unsafe_globals(text: str) -> str:
-    """The globals torch's weights-only unpickler named (``GLOBAL posix.system``)."""
+    """The globals and classes torch's weights-only unpickler named (``GLOBAL posix.system``,
+    ``but got <class 'numpy.dtypes.ObjectDType'>``)."""
     import re
 
-    found = dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", text))
+    found = dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text))
+    found = dict.fromkeys(a or b for a, b in found)
     return ", ".join(found)

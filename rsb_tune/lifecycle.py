@@ -351,7 +351,7 @@ def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) ->
     """The newest of a trial's recorded checkpoints (relative to ``ray/``, oldest first) that
     is whole and holds only data, else None (the trial starts over). Each one passed over is
     said on stderr and in ``errors/<trial>.txt``; a refused one (it holds code) is left in
-    place to be looked at, a damaged one is deleted with the rest on a later run."""
+    place to be looked at, a damaged one is deleted."""
     from rsb_tune import checkpoint
 
     ckpts = Checkpoints(study)
@@ -360,6 +360,8 @@ def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) ->
             checkpoint.check_on(ckpts.storage()[1], ckpts.path(rel))
             return rel
         except (checkpoint.CheckpointCorrupt, checkpoint.CheckpointRefused) as e:
+            if isinstance(e, checkpoint.CheckpointCorrupt):
+                ckpts.discard(ckpts.path(rel))
             older = existing.index(rel) > 0
             then = "an older checkpoint is tried" if older else "the trial starts over"
             note = f"{trial_id}: checkpoint not used: {e}; {then}"
