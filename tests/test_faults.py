@@ -139,3 +139,31 @@ def test_checkpoint_load_refuses_code_and_reads_data(tmp_path):
         (tmp_path / "cut.pt").write_bytes(raw[:n])
         with pytest.raises(checkpoint.CheckpointCorrupt):
             checkpoint.check(tmp_path / "cut.pt")
+
+
+DUPLICATES = {
+    "top level": ("recipe: A3\nseeds: [0]\nrecipe: A2\ngrid:\n  lr: [1.0e-3]\n", "'recipe'", "lines 1 and 3"),
+    "grid": ("recipe: A3\nseeds: [0]\ngrid:\n  lr: [1.0e-3]\n  weight_decay: [0.01]\n  lr: [2.0e-3]\n", "'lr'", "lines 4 and 6"),
+    "flow mapping": ("recipe: A3\nseeds: [0]\nbase: {opt: lamb, opt: sgd}\ngrid:\n  lr: [1.0e-3]\n", "'opt'", "line 3, columns 8 and 19"),
+    "third level": ("recipe: A3\nseeds: [0]\ngrid:\n  lr:\n    - 1.0e-3\n    - {a: 1, b: 2,\n       a: 3}\n", "'a'", "lines 6 and 7"),
+}
+
+
+@pytest.mark.parametrize("text,key,lines", DUPLICATES.values(), ids=DUPLICATES.keys())
+def test_duplicate_key_in_space_file_names_key_and_both_lines(tmp_path, text, key, lines):
+    from rsb_tune.errors import ConfigError
+    from rsb_tune.space import load_space
+
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_space(path)
+    assert str(path) in str(e.value) and key in str(e.value) and lines in str(e.value) and "\n" not in str(e.value)
+
+
+def test_duplicate_key_refused_by_the_cli_before_anything_is_written(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(DUPLICATES["grid"][0])
+    proc = run_cli("grid", "--space", str(path), "--storage", str(tmp_path / "s"))
+    assert_user_error(proc, str(path), "'lr' is given twice", "lines 4 and 6")
+    assert not (tmp_path / "s").exists()
