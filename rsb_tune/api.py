@@ -278,6 +278,10 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
         run_study(study, data, opts)
     except KeyboardInterrupt:
         raise Interrupted(study.name) from None
+    except OSError as e:  # the storage refused a write outside the run (planning, the last tables)
+        if lifecycle.is_storage_error(e):
+            raise lifecycle.storage_failure(study, e) from None
+        raise
     study.update_meta(ended_at=now_iso())
     handle = Study(study)
     status = handle.status()

@@ -367,7 +367,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
         max_t = max([int(c["epochs"]) for c in plan.todo.values()] or [int(meta["base_config"]["epochs"])])
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
     progress = lifecycle.Progress(study.name, planned=planned, done=done, quiet=opts.quiet)
-    recorder = lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None)
+    recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -388,6 +388,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
             storage_filesystem=storage[1],
             verbose=0,
             log_to_file=False,
+            stop=_halt_stopper(recorder),
             callbacks=[_callback(recorder, lambda t: _trial_id(t.config, t.trial_id)), *(TRACKERS[n][2](study) for n in opts.tracking)],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned by the Recorder
@@ -395,8 +396,28 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     )
     try:
         tuner.fit()
+    except Exception as e:  # Ray's own writes to the study's storage (its experiment state)
+        recorder.raise_if_halted()
+        if lifecycle.is_storage_error(e):
+            raise lifecycle.storage_failure(study, e) from None
+        raise
     finally:
         progress.close()
+    recorder.raise_if_halted()
+
+
+def _halt_stopper(guard: lifecycle.WriteGuard):
+    """Stops the whole run once the study cannot be written to (see WriteGuard)."""
+    from ray import tune
+
+    class HaltWhenStorageFails(tune.Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return guard.halted()
+
+    return HaltWhenStorageFails()
 
 
 def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):

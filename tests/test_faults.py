@@ -167,3 +167,98 @@ def test_duplicate_key_refused_by_the_cli_before_anything_is_written(tmp_path):
     proc = run_cli("grid", "--space", str(path), "--storage", str(tmp_path / "s"))
     assert_user_error(proc, str(path), "'lr' is given twice", "lines 4 and 6")
     assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 64 MiB file system (tmpfs), made and removed by the test."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Take every free byte of ``fs`` with one file; returns it (delete it to free the space)."""
+    import errno
+
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _assert_logs_whole(study: Path) -> None:
+    for log in (study / "events").glob("*.jsonl"):
+        text = log.read_text()
+        assert text == "" or text.endswith("\n"), log
+        for line in text.splitlines():
+            json.loads(line)  # no torn or merged record
+    leftovers = [p for p in study.rglob(".*.tmp*") if "ray" not in p.relative_to(study).parts]
+    assert not leftovers, leftovers
+
+
+def test_event_append_on_a_full_disk_leaves_the_log_whole(small_fs):
+    from rsb_tune import lifecycle as L
+    from rsb_tune.study import StudyDir
+
+    study = StudyDir(small_fs, "s")
+    study.events_dir.mkdir(parents=True)
+    L.record_result(study, "t0000", {"epoch": 1, "status": "running", "val_top1": 1.0})
+    with open(study.events_dir / "t0000.jsonl", "a") as f:  # a line torn by an earlier crash
+        f.write('{"type": "result", "epoch": 2, "sta')
+    L.record_result(study, "t0000", {"epoch": 2, "status": "running", "val_top1": 2.0})
+    assert [e["epoch"] for e in L.read_events(study, "t0000")] == [1, 2]  # the torn line is skipped, not merged
+    before = (study.events_dir / "t0000.jsonl").read_bytes()
+    filler = fill(small_fs)
+    with pytest.raises(OSError):
+        L.record_result(study, "t0000", {"epoch": 3, "status": "running", "val_top1": 3.0, "v2_correct": "x" * 100000})
+    assert (study.events_dir / "t0000.jsonl").read_bytes() == before  # nothing half-written stays
+    filler.unlink()
+    L.record_result(study, "t0000", {"epoch": 3, "status": "running", "val_top1": 3.0})
+    assert [e["epoch"] for e in L.read_events(study, "t0000")] == [1, 2, 3]
+
+
+@pytest.mark.e2e
+def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(small_fs, digits):
+    study = small_fs / "f"
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2", "--storage", str(small_fs), "--name", "f", "--quiet")
+    try:
+        wait_for(lambda: any(r.get("type") == "result" for rows in events(study).values() for r in rows), what="a first result")
+        filler = fill(small_fs)
+        _, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("rsb-tune: error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "rsb-tune resume f" in errors[0], err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    _assert_logs_whole(study)
+    recorded = events(study)
+    filler.unlink()
+    res = run_cli("resume", "f", "--storage", str(small_fs), "--quiet")
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = pd.read_parquet(study / "trials.parquet")
+    assert len(trials) == 3 and (trials.status == "ok").all()
+    for tid, rows in recorded.items():  # what was recorded before the disk filled is still there
+        assert events(study)[tid][: len(rows)] == rows
+    assert_same_epochs(study, reference_epochs(study, digits))  # nothing lost, nothing different
