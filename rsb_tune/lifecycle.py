@@ -214,9 +214,10 @@ def check_format(study: StudyDir, meta: Mapping[str, Any]) -> None:
     version = meta.get("format", 0)
     if version not in C.READABLE_FORMATS:
         readable = ", ".join(map(str, C.READABLE_FORMATS))
+        writer = (meta.get("versions") or {}).get("rsb-tune")
         raise StudyError(
-            f"{study.meta_path}: study format {version} was written by a newer rsb-tune "
-            f"({meta.get('versions', {}).get('rsb-tune', '?')}); this version reads formats {readable}"
+            f"{study.meta_path}: study format {version} was written by a newer rsb-tune ({writer or 'version unknown'}); "
+            f"this version reads formats {readable}; continue it with rsb-tune {writer + ' or newer' if writer else f'of format {version}'}"
         )
 
 
