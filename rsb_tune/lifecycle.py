@@ -614,12 +614,12 @@ class Recorder:
             print(f"rsb-tune: warning: {e}; retrying", file=sys.stderr, flush=True)
 
 
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ENOENT, errno.ESTALE}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE}
 _STORAGE_TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|\[Errno (28|122|30)\]")
 
 
 def is_storage_error(e: BaseException) -> bool:
-    """An error of the study's storage itself (full, over quota, read-only, gone)."""
+    """An error of the study's storage itself (full, over quota, read-only, failing)."""
     return (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS) or bool(_STORAGE_TEXT.search(str(e)))
 
 
