@@ -291,8 +291,8 @@ root = Path(storage) / name
 reads, lengths, failures = 0, set(), []
 while not stop.exists():
     for what, read in (
-        ("trials.parquet", lambda: len(pd.read_parquet(root / "trials.parquet"))),
-        ("epochs.parquet", lambda: len(pd.read_parquet(root / "epochs.parquet"))),
+        ("trials.parquet", lambda: len(pd.read_parquet(open(root / "trials.parquet", "rb")))),  # one open (README)
+        ("epochs.parquet", lambda: len(pd.read_parquet(open(root / "epochs.parquet", "rb")))),
         ("rsb_tune.load().trials", lambda: len(rsb_tune.load(name, storage).trials)),
         ("status", lambda: sum(rsb_tune.load(name, storage).status().counts.values())),
         ("analysis.load_study", lambda: len(analysis.load_study(root).trials)),
