@@ -9,7 +9,7 @@ study's event logs as they are written), samples from /proc:
 - how many actor processes exist (with reuse it stays at the number of slots).
 
 Then fits a line through the samples after the first (the first ``--every`` trials include
-the one-time warm-up) and prints the growth per trial: near zero is the target (MB/trial,
+the one-time warm-up; the last sample is taken one trial before the end, while the actors live) and prints the growth per trial: near zero is the target (MB/trial,
 fds/trial). Prints a table, then one ``RESULT {json}`` line.
 
     python benchmarks/soak.py                # 300 trials, a sample every 50 (~30 min on 2 cores)
@@ -100,18 +100,23 @@ def main() -> None:
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     rows, next_at = [], args.every
+
+    def threshold(at: int) -> int:  # the last sample a trial early: at the end the actors are shut down
+        return min(at, args.n - 1)
+
     while proc.poll() is None:
         done = finished(study)
-        if done >= next_at:
+        if done >= threshold(next_at):
             rows.append({"trials_done": done, "elapsed_s": time.time() - t0, **sample(proc.pid)})
-            next_at = (done // args.every + 1) * args.every
+            next_at = (done // args.every + 1) * args.every if done < args.n - 1 else 10**9
         time.sleep(0.5)
     err = proc.stderr.read()
     if proc.returncode != 0:
         sys.exit(f"the study failed (exit {proc.returncode}): {err[-2000:]}")
     print(f"command: {' '.join(cmd)}")
     print_table(rows, title=f"soak: {args.n} one-epoch {args.recipe} trials, one driver, actors reused")
-    later = rows[1:] if len(rows) >= 3 else rows
+    alive = [r for r in rows if r["actors"]]
+    later = alive[1:] if len(alive) >= 3 else alive
     growth = {}
     if len(later) >= 2:
         xs = [r["trials_done"] for r in later]
