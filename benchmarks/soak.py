@@ -99,16 +99,17 @@ def main() -> None:
     study = storage / "soak"
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rows, next_at = [], args.every
+    rows: list[dict] = []
+    next_at: int | None = args.every
 
     def threshold(at: int) -> int:  # the last sample a trial early: at the end the actors are shut down
         return min(at, args.n - 1)
 
     while proc.poll() is None:
         done = finished(study)
-        if done >= threshold(next_at):
+        if next_at is not None and done >= threshold(next_at):
             rows.append({"trials_done": done, "elapsed_s": time.time() - t0, **sample(proc.pid)})
-            next_at = (done // args.every + 1) * args.every if done < args.n - 1 else 10**9
+            next_at = None if done >= args.n - 1 else (done // args.every + 1) * args.every
         time.sleep(0.5)
     err = proc.stderr.read()
     if proc.returncode != 0:
