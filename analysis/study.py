@@ -196,8 +196,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise StudyError(f"{path}: table not found")
-    try:
-        table = pd.read_parquet(path)
+    try:  # through one open file: pandas opens a path twice, and a study that runs replaces it
+        with open(path, "rb") as f:
+            table = pd.read_parquet(f)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise StudyError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from None
     missing = [c for c in required if c not in table.columns]

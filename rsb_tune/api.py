@@ -330,6 +330,10 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
         run_study(study, data, opts)
     except KeyboardInterrupt:
         raise Interrupted(study.name) from None
+    except OSError as e:  # the storage refused a write outside the run (planning, the last tables)
+        if lifecycle.is_storage_error(e):
+            raise lifecycle.storage_failure(study, e) from None
+        raise
     study.update_meta(ended_at=now_iso())
     handle = Study(study)
     status = handle.status()
@@ -624,7 +628,10 @@ class Study:
 
         if self._dir.trials_path.exists() and self._dir.epochs_path.exists():
             try:
-                return pd.read_parquet(self._dir.trials_path), pd.read_parquet(self._dir.epochs_path)
+                # through one open file each: pandas opens a path twice (schema, then data), and
+                # a table rewritten in between (os.replace) would be read half old, half new
+                with open(self._dir.trials_path, "rb") as t, open(self._dir.epochs_path, "rb") as e:
+                    return pd.read_parquet(t), pd.read_parquet(e)
             except Exception as e:  # a corrupt table: pyarrow raises several unrelated types
                 raise StudyError(f"{self._dir.dir}: cannot read its tables ({type(e).__name__}: {e})") from None
         from rsb_tune.results import build_tables

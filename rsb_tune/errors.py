@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StoreUnreachable", "Interrupted", "suggest"]
+__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StorageFull", "StoreUnreachable", "Interrupted", "suggest"]
 
 
 class UserError(Exception):
@@ -26,6 +26,14 @@ class StudyError(UserError, ValueError):
     """A study directory is missing, locked, or its files are corrupt; the message names the
     file. The one study error of the engine and of ``analysis`` (a ``ValueError`` too, as the
     analysis functions raise for bad tables)."""
+
+
+class StorageFull(StudyError):
+    """A write to the study failed (no space left, a quota, a read-only or vanished file system):
+    the run stopped before recording anything out of order; ``resume`` continues it once the
+    storage takes writes again. Exit code 1: the study did not finish, the input was fine."""
+
+    exit_code = 1
 
 
 class StoreUnreachable(UserError):

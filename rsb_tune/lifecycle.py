@@ -18,6 +18,7 @@ Event records (``events/<trial>.jsonl``, one JSON object a line, fsynced)::
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rsb_tune import contract as C
-from rsb_tune.errors import StudyError, UserError
+from rsb_tune.errors import StorageFull, StudyError, UserError
 from rsb_tune.storage import one_line
 from rsb_tune.study import StudyDir, json_default
 
@@ -49,11 +50,15 @@ __all__ = [
     "Checkpoints",
     "ResumePlan",
     "prepare_run",
+    "resumable_checkpoint",
     "trial_threads",
     "search_of",
     "repair_search_history",
     "Progress",
     "Recorder",
+    "WriteGuard",
+    "storage_failure",
+    "is_storage_error",
     "error_message",
 ]
 
@@ -62,12 +67,21 @@ __all__ = [
 
 
 def _append(study: StudyDir, trial_id: str, event: Mapping[str, Any]) -> None:
-    """Append one JSON line and fsync: a finished result survives any crash after this."""
-    line = json.dumps({**event, "time": time.time()}, default=json_default) + "\n"
-    with open(study.events_dir / f"{trial_id}.jsonl", "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line and fsync: a finished result survives any crash after this. A write
+    that fails (a full disk) is cut off again, and a line torn by a crash before is ended first,
+    so a record never runs into the next one."""
+    line = (json.dumps({**event, "time": time.time()}, default=json_default) + "\n").encode()
+    with open(study.events_dir / f"{trial_id}.jsonl", "a+b") as f:
+        start = f.seek(0, os.SEEK_END)
+        if start and (f.seek(start - 1), f.read(1))[1] != b"\n":
+            line = b"\n" + line
+        try:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            f.truncate(start)  # frees what the failed write took; a reader skips a torn line anyway
+            raise
 
 
 def record_result(study: StudyDir, trial_id: str, result: Mapping[str, Any]) -> None:
@@ -213,9 +227,10 @@ def check_format(study: StudyDir, meta: Mapping[str, Any]) -> None:
     version = meta.get("format", 0)
     if version not in C.READABLE_FORMATS:
         readable = ", ".join(map(str, C.READABLE_FORMATS))
+        writer = (meta.get("versions") or {}).get("rsb-tune")
         raise StudyError(
-            f"{study.meta_path}: study format {version} was written by a newer rsb-tune "
-            f"({meta.get('versions', {}).get('rsb-tune', '?')}); this version reads formats {readable}"
+            f"{study.meta_path}: study format {version} was written by a newer rsb-tune ({writer or 'version unknown'}); "
+            f"this version reads formats {readable}; continue it with rsb-tune {writer + ' or newer' if writer else f'of format {version}'}"
         )
 
 
@@ -350,8 +365,10 @@ def prepare_run(study: StudyDir, *, searching: bool = False, only=None) -> Resum
         if status == C.ERROR:
             record_restart(study, tid)
         todo[tid] = cfg
-        if existing:  # the newest recorded checkpoint that still exists, where the study is now
-            resume_from[tid] = ckpts.path(existing[-1])
+        good = resumable_checkpoint(study, tid, existing)
+        if good:  # the newest recorded checkpoint that exists and is whole, where the study is now
+            resume_from[tid] = ckpts.path(good)
+            kept.add(good)
         started = trial_threads(events)
         if started:
             threads[tid] = started
@@ -359,6 +376,30 @@ def prepare_run(study: StudyDir, *, searching: bool = False, only=None) -> Resum
         if not rel.startswith("train/"):
             ckpts.discard(ckpts.path(rel))
     return ResumePlan(todo=todo, resume_from=resume_from, threads=threads, finished=finished)
+
+
+def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) -> str | None:
+    """The newest of a trial's recorded checkpoints (relative to ``ray/``, oldest first) that
+    is whole and holds only data, else None (the trial starts over). Each one passed over is
+    said on stderr and in ``errors/<trial>.txt``; a refused one (it holds code) is left in
+    place to be looked at, a damaged one is deleted."""
+    from rsb_tune import checkpoint
+
+    ckpts = Checkpoints(study)
+    for rel in reversed(existing):
+        try:
+            checkpoint.check_on(ckpts.storage()[1], ckpts.path(rel))
+            return rel
+        except (checkpoint.CheckpointCorrupt, checkpoint.CheckpointRefused) as e:
+            if isinstance(e, checkpoint.CheckpointCorrupt):
+                ckpts.discard(ckpts.path(rel))
+            older = existing.index(rel) > 0
+            then = "an older checkpoint is tried" if older else "the trial starts over"
+            note = f"{trial_id}: checkpoint not used: {e}; {then}"
+            print(f"rsb-tune: warning: {note}", file=sys.stderr, flush=True)
+            with open(study.errors_dir / f"{trial_id}.txt", "a") as f:
+                f.write(note + "\n")
+    return None
 
 
 def search_of(study: StudyDir):
@@ -588,6 +629,64 @@ class Recorder:
             self.study.sync()
         except UserError as e:  # the upload thread retries; the study goes on
             print(f"rsb-tune: warning: {e}; retrying", file=sys.stderr, flush=True)
+
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE}
+_STORAGE_TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|\[Errno (28|122|30)\]")
+
+
+def is_storage_error(e: BaseException) -> bool:
+    """An error of the study's storage itself (full, over quota, read-only, failing)."""
+    return (isinstance(e, OSError) and e.errno in _STORAGE_ERRNOS) or bool(_STORAGE_TEXT.search(str(e)))
+
+
+def storage_failure(study: StudyDir, e: BaseException) -> StorageFull:
+    """The one line a run stops with when the study's storage refuses a write."""
+    what = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+    reason = getattr(e, "strerror", None) or one_line(e)
+    return StorageFull(f"study {study.where}: {reason}{what}; the run stopped with every result so far recorded; free space and `rsb-tune resume {study.name}`")
+
+
+class WriteGuard:
+    """The :class:`Recorder` as Ray's callback drives it, halted by the first write to the
+    study that fails (a full disk, a quota, a read-only file system) or by a trial that failed
+    to write its checkpoint there. After that nothing more is written: the event logs stay a
+    prefix of what happened, so that a resumed run re-runs what was not recorded (a trial
+    continues from its last recorded checkpoint) and loses nothing. ``failure`` says what
+    happened; the run stops (:meth:`halted`) and raises it (:meth:`raise_if_halted`)."""
+
+    _FORWARDED = ("trial_started", "result", "checkpoint_saved", "trial_failed", "trial_completed", "step", "ended")
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self.failure: StorageFull | None = None
+
+    def __getattr__(self, name: str):
+        if name not in WriteGuard._FORWARDED:
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+
+    def _call(self, name: str, *args, **kwargs) -> None:
+        if self.failure is not None:
+            return
+        if name == "trial_failed" and _STORAGE_TEXT.search(args[1]):
+            line = next((l.strip() for l in args[1].splitlines() if _STORAGE_TEXT.search(l)), "")
+            self.failure = StorageFull(
+                f"study {self.recorder.study.where}: trial {args[0]} could not write to the study ({line[:300]}); "
+                f"the run stopped with every result so far recorded; free space and `rsb-tune resume {self.recorder.study.name}`"
+            )
+            return
+        try:
+            getattr(self.recorder, name)(*args, **kwargs)
+        except OSError as e:
+            self.failure = storage_failure(self.recorder.study, e)
+
+    def halted(self) -> bool:
+        return self.failure is not None
+
+    def raise_if_halted(self) -> None:
+        if self.failure is not None:
+            raise self.failure
 
 
 def counts(study: StudyDir) -> dict[str, int]:

@@ -141,20 +141,21 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
 def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=None) -> dict | None:
     """The state to resume from: Ray's checkpoint of this attempt (a retry), else the one a
     previous driver recorded for the trial (on the study's ``filesystem``), else None."""
-    import torch
+    from rsb_tune import checkpoint
 
     if ckpt is None and fallback_path:
         ckpt = checkpoint_cls(fallback_path, filesystem=filesystem)
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        return torch.load(Path(d) / C.CHECKPOINT_FILE, weights_only=False)
+        return checkpoint.load(Path(d) / C.CHECKPOINT_FILE)  # data only: never runs code
 
 
 def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True):
     """The trial's ``report``: fault hook, where it ran, and the checkpoint written with
-    torch.save into a directory handed to Ray (``send`` is tune.report or ray.train.report)."""
-    import torch
+    :func:`rsb_tune.checkpoint.save` into a directory handed to Ray (``send`` is tune.report or
+    ray.train.report)."""
+    from rsb_tune import checkpoint as ckpt_file
 
     where = {"hostname": socket.gethostname(), "pid": os.getpid()}
     try:
@@ -173,7 +174,7 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
         if metrics.get("status") != C.RUNNING:  # final: weights are enough, resume never needs more
             checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
         with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
-            torch.save(checkpoint, Path(d) / C.CHECKPOINT_FILE)
+            ckpt_file.save(checkpoint, Path(d) / C.CHECKPOINT_FILE)
             send(metrics, checkpoint=checkpoint_cls.from_directory(d))
 
     return report
@@ -371,7 +372,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
         max_t = max([int(c["epochs"]) for c in plan.todo.values()] or [int(meta["base_config"]["epochs"])])
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
     progress = lifecycle.Progress(study.name, planned=planned, done=done, quiet=opts.quiet)
-    recorder = lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None)
+    recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -392,6 +393,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
             storage_filesystem=storage[1],
             verbose=0,
             log_to_file=False,
+            stop=_halt_stopper(recorder),
             callbacks=[_callback(recorder, lambda t: _trial_id(t.config, t.trial_id)), *(TRACKERS[n][2](study) for n in opts.tracking)],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned by the Recorder
@@ -399,8 +401,28 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     )
     try:
         tuner.fit()
+    except Exception as e:  # Ray's own writes to the study's storage (its experiment state)
+        recorder.raise_if_halted()
+        if lifecycle.is_storage_error(e):
+            raise lifecycle.storage_failure(study, e) from None
+        raise
     finally:
         progress.close()
+    recorder.raise_if_halted()
+
+
+def _halt_stopper(guard: lifecycle.WriteGuard):
+    """Stops the whole run once the study cannot be written to (see WriteGuard)."""
+    from ray import tune
+
+    class HaltWhenStorageFails(tune.Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return guard.halted()
+
+    return HaltWhenStorageFails()
 
 
 def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):

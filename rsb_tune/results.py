@@ -72,8 +72,12 @@ def build_tables(study: StudyDir):
 
 def _atomic_parquet(df, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the old table stays whole, no half-written file stays
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_tables(study: StudyDir):
@@ -94,5 +98,9 @@ def write_predictions(study: StudyDir, trial_id: str, result: Mapping[str, Any])
             arrays[f"{split}_correct"] = C.unpack_correct(packed, int(sizes[f"n_{split}"]))
     if arrays:
         tmp = study.predictions_dir / f".{trial_id}.tmp.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, study.predictions_dir / f"{trial_id}.npz")
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, study.predictions_dir / f"{trial_id}.npz")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise

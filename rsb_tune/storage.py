@@ -171,11 +171,15 @@ def one_line(e: BaseException) -> str:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``path`` through a fsynced temporary dot file and a rename: never half-written."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the old file stays whole
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # --------------------------------------------------------------------------- locks

@@ -113,6 +113,7 @@ def test_changes_a_failed_upload_left_go_up_with_the_next_run(s3_server, cache, 
 def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_path):
     """Checkpoint paths are recorded where the study was; resume finds them where it is, and
     deletes what a killed driver left: superseded and unrecorded checkpoints (not Ray Train's)."""
+    from rsb_tune import checkpoint
     from rsb_tune.lifecycle import prepare_run
 
     study = StudyDir(tmp_path / "moved-here", "mv")
@@ -120,7 +121,7 @@ def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_pat
     for rel in ("run-01/t0000/checkpoint_000000", "run-01/t0000/checkpoint_000001", "run-01/t0000/checkpoint_000002",
                 "run-01/t0001/checkpoint_000003", "train/t0002/checkpoint_x"):  # fmt: skip
         (study.ray_dir / rel).mkdir(parents=True)
-        (study.ray_dir / rel / "state.pt").write_bytes(b"weights")
+        checkpoint.save({"epoch": 1, "model": {}}, study.ray_dir / rel / "state.pt")  # resume checks it is whole
     was = "/data/was-here/mv/ray"
     for epoch, ckpt in ((1, "checkpoint_000000"), (2, "checkpoint_000001")):  # 000002: written as the driver died
         write_event(study, "t0000", {"type": "result", "epoch": epoch, "status": "running"})
