@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?")
 
     sub.add_parser("keys", help="list every config key with its type and help")
+
+    p = sub.add_parser("serve", help="browse every study of a storage in a web browser", description="A read-only study browser: every study of the storage, live while they run (figures, trials, comparisons, a JSON API).")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; any other needs a token)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
+    p.add_argument("--token", help="token that every request must present (default $RSB_TUNE_SERVE_TOKEN); required for a non-local --host")
     return parser
 
 
@@ -459,6 +465,13 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from rsb_tune.serve import serve
+
+    serve(args.storage, args.host, args.port, args.token)
+    return 0
+
+
 _COMMANDS = {
     "seeds": _cmd_study,
     "grid": _cmd_study,
@@ -468,6 +481,7 @@ _COMMANDS = {
     "compare": _cmd_compare,
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
+    "serve": _cmd_serve,
 }
 
 
