@@ -53,6 +53,7 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, toke
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     except OSError as e:
         raise ServeError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
     bound = sock.getsockname()[1]
