@@ -251,7 +251,7 @@ class Storage:
         with self._lock:
             cached = self._summaries.get(ref.name)
         if cached and cached[0] == sig:
-            return _with_eta(cached[1])
+            return self._live(ref, cached[1])
         meta = self.meta(ref)
         rows = self.trial_rows(ref)
         metric, mode = str(meta.get("metric") or "val_top1"), meta.get("mode", "max")
@@ -263,7 +263,6 @@ class Storage:
         finals = [(r[metric], r["trial_id"]) for r in rows if r["status"] == "ok" and _finite(r.get(metric))] if metric in _FINAL_KEYS else []
         vals = [v for v, _ in finals]
         best = (max if mode == "max" else min)(finals) if finals else None
-        done_times = [r["last_time"] for r in rows if r["status"] not in ("running", "pending") and r["last_time"]]
         out = {
             "name": ref.name,
             "kind": meta.get("kind"),
@@ -287,29 +286,37 @@ class Storage:
             "best_trial": best[1] if best else None,
             "started_at": meta.get("started_at"),
             "ended_at": meta.get("ended_at"),
-            "state": self._state(ref, meta, planned, finished, rows),
+            "last_time": max([r["last_time"] for r in rows if r["last_time"]] or [0.0]),
             "dataset": meta.get("dataset"),
             "command": meta.get("command"),
             "started_ts": _parse_time(meta.get("started_at")),
-            "done_times": sorted(done_times),
             "has_tables": all((ref.dir / t).is_file() for t in TABLES),
         }
         out = scrub(out)
         with self._lock:
             self._summaries[ref.name] = (sig, out)
-        return _with_eta(out)
+        return self._live(ref, out)
 
-    def _state(self, ref: StudyRef, meta: dict, planned: int, finished: int, rows: list[dict]) -> str:
-        """running (its driver lives), finished (every trial ended) or interrupted."""
-        if self._driver_alive(ref, rows):
-            return "running"
-        return "finished" if planned and finished >= planned else "interrupted"
+    def _live(self, ref: StudyRef, cached: dict) -> dict:
+        """What depends on the moment, not on the files: the state (a driver dies without
+        writing anything) and the ETA."""
+        out = dict(cached)
+        last, started = out.pop("last_time"), out.pop("started_ts")
+        if self._driver_alive(ref, last):
+            out["state"] = "running"
+        else:
+            out["state"] = "finished" if out["planned"] and out["done"] >= out["planned"] else "interrupted"
+        remaining, eta = out["planned"] - out["done"], None
+        if out["state"] == "running" and remaining > 0 and out["done"] and started:
+            eta = remaining * max(1e-6, time.time() - started) / out["done"]
+        out["eta_s"] = _num(eta)
+        return out
 
-    def _driver_alive(self, ref: StudyRef, rows: list[dict]) -> bool:
+    def _driver_alive(self, ref: StudyRef, last: float) -> bool:
         """Read from the lock file's text ("pid N on HOST"), without taking the lock: a driver on
         this host is alive if its process is; elsewhere, if the study was written to lately."""
         if self.remote:  # the store's lease names the holder; a copy is "running" while it moves
-            return _recent(ref, rows)
+            return _recent(ref, last)
         try:
             text = (ref.dir / ".lock").read_text()
         except OSError:
@@ -318,7 +325,7 @@ class Storage:
         if not m:
             return False
         if m.group(2) != socket.gethostname() and m.group(2) != os.uname().nodename:
-            return _recent(ref, rows)
+            return _recent(ref, last)
         try:
             os.kill(int(m.group(1)), 0)
         except ProcessLookupError:
@@ -338,20 +345,6 @@ class Storage:
 # ---------------------------------------------------------------------- helpers
 
 
-def _with_eta(summary: dict) -> dict:
-    """ETA from the pace of the trials that ended so far (recomputed each time: it depends on now)."""
-    out = dict(summary)
-    out.pop("done_times", None)
-    out.pop("started_ts", None)
-    remaining = summary["planned"] - summary["done"]
-    eta = None
-    if summary["state"] == "running" and remaining > 0 and summary["done"] and summary.get("started_ts"):
-        elapsed = max(1e-6, time.time() - summary["started_ts"])
-        eta = remaining * elapsed / summary["done"]
-    out["eta_s"] = _num(eta)
-    return out
-
-
 def _is_driver(pid: int) -> bool:
     """Whether process ``pid`` is an rsb-tune driver (a reused pid of something else is not)."""
     try:
@@ -361,8 +354,7 @@ def _is_driver(pid: int) -> bool:
     return b"rsb_tune" in cmdline or b"rsb-tune" in cmdline
 
 
-def _recent(ref: StudyRef, rows: list[dict]) -> bool:
-    last = max([r["last_time"] for r in rows if r["last_time"]] or [0.0])
+def _recent(ref: StudyRef, last: float) -> bool:
     meta_t = (_sig(ref.dir / "study.yaml") or (0, 0))[0] / 1e9
     return time.time() - max(last, meta_t) < _ACTIVE_S
 
