@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import re
 from typing import Any
 
@@ -36,7 +37,9 @@ def scrub_text(text: str) -> str:
 
 def scrub(value: Any) -> Any:
     """``value`` (JSON-like: dicts, lists, strings, numbers) with :func:`scrub_text` applied to
-    every string, keys included."""
+    every string, keys included, and NaN or infinite numbers as None (valid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, dict):

@@ -72,7 +72,7 @@ class Storage:
             self.root = self.location.root
         self._lock = threading.RLock()
         self._events: dict[Path, tuple[tuple, list[dict]]] = {}  # event log -> (signature, events)
-        self._summaries: dict[str, tuple[tuple, dict]] = {}
+        self._rows: dict[tuple[str, str], tuple[tuple, Any]] = {}
         self._listing: tuple[float, dict[str, StudyRef]] = (-math.inf, {})
         self._pulled: dict[str, float] = {}
 
@@ -206,8 +206,27 @@ class Storage:
             self._events[path] = (sig, out)
         return out
 
+    def _memo(self, what: str, ref: StudyRef, build):
+        """``build(ref)``, computed again only when the study's files changed."""
+        sig = self.signature(ref)
+        with self._lock:
+            cached = self._rows.get((what, ref.name))
+        if cached and cached[0] == sig:
+            return cached[1]
+        value = build(ref)
+        with self._lock:
+            self._rows[(what, ref.name)] = (sig, value)
+        return value
+
     def trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
         """One row per planned trial: ids, seeds, varied params, status, epochs, final metrics, error."""
+        return self._memo("trials", ref, self._trial_rows)
+
+    def epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        """One row per trial and epoch reported so far (the last report of an epoch wins)."""
+        return self._memo("epochs", ref, self._epoch_rows)
+
+    def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
         from rsb_tune.results import trial_state
 
         meta, plan = self.meta(ref), self.plan(ref)
@@ -232,8 +251,7 @@ class Storage:
             rows.append(row)
         return scrub(rows)
 
-    def epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
-        """One row per trial and epoch reported so far (the last report of an epoch wins)."""
+    def _epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
         from rsb_tune.results import EPOCH_COLUMNS, trial_state
 
         rows = []
@@ -247,11 +265,9 @@ class Storage:
 
     def summary(self, ref: StudyRef) -> dict[str, Any]:
         """The study's card: kind, recipe or space, counts, metric mean ± std and best, times, state, ETA."""
-        sig = self.signature(ref)
-        with self._lock:
-            cached = self._summaries.get(ref.name)
-        if cached and cached[0] == sig:
-            return self._live(ref, cached[1])
+        return self._live(ref, self._memo("summary", ref, self._summary))
+
+    def _summary(self, ref: StudyRef) -> dict[str, Any]:
         meta = self.meta(ref)
         rows = self.trial_rows(ref)
         metric, mode = str(meta.get("metric") or "val_top1"), meta.get("mode", "max")
@@ -292,10 +308,7 @@ class Storage:
             "started_ts": _parse_time(meta.get("started_at")),
             "has_tables": all((ref.dir / t).is_file() for t in TABLES),
         }
-        out = scrub(out)
-        with self._lock:
-            self._summaries[ref.name] = (sig, out)
-        return self._live(ref, out)
+        return scrub(out)
 
     def _live(self, ref: StudyRef, cached: dict) -> dict:
         """What depends on the moment, not on the files: the state (a driver dies without

@@ -17,8 +17,11 @@ Only GET and HEAD; study names are looked up in the storage's listing; an unknow
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
 from rsb_tune.serve._figures import Figures
 from rsb_tune.serve._safe import COOKIE, TOKEN_ENV, TokenCheck
@@ -52,13 +54,19 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     figures = Figures(**({} if redraw_s is None else {"redraw_s": redraw_s}))
     import jinja2
 
-    templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True))
-    templates.env.filters["num"] = _fmt_num
-    templates.env.filters["dur"] = _fmt_duration
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True)
+    env.filters["num"] = _fmt_num
+    env.filters["dur"] = _fmt_duration
     tokens = TokenCheck(token)
+    rendered = _Rendered()
 
-    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, template, {"poll_s": POLL_S, **context}, status_code=status)
+    def page(request: Request, template: str, status: int = 200, *, cache_key: tuple | None = None, **context: Any) -> HTMLResponse:
+        """A rendered template; with ``cache_key`` (which must name everything the page shows),
+        rendered once per key."""
+        def render() -> str:
+            return env.get_template(template).render(poll_s=POLL_S, **context)
+
+        return HTMLResponse(render() if cache_key is None else rendered.get((template, *cache_key), render), status_code=status)
 
     def study_or_404(request: Request):
         ref = store.find(request.path_params["name"])
@@ -112,15 +120,14 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     def study_page(request: Request) -> Response:
         ref = study_or_404(request)
         view = study_view(ref)
-        trials = store.trial_rows(ref)
-        return page(request, "study.html", **view, trials=trials, tables=[t for t in TABLES if store.table_path(ref, t)])
+        return page(request, "study.html", cache_key=(ref.name, view["version"]), **view, trials=store.trial_rows(ref), tables=[t for t in TABLES if store.table_path(ref, t)])
 
     def study_live(request: Request) -> Response:
         ref = study_or_404(request)
         view = study_view(ref)
         if query(request, "v") == view["version"]:
             return Response(status_code=204, headers={"X-Version": view["version"]})
-        response = page(request, "_study_live.html", **view, trials=store.trial_rows(ref), tables=[t for t in TABLES if store.table_path(ref, t)])
+        response = page(request, "_study_live.html", cache_key=(ref.name, view["version"]), **view, trials=store.trial_rows(ref), tables=[t for t in TABLES if store.table_path(ref, t)])
         response.headers["X-Version"] = view["version"]
         response.headers["X-State"] = view["study"]["state"] if view["figures"]["status"] != "drawing" else "drawing"
         return response
@@ -180,11 +187,16 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         figs = {"status": figs["status"], "error": figs["error"], "summary": figs["summary"], "figures": {f: f"/studies/{name}/figures/{f}.png" for f in figs["figures"]}}
         return JSONResponse({**view["study"], "figures": figs, "version": view["version"], "links": _links(name)})
 
-    def api_trials(request: Request) -> Response:
-        return JSONResponse({"trials": store.trial_rows(study_or_404(request))})
+    def api_rows(what: str, rows) -> Response:
+        def body(request: Request) -> Response:
+            ref = study_or_404(request)
+            text = rendered.get((what, ref.name, store.signature(ref)), lambda: json.dumps({what: rows(ref)}, allow_nan=False, separators=(",", ":")))
+            return Response(text, media_type="application/json")
 
-    def api_epochs(request: Request) -> Response:
-        return JSONResponse({"epochs": store.epoch_rows(study_or_404(request))})
+        return body
+
+    api_trials = api_rows("trials", store.trial_rows)
+    api_epochs = api_rows("epochs", store.epoch_rows)
 
     def api_compare(request: Request) -> Response:
         view = compare_view(request)
@@ -232,6 +244,27 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     )
     app.state.storage, app.state.figures = store, figures
     return app
+
+
+class _Rendered:
+    """The last ``size`` rendered bodies, by a key that names everything they show."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._items: collections.OrderedDict[tuple, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, render) -> str:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        text = render()
+        with self._lock:
+            self._items[key] = text
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return text
 
 
 def _closing(figures: Figures):
