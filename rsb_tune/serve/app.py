@@ -190,7 +190,7 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     def api_rows(what: str, rows) -> Response:
         def body(request: Request) -> Response:
             ref = study_or_404(request)
-            text = rendered.get((what, ref.name, store.signature(ref)), lambda: json.dumps({what: rows(ref)}, allow_nan=False, separators=(",", ":")))
+            text = rendered.get((what, ref.name, store.signature(ref)), lambda: json.dumps({what: rows(ref)}, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
             return Response(text, media_type="application/json")
 
         return body
