@@ -334,3 +334,24 @@ def test_package_ships_templates_and_static_files():
 
     data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert {"serve/templates/*.html", "serve/static/*"} <= set(data["rsb_tune"])
+
+
+def test_object_store_storage_is_read_through_the_servers_own_copy(tmp_path, s3_server, monkeypatch):
+    import pyarrow.fs
+
+    local = tmp_path / "local"
+    local.mkdir()
+    make_study(local, "remote1", n=3)
+    uri = s3_server("serve-test")
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    pyarrow.fs.copy_files(str(local / "remote1"), f"{root}/remote1", destination_filesystem=fs)
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    with TestClient(create_app(uri)) as c:
+        assert [s["name"] for s in c.get("/api/studies").json()["studies"]] == ["remote1"]
+        s = c.get("/api/studies/remote1").json()
+        assert (s["planned"], s["done"], s["ok"]) == (3, 3, 3)
+        page = c.get("/studies/remote1").text
+        assert "endpoint_override" not in page and str(tmp_path) not in page
+        assert c.get("/studies/remote1/files/trials.parquet").content[:4] == b"PAR1"
+        assert c.get("/api/studies/nope").status_code == 404
+    assert not (local / "remote1" / ".sync.json").exists()  # the study's files were only read
