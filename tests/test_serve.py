@@ -355,3 +355,18 @@ def test_object_store_storage_is_read_through_the_servers_own_copy(tmp_path, s3_
         assert c.get("/studies/remote1/files/trials.parquet").content[:4] == b"PAR1"
         assert c.get("/api/studies/nope").status_code == 404
     assert not (local / "remote1" / ".sync.json").exists()  # the study's files were only read
+
+
+def test_corrupt_files_make_notes_not_tracebacks(storage):
+    (storage / "seedsA" / "trials.parquet").write_bytes(b"not a parquet file")
+    (storage / "seedsB" / "plan.json").write_text("{torn")
+    (storage / "gridC" / "study.yaml").write_text("kind: [unclosed")
+    with TestClient(create_app(str(storage), redraw_s=0.0)) as c:
+        for url in ("/", "/api/studies", "/studies/seedsA", "/studies/seedsB", "/api/studies/seedsB/trials", "/compare?a=seedsA&b=seedsB"):
+            r = c.get(url)
+            assert r.status_code == 200 and "Traceback" not in r.text, url
+        deadline = time.monotonic() + 240
+        while (figs := c.get("/api/studies/seedsA").json()["figures"])["status"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert figs["error"] and "trials.parquet" in figs["error"] and str(storage) not in figs["error"]
+        assert "No figures" in c.get("/studies/seedsA").text
