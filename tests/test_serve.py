@@ -103,6 +103,11 @@ def test_seed_study_figures_are_drawn_by_analysis_and_served(client):
     report = client.get("/studies/seedsA/report/")
     assert report.status_code == 200 and "histogram_val_top1.png" in report.text
     assert client.get("/studies/seedsA/report/histogram_val_top1.svg").status_code == 200
+    import io
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/studies/seedsA/report.zip").content))
+    assert {"seedsA-report/index.html", "seedsA-report/summary.json", "seedsA-report/histogram_val_top1.png"} <= set(archive.namelist())
     table = client.get("/studies/seedsA/files/trials.parquet")
     assert table.status_code == 200 and table.content[:4] == b"PAR1"
 
@@ -263,13 +268,20 @@ def test_read_only_and_no_server_paths_in_any_page(storage, client):
         _wait_figures(client, name)
     urls = ["/", "/api/studies", "/compare", "/compare?a=seedsA&b=seedsB", "/api/compare?a=seedsA&b=seedsB"]
     for name in ("seedsA", "seedsB", "gridC"):
-        urls += [f"/studies/{name}", f"/studies/{name}/live", f"/api/studies/{name}", f"/api/studies/{name}/trials", f"/api/studies/{name}/epochs", f"/studies/{name}/report/", f"/studies/{name}/report/summary.json", f"/studies/{name}/report/summary.md"]
+        urls += [f"/studies/{name}", f"/studies/{name}/live", f"/api/studies/{name}", f"/api/studies/{name}/trials", f"/api/studies/{name}/epochs", f"/studies/{name}/report/", f"/studies/{name}/report/summary.json", f"/studies/{name}/report/summary.md", f"/studies/{name}/report.zip"]
     forbidden = [str(storage), str(storage.resolve()), SECRET_DIR, "alice-secret", os.path.expanduser("~") + "/", os.getcwd(), "Traceback"]
     for url in urls:
         r = client.get(url)
         assert r.status_code in (200, 204), (url, r.status_code)
+        text = r.text
+        if url.endswith(".zip"):
+            import io
+            import zipfile
+
+            with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+                text = "".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
         for word in forbidden:
-            assert word not in r.text, (url, word)
+            assert word not in text, (url, word)
     assert "…/imagenette" in client.get("/api/studies/seedsA/trials").text
     r = client.get("/")
     assert "default-src 'self'" in r.headers["content-security-policy"] and r.headers["x-content-type-options"] == "nosniff"

@@ -68,6 +68,14 @@ class Figures:
             return None
         return Path(ready["dir"]) / filename
 
+    def files(self, key: str) -> list[Path]:
+        """Every file of the drawing of ``key`` shown now (none drawn: [])."""
+        with self._lock:
+            ready = self._ready.get(key)
+        if ready is None or not ready.get("dir"):
+            return []
+        return [Path(ready["dir"]) / f for f in sorted(ready["files"]) if f.endswith(_SERVED)]
+
     # ------------------------------------------------------------------ internals
     def _get(self, key: str, signature: tuple, running: bool, what: str, args: tuple) -> dict[str, Any]:
         version = hashlib.sha1(repr(signature).encode()).hexdigest()[:12]

@@ -152,6 +152,15 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         response.headers["Content-Security-Policy"] = _REPORT_CSP
         return response
 
+    def study_report_zip(request: Request) -> Response:
+        ref = study_or_404(request)
+        view = study_view(ref)
+        files = figures.files(f"study:{ref.name}")
+        if not files:
+            raise HTTPException(404, "the report is not drawn yet" if view["figures"]["status"] != "ready" else "this study has no report")
+        data = rendered.get(("report.zip", ref.name, view["figures"]["version"]), lambda: _zip(files, f"{ref.name}-report"))
+        return Response(data, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{ref.name}-report.zip"'})
+
     def study_table(request: Request) -> Response:
         ref = study_or_404(request)
         path = store.table_path(ref, request.path_params["file"])
@@ -226,6 +235,7 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         Route("/studies/{name}/report/", study_report),
         Route("/studies/{name}/report/{file}", study_report),
         Route("/studies/{name}/files/{file}", study_table),
+        Route("/studies/{name}/report.zip", study_report_zip),
         Route("/compare", compare_page),
         Route("/compare/{a}/{b}/{file}", compare_figure),
         Route("/api/studies", api_studies),
@@ -267,6 +277,17 @@ class _Rendered:
         return text
 
 
+def _zip(files: list[Path], folder: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in files:
+            z.write(path, f"{folder}/{path.name}")
+    return buf.getvalue()
+
+
 def _closing(figures: Figures):
     import contextlib
 
@@ -284,6 +305,7 @@ def _links(name: str) -> dict[str, str]:
     return {
         "page": f"/studies/{name}",
         "report": f"/studies/{name}/report/",
+        "report.zip": f"/studies/{name}/report.zip",
         **{t: f"/studies/{name}/files/{t}" for t in TABLES},
         "trials": f"/api/studies/{name}/trials",
         "epochs": f"/api/studies/{name}/epochs",
