@@ -50,9 +50,10 @@ REPO = Path(__file__).resolve().parent.parent
 def synthesise(storage: Path, source: Path, name: str, n: int) -> Path:
     """A ``n``-trial seed study made of copies of ``source``'s trials (seeds 0..n-1)."""
     sys.path.insert(0, str(REPO))
+    import rsb_tune.study as engine
     from rsb_tune.results import write_tables
-    from rsb_tune.study import Study
 
+    Study = getattr(engine, "StudyDir", None) or engine.Study  # StudyDir once the Python API lands
     src = Study(storage, source.name)
     plan, meta = src.plan(), src.meta()
     rng = random.Random(0)
@@ -68,8 +69,8 @@ def synthesise(storage: Path, source: Path, name: str, n: int) -> Path:
         tid = trials[i % len(trials)]
         shift = rng.gauss(0, 1.5)
         lines = []
-        for ev in src.events(tid):
-            ev = dict(ev)
+        for line in (src.events_dir / f"{tid}.jsonl").read_text().splitlines():
+            ev = json.loads(line)
             for k in ("val_top1", "v2_top1"):
                 if isinstance(ev.get(k), float):
                     ev[k] += shift

@@ -13,12 +13,32 @@ from pathlib import Path
 SECRET_DIR = "/home/alice-secret/datasets/imagenette"  # a server path that must never show
 
 
+def study_files(storage: Path, name: str):
+    """The engine's object for a study directory (``StudyDir`` once the Python API lands)."""
+    import rsb_tune.study as mod
+
+    cls = getattr(mod, "StudyDir", None) or mod.Study
+    return cls(storage, name)
+
+
+def append_event(storage: Path, name: str, trial_id: str, event: dict) -> None:
+    """One line of a trial's event log, as the engine appends it (the on-disk contract)."""
+    import json
+
+    with open(Path(storage) / name / "events" / f"{trial_id}.jsonl", "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+def rebuild_tables(storage: Path, name: str) -> None:
+    """trials.parquet and epochs.parquet rebuilt from the event logs by the engine's own code."""
+    from rsb_tune.results import write_tables
+
+    write_tables(study_files(storage, name))
+
+
 def make_study(storage: Path, name: str, *, kind: str = "seeds", n: int = 4, epochs: int = 2, params=(), statuses=None, started_at=None, finished: bool = True):
     """A study written with the engine's Study/results code from synthetic events: ``n`` trials
     (``statuses[i]``: ok, error, running or pending), val/v2 top-1 rising along the epochs."""
-    from rsb_tune.results import write_tables
-    from rsb_tune.study import Study
-
     statuses = list(statuses or ["ok"] * n)
     grid = [{"lr": lr, "weight_decay": wd} for lr in (1e-3, 5e-3) for wd in (0.01, 0.05)]
     plan = {}
@@ -38,7 +58,7 @@ def make_study(storage: Path, name: str, *, kind: str = "seeds", n: int = 4, epo
         "data_sizes": {"n_val": 200, "n_v2": 100},
         "space_file": f"{SECRET_DIR}/space.yaml" if kind == "grid" else None,
     }
-    study = Study(storage, name)
+    study = study_files(storage, name)
     study.create(meta, plan)
     if started_at:
         study.update_meta(started_at=started_at)
@@ -51,10 +71,10 @@ def make_study(storage: Path, name: str, *, kind: str = "seeds", n: int = 4, epo
         for e in range(1, last + 1):
             val = 20.0 + 10 * e + (i * 7 % 5) + 100 * cfg["lr"]
             ev = {"type": "result", "time": t0 + i * 5 + e, "epoch": e, "val_top1": val, "v2_top1": val - 3 - (i % 3), "val_loss": 2.0 - 0.1 * e, "epoch_time_s": 1.0, "status": "ok" if (e == epochs and status == "ok") else "running"}
-            study.append_event(tid, ev)
+            append_event(storage, name, tid, ev)
         if status == "error":
-            study.append_event(tid, {"type": "error", "final": True, "error": f'RuntimeError: CUDA out of memory in File "{SECRET_DIR}/x.py"', "time": t0 + i * 5 + 9})
-    write_tables(study)
+            append_event(storage, name, tid, {"type": "error", "final": True, "error": f'RuntimeError: CUDA out of memory in File "{SECRET_DIR}/x.py"', "time": t0 + i * 5 + 9})
+    rebuild_tables(storage, name)
     if finished:
         study.update_meta(ended_at="2026-12-01T12:00:00+00:00")
     return study

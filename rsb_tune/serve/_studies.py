@@ -38,6 +38,25 @@ from rsb_tune.serve._safe import scrub
 
 __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
 
+
+def _trial_state(events):
+    """The engine's reading of one trial's event log (``rsb_tune.lifecycle`` once the Python
+    API lands, ``rsb_tune.results`` before)."""
+    try:
+        from rsb_tune.lifecycle import trial_state
+    except ImportError:
+        from rsb_tune.results import trial_state
+    return trial_state(events)
+
+
+def _epoch_columns() -> tuple[str, ...]:
+    try:
+        from rsb_tune.contract import EPOCH_COLUMNS
+    except ImportError:
+        from rsb_tune.results import EPOCH_COLUMNS
+    return EPOCH_COLUMNS
+
+
 REFRESH_S = 2.0  # an object-store listing and each study's copy are refreshed at most this often
 TABLES = ("trials.parquet", "epochs.parquet")  # downloadable, by these names only
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # the engine's rule (rsb_tune.study)
@@ -227,15 +246,13 @@ class Storage:
         return self._memo("epochs", ref, self._epoch_rows)
 
     def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
-        from rsb_tune.results import trial_state
-
         meta, plan = self.meta(ref), self.plan(ref)
         params = [p for p in meta.get("params") or [] if isinstance(p, str)]
         rows = []
         for tid, config in plan.items():
             config = config if isinstance(config, dict) else {}
             events = self.events(ref, tid)
-            status, by_epoch, error = trial_state(events)
+            status, by_epoch, error = _trial_state(events)
             last = by_epoch[max(by_epoch)] if by_epoch else {}
             times = [ev["time"] for ev in events if isinstance(ev.get("time"), (int, float))]
             row: dict[str, Any] = {"trial_id": tid, **{k: config.get(k) for k in _SEED_KEYS if k in config}}
@@ -252,15 +269,14 @@ class Storage:
         return scrub(rows)
 
     def _epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
-        from rsb_tune.results import EPOCH_COLUMNS, trial_state
-
+        columns = _epoch_columns()[3:]
         rows = []
         for tid, config in self.plan(ref).items():
             seed = config.get("seed") if isinstance(config, dict) else None
-            _, by_epoch, _ = trial_state(self.events(ref, tid))
+            _, by_epoch, _ = _trial_state(self.events(ref, tid))
             for epoch in sorted(by_epoch):
                 ev = by_epoch[epoch]
-                rows.append({"trial_id": tid, "seed": seed, "epoch": epoch, **{k: _num(ev.get(k)) for k in EPOCH_COLUMNS[3:]}})
+                rows.append({"trial_id": tid, "seed": seed, "epoch": epoch, **{k: _num(ev.get(k)) for k in columns}})
         return rows
 
     def summary(self, ref: StudyRef) -> dict[str, Any]:
