@@ -378,3 +378,37 @@ def test_corrupt_files_make_notes_not_tracebacks(storage):
             time.sleep(0.5)
         assert figs["error"] and "trials.parquet" in figs["error"] and str(storage) not in figs["error"]
         assert "No figures" in c.get("/studies/seedsA").text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("rsb-tune seeds --data /home/ana/imagenette --storage /srv/rsb", "rsb-tune seeds --data …/imagenette --storage …/rsb"),
+        ('File "/usr/lib/python3/site.py", line 3', 'File "…/site.py", line 3'),
+        ("~/data/digits", "…/digits"),
+        ("s3://bucket/prefix/study", "s3://bucket/prefix/study"),  # the study's URI is what the user named
+        ("http://host:8765/studies/x", "http://host:8765/studies/x"),
+        ("val / v2 and lr=1e-3/2", "val / v2 and lr=1e-3/2"),
+    ],
+)
+def test_scrub_keeps_the_last_component_of_server_paths(text, shown):
+    from rsb_tune.serve._safe import scrub, scrub_text
+
+    assert scrub_text(text) == shown
+    assert scrub({"k": [text, float("nan"), 1.5]}) == {"k": [shown, None, 1.5]}
+
+
+@pytest.mark.parametrize(("host", "local"), [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("head-node", False), ("", False)])
+def test_only_loopback_hosts_need_no_token(host, local, monkeypatch):
+    from rsb_tune.serve import ServeError, check_options
+
+    monkeypatch.delenv("RSB_TUNE_SERVE_TOKEN", raising=False)
+    from rsb_tune.serve._safe import is_local
+
+    assert is_local(host) is local
+    if local:
+        assert check_options(host, 0, None) is None
+    else:
+        with pytest.raises(ServeError):
+            check_options(host, 0, None)
+        assert check_options(host, 0, TOKEN) == TOKEN

@@ -11,7 +11,7 @@ import socket
 
 from rsb_tune.errors import UserError
 
-__all__ = ["serve", "check_options", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["serve", "check_options", "ServeError", "DEFAULT_HOST", "DEFAULT_PORT"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
