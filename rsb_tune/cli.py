@@ -108,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("keys", help="list every config key with its type and help")
 
+    from rsb_tune.serve import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV  # no web stack imported here
+
     p = sub.add_parser("serve", help="browse every study of a storage in a web browser", description="A read-only study browser: every study of the storage, live while they run (figures, trials, comparisons, a JSON API).")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; any other needs a token)")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free port)")
-    p.add_argument("--token", help="token that every request must present (default $RSB_TUNE_SERVE_TOKEN); required for a non-local --host")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only; any other needs a token)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument("--token", help=f"token that every request must present (default ${TOKEN_ENV}); required for a non-local --host")
     return parser
 
 

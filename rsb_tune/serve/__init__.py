@@ -10,8 +10,9 @@ import os
 import socket
 
 from rsb_tune.errors import UserError
+from rsb_tune.serve._safe import TOKEN_ENV
 
-__all__ = ["serve", "check_options", "ServeError", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["serve", "check_options", "ServeError", "DEFAULT_HOST", "DEFAULT_PORT", "TOKEN_ENV"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -24,7 +25,7 @@ class ServeError(UserError):
 def check_options(host: str, port: int, token: str | None) -> str | None:
     """The token to require (``--token``, else ``$RSB_TUNE_SERVE_TOKEN``), after checking that a
     non-local ``host`` has one; ServeError otherwise."""
-    from rsb_tune.serve._safe import TOKEN_ENV, is_local
+    from rsb_tune.serve._safe import is_local
 
     token = token or os.environ.get(TOKEN_ENV) or None
     if not 0 <= port <= 65535:
