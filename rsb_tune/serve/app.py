@@ -57,6 +57,7 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True)
     env.filters["num"] = _fmt_num
     env.filters["dur"] = _fmt_duration
+    env.filters["sig"] = _fmt_sig
     tokens = TokenCheck(token)
     rendered = _Rendered()
 
@@ -370,6 +371,13 @@ def _fmt_num(value: Any, digits: int = 2) -> str:
             return "–"
         return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
     return str(value)
+
+
+def _fmt_sig(value: Any) -> str:
+    """A number with 4 significant digits (hyperparameters such as 2e-3 stay readable)."""
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.4g}"
+    return _fmt_num(value)
 
 
 def _fmt_duration(seconds: Any) -> str:
