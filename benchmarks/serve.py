@@ -168,14 +168,23 @@ def phase(storage: Path, label: str, study_args: list[str], window: float, clien
     """Run a real study; during ``window`` s after its first result, let ``clients`` poll."""
     name = f"run-{label}"
     result: dict = {}
-    t = threading.Thread(target=lambda: result.update(run_cli([*study_args, "--storage", str(storage), "--name", name], sample=False)), daemon=True)
+
+    def run():
+        try:
+            result.update(run_cli([*study_args, "--storage", str(storage), "--name", name], sample=False))
+        except RuntimeError as e:  # a trial failed (on a shared machine, Ray can be killed under it)
+            result.update(wall_s=float("nan"), failed=str(e).splitlines()[0])
+
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     start = first_result_time(storage / name)
     load = clients(name).run(window) if clients else (time.sleep(max(0.0, start + window - time.time())) or None)
     end = start + window
     t.join()
     rates = epoch_rates(storage / name, start, end)
-    return {"phase": label, "study_wall_s": round(result["wall_s"], 1), "epochs_in_window": len(rates), "images_per_s": round(statistics.median(rates), 1) if rates else float("nan"), "load": load}
+    out = {"phase": label, "study_wall_s": round(result["wall_s"], 1), "epochs_in_window": len(rates), "images_per_s": round(statistics.median(rates), 1) if rates else float("nan"), "load": load, "failed": result.get("failed")}
+    print(f"phase {label}: {json.dumps(out)}", flush=True)
+    return out
 
 
 def main() -> None:
@@ -212,11 +221,12 @@ def main() -> None:
         closed = lambda name: Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", f"/studies/{name}/live", f"/api/studies/{name}"], args.clients, 0.0)  # noqa: E731
         paced = lambda name: Clients(base, [f"/studies/{name}/live", f"/api/studies/{name}", "/api/studies/big"], args.paced_clients, float(POLL_S))  # noqa: E731
         idle = Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"], args.clients, 0.0).run(window)
+        print(f"idle: {json.dumps(idle)}", flush=True)
         phases = [phase(storage, "baseline1", running, window), phase(storage, "closed", running, window, closed), phase(storage, "paced", running, window, paced), phase(storage, "baseline2", running, window)]
     finally:
         proc.terminate()
         proc.wait(30)
-    base_rate = statistics.fmean([p["images_per_s"] for p in phases if p["phase"].startswith("baseline")])
+    base_rate = statistics.fmean([p["images_per_s"] for p in phases if p["phase"].startswith("baseline") and p["images_per_s"] == p["images_per_s"]])
     rows = []
     for p in phases:
         load = p["load"] or {}
