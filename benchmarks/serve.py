@@ -6,23 +6,24 @@ is run first (``seeds --n 2 --epochs 2``) and its plan, event logs and predictio
 the engine's own ``rsb_tune.results.write_tables`` (a real 100-seed study would take minutes
 of this machine's two cores and serve the same files).
 
-Phases, each with the server (``python -m rsb_tune serve``, its own process) on localhost:
+The server (``python -m rsb_tune serve``, its own process) runs on localhost.
 
-- ``baseline``: a real study (``seeds --n N --epochs E``) runs, nobody polls.
-- ``closed``: the same study runs while 20 clients poll as fast as they can for 30 s: each
-  loops over the 100-trial study's page, its API (summary, trials), and the running study's
-  live part and API. Requests/s, p50/p99 latency, errors.
-- ``paced``: the same study while 10 clients poll the way open pages do (every POLL_S
-  seconds: the running study's live part and its API, and the 100-trial study's API).
-- ``baseline`` again: drift of the machine (it is shared) between the phases.
+- ``idle``: no study running, 20 clients poll as fast as they can for 30 s, each looping over
+  the 100-trial study's page, its API (summary, trials, epochs) and the index: requests/s,
+  p50/p99 latency, errors.
+- ``interleaved``: one real study (``seeds --n 16 --epochs 6``) runs; from its first result
+  on, 10-s slots cycle through no clients, 10 *paced* clients (each polls the way an open
+  page does, every POLL_S seconds: the running study's live part and API, and the 100-trial
+  study's API), no clients, and 20 *closed-loop* clients (the 100-trial study's page and
+  API, the running study's live part and API, as fast as they can). An epoch counts for the
+  slot that holds it whole; the study's throughput under a load is the median images/s of
+  its epochs there, against the slots without clients between them. Interleaving inside
+  one run keeps the drift of a shared machine (other people's jobs) out of the ratio.
 
-The study's own throughput is the median ``images_per_s`` of its epochs that ended while the
-clients ran (the same window after the first result in the baselines); the slowdown is
-against the mean of the two baselines. The clients run in this process (their CPU is part of
-what the study loses on a small machine).
+The clients run in this process: their CPU is part of what the study loses on a small machine.
 
-    python benchmarks/serve.py              # 20 closed-loop clients, 10 paced, 30 s each
-    python benchmarks/serve.py --quick      # 10 s windows, a smaller running study
+    python benchmarks/serve.py              # 20 closed-loop clients, 10 paced; 30 s idle, 10-s slots
+    python benchmarks/serve.py --quick      # a 10-s idle window, a smaller running study
 """
 
 from __future__ import annotations
@@ -133,10 +134,18 @@ class Clients:
         self._stop.set()
         for t in threads:
             t.join(60)
-        wall = time.perf_counter() - t0
-        lat = sorted(self.latencies) or [float("nan")]
-        pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-        return {"clients": self.n, "pace_s": self.pace, "seconds": round(wall, 1), "requests": self.requests, "rps": round(self.requests / wall, 1), "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(lat[-1] * 1000, 1), "errors": len(self.errors), "error_kinds": sorted(set(self.errors))[:5]}
+        self.wall = time.perf_counter() - t0
+        return summarise([self])
+
+
+def summarise(runs: list[Clients]) -> dict:
+    """Requests/s, p50/p99/max latency and errors over one or several runs of clients."""
+    lat = sorted(x for r in runs for x in r.latencies) or [float("nan")]
+    wall = sum(r.wall for r in runs)
+    requests = sum(r.requests for r in runs)
+    errors = [e for r in runs for e in r.errors]
+    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    return {"clients": runs[0].n, "pace_s": runs[0].pace, "seconds": round(wall, 1), "requests": requests, "rps": round(requests / wall, 1), "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(lat[-1] * 1000, 1), "errors": len(errors), "error_kinds": sorted(set(errors))[:5]}
 
 
 def first_result_time(study_dir: Path, timeout: float = 300) -> float:
@@ -154,19 +163,23 @@ def first_result_time(study_dir: Path, timeout: float = 300) -> float:
     raise RuntimeError(f"{study_dir}: no result within {timeout} s")
 
 
-def epoch_rates(study_dir: Path, t0: float, t1: float) -> list[float]:
+def epoch_rates(study_dir: Path) -> list[tuple[float, float, float]]:
+    """(start, end, images_per_s) of every epoch of the study."""
     out = []
     for p in (study_dir / "events").glob("*.jsonl"):
         for line in p.read_text().splitlines():
             ev = json.loads(line)
-            if ev.get("type") == "result" and t0 <= ev["time"] <= t1 and ev.get("images_per_s"):
-                out.append(float(ev["images_per_s"]))
+            if ev.get("type") == "result" and ev.get("images_per_s") and ev.get("epoch_time_s"):
+                out.append((ev["time"] - ev["epoch_time_s"], ev["time"], float(ev["images_per_s"])))
     return out
 
 
-def phase(storage: Path, label: str, study_args: list[str], window: float, clients=None) -> dict:
-    """Run a real study; during ``window`` s after its first result, let ``clients`` poll."""
-    name = f"run-{label}"
+def interleaved(storage: Path, study_args: list[str], slot_s: float, loads: dict) -> dict:
+    """One real study; from its first result on, slots of ``slot_s`` seconds cycle through
+    no clients and each load of ``loads`` until it ends. An epoch counts for the slot that
+    holds it whole; the study's throughput under a load is the median images/s of its epochs,
+    against the slots without clients around them (a shared machine drifts over minutes)."""
+    name = "run-interleaved"
     result: dict = {}
 
     def run():
@@ -177,13 +190,29 @@ def phase(storage: Path, label: str, study_args: list[str], window: float, clien
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    start = first_result_time(storage / name)
-    load = clients(name).run(window) if clients else (time.sleep(max(0.0, start + window - time.time())) or None)
-    end = start + window
-    t.join()
-    rates = epoch_rates(storage / name, start, end)
-    out = {"phase": label, "study_wall_s": round(result["wall_s"], 1), "epochs_in_window": len(rates), "images_per_s": round(statistics.median(rates), 1) if rates else float("nan"), "load": load, "failed": result.get("failed")}
-    print(f"phase {label}: {json.dumps(out)}", flush=True)
+    first_result_time(storage / name, timeout=900)
+    cycle = [c for load in loads for c in ("none", load)]
+    slots, runs = [], {load: [] for load in loads}
+    while t.is_alive():
+        cond = cycle[len(slots) % len(cycle)]
+        t0 = time.time()
+        if cond == "none":
+            t.join(slot_s)
+        else:
+            runs[cond].append(loads[cond](name))
+            runs[cond][-1].run(slot_s)
+        slots.append((cond, t0, time.time()))
+    epochs = epoch_rates(storage / name)
+    rates: dict[str, list[float]] = {c: [] for c in ("none", *loads)}
+    for start, end, rate in epochs:
+        for cond, a, b in slots:
+            if a <= start and end <= b:
+                rates[cond].append(rate)
+    base = statistics.median(rates["none"]) if rates["none"] else float("nan")
+    out = {"study_wall_s": round(result.get("wall_s", float("nan")), 1), "failed": result.get("failed"), "slots": len(slots), "epochs": len(epochs), "none": {"epochs": len(rates["none"]), "images_per_s": round(base, 1)}}
+    for load in loads:
+        med = statistics.median(rates[load]) if rates[load] else float("nan")
+        out[load] = {"epochs": len(rates[load]), "images_per_s": round(med, 1), "vs_none": round(med / base, 3), **(summarise(runs[load]) if runs[load] else {})}
     return out
 
 
@@ -194,10 +223,11 @@ def main() -> None:
     ap.add_argument("--paced-clients", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--slot", type=float, default=10.0, help="seconds per slot of the interleaved study")
     ap.add_argument("--workdir", help="keep the studies here (default: a temporary folder)")
     args = ap.parse_args()
     window = 10.0 if args.quick else args.seconds
-    running = ["seeds", "--n", "6" if args.quick else "16", "--recipe", "A2", "--epochs", "3" if args.quick else "4", "--quiet"]
+    running = ["seeds", "--n", "6" if args.quick else "16", "--recipe", "A2", "--epochs", "3" if args.quick else "6", "--quiet"]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rsb-bench-serve-"))
     storage = work / "storage"
     storage.mkdir(parents=True, exist_ok=True)
@@ -222,19 +252,20 @@ def main() -> None:
         paced = lambda name: Clients(base, [f"/studies/{name}/live", f"/api/studies/{name}", "/api/studies/big"], args.paced_clients, float(POLL_S))  # noqa: E731
         idle = Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"], args.clients, 0.0).run(window)
         print(f"idle: {json.dumps(idle)}", flush=True)
-        phases = [phase(storage, "baseline1", running, window), phase(storage, "closed", running, window, closed), phase(storage, "paced", running, window, paced), phase(storage, "baseline2", running, window)]
+        study = interleaved(storage, running, args.slot, {"paced": paced, "closed": closed})
+        print(f"interleaved: {json.dumps(study)}", flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
-    base_rate = statistics.fmean([p["images_per_s"] for p in phases if p["phase"].startswith("baseline") and p["images_per_s"] == p["images_per_s"]])
-    rows = []
-    for p in phases:
-        load = p["load"] or {}
-        rows.append({"phase": p["phase"], "clients": load.get("clients", 0), "pace s": load.get("pace_s", "-"), "req/s": load.get("rps", "-"), "p50 ms": load.get("p50_ms", "-"), "p99 ms": load.get("p99_ms", "-"), "errors": load.get("errors", "-"), "epochs": p["epochs_in_window"], "img/s": p["images_per_s"], "vs baseline": f"{p['images_per_s'] / base_rate:.3f}", "study wall s": p["study_wall_s"]})
-    print(f"served: a {args.trials}-trial seed study synthesised from a real 2-seed study ({made_s:.0f} s to make); window {window:g} s")
-    print(f"no study running: {idle['clients']} closed-loop clients over the 100-trial study's pages and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, errors {idle['errors']}")
+    print(f"served: a {args.trials}-trial seed study synthesised from a real 2-seed study ({made_s:.0f} s to make)")
+    print(f"no study running: {idle['clients']} closed-loop clients for {window:g} s over the {args.trials}-trial study's page and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms, errors {idle['errors']}")
+    print(f"while a study runs ({' '.join(running)}; {study['slots']} slots of {args.slot:g} s cycling none / paced / none / closed; {study['epochs']} epochs):")
+    rows = [{"clients": "none", "req/s": "-", "p50 ms": "-", "p99 ms": "-", "errors": "-", "epochs": study["none"]["epochs"], "img/s": study["none"]["images_per_s"], "vs none": "1"}]
+    for load, label in (("paced", f"{args.paced_clients} paced ({POLL_S} s)"), ("closed", f"{args.clients} closed-loop")):
+        r = study[load]
+        rows.append({"clients": label, "req/s": r.get("rps", "-"), "p50 ms": r.get("p50_ms", "-"), "p99 ms": r.get("p99_ms", "-"), "errors": r.get("errors", "-"), "epochs": r["epochs"], "img/s": r["images_per_s"], "vs none": r["vs_none"]})
     print_table(rows)
-    emit_result("serve", {"idle": idle, "phases": phases, "baseline_images_per_s": base_rate, "window_s": window, "trials": args.trials})
+    emit_result("serve", {"idle": idle, "interleaved": study, "window_s": window, "slot_s": args.slot, "trials": args.trials, "running": running})
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 
