@@ -12,7 +12,7 @@ The server (``python -m rsb_tune serve``, its own process) runs on localhost.
   the 100-trial study's page, its API (summary, trials, epochs) and the index: requests/s,
   p50/p99 latency, errors.
 - ``interleaved``: one real study (``seeds --n 16 --epochs 6``) runs; from its first result
-  on, 10-s slots cycle through no clients, 10 *paced* clients (each polls the way an open
+  on, 30-s slots cycle through no clients, 10 *paced* clients (each polls the way an open
   page does, every POLL_S seconds: the running study's live part and API, and the 100-trial
   study's API), no clients, and 20 *closed-loop* clients (the 100-trial study's page and
   API, the running study's live part and API, as fast as they can). An epoch counts for the
@@ -22,7 +22,7 @@ The server (``python -m rsb_tune serve``, its own process) runs on localhost.
 
 The clients run in this process: their CPU is part of what the study loses on a small machine.
 
-    python benchmarks/serve.py              # 20 closed-loop clients, 10 paced; 30 s idle, 10-s slots
+    python benchmarks/serve.py              # 20 closed-loop clients, 10 paced; 30 s idle, 30-s slots
     python benchmarks/serve.py --quick      # a 10-s idle window, a smaller running study
 """
 
@@ -223,7 +223,7 @@ def main() -> None:
     ap.add_argument("--paced-clients", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--trials", type=int, default=100)
-    ap.add_argument("--slot", type=float, default=10.0, help="seconds per slot of the interleaved study")
+    ap.add_argument("--slot", type=float, default=30.0, help="seconds per slot of the interleaved study")
     ap.add_argument("--workdir", help="keep the studies here (default: a temporary folder)")
     args = ap.parse_args()
     window = 10.0 if args.quick else args.seconds

@@ -5,7 +5,7 @@ Drawing takes seconds (bootstraps, matplotlib), so it runs in one worker process
 CPU priority than the studies it shows, never in the server's own threads: a page is
 answered at once with the figures drawn last, and the new ones replace them when they are
 ready. While a study runs its tables change with every finished trial; its figures are
-redrawn at most every :data:`REDRAW_S` seconds. The drawings live in a temporary folder of
+redrawn at most every :data:`REDRAW_S` seconds, and only while someone looks at them. The drawings live in a temporary folder of
 the server (nothing is written into the storage) and are scrubbed of the server's paths.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 __all__ = ["Figures", "REDRAW_S"]
 
-REDRAW_S = 20.0
-_NICE = 10
+REDRAW_S = 60.0
+_NICE = 19  # the lowest priority: Ray's trial workers run niced themselves
 _SERVED = (".png", ".svg", ".html", ".json", ".md")
 
 
@@ -123,7 +123,7 @@ class Figures:
 
 def _lower_priority() -> None:
     try:
-        os.nice(_NICE)
+        os.nice(max(0, _NICE - os.nice(0)))
     except OSError:
         pass
 
