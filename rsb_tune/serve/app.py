@@ -192,10 +192,14 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
 
     def api_study(request: Request) -> Response:
         view = study_view(study_or_404(request))
-        figs = view["figures"]
         name = view["study"]["name"]
-        figs = {"status": figs["status"], "error": figs["error"], "summary": figs["summary"], "figures": {f: f"/studies/{name}/figures/{f}.png" for f in figs["figures"]}}
-        return JSONResponse({**view["study"], "figures": figs, "version": view["version"], "links": _links(name)})
+
+        def body() -> str:
+            figs = view["figures"]
+            figs = {"status": figs["status"], "error": figs["error"], "summary": figs["summary"], "figures": {f: f"/studies/{name}/figures/{f}.png" for f in figs["figures"]}}
+            return json.dumps({**view["study"], "figures": figs, "version": view["version"], "links": _links(name)}, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+        return Response(rendered.get(("api_study", name, view["version"]), body), media_type="application/json")
 
     def api_rows(what: str, rows) -> Response:
         def body(request: Request) -> Response:
