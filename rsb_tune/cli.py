@@ -154,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("keys", help="list every config key with its type and help")
     sub.add_parser("spaces", help="list the shipped space files and the question each answers")
+
+    from rsb_tune.serve import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV  # no web stack imported here
+
+    p = sub.add_parser("serve", help="browse every study of a storage in a web browser", description="A read-only study browser: every study of the storage, live while they run (figures, trials, comparisons, a JSON API).")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only; any other needs a token)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument("--token", help=f"token that every request must present (default ${TOKEN_ENV}); required for a non-local --host")
     return parser
 
 
@@ -290,6 +298,13 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from rsb_tune.serve import serve
+
+    serve(args.storage, args.host, args.port, args.token)
+    return 0
+
+
 _COMMANDS = {
     "seeds": _cmd_study,
     "grid": _cmd_study,
@@ -302,6 +317,7 @@ _COMMANDS = {
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
     "spaces": _cmd_spaces,
+    "serve": _cmd_serve,
 }
 
 

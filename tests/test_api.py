@@ -109,6 +109,7 @@ def test_the_wheel_ships_every_space_file(tmp_path):
     for path in (REPO / "search_spaces").glob("*.yaml"):
         assert f"rsb_tune/search_spaces/{path.name}" in names
     assert "rsb_tune/api.py" in names and "analysis/report.py" in names
+    assert {"rsb_tune/serve/app.py", "rsb_tune/serve/templates/study.html", "rsb_tune/serve/static/app.js"} <= names
 
 
 @pytest.mark.e2e

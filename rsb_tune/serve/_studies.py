@@ -1,0 +1,422 @@
+"""Every read the study browser makes of a storage, in one place.
+
+The server only reads. A study is found by its name in the storage's *listing* (the
+directories under the storage root that hold a ``study.yaml``), never by joining a name from
+a URL into a path; a study directory or a table that is a symlink leading out of the storage
+is not listed. A running study is read without disturbing it: no lock is taken (whether its
+driver lives is read from the text of its ``.lock``, not by locking it), the tables and
+manifests are replaced atomically by the engine, and only the complete lines of an event log
+count (its last line may be in flight).
+
+An object-store storage (``s3://...``) is read through a copy of each study in the server's
+own cache, refreshed at most every :data:`REFRESH_S` seconds (never the driver's mirror).
+
+The app uses only :class:`Storage`'s methods ``refs`` (the listing), ``find(name)``,
+``summary(ref)``, ``trial_rows(ref)``, ``epoch_rows(ref)``, ``table_path(ref, file)``,
+``signature(ref)``/``table_signature(ref)`` (cache keys) and ``ref.dir`` (what ``analysis``
+draws from): swapping them to ``rsb_tune.api`` (``list_studies``, ``load``,
+``Study.status()``) happens here only. Rows and summaries are plain JSON-able data, scrubbed
+of the server's paths (:func:`rsb_tune.serve._safe.scrub`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import socket
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rsb_tune.serve._safe import scrub
+
+__all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
+
+
+def _trial_state(events):
+    from rsb_tune.lifecycle import trial_state
+
+    return trial_state(events)
+
+
+def _epoch_columns() -> tuple[str, ...]:
+    from rsb_tune.contract import EPOCH_COLUMNS
+
+    return EPOCH_COLUMNS
+
+
+REFRESH_S = 2.0  # an object-store listing and each study's copy are refreshed at most this often
+TABLES = ("trials.parquet", "epochs.parquet")  # downloadable, by these names only
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # the engine's rule (rsb_tune.study)
+_ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wrote this recently
+_FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
+_HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
+_SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRef:
+    """A listed study: its name and its directory (for an object store: the server's copy)."""
+
+    name: str
+    dir: Path
+
+
+class Storage:
+    """The studies of one ``--storage``, read-only, with caches keyed by file signatures."""
+
+    def __init__(self, spec: str):
+        from rsb_tune.storage import locate
+
+        self.location = locate(spec)
+        self.remote = self.location.remote
+        if self.remote:
+            from rsb_tune.storage import cache_dir
+
+            key = hashlib.sha1(self.location.spec.encode()).hexdigest()[:16]
+            self.root = cache_dir() / "serve" / key
+        else:
+            self.root = self.location.root
+        self._lock = threading.RLock()
+        self._events: dict[Path, tuple[tuple, list[dict]]] = {}  # event log -> (signature, events)
+        self._rows: dict[tuple[str, str], tuple[tuple, Any]] = {}
+        self._listing: tuple[float, dict[str, StudyRef]] = (-math.inf, {})
+        self._pulled: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ listing
+    def check(self) -> None:
+        """Fail at start (a UserError) when the storage cannot be read at all."""
+        from rsb_tune.errors import UserError
+
+        if self.remote:
+            from rsb_tune.storage import bounded
+
+            bounded(lambda: self._remote_names(), f"--storage {self.location.display()}", "cannot list it")
+        elif not self.root.is_dir():
+            raise UserError(f"--storage {self.location.spec}: no such directory")
+
+    def refs(self) -> dict[str, StudyRef]:
+        """{name: StudyRef} of every study in the storage, as listed now."""
+        if self.remote:
+            return self._remote_refs()
+        root = self.root.resolve()
+        out = {}
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            return {}
+        for entry in entries:
+            if not _NAME_RE.match(entry.name):
+                continue
+            path = Path(entry.path)
+            if not _inside(path, root) or not _inside(path / "study.yaml", root):
+                continue  # a symlink out of the storage
+            if path.is_dir() and (path / "study.yaml").is_file():
+                out[entry.name] = StudyRef(entry.name, path)
+        return out
+
+    def find(self, name: str) -> StudyRef | None:
+        """The study called ``name`` in the listing, or None (any other string: None)."""
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            return None
+        ref = self.refs().get(name)
+        if ref is not None and self.remote:
+            self._pull(ref)
+        return ref
+
+    def _remote_names(self) -> list[str]:
+        import pyarrow.fs
+
+        fs, base = self.location.fs, self.location.fs_root
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=False, allow_not_found=True))
+        names = [Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory]
+        names = [n for n in names if _NAME_RE.match(n)]
+        has = fs.get_file_info([f"{base}/{n}/study.yaml" for n in names])
+        return [n for n, info in zip(names, has) if info.type == pyarrow.fs.FileType.File]
+
+    def _remote_refs(self) -> dict[str, StudyRef]:
+        with self._lock:
+            when, refs = self._listing
+            if time.monotonic() - when < REFRESH_S:
+                return refs
+        try:
+            names = self._remote_names()
+        except OSError:
+            names = list(refs)  # the store did not answer: the last listing stands
+        refs = {n: StudyRef(n, self.root / n) for n in names}
+        with self._lock:
+            self._listing = (time.monotonic(), refs)
+        return refs
+
+    def _pull(self, ref: StudyRef) -> None:
+        """Bring the server's copy of a store study up to date (without the driver's lease or lock)."""
+        from rsb_tune.storage import Mirror
+
+        with self._lock:
+            if time.monotonic() - self._pulled.get(ref.name, -math.inf) < REFRESH_S:
+                return
+            self._pulled[ref.name] = time.monotonic()
+        mirror = Mirror(self.location.fs, f"{self.location.fs_root}/{ref.name}", ref.dir, ref.name)
+        try:
+            mirror.refresh()
+        except OSError:
+            pass  # the store did not answer: the last copy stands
+
+    # ------------------------------------------------------------------ one study
+    def signature(self, ref: StudyRef) -> tuple:
+        """Changes whenever anything the pages show changes (sizes and mtimes, no reading)."""
+        sig = [_sig(ref.dir / f) for f in ("study.yaml", "plan.json", ".lock", *TABLES)]
+        sig.extend(sorted((p.name, _sig(p)) for p in _scan(ref.dir / "events")))
+        return tuple(sig)
+
+    def table_signature(self, ref: StudyRef) -> tuple:
+        """Changes when the tables (what the figures are drawn from) change."""
+        return tuple(_sig(ref.dir / f) for f in ("study.yaml", *TABLES))
+
+    def meta(self, ref: StudyRef) -> dict[str, Any]:
+        import yaml
+
+        try:
+            meta = yaml.safe_load((ref.dir / "study.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def plan(self, ref: StudyRef) -> dict[str, dict[str, Any]]:
+        try:
+            plan = json.loads((ref.dir / "plan.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return plan if isinstance(plan, dict) else {}
+
+    def events(self, ref: StudyRef, trial_id: str) -> list[dict]:
+        """The complete lines of a trial's event log (parsed once per change of the file)."""
+        path = ref.dir / "events" / f"{trial_id}.jsonl"
+        sig = _sig(path)
+        with self._lock:
+            cached = self._events.get(path)
+        if cached and cached[0] == sig:
+            return cached[1]
+        out = []
+        try:
+            data = path.read_bytes() if _inside(path, ref.dir.resolve()) else b""
+        except OSError:
+            data = b""
+        for line in data.split(b"\n")[:-1]:  # the text after the last newline may be in flight
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict):
+                out.append(ev)
+        with self._lock:
+            self._events[path] = (sig, out)
+        return out
+
+    def _memo(self, what: str, ref: StudyRef, build):
+        """``build(ref)``, computed again only when the study's files changed."""
+        sig = self.signature(ref)
+        with self._lock:
+            cached = self._rows.get((what, ref.name))
+        if cached and cached[0] == sig:
+            return cached[1]
+        value = build(ref)
+        with self._lock:
+            self._rows[(what, ref.name)] = (sig, value)
+        return value
+
+    def trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        """One row per planned trial: ids, seeds, varied params, status, epochs, final metrics, error."""
+        return self._memo("trials", ref, self._trial_rows)
+
+    def epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        """One row per trial and epoch reported so far (the last report of an epoch wins)."""
+        return self._memo("epochs", ref, self._epoch_rows)
+
+    def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        meta, plan = self.meta(ref), self.plan(ref)
+        params = [p for p in meta.get("params") or [] if isinstance(p, str)]
+        rows = []
+        for tid, config in plan.items():
+            config = config if isinstance(config, dict) else {}
+            events = self.events(ref, tid)
+            status, by_epoch, error = _trial_state(events)
+            last = by_epoch[max(by_epoch)] if by_epoch else {}
+            times = [ev["time"] for ev in events if isinstance(ev.get("time"), (int, float))]
+            row: dict[str, Any] = {"trial_id": tid, **{k: config.get(k) for k in _SEED_KEYS if k in config}}
+            row["params"] = {p: config.get(p) for p in params}
+            row["status"] = status
+            row["epochs_done"] = max(by_epoch) if by_epoch else 0
+            row["epochs"] = config.get("epochs")
+            row.update({k: _num(last.get(k)) for k in _FINAL_KEYS})
+            row["run_time_s"] = _num(sum(ev.get("epoch_time_s") or 0.0 for ev in by_epoch.values())) if by_epoch else None
+            row["first_time"], row["last_time"] = (min(times), max(times)) if times else (None, None)
+            row["error"] = (error or {}).get("error") if error else None
+            row["config"] = {k: v for k, v in config.items() if k not in _HIDDEN_CONFIG}
+            rows.append(row)
+        return scrub(rows)
+
+    def _epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        columns = _epoch_columns()[3:]
+        rows = []
+        for tid, config in self.plan(ref).items():
+            seed = config.get("seed") if isinstance(config, dict) else None
+            _, by_epoch, _ = _trial_state(self.events(ref, tid))
+            for epoch in sorted(by_epoch):
+                ev = by_epoch[epoch]
+                rows.append({"trial_id": tid, "seed": seed, "epoch": epoch, **{k: _num(ev.get(k)) for k in columns}})
+        return rows
+
+    def summary(self, ref: StudyRef) -> dict[str, Any]:
+        """The study's card: kind, recipe or space, counts, metric mean ± std and best, times, state, ETA."""
+        return self._live(ref, self._memo("summary", ref, self._summary))
+
+    def _summary(self, ref: StudyRef) -> dict[str, Any]:
+        meta = self.meta(ref)
+        rows = self.trial_rows(ref)
+        metric, mode = str(meta.get("metric") or "val_top1"), meta.get("mode", "max")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        finished = sum(v for k, v in counts.items() if k not in ("running", "pending"))
+        planned = int(meta["num_samples"]) if meta.get("num_samples") else len(rows) or int(meta.get("n_trials") or 0)
+        finals = [(r[metric], r["trial_id"]) for r in rows if r["status"] == "ok" and _finite(r.get(metric))] if metric in _FINAL_KEYS else []
+        vals = [v for v, _ in finals]
+        best = (max if mode == "max" else min)(finals) if finals else None
+        out = {
+            "name": ref.name,
+            "kind": meta.get("kind"),
+            "recipe": meta.get("recipe"),
+            "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
+            "search": meta.get("search"),
+            "params": [p for p in meta.get("params") or [] if isinstance(p, str)],
+            "metric": metric,
+            "mode": mode,
+            "planned": planned,
+            "done": finished,
+            "ok": counts.get("ok", 0),
+            "running": counts.get("running", 0),
+            "pending": max(0, planned - sum(counts.values())) + counts.get("pending", 0),
+            "failed": counts.get("error", 0) + counts.get("diverged", 0),
+            "counts": counts,
+            "mean": _num(statistics.fmean(vals)) if vals else None,
+            "std": _num(statistics.stdev(vals)) if len(vals) > 1 else None,
+            "n": len(vals),
+            "best": _num(best[0]) if best else None,
+            "best_trial": best[1] if best else None,
+            "started_at": meta.get("started_at"),
+            "ended_at": meta.get("ended_at"),
+            "last_time": max([r["last_time"] for r in rows if r["last_time"]] or [0.0]),
+            "dataset": meta.get("dataset"),
+            "command": meta.get("command"),
+            "started_ts": _parse_time(meta.get("started_at")),
+            "has_tables": all((ref.dir / t).is_file() for t in TABLES),
+        }
+        return scrub(out)
+
+    def _live(self, ref: StudyRef, cached: dict) -> dict:
+        """What depends on the moment, not on the files: the state (a driver dies without
+        writing anything) and the ETA."""
+        out = dict(cached)
+        last, started = out.pop("last_time"), out.pop("started_ts")
+        if self._driver_alive(ref, last):
+            out["state"] = "running"
+        else:
+            out["state"] = "finished" if out["planned"] and out["done"] >= out["planned"] else "interrupted"
+        remaining, eta = out["planned"] - out["done"], None
+        if out["state"] == "running" and remaining > 0 and out["done"] and started:
+            eta = remaining * max(1e-6, time.time() - started) / out["done"]
+        out["eta_s"] = _num(eta)
+        return out
+
+    def _driver_alive(self, ref: StudyRef, last: float) -> bool:
+        """Read from the lock file's text ("pid N on HOST"), without taking the lock: a driver on
+        this host is alive if its process is; elsewhere, if the study was written to lately."""
+        if self.remote:  # the store's lease names the holder; a copy is "running" while it moves
+            return _recent(ref, last)
+        try:
+            text = (ref.dir / ".lock").read_text()
+        except OSError:
+            return False
+        m = re.fullmatch(r"pid (\d+) on (\S+)", text.strip())
+        if not m:
+            return False
+        if m.group(2) != socket.gethostname() and m.group(2) != os.uname().nodename:
+            return _recent(ref, last)
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return _is_driver(int(m.group(1)))
+
+    def table_path(self, ref: StudyRef, filename: str) -> Path | None:
+        """The file of a downloadable table of the study, if it exists inside the storage."""
+        if filename not in TABLES:
+            return None
+        path = ref.dir / filename
+        return path if path.is_file() and _inside(path, self.root.resolve()) else None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_driver(pid: int) -> bool:
+    """Whether process ``pid`` is an rsb-tune driver (a reused pid of something else is not)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"rsb_tune" in cmdline or b"rsb-tune" in cmdline
+
+
+def _recent(ref: StudyRef, last: float) -> bool:
+    meta_t = (_sig(ref.dir / "study.yaml") or (0, 0))[0] / 1e9
+    return time.time() - max(last, meta_t) < _ACTIVE_S
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` with every symlink followed stays under ``root`` (resolved)."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _scan(directory: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(directory) if e.name.endswith(".jsonl") and not e.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _sig(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if _finite(v) else None
+
+
+def _parse_time(text: Any) -> float | None:
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
