@@ -206,26 +206,32 @@ class StudyLock:
         self._fd = fd
         return self
 
+    def holder(self) -> tuple[int, str] | None:
+        """(pid, host) that the lock file names, or None (no file, or no driver named)."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        m = re.fullmatch(r"pid (\d+) on (\S+)", text)
+        return (int(m.group(1)), m.group(2)) if m else None
+
     def held(self) -> bool:
         """Whether a driver holds the lock now, read without locking: the holder's pid and host
         are in the file; on this host, whether that process lives (a dead driver's file stays).
         A holder on another host is taken to be alive (its kernel holds the flock)."""
-        try:
-            text = self.path.read_text().strip()
-        except OSError:
+        named = self.holder()
+        if named is None:
             return False
-        m = re.fullmatch(r"pid (\d+) on (\S+)", text)
-        if not m:
-            return False
-        if m.group(2) != os.uname().nodename:
+        pid, host = named
+        if host != os.uname().nodename:
             return True
         try:
-            os.kill(int(m.group(1)), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        if int(m.group(1)) != os.getpid():
+        if pid != os.getpid():
             return True
         fd = os.open(self.path, os.O_RDONLY)  # our own pid: whether this process still holds it
         try:

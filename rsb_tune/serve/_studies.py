@@ -338,24 +338,17 @@ class Storage:
     def _driver_alive(self, ref: StudyRef, last: float) -> bool:
         """Read from the lock file's text ("pid N on HOST"), without taking the lock: a driver on
         this host is alive if its process is; elsewhere, if the study was written to lately."""
+        from rsb_tune.storage import StudyLock
+
         if self.remote:  # the store's lease names the holder; a copy is "running" while it moves
             return _recent(ref, last)
-        try:
-            text = (ref.dir / ".lock").read_text()
-        except OSError:
+        lock = StudyLock(ref.dir / ".lock")
+        named = lock.holder()
+        if named is None:
             return False
-        m = re.fullmatch(r"pid (\d+) on (\S+)", text.strip())
-        if not m:
-            return False
-        if m.group(2) != socket.gethostname() and m.group(2) != os.uname().nodename:
+        if named[1] not in (socket.gethostname(), os.uname().nodename):
             return _recent(ref, last)
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return _is_driver(int(m.group(1)))
+        return lock.held() and _is_driver(named[0])
 
     def table_path(self, ref: StudyRef, filename: str) -> Path | None:
         """The file of a downloadable table of the study, if it exists inside the storage."""
