@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_user_error, run_cli
-from serve_helpers import SECRET_DIR, Server, append_event, make_study, raw_get, rebuild_tables
+from tests.conftest import assert_user_error, run_cli
+from tests.serve_helpers import SECRET_DIR, Server, append_event, make_study, raw_get, rebuild_tables
 
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from serve_helpers import Server
+from tests.serve_helpers import Server
 
 CHROMIUM = os.environ.get("RSB_TUNE_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "test-artefacts" / "serve"
