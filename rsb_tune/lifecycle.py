@@ -36,6 +36,7 @@ from rsb_tune.study import StudyDir, json_default
 
 __all__ = [
     "read_events",
+    "parse_event_lines",
     "trial_state",
     "record_result",
     "record_checkpoint",
@@ -126,8 +127,13 @@ def read_events(study: StudyDir, trial_id: str) -> list[dict[str, Any]]:
         text = path.read_text()
     except FileNotFoundError:
         return []
+    return parse_event_lines(text.splitlines())
+
+
+def parse_event_lines(lines) -> list[dict[str, Any]]:
+    """The event records of an event log's lines (str or bytes); a torn line is skipped."""
     out = []
-    for line in text.splitlines():
+    for line in lines:
         try:
             event = json.loads(line)
         except ValueError:

@@ -203,18 +203,13 @@ class Storage:
             cached = self._events.get(path)
         if cached and cached[0] == sig:
             return cached[1]
-        out = []
+        from rsb_tune.lifecycle import parse_event_lines
+
         try:
             data = path.read_bytes() if _inside(path, ref.dir.resolve()) else b""
         except OSError:
             data = b""
-        for line in data.split(b"\n")[:-1]:  # the text after the last newline may be in flight
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict):
-                out.append(ev)
+        out = parse_event_lines(data.split(b"\n")[:-1])  # the text after the last newline may be in flight
         with self._lock:
             self._events[path] = (sig, out)
         return out
