@@ -91,13 +91,13 @@ class StudyPlan:
         return lines
 
 
-def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, overrides=None):
+def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, pack=None, overrides=None):
     """The command-line layers of the precedence chain, from experiment arguments."""
     from rsb_tune.config import Layer, coerce, parse_set
     from rsb_tune.datasets import dataset_layers
 
     layers = dataset_layers(data=None if data is None else str(data), dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
-    for flag, key, value in (("--model", "model", model), ("--epochs", "epochs", epochs), ("--batch-size", "batch_size", batch_size), ("--workers-per-trial", "workers_per_trial", workers_per_trial)):
+    for flag, key, value in (("--model", "model", model), ("--epochs", "epochs", epochs), ("--batch-size", "batch_size", batch_size), ("--workers-per-trial", "workers_per_trial", workers_per_trial), ("--pack", "pack", pack)):
         if value is not None:
             layers.append(Layer(flag, {key: coerce(key, value, flag)}))
     if overrides:
@@ -130,9 +130,14 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be >= 1 (an integer), got {n!r}")
+    from rsb_tune import packs
+
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
-    return dataclasses.replace(_plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment), stopping=rule)
+    plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
+    if rule is not None:
+        packs.check(plan.trials.values(), unsupported="a sequential study (--until)")
+    return dataclasses.replace(plan, stopping=rule)
 
 
 def _stopping_rule(until, cap, **rule):
@@ -170,12 +175,15 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
         raise ConfigError(f"unknown argument {unknown[0]!r}{suggest(unknown[0], _EXPERIMENT)}; experiment arguments: {', '.join(sorted(_EXPERIMENT))}")
     layers = _experiment_layers(**experiment)
     spec = get_dataset(_dataset_of(layers))
+    from rsb_tune import packs
+
     plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
     check_plan(plan, space)
+    packs.check([plan.base.values, *plan.trials.values()], unsupported="a search" if plan.resolver is not None else None)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 
-_EXPERIMENT = frozenset({"data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "overrides"})
+_EXPERIMENT = frozenset({"data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "pack", "overrides"})
 
 
 # --------------------------------------------------------------------------- running
@@ -233,11 +241,20 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
             "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs",
             file=sys.stderr,
         )
+    plan = _packs_resolved(plan, opts)
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
     stopping = plan.stopping.record() if plan.stopping is not None else None
     study, data, lock = _open(plan, study, command, stopping, opts)
     with lock:  # held from creation to the end of the run: one driver per study
         return _run(study, data, opts, locked=True)
+
+
+def _packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
+    """``pack: auto`` made a number for where the trials run (see :mod:`rsb_tune.packs`)."""
+    from rsb_tune import packs
+
+    trials = packs.resolve_auto(plan.trials, gpus_per_trial=opts.gpus_per_trial)
+    return dataclasses.replace(plan, plan=dataclasses.replace(plan.plan, trials=trials))
 
 
 def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
@@ -392,8 +409,11 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
 
     metric = metric or C.DEFAULT_METRIC
     rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
+    from rsb_tune import packs
+
     a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
     b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
+    packs.check([*a.trials.values(), *b.trials.values()], unsupported="a paired study (ab)")
     named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
     if a.trials == b.trials:
         raise ConfigError("the two arms are the same configuration; give --vs-recipe or --set / --vs-set that differ")

@@ -36,7 +36,7 @@ precedence of config values: recipe < dataset profile < space file < --model/--e
 python: import rsb_tune; rsb_tune.seeds(n=4, recipe="A2", epochs=2)  (the same options as keywords)
 """
 
-_EXPERIMENT_FLAGS = ("data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial")
+_EXPERIMENT_FLAGS = ("data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "pack")
 
 
 def _add_study_options(p: argparse.ArgumentParser) -> None:
@@ -52,6 +52,7 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")
     c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it)")
     c.add_argument("--workers-per-trial", type=int, help="data-parallel (DDP) workers per trial through Ray Train, each with --cpus/--gpus-per-trial; the global batch is kept (default 1)")
+    c.add_argument("--pack", metavar="K", help="train K seeds together in one process, batched (torch.func.vmap); auto: up to 32 on a GPU, 1 on CPU (default 1)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key (repeatable; see `rsb-tune keys`)")
     _add_run_options(p)
 

@@ -55,6 +55,7 @@ class Field:
     nullable: bool = False
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None
+    words: tuple[str, ...] = ()  # text values allowed besides the type's (e.g. "auto")
 
     @property
     def has_default(self) -> bool:
@@ -127,6 +128,7 @@ FIELDS: Mapping[str, Field] = {
     "threads": Field(int, "torch threads per trial (default: the trial's CPUs)", default=None, nullable=True, check=_range(1, 512)),
     "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=0, check=_range(0, 64)),
     "eval_batch_size": Field(int, "evaluation batch size", default=256, check=_range(1, 65536)),
+    "pack": Field(int, "seeds trained together in one process, batched (torch.func.vmap): K, or auto (on a GPU per trial: up to 32; else 1)", default=1, words=("auto",), check=_range(1, 4096)),
     "checkpoint_every": Field(int, "checkpoint every K epochs (the final epoch is always checkpointed)", default=1, check=_range(1, 100000)),
 }
 
@@ -175,6 +177,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
     if field is None:
         raise ConfigError(f"{source}: unknown key {key!r}{suggest(key, FIELDS)} (see `rsb-tune keys`)")
     where = f"{source}: {key}"
+    if isinstance(value, str) and value.lower() in field.words:
+        return value.lower()
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none") and field.type is not str):
         if field.nullable:
             return None
@@ -188,7 +192,7 @@ def coerce(key: str, value: Any, source: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"{where} must be finite, got {value!r}")
     elif t is int:
-        value = _from_text(value, int, "an integer", where)
+        value = _from_text(value, int, " or ".join(("an integer", *field.words)), where)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):

@@ -27,6 +27,8 @@ __all__ = [
     "SEED_COLUMNS",
     "RESULT_KEYS",
     "RUNTIME_COLUMNS",
+    "PACK_ID",
+    "PACK_RESULTS",
     "DEFAULT_METRIC",
     "default_mode",
     "better",
@@ -70,9 +72,13 @@ DEFAULT_METRIC = "val_top1"
 SEED_COLUMNS = ("seed", "model_seed", "data_seed", "aug_seed")
 EPOCH_COLUMNS = (
     "trial_id", "seed", "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss",
-    "v2_top1", "v2_top5", "v2_loss", "epoch_time_s", "images_per_s",
+    "v2_top1", "v2_top5", "v2_loss", "epoch_time_s", "images_per_s", "pack_id",
 )  # fmt: skip
-RUNTIME_COLUMNS = ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch")
+RUNTIME_COLUMNS = ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch", "runtime_pack")
+# --- packed trials (``pack: K``): the pack a trial ran in (a column of both tables; None when
+# unpacked), and the key of a pack's report under which each of its trials' results travel
+PACK_ID = "pack_id"
+PACK_RESULTS = "pack_results"
 # what a trial's report may carry into its event log (plus runtime_* keys)
 RESULT_KEYS = frozenset(
     {*EPOCH_COLUMNS[2:], "status", "val_correct", "v2_correct", "hostname", "node_id", "pid"}

@@ -27,7 +27,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from rsb_tune import contract as C
 from rsb_tune.errors import StorageFull, StudyError, UserError
@@ -564,20 +564,33 @@ class Recorder:
     recorded and pruned to one per trial, errors written with their traceback, progress
     updated, and an object-store study uploaded when a trial ends."""
 
-    def __init__(self, study: StudyDir, plan: ResumePlan, progress: Progress, *, resolver=None, early_stopping: bool = False, clock: Callable[[], float] = time.time):
+    def __init__(self, study: StudyDir, plan: ResumePlan, progress: Progress, *, resolver=None, early_stopping: bool = False, packs: Mapping[str, Sequence[str]] | None = None, clock: Callable[[], float] = time.time):
         self.study, self.progress, self.resolver = study, progress, resolver
         self.early_stopping = early_stopping
+        self.packs = dict(packs or {})  # a Ray trial that trains a pack -> its trials
+        self.diverged: set[str] = set()  # trials of packs that left them (no checkpoint of theirs follows)
         self.checkpoints = Checkpoints(study)
         self.last_checkpoint: dict[str, str] = dict(plan.resume_from)
         self.clock = clock
         self.last_table_write = 0.0
 
+    def _members(self, trial_id: str) -> Sequence[str]:
+        return self.packs.get(trial_id, (trial_id,))
+
     def trial_started(self, trial_id: str, point: Mapping[str, Any] | None = None) -> None:
         if self.resolver is not None and point is not None:  # a search trial: its config joins the plan
             self.study.add_trial(trial_id, self.resolver(point))
-        self.progress.trial_started(trial_id)
+        for tid in self._members(trial_id):
+            self.progress.trial_started(tid)
 
     def result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        if trial_id in self.packs:  # a pack reports each of its trials' results at once
+            for tid, member_result in result[C.PACK_RESULTS].items():
+                self._result(tid, member_result)
+        else:
+            self._result(trial_id, result)
+
+    def _result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         from rsb_tune.results import write_predictions
 
         record_result(self.study, trial_id, result)
@@ -586,6 +599,8 @@ class Recorder:
         status = result.get("status")
         if status == C.OK:
             write_predictions(self.study, trial_id, result)
+        if status == C.DIVERGED:
+            self.diverged.add(trial_id)
         finished = status in (C.OK, C.DIVERGED)
         if self.clock() - self.last_table_write > (5 if finished else 30):
             self.tables()  # the fsynced events are the record; the tables follow
@@ -594,28 +609,36 @@ class Recorder:
             self.sync()  # an object-store study: a finished trial is uploaded before going on
 
     def checkpoint_saved(self, trial_id: str, path: str) -> None:
-        """Record the newest checkpoint, then delete the one it supersedes (Ray's own pruning
-        would snapshot the whole experiment each time)."""
-        record_checkpoint(self.study, trial_id, path)
-        old = self.last_checkpoint.get(trial_id)
-        self.last_checkpoint[trial_id] = path
-        if old and old != path:
-            self.checkpoints.discard(old)
+        """Record the newest checkpoint (for each trial of a pack), then delete the ones it
+        supersedes (Ray's own pruning would snapshot the whole experiment each time)."""
+        members = [tid for tid in self._members(trial_id) if tid not in self.diverged]
+        for tid in members:
+            record_checkpoint(self.study, tid, path)
+        old = {self.last_checkpoint.get(tid) for tid in self._members(trial_id)} - {None, path}
+        for tid in members:
+            self.last_checkpoint[tid] = path
+        for superseded in old:
+            self.checkpoints.discard(superseded)
 
     def trial_failed(self, trial_id: str, traceback_text: str, *, final: bool) -> None:
-        (self.study.errors_dir / f"{trial_id}.txt").write_text(traceback_text)
-        record_error(self.study, trial_id, error_message(traceback_text), final=final)
-        if final:
-            self.progress.trial_ended(trial_id, failed=True)
+        for tid in self._members(trial_id):
+            if trial_id in self.packs and trial_state(read_events(self.study, tid))[0] in C.KEPT:
+                continue  # a trial of the pack that had finished before it failed
+            (self.study.errors_dir / f"{tid}.txt").write_text(traceback_text)
+            record_error(self.study, tid, error_message(traceback_text), final=final)
+            if final:
+                self.progress.trial_ended(tid, failed=True)
         self.tables()
         self.sync()
 
     def trial_completed(self, trial_id: str) -> None:
         """Ray says the trial ended; one that reported no final status was early-stopped."""
-        if trial_state(read_events(self.study, trial_id))[0] == C.RUNNING:
-            if self.early_stopping:
-                record_stopped(self.study, trial_id)
-                self.progress.trial_ended(trial_id, failed=False)
+        if not self.early_stopping:
+            return
+        for tid in self._members(trial_id):
+            if trial_state(read_events(self.study, tid))[0] == C.RUNNING:
+                record_stopped(self.study, tid)
+                self.progress.trial_ended(tid, failed=False)
                 self.tables()
 
     def step(self) -> None:

@@ -151,10 +151,11 @@ def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=Non
         return checkpoint.load(Path(d) / C.CHECKPOINT_FILE)  # data only: never runs code
 
 
-def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True):
+def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True, pack: bool = False):
     """The trial's ``report``: fault hook, where it ran, and the checkpoint written with
     :func:`rsb_tune.checkpoint.save` into a directory handed to Ray (``send`` is tune.report or
-    ray.train.report)."""
+    ray.train.report). ``pack``: the report of a pack (:func:`rsb_tune.packed.train_pack`), whose
+    trials' results travel in one Ray result under ``pack_results``."""
     from rsb_tune import checkpoint as ckpt_file
 
     where = {"hostname": socket.gethostname(), "pid": os.getpid()}
@@ -166,13 +167,21 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
         pass
 
     def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
-        _inject_fault(trial_id, metrics["epoch"], study_dir)
-        metrics = {**metrics, **where}
+        members = metrics if pack else {trial_id: metrics}
+        for tid, m in members.items():
+            _inject_fault(tid, m["epoch"], study_dir)
+        members = {tid: {**m, **where} for tid, m in members.items()}
+        final = all(m.get("status") != C.RUNNING for m in members.values())
+        if pack:
+            first = next(iter(members.values()))
+            metrics = {"epoch": first["epoch"], "status": C.OK if final else C.RUNNING, C.PACK_RESULTS: members}
+        else:
+            metrics = members[trial_id]
         if checkpoint is None or not with_checkpoint:
             send(metrics)
             return
-        if metrics.get("status") != C.RUNNING:  # final: weights are enough, resume never needs more
-            checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True}
+        if final:  # weights are enough, resume never needs more
+            checkpoint = {"epoch": checkpoint["epoch"], "model": checkpoint["model"], "final": True, **({"pack": checkpoint["pack"]} if pack else {})}
         with tempfile.TemporaryDirectory(prefix="rsb-ckpt-") as d:
             ckpt_file.save(checkpoint, Path(d) / C.CHECKPOINT_FILE)
             send(metrics, checkpoint=checkpoint_cls.from_directory(d))
@@ -203,6 +212,14 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, run: Mapping[str,
     resume = _load_resume(tune.get_checkpoint(), resume_path, tune.Checkpoint, run["storage"][1])
     if resume is not None and resume.get("final"):
         return  # finished already (its last result is on disk): nothing to redo
+    pack = config.get("pack")
+    if pack:  # K trials that differ only in their seeds, trained batched in this process
+        from rsb_tune.packed import train_pack
+
+        members = {tid: {**c, "threads": cfg["threads"]} for tid, c in pack["members"].items()}
+        report = _make_reporter(trial_id, run["errors_dir"], tune.report, tune.Checkpoint, pack=True)
+        train_pack(members, report, data, resume=resume, pack_id=pack["id"])
+        return
     train(cfg, _make_reporter(trial_id, run["errors_dir"], tune.report, tune.Checkpoint), data, resume=resume)
 
 
@@ -322,7 +339,7 @@ def run_study(study: StudyDir, data: DatasetSplits, opts: RunOptions) -> None:
     write_tables(study)
 
 
-def _resources(opts: RunOptions, plan: lifecycle.ResumePlan, ddp: bool):
+def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
     """Per trial: what it really uses. A trial that started before keeps its torch threads
     (numerics depend on them), and Ray reserves those CPUs, whatever ``cpus_per_trial`` now is.
     A DDP trial only coordinates: its workers hold the CPUs/GPUs (one set per worker)."""
@@ -331,7 +348,7 @@ def _resources(opts: RunOptions, plan: lifecycle.ResumePlan, ddp: bool):
     def resources(config):
         if ddp:
             return PlacementGroupFactory([{"CPU": 0, "memory": 1}])
-        started = plan.threads.get(config.get("trial_id"))
+        started = threads.get(config.get("trial_id"))
         cpus = opts.cpus_per_trial if started is None or started == opts.threads else float(started)
         return PlacementGroupFactory([{"CPU": cpus} | ({"GPU": opts.gpus_per_trial} if opts.gpus_per_trial else {})])
 
@@ -341,11 +358,25 @@ def _resources(opts: RunOptions, plan: lifecycle.ResumePlan, ddp: bool):
 def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int, scheduler_of_seeds=None) -> None:
     from ray import tune
 
+    from rsb_tune import packs
+
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
+    # Packs (pack: K): one Ray trial trains the unfinished trials of a pack together.
+    units = packs.run_units(study.plan(), plan.todo, plan.resume_from) if resolver is None and scheduler_of_seeds is None else {}
+    todo = {tid: cfg for tid, cfg in plan.todo.items() if not any(tid in u.members for u in units.values())}
+    resume_from, threads = dict(plan.resume_from), dict(plan.threads)
+    pack_of: dict[str, Any] = {}
+    for uid, unit in units.items():
+        todo[uid] = plan.todo[unit.members[0]]
+        pack_of[uid] = {"id": unit.pack_id, "members": {m: plan.todo[m] for m in unit.members}}
+        if unit.resume_from:
+            resume_from[uid] = unit.resume_from
+        if unit.members[0] in plan.threads:
+            threads[uid] = plan.threads[unit.members[0]]
     run = {
-        "resume_from": dict(plan.resume_from),
-        "threads": dict(plan.threads),
+        "resume_from": resume_from,
+        "threads": threads,
         "default_threads": opts.threads,
         "cpus_per_trial": opts.cpus_per_trial,
         "gpus_per_trial": opts.gpus_per_trial,
@@ -355,7 +386,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     meta = study.meta()
     ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
     trainable = tune.with_parameters(_trainable, data=data, run=run, resolver=resolver)
-    trainable = tune.with_resources(trainable, _resources(opts, plan, ddp))
+    trainable = tune.with_resources(trainable, _resources(opts, threads, ddp))
     metric, mode = meta.get("metric", C.DEFAULT_METRIC), meta.get("mode") or C.default_mode(meta.get("metric", C.DEFAULT_METRIC))
     search_alg = scheduler = None
     if resolver is not None:
@@ -364,15 +395,19 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     elif scheduler_of_seeds is not None:  # a sequential study: seeds suggested while its rule says continue
         search_alg, param_space, num_samples = _seed_searcher(study, scheduler_of_seeds, dict(plan.todo)), {}, len(plan.todo)
     else:
-        todo = dict(plan.todo)
-        param_space = {"trial_id": tune.grid_search(list(todo)), "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]])}
+        param_space = {
+            "trial_id": tune.grid_search(list(todo)),
+            "config": tune.sample_from(lambda spec: todo[spec.config["trial_id"]]),
+            "pack": tune.sample_from(lambda spec: pack_of.get(spec.config["trial_id"])),
+        }
     if space is not None and space.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         max_t = max([int(c["epochs"]) for c in plan.todo.values()] or [int(meta["base_config"]["epochs"])])
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(space.grace_period, max_t), reduction_factor=space.reduction_factor)
     progress = lifecycle.Progress(study.name, planned=planned, done=done, quiet=opts.quiet)
-    recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None))
+    members = {uid: pack_of[uid]["members"].keys() for uid in pack_of}
+    recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress, resolver=resolver, early_stopping=scheduler is not None, packs={u: tuple(m) for u, m in members.items()}))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

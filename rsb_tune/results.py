@@ -53,6 +53,7 @@ def build_tables(study: StudyDir):
             run_time_s=float(sum(ev.get("epoch_time_s", 0.0) for ev in by_epoch.values())),
             attempts=1 + sum(1 for ev in events if ev.get("type") == "error" and not ev.get("final")),
             error=(error or {}).get("error") if status == C.ERROR else None,
+            pack_id=last.get(C.PACK_ID),
             hostname=last.get("hostname") or (error or {}).get("hostname"),
             node_id=last.get("node_id") or (error or {}).get("node_id"),
             **{k: last.get(k) for k in C.RUNTIME_COLUMNS},

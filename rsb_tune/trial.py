@@ -164,20 +164,29 @@ def _seed_augmentation(aug_seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(aug_seed)
 
 
-def _rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(), "loader": loader_gen.get_state()}
+def global_rng_state() -> dict[str, Any]:
+    """The process's global streams (torch, numpy, python; CUDA's where there is one)."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any], loader_gen: torch.Generator) -> None:
+def set_global_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    loader_gen.set_state(state["loader"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
+    return {**global_rng_state(), "loader": loader_gen.get_state()}
+
+
+def _set_rng_state(state: Mapping[str, Any], loader_gen: torch.Generator) -> None:
+    set_global_rng_state(state)
+    loader_gen.set_state(state["loader"])
 
 
 def _return_free_heap() -> None:
@@ -228,14 +237,18 @@ class _Evaluator:
                 yield self.images[i : i + self.batch_size]
 
     @torch.no_grad()
-    def __call__(self, model) -> tuple[dict[str, float], np.ndarray]:
-        model.eval()
-        logits = []
+    def logits(self, forward, *, dim: int = 0) -> torch.Tensor:
+        """``forward``'s float logits over the whole split, on the host (its one sync); the
+        batches are concatenated along ``dim`` (1 for a packed model's (K, N, classes))."""
+        out = []
         for x in self._batches():
             x = x.to(self.runtime.device, non_blocking=True).contiguous(memory_format=self._mf)
             with self.runtime.autocast():
-                logits.append(model(x).float())
-        out = torch.cat(logits).cpu()  # the one host sync of the evaluation
+                out.append(forward(x).float())
+        return torch.cat(out, dim=dim).cpu()
+
+    def score(self, out: torch.Tensor) -> tuple[dict[str, float], np.ndarray]:
+        """({top1, top5, loss}, per-example correctness) of one model's (N, classes) logits."""
         k = min(5, out.shape[1])
         topk = out.topk(k, dim=1).indices
         hit = topk == self.labels[:, None]
@@ -246,6 +259,10 @@ class _Evaluator:
             "loss": torch.nn.functional.cross_entropy(out, self.labels).item(),
         }
         return metrics, correct.numpy()
+
+    def __call__(self, model) -> tuple[dict[str, float], np.ndarray]:
+        model.eval()
+        return self.score(self.logits(model))
 
 
 @dataclasses.dataclass
@@ -267,13 +284,61 @@ class TrialParts:
     steps_per_epoch: int
 
 
+def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: TrialRuntime, loader_gen: torch.Generator):
+    """(loader, sampler, batched normalize or None, updates per epoch) of one trial's training
+    data: order by ``data_seed``, augmentation drawn from the streams ``aug_seed`` seeded."""
+    from rsb_tune.augment import fast_pil_ops
+
+    train_tf, _ = build_transforms(config)
+    # The per-sample ToTensor+Normalize tail moves to one op per batch, and the crop and
+    # RandAugment's table ops get cheaper calls (rsb_tune.augment): the same images, bit for bit.
+    train_tf, normalize = defer_normalize(fast_pil_ops(train_tf))
+    train_ds = SplitDataset(data.train, train_tf)
+    sampler = build_sampler(train_ds, config, num_replicas=runtime.world_size, rank=runtime.rank)
+    loader = torch.utils.data.DataLoader(
+        train_ds,
+        batch_size=config["batch_size"] // runtime.world_size,  # the global batch stays batch_size
+        sampler=sampler,
+        num_workers=config["workers"],
+        drop_last=True,
+        generator=loader_gen,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=config["workers"] > 0,
+    )
+    if len(loader) == 0:
+        raise ValueError(f"batch_size {config['batch_size']} exceeds the {len(sampler)} training samples of an epoch")
+    return loader, sampler, normalize, len(loader)
+
+
+def build_evaluators(config: Mapping[str, Any], data: DatasetSplits, runtime: TrialRuntime) -> dict[str, _Evaluator]:
+    _, eval_tf = build_transforms(config)
+    evaluators = {"val": _Evaluator(data.val, eval_tf, runtime, config["eval_batch_size"], config["workers"])}
+    if data.v2 is not None:
+        evaluators["v2"] = _Evaluator(data.v2, eval_tf, runtime, config["eval_batch_size"], config["workers"])
+    return evaluators
+
+
+def build_scheduler(optimizer, config: Mapping[str, Any], steps_per_epoch: int):
+    """timm's create_scheduler_v2 for the trial, stepped per update."""
+    from timm.scheduler import create_scheduler_v2
+
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config["sched"],
+        num_epochs=config["epochs"],
+        warmup_epochs=config["warmup_epochs"],
+        warmup_lr=config["warmup_lr"],
+        min_lr=config["min_lr"],
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    return scheduler
+
+
 def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     """Build one trial from its resolved config: the model (weights seeded by ``model_seed``),
     the training pipeline (order by ``data_seed``, augmentation by ``aug_seed``), loss,
     optimizer, schedule and evaluators. Sets this process's torch threads to the trial's."""
-    from timm.scheduler import create_scheduler_v2
-
-    from rsb_tune.augment import fast_pil_ops
     from rsb_tune.optim import create_optimizer
 
     runtime = TrialRuntime(config)
@@ -289,44 +354,14 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if on_cuda else None)
     # each rank draws its own augmentations; rank 0 of a DDP trial draws what a 1-worker trial does
     loader_gen = _seed_augmentation(config["aug_seed"] + runtime.rank)
-
-    train_tf, eval_tf = build_transforms(config)
-    # The per-sample ToTensor+Normalize tail moves to one op per batch, and the crop and
-    # RandAugment's table ops get cheaper calls (rsb_tune.augment): the same images, bit for bit.
-    train_tf, normalize = defer_normalize(fast_pil_ops(train_tf))
-    train_ds = SplitDataset(data.train, train_tf)
-    sampler = build_sampler(train_ds, config, num_replicas=runtime.world_size, rank=runtime.rank)
-    loader = torch.utils.data.DataLoader(
-        train_ds,
-        batch_size=config["batch_size"] // runtime.world_size,  # the global batch stays batch_size
-        sampler=sampler,
-        num_workers=config["workers"],
-        drop_last=True,
-        generator=loader_gen,
-        pin_memory=on_cuda,
-        persistent_workers=config["workers"] > 0,
-    )
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config['batch_size']} exceeds the {len(sampler)} training samples of an epoch")
-    evaluators = {"val": _Evaluator(data.val, eval_tf, runtime, config["eval_batch_size"], config["workers"])}
-    if data.v2 is not None:
-        evaluators["v2"] = _Evaluator(data.v2, eval_tf, runtime, config["eval_batch_size"], config["workers"])
+    loader, sampler, normalize, steps_per_epoch = build_train_loader(config, data, runtime, loader_gen)
+    evaluators = build_evaluators(config, data, runtime)
 
     mixup = build_mixup(config, data.num_classes)
     criterion = build_criterion(config, mixup is not None)
     # timm's create_optimizer_v2; LAMB gets the multi-tensor step (rsb_tune.optim), the rest stay timm's
     optimizer = create_optimizer(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
-    scheduler, _ = create_scheduler_v2(
-        optimizer,
-        sched=config["sched"],
-        num_epochs=config["epochs"],
-        warmup_epochs=config["warmup_epochs"],
-        warmup_lr=config["warmup_lr"],
-        min_lr=config["min_lr"],
-        step_on_epochs=False,
-        updates_per_epoch=steps_per_epoch,
-    )
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(enabled=runtime.amp == "fp16")
     return TrialParts(
         runtime=runtime,
@@ -383,6 +418,29 @@ def evaluate(parts: TrialParts) -> dict[str, tuple[dict[str, float], np.ndarray]
     return {name: evaluator(parts.model) for name, evaluator in parts.evaluators.items()}
 
 
+def epoch_result(*, epoch: int, train_loss: float, lr: float, evaluated, splits, final: bool, epoch_time_s: float, images_per_s: float, runtime: Mapping[str, Any]) -> dict[str, Any]:
+    """One epoch's report: the training loss, each split's metrics (NaN when the loss is not
+    finite: the trial diverged), the final epoch's per-example correctness, timing, status and
+    where it ran (``runtime_*``)."""
+    diverged = not math.isfinite(train_loss)
+    metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "lr": lr}
+    if diverged:
+        nan = float("nan")
+        metrics.update({f"{name}_{k}": nan for name in splits for k in ("top1", "top5", "loss")})
+    else:
+        for name, (split_metrics, correct) in evaluated.items():
+            metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
+            if final:
+                metrics[f"{name}_correct"] = pack_correct(correct)
+    metrics.update(
+        epoch_time_s=epoch_time_s,
+        images_per_s=images_per_s,
+        status=C.DIVERGED if diverged else (C.OK if final else C.RUNNING),
+        **{f"runtime_{k}": v for k, v in runtime.items()},
+    )
+    return metrics
+
+
 def train(
     config: Mapping[str, Any],
     report: Reporter,
@@ -425,22 +483,18 @@ def train(
             scheduler.step(epoch + 1)
         lr = optimizer.param_groups[0]["lr"]
         diverged = not math.isfinite(train_loss)
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr}
         final = diverged or epoch + 1 == config["epochs"]
-        if diverged:  # nothing to evaluate: the weights are not finite
-            nan = float("nan")
-            metrics.update({f"{name}_{k}": nan for name in parts.evaluators for k in ("top1", "top5", "loss")})
-        else:
-            for name, (split_metrics, correct) in evaluate(parts).items():
-                metrics.update({f"{name}_{k}": v for k, v in split_metrics.items()})
-                if final:
-                    metrics[f"{name}_correct"] = pack_correct(correct)
-        metrics.update(
+        evaluated = None if diverged else evaluate(parts)  # nothing to evaluate: the weights are not finite
+        metrics = epoch_result(
+            epoch=epoch + 1,
+            train_loss=train_loss,
+            lr=lr,
+            evaluated=evaluated,
+            splits=parts.evaluators,
+            final=final,
             epoch_time_s=time.perf_counter() - t0,
             images_per_s=seen / train_time if train_time > 0 else float("nan"),
-            status=C.DIVERGED if diverged else (C.OK if final else C.RUNNING),
-            **{f"runtime_{k}": v for k, v in runtime.as_dict().items()},
-            runtime_global_batch=parts.loader.batch_size * runtime.world_size,
+            runtime={**runtime.as_dict(), "global_batch": parts.loader.batch_size * runtime.world_size},
         )
         checkpoint = None
         if not diverged and (final or (epoch + 1) % config["checkpoint_every"] == 0):

@@ -53,6 +53,13 @@ def check_plan(plan, space=None) -> None:
             seen_opt.add(opt)
             if opt not in optimizers:
                 raise ConfigError(f"{_source(plan, space, 'opt')}: unknown timm optimizer {cfg['opt']!r}{suggest(opt, optimizers)} (see timm.optim.list_optimizers())")
+            if cfg.get("pack", 1) != 1:
+                from rsb_tune.packed import check_optimizer
+
+                try:
+                    check_optimizer(cfg)
+                except ValueError as e:
+                    raise ConfigError(f"{_source(plan, space, 'opt')}: {e}") from None
         key = (cfg["model"], repr(sorted(cfg["model_kwargs"].items())))
         if key in seen_model:
             continue
