@@ -179,7 +179,8 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
 
     plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
     check_plan(plan, space)
-    packs.check([plan.base.values, *plan.trials.values()], unsupported="a search" if plan.resolver is not None else None)
+    unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
+    packs.check([plan.base.values, *plan.trials.values()], unsupported=unsupported)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -210,6 +211,15 @@ def test_bad_packs_are_refused_when_planned(kwargs, needle):
 
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         rsb_tune.plan_seeds(50, "A2", **kwargs)
+
+
+@pytest.mark.parametrize("space, needle", [("asha_lr", "an early-stopped grid (scheduler: asha)"), ("optuna_lamb", "a search")])
+def test_grids_that_run_trials_one_by_one_refuse_packs(space, needle):
+    import rsb_tune
+
+    with pytest.raises(ConfigError, match=re.escape(f"{needle} runs its trials one by one")):
+        rsb_tune.plan_grid(space, pack=2)
+    assert len(rsb_tune.plan_grid("lamb_bce", pack=2).trials) > 1  # a plain grid packs
 
 
 def test_cli_refuses_a_bad_pack_with_exit_2(tmp_path):
