@@ -141,6 +141,29 @@ def test_live_fragment_answers_204_while_nothing_changed(client, storage):
     assert changed.status_code == 200 and changed.headers["X-Version"] != version
 
 
+def test_unchanged_study_is_answered_from_the_cache_with_etags(client, storage, monkeypatch):
+    urls = ["/", "/api/studies", "/studies/seedsA", "/api/studies/seedsA", "/api/studies/seedsA/trials", "/api/studies/seedsA/epochs"]
+    first = {url: client.get(url) for url in urls}
+    store = client.app.state.storage
+    builds = []
+    for name in ("_trial_rows", "_epoch_rows", "_summary"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda ref, real=real, name=name: builds.append(name) or real(ref))
+    for url, r in first.items():
+        etag = r.headers["etag"]
+        again = client.get(url)
+        assert again.status_code == 200 and again.headers["etag"] == etag and again.content == r.content, url
+        not_modified = client.get(url, headers={"If-None-Match": etag})
+        assert not_modified.status_code == 304 and not_modified.content == b"", url
+        assert client.get(url, headers={"If-None-Match": '"something-else"'}).status_code == 200, url
+    assert builds == []  # nothing was read again: the files did not change
+    append_event(storage, "seedsA", "t0001", {"type": "result", "time": time.time(), "epoch": 3, "val_top1": 1.0, "status": "running"})
+    for url in urls:
+        r = client.get(url, headers={"If-None-Match": first[url].headers["etag"]})
+        assert r.status_code == 200 and r.headers["etag"] != first[url].headers["etag"], url
+    assert sorted(set(builds)) == ["_epoch_rows", "_summary", "_trial_rows"] and len(builds) == 3
+
+
 def test_compare_page_and_api(client):
     api = None
     deadline = time.monotonic() + 240

@@ -11,12 +11,16 @@ count (its last line may be in flight).
 An object-store storage (``s3://...``) is read through a copy of each study in the server's
 own cache, refreshed at most every :data:`REFRESH_S` seconds (never the driver's mirror).
 
+A study's *signature* is the names, mtimes and sizes of its files, taken from one listing of
+its directory and one of its event logs, without reading a file: everything read from a
+study is cached by it, so a poll of an unchanged study reads nothing.
+
 The app uses only :class:`Storage`'s methods ``refs`` (the listing), ``find(name)``,
-``summary(ref)``, ``trial_rows(ref)``, ``epoch_rows(ref)``, ``table_path(ref, file)``,
-``signature(ref)``/``table_signature(ref)`` (cache keys) and ``ref.dir`` (what ``analysis``
-draws from): swapping them to ``rsb_tune.api`` (``list_studies``, ``load``,
-``Study.status()``) happens here only. Rows and summaries are plain JSON-able data, scrubbed
-of the server's paths (:func:`rsb_tune.serve._safe.scrub`).
+``signature(ref)``/``table_signature(ref, sig)`` (cache keys), ``summary(ref, sig)``,
+``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``table_path(ref, file)`` and
+``ref.dir`` (what ``analysis`` draws from): swapping them to ``rsb_tune.api``
+(``list_studies``, ``load``, ``Study.status()``) happens here only. Rows and summaries are
+plain JSON-able data, scrubbed of the server's paths (:func:`rsb_tune.serve._safe.scrub`).
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wr
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
 _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
+_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES)  # the study's files that its pages show
+_DRAWN_FROM = ("study.yaml", *TABLES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,27 +112,17 @@ class Storage:
         if self.remote:
             return self._remote_refs()
         root = self.root.resolve()
-        out = {}
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            return {}
-        for entry in entries:
-            if not _NAME_RE.match(entry.name):
-                continue
-            path = Path(entry.path)
-            if not _inside(path, root) or not _inside(path / "study.yaml", root):
-                continue  # a symlink out of the storage
-            if path.is_dir() and (path / "study.yaml").is_file():
-                out[entry.name] = StudyRef(entry.name, path)
-        return out
+        return {e.name: ref for e in _entries(root) if (ref := _listed(e, root))}
 
     def find(self, name: str) -> StudyRef | None:
         """The study called ``name`` in the listing, or None (any other string: None)."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
             return None
-        ref = self.refs().get(name)
-        if ref is not None and self.remote:
+        if not self.remote:  # the listing, but only the named entry is looked at
+            root = self.root.resolve()
+            return next((_listed(e, root) for e in _entries(root) if e.name == name), None)
+        ref = self._remote_refs().get(name)
+        if ref is not None:
             self._pull(ref)
         return ref
 
@@ -170,14 +166,14 @@ class Storage:
 
     # ------------------------------------------------------------------ one study
     def signature(self, ref: StudyRef) -> tuple:
-        """Changes whenever anything the pages show changes (sizes and mtimes, no reading)."""
-        sig = [_sig(ref.dir / f) for f in ("study.yaml", "plan.json", ".lock", *TABLES)]
-        sig.extend(sorted((p.name, _sig(p)) for p in _scan(ref.dir / "events")))
-        return tuple(sig)
+        """Changes whenever anything the pages show changes: (name, mtime, size) of the study's
+        files, from one listing of its directory and one of its event logs (nothing is read)."""
+        return _stats(ref.dir, _WATCHED.__contains__) + _stats(ref.dir / "events", _is_log)
 
-    def table_signature(self, ref: StudyRef) -> tuple:
-        """Changes when the tables (what the figures are drawn from) change."""
-        return tuple(_sig(ref.dir / f) for f in ("study.yaml", *TABLES))
+    def table_signature(self, ref: StudyRef, signature: tuple | None = None) -> tuple:
+        """Changes when the tables (what the figures are drawn from) change; a part of
+        ``signature`` (computed when not given)."""
+        return tuple(s for s in signature or self.signature(ref) if s[0] in _DRAWN_FROM)
 
     def meta(self, ref: StudyRef) -> dict[str, Any]:
         import yaml
@@ -214,9 +210,10 @@ class Storage:
             self._events[path] = (sig, out)
         return out
 
-    def _memo(self, what: str, ref: StudyRef, build):
-        """``build(ref)``, computed again only when the study's files changed."""
-        sig = self.signature(ref)
+    def _memo(self, what: str, ref: StudyRef, build, sig: tuple | None):
+        """``build(ref)``, computed again only when the study's files changed (``sig``: its
+        signature, when the caller has it already)."""
+        sig = sig or self.signature(ref)
         with self._lock:
             cached = self._rows.get((what, ref.name))
         if cached and cached[0] == sig:
@@ -226,13 +223,13 @@ class Storage:
             self._rows[(what, ref.name)] = (sig, value)
         return value
 
-    def trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+    def trial_rows(self, ref: StudyRef, sig: tuple | None = None) -> list[dict[str, Any]]:
         """One row per planned trial: ids, seeds, varied params, status, epochs, final metrics, error."""
-        return self._memo("trials", ref, self._trial_rows)
+        return self._memo("trials", ref, self._trial_rows, sig)
 
-    def epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+    def epoch_rows(self, ref: StudyRef, sig: tuple | None = None) -> list[dict[str, Any]]:
         """One row per trial and epoch reported so far (the last report of an epoch wins)."""
-        return self._memo("epochs", ref, self._epoch_rows)
+        return self._memo("epochs", ref, self._epoch_rows, sig)
 
     def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
         meta, plan = self.meta(ref), self.plan(ref)
@@ -268,9 +265,9 @@ class Storage:
                 rows.append({"trial_id": tid, "seed": seed, "epoch": epoch, **{k: _num(ev.get(k)) for k in columns}})
         return rows
 
-    def summary(self, ref: StudyRef) -> dict[str, Any]:
+    def summary(self, ref: StudyRef, sig: tuple | None = None) -> dict[str, Any]:
         """The study's card: kind, recipe or space, counts, metric mean ± std and best, times, state, ETA."""
-        return self._live(ref, self._memo("summary", ref, self._summary))
+        return self._live(ref, self._memo("summary", ref, self._summary, sig))
 
     def _summary(self, ref: StudyRef) -> dict[str, Any]:
         meta = self.meta(ref)
@@ -350,7 +347,7 @@ class Storage:
         if filename not in TABLES:
             return None
         path = ref.dir / filename
-        return path if path.is_file() and _inside(path, self.root.resolve()) else None
+        return path if path.is_file() and (not path.is_symlink() or _inside(path, self.root.resolve())) else None
 
 
 # ---------------------------------------------------------------------- helpers
@@ -378,11 +375,46 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _scan(directory: Path) -> list[Path]:
+def _entries(root: Path) -> list[os.DirEntry]:
     try:
-        return [Path(e.path) for e in os.scandir(directory) if e.name.endswith(".jsonl") and not e.name.startswith(".")]
+        with os.scandir(root) as it:
+            return list(it)
     except OSError:
         return []
+
+
+def _listed(entry: os.DirEntry, root: Path) -> StudyRef | None:
+    """The study of a storage's listing entry: a directory with a ``study.yaml``, neither a
+    symlink leading out of the storage (only a symlink can: ``root`` is resolved)."""
+    if not _NAME_RE.match(entry.name):
+        return None
+    path = Path(entry.path)
+    meta = path / "study.yaml"
+    if (entry.is_symlink() or meta.is_symlink()) and not (_inside(path, root) and _inside(meta, root)):
+        return None
+    return StudyRef(entry.name, path) if entry.is_dir() and meta.is_file() else None
+
+
+def _is_log(name: str) -> bool:
+    return name.endswith(".jsonl") and not name.startswith(".")
+
+
+def _stats(directory: Path, keep) -> tuple:
+    """(name, mtime_ns, size) of the files of ``directory`` whose name ``keep`` accepts, sorted."""
+    out = []
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                if keep(entry.name):
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    out.append((entry.name, st.st_mtime_ns, st.st_size))
+    except OSError:
+        return ()
+    out.sort()
+    return tuple(out)
 
 
 def _sig(path: Path) -> tuple[int, int] | None:
