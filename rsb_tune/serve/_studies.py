@@ -17,10 +17,12 @@ study is cached by it, so a poll of an unchanged study reads nothing.
 
 The app uses only :class:`Storage`'s methods ``refs`` (the listing), ``find(name)``,
 ``signature(ref)``/``table_signature(ref, sig)`` (cache keys), ``summary(ref, sig)``,
-``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``table_path(ref, file)`` and
-``ref.dir`` (what ``analysis`` draws from): swapping them to ``rsb_tune.api``
-(``list_studies``, ``load``, ``Study.status()``) happens here only. Rows and summaries are
-plain JSON-able data, scrubbed of the server's paths (:func:`rsb_tune.serve._safe.scrub`).
+``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``table_path(ref, file)``,
+``served_table(ref, file)`` and ``ref.dir`` (what ``analysis`` draws from): swapping
+them to ``rsb_tune.api`` (``list_studies``, ``load``, ``Study.status()``) happens here only.
+Rows, summaries and served tables are scrubbed of the server's paths
+(:func:`rsb_tune.serve._safe.scrub`); the served tables also lose the columns that name its
+machine (:data:`_UNSERVED`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rsb_tune.serve._safe import scrub
+from rsb_tune.serve._safe import scrub, scrub_text
 
 __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
 
@@ -64,6 +66,7 @@ _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
 _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
 _WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES)  # the study's files that its pages show
 _DRAWN_FROM = ("study.yaml", *TABLES)
+_UNSERVED = ("data_path", "v2_path", "hostname", "node_id")  # table columns that name the machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,6 +352,16 @@ class Storage:
         path = ref.dir / filename
         return path if path.is_file() and (not path.is_symlink() or _inside(path, self.root.resolve())) else None
 
+    def served_table(self, ref: StudyRef, filename: str) -> bytes | None:
+        """A downloadable table as parquet bytes, without what names the server's machine: the
+        columns of :data:`_UNSERVED` are dropped and every string passes through
+        :func:`~rsb_tune.serve._safe.scrub_text` (the file on disk is untouched)."""
+        path = self.table_path(ref, filename)
+        try:
+            return None if path is None else _served_parquet(path)
+        except (OSError, ValueError):  # pyarrow's errors of a file that is not a table are ValueErrors
+            return None
+
 
 # ---------------------------------------------------------------------- helpers
 
@@ -415,6 +428,23 @@ def _stats(directory: Path, keep) -> tuple:
         return ()
     out.sort()
     return tuple(out)
+
+
+def _served_parquet(path: Path) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    table = table.drop_columns([c for c in table.column_names if c in _UNSERVED])
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            values = [None if v is None else scrub_text(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field, pa.array(values, field.type))
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buf)  # pandas' metadata names the dropped columns
+    return buf.getvalue()
 
 
 def _sig(path: Path) -> tuple[int, int] | None:

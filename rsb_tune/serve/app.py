@@ -7,7 +7,7 @@ Pages (Jinja2 templates) and a JSON API with the same content::
     /studies/NAME/live         that live part alone (204 when unchanged since ?v=VERSION)
     /studies/NAME/figures/F    a figure drawn by analysis (cached until the tables change)
     /studies/NAME/report/      the report of `rsb-tune report`, drawn into the server's cache
-    /studies/NAME/files/T      trials.parquet or epochs.parquet, as the engine wrote them
+    /studies/NAME/files/T      trials.parquet or epochs.parquet, less what names the server's machine
     /compare?a=NAME&b=NAME     what `rsb-tune compare` says
     /api/studies[/NAME[/trials|/epochs]], /api/compare?a=&b=
 
@@ -181,11 +181,19 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         return Response(data, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{ref.name}-report.zip"'})
 
     def study_table(request: Request) -> Response:
-        ref = study_or_404(request)
-        path = store.table_path(ref, request.path_params["file"])
-        if path is None:
+        ref, filename = study_or_404(request), request.path_params["file"]
+        if store.table_path(ref, filename) is None:
             raise HTTPException(404, "no such table (the tables appear when the first trial ends)")
-        return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{ref.name}-{path.name}")
+
+        def table() -> bytes:
+            data = store.served_table(ref, filename)
+            if data is None:
+                raise HTTPException(404, "this table cannot be read")
+            return data
+
+        response = cached(request, (filename, ref.name, _digest(store.table_signature(ref))), table, "application/vnd.apache.parquet")
+        response.headers["Content-Disposition"] = f'attachment; filename="{ref.name}-{filename}"'
+        return response
 
     def compare_page(request: Request) -> Response:
         if not request.query_params:
