@@ -130,6 +130,25 @@ def test_figures_are_cached_until_the_tables_change(client, storage):
     assert after["mean"] > first["mean"]
 
 
+def test_a_running_studys_figures_are_redrawn_within_a_share_of_a_core(storage, monkeypatch):
+    from rsb_tune.serve import _figures
+
+    monkeypatch.setattr(_figures, "DRAW_SHARE", 1e-9)  # any drawing is too costly to repeat while running
+    figures = _figures.Figures(redraw_s=0.0)
+    try:
+        deadline = time.monotonic() + 240
+        while (first := figures.study("seedsA", storage / "seedsA", ("v1",), running=True, has_tables=True))["status"] != "ready":
+            assert time.monotonic() < deadline, first
+            time.sleep(0.5)
+        assert figures._cost["study:seedsA"] > 0  # the worker's CPU seconds for that drawing
+        again = figures.study("seedsA", storage / "seedsA", ("v2",), running=True, has_tables=True)
+        assert again["version"] == first["version"] and "study:seedsA" not in figures._jobs  # the last drawing stays
+        figures.study("seedsA", storage / "seedsA", ("v2",), running=False, has_tables=True)
+        assert "study:seedsA" in figures._jobs  # a study that has ended is drawn again at once
+    finally:
+        figures.close()
+
+
 def test_live_fragment_answers_204_while_nothing_changed(client, storage):
     r = client.get("/studies/seedsA/live")
     version = r.headers["X-Version"]
