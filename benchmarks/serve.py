@@ -21,6 +21,10 @@ The server (``python -m rsb_tune serve``, its own process) runs on localhost.
   one run keeps the drift of a shared machine (other people's jobs) out of the ratio.
 
 The clients run in this process: their CPU is part of what the study loses on a small machine.
+Each load also reports the CPU milliseconds per request of the server process
+(``server_cpu_ms``), of its figure worker (``worker_cpu_ms``, the drawing child process) and
+of the clients' threads here (``client_cpu_ms``), and the machine's busy cores meanwhile
+(``machine_busy``: other people's jobs included).
 
     python benchmarks/serve.py              # 20 closed-loop clients, 10 paced; 30 s idle, 30-s slots
     python benchmarks/serve.py --quick      # a 10-s idle window, a smaller running study
@@ -43,7 +47,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cli_env, emit_result, print_table, rsb_tune_command, run_cli  # noqa: E402
+from _common import _Proc, cli_env, emit_result, print_table, rsb_tune_command, run_cli  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,10 +92,11 @@ def synthesise(storage: Path, source: Path, name: str, n: int) -> Path:
 class Clients:
     """``n`` threads, each looping over ``urls`` (sleeping ``pace`` s after each round)."""
 
-    def __init__(self, base: str, urls: list[str], n: int, pace: float):
+    def __init__(self, base: str, urls: list[str], n: int, pace: float, server_pid: int | None = None):
         import httpx
 
-        self.base, self.urls, self.n, self.pace = base, urls, n, pace
+        self.base, self.urls, self.n, self.pace, self.server_pid = base, urls, n, pace, server_pid
+        self.cpu = {"server": 0.0, "worker": 0.0, "client": 0.0, "busy": 0.0}
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.requests = 0
@@ -127,6 +132,7 @@ class Clients:
 
     def run(self, seconds: float) -> dict:
         threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(self.n)]
+        cpu0 = self._cpu()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -135,7 +141,16 @@ class Clients:
         for t in threads:
             t.join(60)
         self.wall = time.perf_counter() - t0
+        self.cpu = {k: v - cpu0[k] for k, v in self._cpu().items()}
         return summarise([self])
+
+    def _cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the server process, its children (the figure worker), this
+        process (the clients) and the whole machine."""
+        server = _Proc.read(self.server_pid) if self.server_pid else None
+        kids = _Proc.children_map().get(self.server_pid, []) if self.server_pid else []
+        worker = sum(got[1] for got in map(_Proc.read, kids) if got)
+        return {"server": server[1] if server else 0.0, "worker": worker, "client": time.process_time(), "busy": _Proc.busy_seconds()}
 
 
 def summarise(runs: list[Clients]) -> dict:
@@ -145,7 +160,10 @@ def summarise(runs: list[Clients]) -> dict:
     requests = sum(r.requests for r in runs)
     errors = [e for r in runs for e in r.errors]
     pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    return {"clients": runs[0].n, "pace_s": runs[0].pace, "seconds": round(wall, 1), "requests": requests, "rps": round(requests / wall, 1), "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(lat[-1] * 1000, 1), "errors": len(errors), "error_kinds": sorted(set(errors))[:5]}
+    per_req = lambda k: round(1000 * sum(r.cpu[k] for r in runs) / max(1, requests), 2)  # noqa: E731
+    cpu = {f"{k}_cpu_ms": per_req(k) for k in ("server", "worker", "client")}
+    cpu["machine_busy"] = round(sum(r.cpu["busy"] for r in runs) / wall, 2)  # cores busy, on average
+    return {"clients": runs[0].n, "pace_s": runs[0].pace, "seconds": round(wall, 1), "requests": requests, "rps": round(requests / wall, 1), "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(lat[-1] * 1000, 1), "errors": len(errors), "error_kinds": sorted(set(errors))[:5], **cpu}
 
 
 def first_result_time(study_dir: Path, timeout: float = 300) -> float:
@@ -248,9 +266,9 @@ def main() -> None:
         deadline = time.time() + 300  # the big study's figures drawn once, before any timing
         while httpx.get(f"{base}/api/studies/big", timeout=60).json()["figures"]["status"] != "ready" and time.time() < deadline:
             time.sleep(1)
-        closed = lambda name: Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", f"/studies/{name}/live", f"/api/studies/{name}"], args.clients, 0.0)  # noqa: E731
-        paced = lambda name: Clients(base, [f"/studies/{name}/live", f"/api/studies/{name}", "/api/studies/big"], args.paced_clients, float(POLL_S))  # noqa: E731
-        idle = Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"], args.clients, 0.0).run(window)
+        closed = lambda name: Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", f"/studies/{name}/live", f"/api/studies/{name}"], args.clients, 0.0, proc.pid)  # noqa: E731
+        paced = lambda name: Clients(base, [f"/studies/{name}/live", f"/api/studies/{name}", "/api/studies/big"], args.paced_clients, float(POLL_S), proc.pid)  # noqa: E731
+        idle = Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"], args.clients, 0.0, proc.pid).run(window)
         print(f"idle: {json.dumps(idle)}", flush=True)
         study = interleaved(storage, running, args.slot, {"paced": paced, "closed": closed})
         print(f"interleaved: {json.dumps(study)}", flush=True)
@@ -258,12 +276,12 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
     print(f"served: a {args.trials}-trial seed study synthesised from a real 2-seed study ({made_s:.0f} s to make)")
-    print(f"no study running: {idle['clients']} closed-loop clients for {window:g} s over the {args.trials}-trial study's page and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms, errors {idle['errors']}")
+    print(f"no study running: {idle['clients']} closed-loop clients for {window:g} s over the {args.trials}-trial study's page and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms, errors {idle['errors']}; CPU per request: server {idle['server_cpu_ms']} ms, clients {idle['client_cpu_ms']} ms; {idle['machine_busy']} cores busy")
     print(f"while a study runs ({' '.join(running)}; {study['slots']} slots of {args.slot:g} s cycling none / paced / none / closed; {study['epochs']} epochs):")
-    rows = [{"clients": "none", "req/s": "-", "p50 ms": "-", "p99 ms": "-", "errors": "-", "epochs": study["none"]["epochs"], "img/s": study["none"]["images_per_s"], "vs none": "1"}]
+    rows = [{"clients": "none", "req/s": "-", "p50 ms": "-", "p99 ms": "-", "errors": "-", "server ms/req": "-", "worker ms/req": "-", "client ms/req": "-", "epochs": study["none"]["epochs"], "img/s": study["none"]["images_per_s"], "vs none": "1"}]
     for load, label in (("paced", f"{args.paced_clients} paced ({POLL_S} s)"), ("closed", f"{args.clients} closed-loop")):
         r = study[load]
-        rows.append({"clients": label, "req/s": r.get("rps", "-"), "p50 ms": r.get("p50_ms", "-"), "p99 ms": r.get("p99_ms", "-"), "errors": r.get("errors", "-"), "epochs": r["epochs"], "img/s": r["images_per_s"], "vs none": r["vs_none"]})
+        rows.append({"clients": label, "req/s": r.get("rps", "-"), "p50 ms": r.get("p50_ms", "-"), "p99 ms": r.get("p99_ms", "-"), "errors": r.get("errors", "-"), "server ms/req": r.get("server_cpu_ms", "-"), "worker ms/req": r.get("worker_cpu_ms", "-"), "client ms/req": r.get("client_cpu_ms", "-"), "epochs": r["epochs"], "img/s": r["images_per_s"], "vs none": r["vs_none"]})
     print_table(rows)
     emit_result("serve", {"idle": idle, "interleaved": study, "window_s": window, "slot_s": args.slot, "trials": args.trials, "running": running})
     if not args.workdir:

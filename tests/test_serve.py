@@ -130,6 +130,25 @@ def test_figures_are_cached_until_the_tables_change(client, storage):
     assert after["mean"] > first["mean"]
 
 
+def test_a_running_studys_figures_are_redrawn_within_a_share_of_a_core(storage, monkeypatch):
+    from rsb_tune.serve import _figures
+
+    monkeypatch.setattr(_figures, "DRAW_SHARE", 1e-9)  # any drawing is too costly to repeat while running
+    figures = _figures.Figures(redraw_s=0.0)
+    try:
+        deadline = time.monotonic() + 240
+        while (first := figures.study("seedsA", storage / "seedsA", ("v1",), running=True, has_tables=True))["status"] != "ready":
+            assert time.monotonic() < deadline, first
+            time.sleep(0.5)
+        assert figures._cost["study:seedsA"] > 0  # the worker's CPU seconds for that drawing
+        again = figures.study("seedsA", storage / "seedsA", ("v2",), running=True, has_tables=True)
+        assert again["version"] == first["version"] and "study:seedsA" not in figures._jobs  # the last drawing stays
+        figures.study("seedsA", storage / "seedsA", ("v2",), running=False, has_tables=True)
+        assert "study:seedsA" in figures._jobs  # a study that has ended is drawn again at once
+    finally:
+        figures.close()
+
+
 def test_live_fragment_answers_204_while_nothing_changed(client, storage):
     r = client.get("/studies/seedsA/live")
     version = r.headers["X-Version"]
@@ -139,6 +158,55 @@ def test_live_fragment_answers_204_while_nothing_changed(client, storage):
     append_event(storage, "seedsA", "t0001", {"type": "result", "time": time.time(), "epoch": 3, "val_top1": 1.0, "status": "running"})
     changed = client.get(f"/studies/seedsA/live?v={version}")
     assert changed.status_code == 200 and changed.headers["X-Version"] != version
+
+
+def test_unchanged_study_is_answered_from_the_cache_with_etags(client, storage, monkeypatch):
+    urls = ["/", "/api/studies", "/studies/seedsA", "/api/studies/seedsA", "/api/studies/seedsA/trials", "/api/studies/seedsA/epochs", "/studies/seedsA/files/trials.parquet"]
+    first = {url: client.get(url) for url in urls}
+    store = client.app.state.storage
+    builds = []
+    for name in ("_trial_rows", "_epoch_rows", "_summary"):
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda ref, real=real, name=name: builds.append(name) or real(ref))
+    for url, r in first.items():
+        etag = r.headers["etag"]
+        again = client.get(url)
+        assert again.status_code == 200 and again.headers["etag"] == etag and again.content == r.content, url
+        not_modified = client.get(url, headers={"If-None-Match": etag})
+        assert not_modified.status_code == 304 and not_modified.content == b"", url
+        assert client.get(url, headers={"If-None-Match": '"something-else"'}).status_code == 200, url
+    assert builds == []  # nothing was read again: the files did not change
+    append_event(storage, "seedsA", "t0001", {"type": "result", "time": time.time(), "epoch": 3, "val_top1": 1.0, "status": "running"})
+    for url in urls[:-1]:  # the tables are rewritten by the engine, not by an event
+        r = client.get(url, headers={"If-None-Match": first[url].headers["etag"]})
+        assert r.status_code == 200 and r.headers["etag"] != first[url].headers["etag"], url
+    assert sorted(set(builds)) == ["_epoch_rows", "_summary", "_trial_rows"] and len(builds) == 3
+
+
+def test_downloaded_tables_name_no_server_path_host_or_node(client, storage):
+    import io
+
+    import pyarrow.parquet as pq
+
+    host, node = "head-node-secret-7f3a", "node-id-secret-9c2e41"
+    append_event(storage, "seedsB", "t0000", {"type": "result", "time": time.time(), "epoch": 2, "val_top1": 55.0, "v2_top1": 50.0, "status": "ok", "hostname": host, "node_id": node})
+    rebuild_tables(storage, "seedsB")
+    on_disk = pq.read_table(storage / "seedsB" / "trials.parquet")
+    assert {"data_path", "hostname", "node_id"} <= set(on_disk.column_names)  # what the engine wrote stays
+    assert host in on_disk.column("hostname").to_pylist()
+    forbidden = [SECRET_DIR, "alice-secret", str(storage), str(storage.resolve()), host, node]
+    for name in ("trials.parquet", "epochs.parquet"):
+        r = client.get(f"/studies/seedsB/files/{name}")
+        assert r.status_code == 200 and r.content[:4] == b"PAR1" and f'filename="seedsB-{name}"' in r.headers["content-disposition"]
+        served = pq.read_table(io.BytesIO(r.content))
+        disk = pq.read_table(storage / "seedsB" / name)
+        assert not {"data_path", "v2_path", "hostname", "node_id"} & set(served.column_names), name
+        assert served.num_rows == disk.num_rows and served.column("val_top1").to_pylist() == disk.column("val_top1").to_pylist()
+        text = repr(served.to_pylist()) + repr(served.schema.metadata)
+        for word in forbidden:
+            assert word not in text and word.encode() not in r.content, (name, word)
+    trials = pq.read_table(io.BytesIO(client.get("/studies/seedsB/files/trials.parquet").content)).to_pylist()
+    assert "CUDA out of memory" in trials[3]["error"] and "…/x.py" in trials[3]["error"]
 
 
 def test_compare_page_and_api(client):
@@ -378,6 +446,7 @@ def test_corrupt_files_make_notes_not_tracebacks(storage):
             time.sleep(0.5)
         assert figs["error"] and "trials.parquet" in figs["error"] and str(storage) not in figs["error"]
         assert "No figures" in c.get("/studies/seedsA").text
+        assert c.get("/studies/seedsA/files/trials.parquet").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,11 @@ Drawing takes seconds (bootstraps, matplotlib), so it runs in one worker process
 CPU priority than the studies it shows, never in the server's own threads: a page is
 answered at once with the figures drawn last, and the new ones replace them when they are
 ready. While a study runs its tables change with every finished trial; its figures are
-redrawn at most every :data:`REDRAW_S` seconds, and only while someone looks at them. The drawings live in a temporary folder of
-the server (nothing is written into the storage) and are scrubbed of the server's paths.
+redrawn only while someone looks at them, at most every :data:`REDRAW_S` seconds, and less
+often when drawing costs more than :data:`DRAW_SHARE` of one core (a report of 16 seeds takes
+~8 s of CPU here: once a minute would be 14 % of a core, taken from the study it shows). The
+drawings live in a temporary folder of the server (nothing is written into the storage) and
+are scrubbed of the server's paths.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Figures", "REDRAW_S"]
+__all__ = ["Figures", "REDRAW_S", "DRAW_SHARE"]
 
 REDRAW_S = 60.0
+DRAW_SHARE = 0.02  # while a study runs, its redrawing takes at most this share of one core
 _NICE = 19  # the lowest priority: Ray's trial workers run niced themselves
 _SERVED = (".png", ".svg", ".html", ".json", ".md")
 
@@ -41,6 +45,7 @@ class Figures:
         self._jobs: dict[str, tuple[str, concurrent.futures.Future]] = {}  # key -> (version, job)
         self._ready: dict[str, dict[str, Any]] = {}  # key -> the last drawing that finished
         self._started: dict[str, float] = {}
+        self._cost: dict[str, float] = {}  # key -> CPU seconds of its last drawing
 
     def close(self) -> None:
         with self._lock:
@@ -84,7 +89,8 @@ class Figures:
             ready = self._ready.get(key)
             job = self._jobs.get(key)
             stale = ready is None or ready["version"] != version
-            throttled = running and ready is not None and time.monotonic() - self._started.get(key, 0) < self.redraw_s
+            every = max(self.redraw_s, self._cost.get(key, 0.0) / DRAW_SHARE)
+            throttled = running and ready is not None and time.monotonic() - self._started.get(key, 0) < every
             if stale and job is None and not throttled:
                 out = self.root / f"{key.replace(':', '_')}-{version}"
                 self._jobs[key] = (version, self._submit(_draw, what, args, str(out)))
@@ -114,6 +120,7 @@ class Figures:
             from rsb_tune.serve._safe import scrub_text
 
             result = {"dir": None, "figures": [], "summary": {}, "error": scrub_text(f"drawing failed ({type(e).__name__})")}
+        self._cost[key] = result.pop("cpu_s", 0.0)
         old = self._ready.get(key)
         files = set(os.listdir(result["dir"])) if result["dir"] and os.path.isdir(result["dir"]) else set()
         self._ready[key] = {**result, "version": version, "files": files}
@@ -134,6 +141,7 @@ def _draw(what: str, args: tuple, out: str) -> dict[str, Any]:
 
     from rsb_tune.serve._safe import scrub, scrub_text
 
+    cpu0 = time.process_time()
     try:
         if what == "report":
             study_dir, name = args
@@ -159,7 +167,7 @@ def _draw(what: str, args: tuple, out: str) -> dict[str, Any]:
         path.write_text(text)
     summary = scrub(_replace(summary, replaced))
     (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return {"dir": out, "figures": list(summary.get("figures") or []), "summary": summary, "error": None}
+    return {"dir": out, "figures": list(summary.get("figures") or []), "summary": summary, "error": None, "cpu_s": time.process_time() - cpu0}
 
 
 def _strings(value: Any):

@@ -11,12 +11,18 @@ count (its last line may be in flight).
 An object-store storage (``s3://...``) is read through a copy of each study in the server's
 own cache, refreshed at most every :data:`REFRESH_S` seconds (never the driver's mirror).
 
+A study's *signature* is the names, mtimes and sizes of its files, taken from one listing of
+its directory and one of its event logs, without reading a file: everything read from a
+study is cached by it, so a poll of an unchanged study reads nothing.
+
 The app uses only :class:`Storage`'s methods ``refs`` (the listing), ``find(name)``,
-``summary(ref)``, ``trial_rows(ref)``, ``epoch_rows(ref)``, ``table_path(ref, file)``,
-``signature(ref)``/``table_signature(ref)`` (cache keys) and ``ref.dir`` (what ``analysis``
-draws from): swapping them to ``rsb_tune.api`` (``list_studies``, ``load``,
-``Study.status()``) happens here only. Rows and summaries are plain JSON-able data, scrubbed
-of the server's paths (:func:`rsb_tune.serve._safe.scrub`).
+``signature(ref)``/``table_signature(ref, sig)`` (cache keys), ``summary(ref, sig)``,
+``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``table_path(ref, file)``,
+``served_table(ref, file)`` and ``ref.dir`` (what ``analysis`` draws from): swapping
+them to ``rsb_tune.api`` (``list_studies``, ``load``, ``Study.status()``) happens here only.
+Rows, summaries and served tables are scrubbed of the server's paths
+(:func:`rsb_tune.serve._safe.scrub`); the served tables also lose the columns that name its
+machine (:data:`_UNSERVED`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rsb_tune.serve._safe import scrub
+from rsb_tune.serve._safe import scrub, scrub_text
 
 __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
 
@@ -58,6 +64,9 @@ _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wr
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
 _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
+_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES)  # the study's files that its pages show
+_DRAWN_FROM = ("study.yaml", *TABLES)
+_UNSERVED = ("data_path", "v2_path", "hostname", "node_id")  # table columns that name the machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +93,7 @@ class Storage:
         else:
             self.root = self.location.root
         self._lock = threading.RLock()
-        self._events: dict[Path, tuple[tuple, list[dict]]] = {}  # event log -> (signature, events)
+        self._files: dict[tuple, tuple[tuple, Any]] = {}  # (a study's file, parser) -> (its signature, parsed)
         self._rows: dict[tuple[str, str], tuple[tuple, Any]] = {}
         self._listing: tuple[float, dict[str, StudyRef]] = (-math.inf, {})
         self._pulled: dict[str, float] = {}
@@ -106,27 +115,17 @@ class Storage:
         if self.remote:
             return self._remote_refs()
         root = self.root.resolve()
-        out = {}
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            return {}
-        for entry in entries:
-            if not _NAME_RE.match(entry.name):
-                continue
-            path = Path(entry.path)
-            if not _inside(path, root) or not _inside(path / "study.yaml", root):
-                continue  # a symlink out of the storage
-            if path.is_dir() and (path / "study.yaml").is_file():
-                out[entry.name] = StudyRef(entry.name, path)
-        return out
+        return {e.name: ref for e in _entries(root) if (ref := _listed(e, root))}
 
     def find(self, name: str) -> StudyRef | None:
         """The study called ``name`` in the listing, or None (any other string: None)."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
             return None
-        ref = self.refs().get(name)
-        if ref is not None and self.remote:
+        if not self.remote:  # the listing, but only the named entry is looked at
+            root = self.root.resolve()
+            return next((_listed(e, root) for e in _entries(root) if e.name == name), None)
+        ref = self._remote_refs().get(name)
+        if ref is not None:
             self._pull(ref)
         return ref
 
@@ -170,53 +169,46 @@ class Storage:
 
     # ------------------------------------------------------------------ one study
     def signature(self, ref: StudyRef) -> tuple:
-        """Changes whenever anything the pages show changes (sizes and mtimes, no reading)."""
-        sig = [_sig(ref.dir / f) for f in ("study.yaml", "plan.json", ".lock", *TABLES)]
-        sig.extend(sorted((p.name, _sig(p)) for p in _scan(ref.dir / "events")))
-        return tuple(sig)
+        """Changes whenever anything the pages show changes: (name, mtime, size) of the study's
+        files, from one listing of its directory and one of its event logs (nothing is read)."""
+        return _stats(ref.dir, _WATCHED.__contains__) + _stats(ref.dir / "events", _is_log)
 
-    def table_signature(self, ref: StudyRef) -> tuple:
-        """Changes when the tables (what the figures are drawn from) change."""
-        return tuple(_sig(ref.dir / f) for f in ("study.yaml", *TABLES))
+    def table_signature(self, ref: StudyRef, signature: tuple | None = None) -> tuple:
+        """Changes when the tables (what the figures are drawn from) change; a part of
+        ``signature`` (computed when not given)."""
+        return tuple(s for s in signature or self.signature(ref) if s[0] in _DRAWN_FROM)
 
     def meta(self, ref: StudyRef) -> dict[str, Any]:
-        import yaml
-
-        try:
-            meta = yaml.safe_load((ref.dir / "study.yaml").read_text())
-        except (OSError, ValueError, yaml.YAMLError):
-            return {}
-        return meta if isinstance(meta, dict) else {}
+        return self._parsed(ref.dir / "study.yaml", _parse_meta)
 
     def plan(self, ref: StudyRef) -> dict[str, dict[str, Any]]:
-        try:
-            plan = json.loads((ref.dir / "plan.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return plan if isinstance(plan, dict) else {}
+        return self._parsed(ref.dir / "plan.json", _parse_plan)
 
     def events(self, ref: StudyRef, trial_id: str) -> list[dict]:
-        """The complete lines of a trial's event log (parsed once per change of the file)."""
-        path = ref.dir / "events" / f"{trial_id}.jsonl"
+        """The complete lines of a trial's event log."""
+        return self._parsed(ref.dir / "events" / f"{trial_id}.jsonl", _parse_events, inside=ref.dir)
+
+    def _parsed(self, path: Path, parse, inside: Path | None = None):
+        """``parse(bytes)`` of a file, read and parsed again only when its size or mtime changes
+        (a poll of a running study re-reads the event logs that grew, not its manifest)."""
         sig = _sig(path)
         with self._lock:
-            cached = self._events.get(path)
+            cached = self._files.get((path, parse))
         if cached and cached[0] == sig:
             return cached[1]
-        from rsb_tune.lifecycle import parse_event_lines
-
         try:
-            data = path.read_bytes() if _inside(path, ref.dir.resolve()) else b""
+            data = path.read_bytes() if inside is None or _inside(path, inside.resolve()) else b""
         except OSError:
             data = b""
-        out = parse_event_lines(data.split(b"\n")[:-1])  # the text after the last newline may be in flight
+        value = parse(data)
         with self._lock:
-            self._events[path] = (sig, out)
-        return out
+            self._files[(path, parse)] = (sig, value)
+        return value
 
-    def _memo(self, what: str, ref: StudyRef, build):
-        """``build(ref)``, computed again only when the study's files changed."""
-        sig = self.signature(ref)
+    def _memo(self, what: str, ref: StudyRef, build, sig: tuple | None):
+        """``build(ref)``, computed again only when the study's files changed (``sig``: its
+        signature, when the caller has it already)."""
+        sig = sig or self.signature(ref)
         with self._lock:
             cached = self._rows.get((what, ref.name))
         if cached and cached[0] == sig:
@@ -226,18 +218,18 @@ class Storage:
             self._rows[(what, ref.name)] = (sig, value)
         return value
 
-    def trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+    def trial_rows(self, ref: StudyRef, sig: tuple | None = None) -> list[dict[str, Any]]:
         """One row per planned trial: ids, seeds, varied params, status, epochs, final metrics, error."""
-        return self._memo("trials", ref, self._trial_rows)
+        return self._memo("trials", ref, self._trial_rows, sig)
 
-    def epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+    def epoch_rows(self, ref: StudyRef, sig: tuple | None = None) -> list[dict[str, Any]]:
         """One row per trial and epoch reported so far (the last report of an epoch wins)."""
-        return self._memo("epochs", ref, self._epoch_rows)
+        return self._memo("epochs", ref, self._epoch_rows, sig)
 
     def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
-        meta, plan = self.meta(ref), self.plan(ref)
-        params = [p for p in meta.get("params") or [] if isinstance(p, str)]
-        rows = []
+        meta, plan = self.meta(ref), self._parsed(ref.dir / "plan.json", _parse_shown_plan)
+        params = [scrub_text(p) for p in meta.get("params") or [] if isinstance(p, str)]
+        rows = []  # scrubbed: the plan once per change of its file, the rest here
         for tid, config in plan.items():
             config = config if isinstance(config, dict) else {}
             events = self.events(ref, tid)
@@ -246,16 +238,16 @@ class Storage:
             times = [ev["time"] for ev in events if isinstance(ev.get("time"), (int, float))]
             row: dict[str, Any] = {"trial_id": tid, **{k: config.get(k) for k in _SEED_KEYS if k in config}}
             row["params"] = {p: config.get(p) for p in params}
-            row["status"] = status
+            row["status"] = scrub(status)
             row["epochs_done"] = max(by_epoch) if by_epoch else 0
             row["epochs"] = config.get("epochs")
             row.update({k: _num(last.get(k)) for k in _FINAL_KEYS})
             row["run_time_s"] = _num(sum(ev.get("epoch_time_s") or 0.0 for ev in by_epoch.values())) if by_epoch else None
-            row["first_time"], row["last_time"] = (min(times), max(times)) if times else (None, None)
-            row["error"] = (error or {}).get("error") if error else None
+            row["first_time"], row["last_time"] = (_num(min(times)), _num(max(times))) if times else (None, None)
+            row["error"] = scrub((error or {}).get("error")) if error else None
             row["config"] = {k: v for k, v in config.items() if k not in _HIDDEN_CONFIG}
             rows.append(row)
-        return scrub(rows)
+        return rows
 
     def _epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
         columns = _epoch_columns()[3:]
@@ -268,9 +260,9 @@ class Storage:
                 rows.append({"trial_id": tid, "seed": seed, "epoch": epoch, **{k: _num(ev.get(k)) for k in columns}})
         return rows
 
-    def summary(self, ref: StudyRef) -> dict[str, Any]:
+    def summary(self, ref: StudyRef, sig: tuple | None = None) -> dict[str, Any]:
         """The study's card: kind, recipe or space, counts, metric mean ± std and best, times, state, ETA."""
-        return self._live(ref, self._memo("summary", ref, self._summary))
+        return self._live(ref, self._memo("summary", ref, self._summary, sig))
 
     def _summary(self, ref: StudyRef) -> dict[str, Any]:
         meta = self.meta(ref)
@@ -350,7 +342,17 @@ class Storage:
         if filename not in TABLES:
             return None
         path = ref.dir / filename
-        return path if path.is_file() and _inside(path, self.root.resolve()) else None
+        return path if path.is_file() and (not path.is_symlink() or _inside(path, self.root.resolve())) else None
+
+    def served_table(self, ref: StudyRef, filename: str) -> bytes | None:
+        """A downloadable table as parquet bytes, without what names the server's machine: the
+        columns of :data:`_UNSERVED` are dropped and every string passes through
+        :func:`~rsb_tune.serve._safe.scrub_text` (the file on disk is untouched)."""
+        path = self.table_path(ref, filename)
+        try:
+            return None if path is None else _served_parquet(path)
+        except (OSError, ValueError):  # pyarrow's errors of a file that is not a table are ValueErrors
+            return None
 
 
 # ---------------------------------------------------------------------- helpers
@@ -378,11 +380,91 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def _scan(directory: Path) -> list[Path]:
+def _entries(root: Path) -> list[os.DirEntry]:
     try:
-        return [Path(e.path) for e in os.scandir(directory) if e.name.endswith(".jsonl") and not e.name.startswith(".")]
+        with os.scandir(root) as it:
+            return list(it)
     except OSError:
         return []
+
+
+def _listed(entry: os.DirEntry, root: Path) -> StudyRef | None:
+    """The study of a storage's listing entry: a directory with a ``study.yaml``, neither a
+    symlink leading out of the storage (only a symlink can: ``root`` is resolved)."""
+    if not _NAME_RE.match(entry.name):
+        return None
+    path = Path(entry.path)
+    meta = path / "study.yaml"
+    if (entry.is_symlink() or meta.is_symlink()) and not (_inside(path, root) and _inside(meta, root)):
+        return None
+    return StudyRef(entry.name, path) if entry.is_dir() and meta.is_file() else None
+
+
+def _is_log(name: str) -> bool:
+    return name.endswith(".jsonl") and not name.startswith(".")
+
+
+def _stats(directory: Path, keep) -> tuple:
+    """(name, mtime_ns, size) of the files of ``directory`` whose name ``keep`` accepts, sorted."""
+    out = []
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                if keep(entry.name):
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    out.append((entry.name, st.st_mtime_ns, st.st_size))
+    except OSError:
+        return ()
+    out.sort()
+    return tuple(out)
+
+
+def _served_parquet(path: Path) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    table = table.drop_columns([c for c in table.column_names if c in _UNSERVED])
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            values = [None if v is None else scrub_text(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field, pa.array(values, field.type))
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(None), buf)  # pandas' metadata names the dropped columns
+    return buf.getvalue()
+
+
+def _parse_meta(data: bytes) -> dict[str, Any]:
+    import yaml
+
+    try:
+        meta = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~50x faster
+    except (ValueError, yaml.YAMLError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _parse_plan(data: bytes) -> dict[str, dict[str, Any]]:
+    try:
+        plan = json.loads(data)
+    except ValueError:
+        return {}
+    return plan if isinstance(plan, dict) else {}
+
+
+def _parse_shown_plan(data: bytes) -> dict[str, dict[str, Any]]:
+    return scrub(_parse_plan(data))
+
+
+def _parse_events(data: bytes) -> list[dict]:
+    from rsb_tune.lifecycle import parse_event_lines
+
+    return parse_event_lines(data.split(b"\n")[:-1])  # the text after the last newline may be in flight
 
 
 def _sig(path: Path) -> tuple[int, int] | None:

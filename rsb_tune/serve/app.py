@@ -7,12 +7,16 @@ Pages (Jinja2 templates) and a JSON API with the same content::
     /studies/NAME/live         that live part alone (204 when unchanged since ?v=VERSION)
     /studies/NAME/figures/F    a figure drawn by analysis (cached until the tables change)
     /studies/NAME/report/      the report of `rsb-tune report`, drawn into the server's cache
-    /studies/NAME/files/T      trials.parquet or epochs.parquet, as the engine wrote them
+    /studies/NAME/files/T      trials.parquet or epochs.parquet, less what names the server's machine
     /compare?a=NAME&b=NAME     what `rsb-tune compare` says
     /api/studies[/NAME[/trials|/epochs]], /api/compare?a=&b=
 
 Only GET and HEAD; study names are looked up in the storage's listing; an unknown study is a
 404 page, a bad query a 400, and an unexpected failure a 500 page without a traceback.
+
+Every page and JSON answer of a study is made once per version of the study (its signature:
+the mtimes and sizes of its files, see :mod:`rsb_tune.serve._studies`) and served from that
+cache while nothing changes, with an ETag: a request that sends it back gets a 304.
 """
 
 from __future__ import annotations
@@ -61,13 +65,22 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     tokens = TokenCheck(token)
     rendered = _Rendered()
 
-    def page(request: Request, template: str, status: int = 200, *, cache_key: tuple | None = None, **context: Any) -> HTMLResponse:
-        """A rendered template; with ``cache_key`` (which must name everything the page shows),
-        rendered once per key."""
-        def render() -> str:
-            return env.get_template(template).render(poll_s=POLL_S, **context)
+    def render(template: str, **context: Any) -> str:
+        return env.get_template(template).render(poll_s=POLL_S, **context)
 
-        return HTMLResponse(render() if cache_key is None else rendered.get((template, *cache_key), render), status_code=status)
+    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(render(template, **context), status_code=status)
+
+    def cached(request: Request, key: tuple, make, media_type: str = "text/html; charset=utf-8") -> Response:
+        """The body ``make()`` returns (text or bytes), made once per ``key``, which must name
+        everything it shows; its ETag is the key's digest, and a request that sends it back
+        (If-None-Match) is answered 304 without a body."""
+        etag = f'"{_digest(key)}"'
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        body = rendered.get(key, lambda: _encode(make()))
+        return Response(body, media_type=media_type, headers=headers)
 
     def study_or_404(request: Request):
         ref = store.find(request.path_params["name"])
@@ -90,11 +103,17 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         out = [s for s in out if kind is None or s["kind"] == kind]
         return sorted(out, key=lambda s: (s.get("started_at") or "", s["name"]), reverse=True)
 
-    def study_view(ref) -> dict[str, Any]:
-        summary = store.summary(ref)
-        figs = figures.study(ref.name, ref.dir, store.table_signature(ref), running=summary["state"] == "running", has_tables=summary["has_tables"])
-        version = hashlib.sha1(repr((store.signature(ref), figs["version"], figs["status"], summary["state"])).encode()).hexdigest()[:16]
-        return {"study": summary, "figures": figs, "version": version}
+    def study_view(ref) -> tuple[dict[str, Any], tuple]:
+        """What a study's page shows, with its version (a digest of everything in it but the
+        ETA), and the study's signature: the files are listed once per request."""
+        sig = store.signature(ref)
+        summary = store.summary(ref, sig)
+        figs = figures.study(ref.name, ref.dir, store.table_signature(ref, sig), running=summary["state"] == "running", has_tables=summary["has_tables"])
+        version = _digest((sig, figs["version"], figs["status"], summary["state"]))
+        return {"study": summary, "figures": figs, "version": version}, sig
+
+    def study_parts(ref, sig: tuple) -> dict[str, Any]:
+        return {"trials": store.trial_rows(ref, sig), "tables": [t for t in TABLES if store.table_path(ref, t)]}
 
     def compare_view(request: Request) -> dict[str, Any]:
         a, b = query(request, "a"), query(request, "b")
@@ -114,21 +133,20 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     def index(request: Request) -> Response:
         kind = query(request, "kind", _KINDS)
         rows = studies(kind)
-        if query(request, "fragment") is not None:
-            return page(request, "_index_rows.html", studies=rows)
-        return page(request, "index.html", studies=rows, kind=kind, kinds=_KINDS)
+        template = "_index_rows.html" if query(request, "fragment") is not None else "index.html"
+        return cached(request, (template, kind, _listing_key(rows)), lambda: render(template, studies=rows, kind=kind, kinds=_KINDS))
 
     def study_page(request: Request) -> Response:
         ref = study_or_404(request)
-        view = study_view(ref)
-        return page(request, "study.html", cache_key=(ref.name, view["version"]), **view, trials=store.trial_rows(ref), tables=[t for t in TABLES if store.table_path(ref, t)])
+        view, sig = study_view(ref)
+        return cached(request, ("study.html", ref.name, view["version"]), lambda: render("study.html", **view, **study_parts(ref, sig)))
 
     def study_live(request: Request) -> Response:
         ref = study_or_404(request)
-        view = study_view(ref)
+        view, sig = study_view(ref)
         if query(request, "v") == view["version"]:
             return Response(status_code=204, headers={"X-Version": view["version"]})
-        response = page(request, "_study_live.html", cache_key=(ref.name, view["version"]), **view, trials=store.trial_rows(ref), tables=[t for t in TABLES if store.table_path(ref, t)])
+        response = cached(request, ("_study_live.html", ref.name, view["version"]), lambda: render("_study_live.html", **view, **study_parts(ref, sig)))
         response.headers["X-Version"] = view["version"]
         response.headers["X-State"] = view["study"]["state"] if view["figures"]["status"] != "drawing" else "drawing"
         return response
@@ -143,7 +161,7 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
     def study_report(request: Request) -> Response:
         ref = study_or_404(request)
         filename = request.path_params.get("file") or "index.html"
-        view = study_view(ref)
+        view, _ = study_view(ref)
         path = figures.file(f"study:{ref.name}", filename)
         if path is None:
             if filename == "index.html" and view["figures"]["status"] in ("drawing", "none"):
@@ -155,7 +173,7 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
 
     def study_report_zip(request: Request) -> Response:
         ref = study_or_404(request)
-        view = study_view(ref)
+        view, _ = study_view(ref)
         files = figures.files(f"study:{ref.name}")
         if not files:
             raise HTTPException(404, "the report is not drawn yet" if view["figures"]["status"] != "ready" else "this study has no report")
@@ -163,11 +181,19 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         return Response(data, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{ref.name}-report.zip"'})
 
     def study_table(request: Request) -> Response:
-        ref = study_or_404(request)
-        path = store.table_path(ref, request.path_params["file"])
-        if path is None:
+        ref, filename = study_or_404(request), request.path_params["file"]
+        if store.table_path(ref, filename) is None:
             raise HTTPException(404, "no such table (the tables appear when the first trial ends)")
-        return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{ref.name}-{path.name}")
+
+        def table() -> bytes:
+            data = store.served_table(ref, filename)
+            if data is None:
+                raise HTTPException(404, "this table cannot be read")
+            return data
+
+        response = cached(request, (filename, ref.name, _digest(store.table_signature(ref))), table, "application/vnd.apache.parquet")
+        response.headers["Content-Disposition"] = f'attachment; filename="{ref.name}-{filename}"'
+        return response
 
     def compare_page(request: Request) -> Response:
         if not request.query_params:
@@ -188,24 +214,26 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
 
     # ---------------------------------------------------------------- API
     def api_studies(request: Request) -> Response:
-        return JSONResponse({"studies": studies(query(request, "kind", _KINDS))})
+        kind = query(request, "kind", _KINDS)
+        rows = studies(kind)
+        return cached(request, ("api_studies", kind, _listing_key(rows)), lambda: _json({"studies": rows}), "application/json")
 
     def api_study(request: Request) -> Response:
-        view = study_view(study_or_404(request))
+        view, _ = study_view(study_or_404(request))
         name = view["study"]["name"]
 
         def body() -> str:
             figs = view["figures"]
             figs = {"status": figs["status"], "error": figs["error"], "summary": figs["summary"], "figures": {f: f"/studies/{name}/figures/{f}.png" for f in figs["figures"]}}
-            return json.dumps({**view["study"], "figures": figs, "version": view["version"], "links": _links(name)}, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+            return _json({**view["study"], "figures": figs, "version": view["version"], "links": _links(name)})
 
-        return Response(rendered.get(("api_study", name, view["version"]), body), media_type="application/json")
+        return cached(request, ("api_study", name, view["version"]), body, "application/json")
 
     def api_rows(what: str, rows) -> Response:
         def body(request: Request) -> Response:
             ref = study_or_404(request)
-            text = rendered.get((what, ref.name, store.signature(ref)), lambda: json.dumps({what: rows(ref)}, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
-            return Response(text, media_type="application/json")
+            sig = store.signature(ref)
+            return cached(request, (what, ref.name, _digest(sig)), lambda: _json({what: rows(ref, sig)}), "application/json")
 
         return body
 
@@ -266,10 +294,10 @@ class _Rendered:
 
     def __init__(self, size: int = 256):
         self.size = size
-        self._items: collections.OrderedDict[tuple, str] = collections.OrderedDict()
+        self._items: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple, render) -> str:
+    def get(self, key: tuple, render) -> bytes:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -280,6 +308,32 @@ class _Rendered:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return text
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(repr(value).encode()).hexdigest()[:20]
+
+
+def _listing_key(rows: list[dict[str, Any]]) -> str:
+    """A key of the study cards listed; the ETA moves with the clock and, as on a study's page,
+    is the one of the first answer until the study changes."""
+    return _digest([{k: v for k, v in row.items() if k != "eta_s"} for row in rows])
+
+
+def _encode(body: str | bytes) -> bytes:
+    return body.encode() if isinstance(body, str) else body
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak or strong) or is ``*``."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return etag in tags or "*" in tags
 
 
 def _zip(files: list[Path], folder: str) -> bytes:
