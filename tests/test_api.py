@@ -144,8 +144,8 @@ def test_a_resumed_trial_keeps_its_threads_and_ray_reserves_them():
     from rsb_tune.ray_adapter import _resources
 
     plan = ResumePlan(todo={"t0": {}, "t1": {}}, resume_from={}, threads={"t0": 1}, finished=0)
-    reserve = _resources(RunOptions(cpus_per_trial=4, gpus_per_trial=0.5), plan, ddp=False)
+    reserve = _resources(RunOptions(cpus_per_trial=4, gpus_per_trial=0.5), plan.threads, ddp=False)
     assert reserve({"trial_id": "t0"}).bundles == [{"CPU": 1.0, "GPU": 0.5}]
     assert reserve({"trial_id": "t1"}).bundles == [{"CPU": 4, "GPU": 0.5}]  # a new trial: 4 threads, 4 CPUs
     assert RunOptions(cpus_per_trial=4).threads == 4 and RunOptions(cpus_per_trial=0.5).threads == 1
-    assert _resources(RunOptions(), plan, ddp=True)({"trial_id": "t0"}).bundles == [{"memory": 1.0}]  # its workers hold the CPUs
+    assert _resources(RunOptions(), plan.threads, ddp=True)({"trial_id": "t0"}).bundles == [{"memory": 1.0}]  # its workers hold the CPUs
