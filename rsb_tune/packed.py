@@ -359,19 +359,19 @@ def train_pack(configs: Mapping[str, Mapping[str, Any]], report: PackReporter, d
                 "pack_id": pack_id,
             }
         live = [s for s, ok in zip(seeds, finite) if ok]
+        dropped = len(live) < len(seeds)
         checkpoint = None
-        if live and (final or (epoch + 1) % first["checkpoint_every"] == 0 or len(live) < len(seeds)):
+        if live and (final or (epoch + 1) % first["checkpoint_every"] == 0 or dropped):
             checkpoint = {"epoch": epoch + 1, "num_updates": num_updates, "pack": [s.trial_id for s in seeds], **stack.state(), "scaler": {}, "rng": {s.trial_id: s.rng_record() for s in seeds}}
-            if len(live) < len(seeds):
+            if dropped:  # the pack's state without the diverged seeds: reported, and trained on
                 checkpoint = select(checkpoint, [s.trial_id for s in live])
         report(results, checkpoint=checkpoint)
         last.update(results)
         if not live or final:
             break
-        if len(live) < len(seeds):  # the diverged seeds leave the pack; the others go on from here
-            kept = select({"epoch": epoch + 1, "num_updates": num_updates, "pack": [s.trial_id for s in seeds], **stack.state(), "rng": {s.trial_id: s.rng_record() for s in seeds}}, [s.trial_id for s in live])
+        if dropped:  # the diverged seeds leave the pack; the others go on from here
             base = build_model(live[0].config, data.num_classes).to(runtime.device)
-            stack = _Stack(base, specs, first, steps, state=kept)
+            stack = _Stack(base, specs, first, steps, state=checkpoint)
             seeds = live
     return last
 
