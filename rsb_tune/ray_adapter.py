@@ -22,7 +22,7 @@ from rsb_tune import lifecycle, sequential
 from rsb_tune.data import DatasetSplits
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
-from rsb_tune.study import StudyDir
+from rsb_tune.study import StudyDir, now_iso
 
 __all__ = ["run_study", "run_trials", "check_address", "check_tracking", "TRACKERS"]
 
@@ -513,7 +513,8 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
             status = C.ERROR if error else result.get("status", C.OK)
             decision = scheduler.finished(tid, status, None if error else result.get(metric))
             if decision.stop and not self.recorded:  # written at once: a kill from now on finds it
-                lifecycle.record_stopping(study, decision)
+                # decided_at: no seed starts after it; the trials still running then finish and are kept
+                lifecycle.record_stopping(study, decision, decided_at=now_iso("microseconds"))
                 self.recorded = True
 
         def save(self, checkpoint_path):

@@ -45,8 +45,9 @@ def default_name(kind: str, label: str) -> str:
     return f"{kind}-{label}-{stamp}"
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+def now_iso(timespec: str = "seconds") -> str:
+    """The time now in UTC, ISO 8601 (``timespec`` as :meth:`datetime.isoformat` takes it)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec=timespec)
 
 
 def package_versions() -> dict[str, str]:
