@@ -8,10 +8,12 @@ on its own: ``python benchmarks/study_overhead.py``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 __all__ = [
     "ProcTreeSampler",
@@ -513,9 +515,8 @@ def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, set
     """Run one seed study through the CLI in a temporary storage directory (or in the object
     store ``storage_uri``, mirrored under the temporary directory) and return its timeline
     (:func:`study_timeline`), the driver's phases and the process tree's figures."""
-    storage = temp_storage("rsb-bench-")
-    env = {"RSB_TUNE_CACHE_DIR": str(storage / "cache")}
-    try:
+    with temp_storage("rsb-bench-", keep=keep) as storage:  # kept: the caller removes row["tmp_dir"]
+        env = {"RSB_TUNE_CACHE_DIR": str(storage / "cache")}
         args = seed_study_args(n=n, recipe=recipe, storage=storage_uri or storage, name="bench", epochs=epochs, sets=sets,
                                cpus_per_trial=cpus_per_trial, device=device, gpus_per_trial=gpus_per_trial)  # fmt: skip
         run = run_cli(args, env=env, log=storage / "cli.log", trace=storage / "trace.jsonl" if trace else None)
@@ -529,13 +530,6 @@ def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, set
         row["tree"] = run["tree"]
         row["cmd"] = run["cmd"].replace(str(storage), "<tmp>")
         return row
-    finally:
-        if keep:
-            print(f"kept {storage}", file=sys.stderr)  # the caller removes row["tmp_dir"]
-        else:
-            import shutil
-
-            shutil.rmtree(storage, ignore_errors=True)
 
 
 def default_slots(cpus_per_trial: float = 1.0, n_trials: int | None = None) -> int:
@@ -545,8 +539,18 @@ def default_slots(cpus_per_trial: float = 1.0, n_trials: int | None = None) -> i
     return min(slots, n_trials) if n_trials else slots
 
 
-def temp_storage(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))
+@contextlib.contextmanager
+def temp_storage(prefix: str, *, keep: bool = False) -> Iterator[Path]:
+    """A fresh temporary folder for a benchmark's studies: removed at the end, or kept (and
+    its path printed on stderr) with ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- printing

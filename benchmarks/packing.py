@@ -23,7 +23,7 @@ Wall times include Ray's start and the dataset's decoding: compare them only wit
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
 import subprocess
 import sys
 import threading
@@ -85,13 +85,8 @@ def _study(storage: Path, name: str, n: int, pack: int, args, *, gpus: float | N
     for item in sets:
         cli += ["--set", item]
     sampler = GpuSampler() if args.device == "cuda" else None
-    if sampler:
-        sampler.__enter__()
-    try:
+    with sampler or contextlib.nullcontext():
         run = run_cli(cli, sample=False, log=storage / f"{name}.log")
-    finally:
-        if sampler:
-            sampler.__exit__(None, None, None)
     trials = pd.read_parquet(storage / name / "trials.parquet")
     images = float(trials["epochs_done"].sum()) * _images_per_epoch(storage / name)
     row = {"study": name, "pack": pack, "seeds": len(trials), "ok": int((trials.status == "ok").sum()), "wall_s": round(run["wall_s"], 1),
@@ -153,9 +148,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.n, args.packs, args.n_compare, args.epochs = 8, "1,8", 8, args.epochs or 1
     packs = [int(k) for k in args.packs.split(",")]
-    storage = temp_storage("rsb-pack-")
     result: dict = {"conditions": {"device": args.device, "recipe": args.recipe, "n": args.n, "packs": packs, "n_compare": args.n_compare, "compare_pack": args.compare_pack, "epochs": args.epochs or "recipe x profile"}}
-    try:
+    with temp_storage("rsb-pack-", keep=args.keep) as storage:
         if not args.skip_equivalence:
             pk = _study(storage, "eq-packed", args.n_compare, args.compare_pack, args, gpus=1.0)
             un = _study(storage, "eq-unpacked", args.n_compare, 1, args, gpus=0.125)
@@ -177,11 +171,6 @@ def main(argv=None) -> int:
             result["speed"] = rows
             print_table(rows, title=f"{args.n} seeds of {args.recipe}: unpacked ({'8 processes per GPU' if args.device == 'cuda' else 'one trial per core'}) against one trial per {'GPU' if args.device == 'cuda' else 'machine'} with --pack K")
         emit_result("packing", result)
-    finally:
-        if args.keep:
-            print(f"kept {storage}", file=sys.stderr)
-        else:
-            shutil.rmtree(storage, ignore_errors=True)
     return 0
 
 

@@ -9,6 +9,7 @@
     python benchmarks/sequential_study.py                 # A2, 15 epochs, fixed 100 seeds, cap 200: hours on 2 cores
     python benchmarks/sequential_study.py --smoke         # cap 12, 1 epoch, fixed 12 seeds: shows it runs
     python benchmarks/sequential_study.py --fixed-study DIR   # reuse a finished fixed-n study (e.g. seed_study.py --keep)
+    python benchmarks/sequential_study.py --fixed-prefix --skip-paired   # the fixed study = the sequential one's first 100 seeds
 
 Wall times are of the whole CLI process (Ray's start included) and depend on what else the
 machine runs; compare them only within one run of this script.
@@ -17,7 +18,6 @@ machine runs; compare them only within one run of this script.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -55,6 +55,9 @@ def main(argv=None) -> int:
     p.add_argument("--cap", type=int, default=200, help="cap of the sequential and of the paired study (default 200)")
     p.add_argument("--n-fixed", type=int, default=100, help="seeds of the fixed-n study (default 100)")
     p.add_argument("--fixed-study", type=Path, help="a finished fixed-n study directory to compare with (skips running it)")
+    p.add_argument("--fixed-prefix", action="store_true",
+                   help="take the fixed-n study as the sequential study's first --n-fixed seeds instead of running it: the same seeds and configs give "
+                        "the same values on CPU (checked in RESULTS.md 9); needs a sequential study that ran at least that many seeds")  # fmt: skip
     p.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the profile: 15 for A2)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to every study")
@@ -63,23 +66,26 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the studies' directory")
     args = p.parse_args(argv)
     cap, n_fixed, epochs = (12, 12, 1) if args.smoke else (args.cap, args.n_fixed, args.epochs)
-    storage = temp_storage("rsb-seq-")
     common = _study_args(args, epochs)
     rows, result = [], {"conditions": {"recipe": args.recipe, "vs_recipe": args.vs_recipe, "until": args.until, "cap": cap, "n_fixed": n_fixed, "epochs": epochs or "recipe x profile"}}
-    try:
-        if args.fixed_study:
-            fixed_dir, fixed_wall = args.fixed_study, None
-        else:
-            run = run_cli(["seeds", "--n", str(n_fixed), "--recipe", args.recipe, "--storage", str(storage), "--name", "fixed", *common], sample=False, log=storage / "fixed.log")
-            fixed_dir, fixed_wall = storage / "fixed", run["wall_s"]
-        fixed = _trials(fixed_dir)
-        fixed_ok = fixed[fixed["status"] == "ok"]["val_top1"]
-        rows.append({"study": f"fixed n={len(fixed)}", "seeds_run": len(fixed), "wall_min": None if fixed_wall is None else round(fixed_wall / 60, 2),
-                     "mean": round(float(fixed_ok.mean()), 3), "interval": "-", "reason": "fixed n"})  # fmt: skip
-
+    with temp_storage("rsb-seq-", keep=args.keep) as storage:
         run = run_cli(["seeds", "--n", str(cap), "--recipe", args.recipe, "--until", args.until, "--storage", str(storage), "--name", "until", *common], sample=False, log=storage / "until.log")
         rec = _stopping(storage, "until")
         seq = _trials(storage / "until")
+        if args.fixed_prefix:
+            fixed, fixed_wall, label = seq.sort_values("seed").head(n_fixed), None, f"first {n_fixed} seeds of the sequential study"
+            if len(fixed) < n_fixed:
+                raise SystemExit(f"--fixed-prefix: the sequential study ran {len(seq)} seeds, fewer than --n-fixed {n_fixed}")
+        else:
+            if args.fixed_study:
+                fixed_dir, fixed_wall = args.fixed_study, None
+            else:
+                fixed_run = run_cli(["seeds", "--n", str(n_fixed), "--recipe", args.recipe, "--storage", str(storage), "--name", "fixed", *common], sample=False, log=storage / "fixed.log")
+                fixed_dir, fixed_wall = storage / "fixed", fixed_run["wall_s"]
+            fixed, label = _trials(fixed_dir), f"fixed n={n_fixed}"
+        fixed_ok = fixed[fixed["status"] == "ok"]["val_top1"]
+        rows.append({"study": label, "seeds_run": len(fixed), "wall_min": None if fixed_wall is None else round(fixed_wall / 60, 2),
+                     "mean": round(float(fixed_ok.mean()), 3), "interval": "-", "reason": "fixed n"})  # fmt: skip
         inside = rec["lower"] <= float(fixed_ok.mean()) <= rec["upper"]
         rows.append({"study": f"--until {args.until}", "seeds_run": len(seq), "wall_min": round(run["wall_s"] / 60, 2), "mean": round(rec["mean"], 3),
                      "interval": f"[{rec['lower']:.3f}, {rec['upper']:.3f}] at n={rec['n_seeds']}", "reason": rec["reason"]})  # fmt: skip
@@ -95,11 +101,6 @@ def main(argv=None) -> int:
             result["paired"] = paired
             print_table([{**paired, "wall_min": round(run["wall_s"] / 60, 2)}], title=f"paired {args.recipe} (a) vs {args.vs_recipe} (b) on the same seeds: mean(a - b) and its anytime interval")
         emit_result("sequential_study", result)
-    finally:
-        if args.keep:
-            print(f"kept {storage}", file=sys.stderr)
-        else:
-            shutil.rmtree(storage, ignore_errors=True)
     return 0
 
 
