@@ -234,6 +234,32 @@ def interleaved(storage: Path, study_args: list[str], slot_s: float, loads: dict
     return out
 
 
+def start_server(storage: Path, stack: str) -> tuple[subprocess.Popen, str]:
+    """``rsb-tune serve`` over ``storage`` in its own process, on a free port, once the big
+    study's figures are drawn (before any timing). ``stack``: "auto" is the command itself
+    (httptools and uvloop where installed); "h11" runs the same :func:`rsb_tune.serve.serve`
+    on uvicorn's pure-Python HTTP stack and asyncio loop."""
+    if stack == "auto":
+        cmd = [*rsb_tune_command(), "serve", "--storage", str(storage), "--port", "0"]
+    else:
+        code = "import sys; from rsb_tune.serve import serve; serve(sys.argv[1], port=0, http='h11', loop='asyncio')"
+        cmd = [sys.executable, "-c", code, str(storage)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=str(REPO))
+    m = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
+    base = f"http://{m.group(1)}:{m.group(2)}"
+    import httpx
+
+    deadline = time.time() + 300
+    while httpx.get(f"{base}/api/studies/big", timeout=60).json()["figures"]["status"] != "ready" and time.time() < deadline:
+        time.sleep(1)
+    return proc, base
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -243,6 +269,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--slot", type=float, default=30.0, help="seconds per slot of the interleaved study")
     ap.add_argument("--workdir", help="keep the studies here (default: a temporary folder)")
+    ap.add_argument("--compare-stacks", action="store_true", help="first, idle windows alternating uvicorn's pure-Python stack (h11 + asyncio) and the default")
     args = ap.parse_args()
     window = 10.0 if args.quick else args.seconds
     running = ["seeds", "--n", "6" if args.quick else "16", "--recipe", "A2", "--epochs", "3" if args.quick else "6", "--quiet"]
@@ -257,24 +284,31 @@ def main() -> None:
     big = synthesise(storage, storage / "src", "big", args.trials)
     made_s = time.time() - t0
 
-    proc = subprocess.Popen([*rsb_tune_command(), "serve", "--storage", str(storage), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=str(REPO))
-    m = re.search(r"http://([\d.]+):(\d+)/", proc.stdout.readline())
-    base = f"http://{m.group(1)}:{m.group(2)}"
+    idle_urls = ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"]
+    stacks = {}
+    if args.compare_stacks:  # idle windows alternating the pure-Python stack and the default one, one server each
+        for rep in range(2):
+            for stack in ("h11", "auto"):
+                proc, base = start_server(storage, stack)
+                try:
+                    stacks.setdefault(stack, []).append(Clients(base, idle_urls, args.clients, 0.0, proc.pid).run(window))
+                finally:
+                    stop_server(proc)
+                print(f"idle, {stack} stack, round {rep + 1}: {json.dumps(stacks[stack][-1])}", flush=True)
+    proc, base = start_server(storage, "auto")
     try:
-        import httpx
-
-        deadline = time.time() + 300  # the big study's figures drawn once, before any timing
-        while httpx.get(f"{base}/api/studies/big", timeout=60).json()["figures"]["status"] != "ready" and time.time() < deadline:
-            time.sleep(1)
         closed = lambda name: Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", f"/studies/{name}/live", f"/api/studies/{name}"], args.clients, 0.0, proc.pid)  # noqa: E731
         paced = lambda name: Clients(base, [f"/studies/{name}/live", f"/api/studies/{name}", "/api/studies/big"], args.paced_clients, float(POLL_S), proc.pid)  # noqa: E731
-        idle = Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"], args.clients, 0.0, proc.pid).run(window)
+        idle = Clients(base, idle_urls, args.clients, 0.0, proc.pid).run(window)
         print(f"idle: {json.dumps(idle)}", flush=True)
         study = interleaved(storage, running, args.slot, {"paced": paced, "closed": closed})
         print(f"interleaved: {json.dumps(study)}", flush=True)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_server(proc)
+    if stacks:
+        rows = [{"stack": stack, "round": i + 1, "req/s": r["rps"], "p50 ms": r["p50_ms"], "p99 ms": r["p99_ms"], "errors": r["errors"], "server ms/req": r["server_cpu_ms"]}
+                for i in range(2) for stack, runs in stacks.items() for r in [runs[i]]]  # fmt: skip
+        print_table(rows, title="idle, 20 closed-loop clients: uvicorn's pure-Python stack (h11 + asyncio) against the default (httptools + uvloop when installed)")
     print(f"served: a {args.trials}-trial seed study synthesised from a real 2-seed study ({made_s:.0f} s to make)")
     print(f"no study running: {idle['clients']} closed-loop clients for {window:g} s over the {args.trials}-trial study's page and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms, errors {idle['errors']}; CPU per request: server {idle['server_cpu_ms']} ms, clients {idle['client_cpu_ms']} ms; {idle['machine_busy']} cores busy")
     print(f"while a study runs ({' '.join(running)}; {study['slots']} slots of {args.slot:g} s cycling none / paced / none / closed; {study['epochs']} epochs):")
@@ -283,7 +317,7 @@ def main() -> None:
         r = study[load]
         rows.append({"clients": label, "req/s": r.get("rps", "-"), "p50 ms": r.get("p50_ms", "-"), "p99 ms": r.get("p99_ms", "-"), "errors": r.get("errors", "-"), "server ms/req": r.get("server_cpu_ms", "-"), "worker ms/req": r.get("worker_cpu_ms", "-"), "client ms/req": r.get("client_cpu_ms", "-"), "epochs": r["epochs"], "img/s": r["images_per_s"], "vs none": r["vs_none"]})
     print_table(rows)
-    emit_result("serve", {"idle": idle, "interleaved": study, "window_s": window, "slot_s": args.slot, "trials": args.trials, "running": running})
+    emit_result("serve", {"idle": idle, "interleaved": study, "window_s": window, "slot_s": args.slot, "trials": args.trials, "running": running, "stacks": stacks})
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
 

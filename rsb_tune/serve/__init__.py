@@ -40,8 +40,11 @@ def check_options(host: str, port: int, token: str | None) -> str | None:
     return token
 
 
-def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token: str | None = None, *, log_level: str = "warning") -> None:
-    """Serve the studies of ``storage`` until interrupted."""
+def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token: str | None = None, *, log_level: str = "warning",
+          http: str = "auto", loop: str = "auto") -> None:  # fmt: skip
+    """Serve the studies of ``storage`` until interrupted. ``http``, ``loop``: uvicorn's HTTP
+    stack and event loop ("auto": httptools and uvloop where installed, as the serve extra
+    does; "h11", "asyncio": the pure-Python ones)."""
     token = check_options(host, port, token)
     import uvicorn
 
@@ -61,6 +64,6 @@ def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, toke
     where = app.state.storage.location.display()
     shown = f"[{host}]" if ":" in host else host
     print(f"rsb-tune serve: studies of {where} on http://{shown}:{bound}/" + (" (token required)" if token else ""), flush=True)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, server_header=False, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, server_header=False, timeout_graceful_shutdown=2, http=http, loop=loop)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
