@@ -43,8 +43,8 @@ def check_options(host: str, port: int, token: str | None) -> str | None:
 def serve(storage: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, token: str | None = None, *, log_level: str = "warning",
           http: str = "auto", loop: str = "auto") -> None:  # fmt: skip
     """Serve the studies of ``storage`` until interrupted. ``http``, ``loop``: uvicorn's HTTP
-    stack and event loop ("auto": httptools and uvloop where installed, as the serve extra
-    does; "h11", "asyncio": the pure-Python ones)."""
+    stack and event loop ("auto": httptools and uvloop where installed, else h11 and asyncio,
+    which the serve extra installs; measured cheaper per request here, benchmarks/RESULTS.md 11)."""
     token = check_options(host, port, token)
     import uvicorn
 
