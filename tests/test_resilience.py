@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rsb_tune.storage import StudyLock
 from tests.conftest import assert_user_error, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -152,7 +153,8 @@ def test_concurrent_studies(tmp_path):
     common = ["seeds", "--n", "2", "--recipe", "A3", "--epochs", "2", "--storage", str(tmp_path), "--quiet"]
     a = start_cli(*common, "--name", "a")
     b = start_cli(*common, "--name", "b")
-    time.sleep(1)
+    # a's driver holds its lock (not a fixed sleep: on a loaded machine its start takes longer)
+    wait_for(lambda: StudyLock(tmp_path / "a" / ".lock").held(), timeout=180, what="study a's lock")
     a2 = start_cli(*common, "--name", "a")  # same name at the same time: refused
     _, err2 = a2.communicate(timeout=300)
     assert a2.returncode == 2 and "already running" in err2 and "Traceback" not in err2
