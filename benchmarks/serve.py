@@ -285,16 +285,18 @@ def main() -> None:
     made_s = time.time() - t0
 
     idle_urls = ["/studies/big", "/api/studies/big", "/api/studies/big/trials", "/api/studies/big/epochs", "/"]
-    stacks = {}
+    stacks, stack_rows = {}, []
     if args.compare_stacks:  # idle windows alternating the pure-Python stack and the default one, one server each
         for rep in range(2):
             for stack in ("h11", "auto"):
                 proc, base = start_server(storage, stack)
                 try:
-                    stacks.setdefault(stack, []).append(Clients(base, idle_urls, args.clients, 0.0, proc.pid).run(window))
+                    r = Clients(base, idle_urls, args.clients, 0.0, proc.pid).run(window)
                 finally:
                     stop_server(proc)
-                print(f"idle, {stack} stack, round {rep + 1}: {json.dumps(stacks[stack][-1])}", flush=True)
+                stacks.setdefault(stack, []).append(r)
+                stack_rows.append({"stack": stack, "round": rep + 1, "req/s": r["rps"], "p50 ms": r["p50_ms"], "p99 ms": r["p99_ms"], "errors": r["errors"], "server ms/req": r["server_cpu_ms"]})
+                print(f"idle, {stack} stack, round {rep + 1}: {json.dumps(r)}", flush=True)
     proc, base = start_server(storage, "auto")
     try:
         closed = lambda name: Clients(base, ["/studies/big", "/api/studies/big", "/api/studies/big/trials", f"/studies/{name}/live", f"/api/studies/{name}"], args.clients, 0.0, proc.pid)  # noqa: E731
@@ -305,10 +307,8 @@ def main() -> None:
         print(f"interleaved: {json.dumps(study)}", flush=True)
     finally:
         stop_server(proc)
-    if stacks:
-        rows = [{"stack": stack, "round": i + 1, "req/s": r["rps"], "p50 ms": r["p50_ms"], "p99 ms": r["p99_ms"], "errors": r["errors"], "server ms/req": r["server_cpu_ms"]}
-                for i in range(2) for stack, runs in stacks.items() for r in [runs[i]]]  # fmt: skip
-        print_table(rows, title="idle, 20 closed-loop clients: uvicorn's pure-Python stack (h11 + asyncio) against the default (httptools + uvloop when installed)")
+    if stack_rows:
+        print_table(stack_rows, title=f"idle, {args.clients} closed-loop clients: uvicorn's pure-Python stack (h11 + asyncio) against the default (httptools + uvloop when installed)")
     print(f"served: a {args.trials}-trial seed study synthesised from a real 2-seed study ({made_s:.0f} s to make)")
     print(f"no study running: {idle['clients']} closed-loop clients for {window:g} s over the {args.trials}-trial study's page and API: {idle['rps']} req/s, p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, max {idle['max_ms']} ms, errors {idle['errors']}; CPU per request: server {idle['server_cpu_ms']} ms, clients {idle['client_cpu_ms']} ms; {idle['machine_busy']} cores busy")
     print(f"while a study runs ({' '.join(running)}; {study['slots']} slots of {args.slot:g} s cycling none / paced / none / closed; {study['epochs']} epochs):")

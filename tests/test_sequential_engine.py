@@ -225,7 +225,8 @@ def test_until_study_stops_by_its_rule_before_the_cap_and_resumes_to_nothing(tmp
     # a slow seed holds the prefix back while the other slot goes on, so more than n_seeds may
     # start; but none after the decision: only the trial running then (one slot) finishes later
     decided = datetime.datetime.fromisoformat(rec["decided_at"]).timestamp()
-    ended = {tid: max(e["time"] for e in L.read_events(StudyDir(tmp_path, "u"), tid)) for tid in trials["trial_id"]}
+    study_dir = StudyDir(tmp_path, "u")
+    ended = {tid: max(e["time"] for e in L.read_events(study_dir, tid)) for tid in trials["trial_id"]}
     after = [tid for tid, t in ended.items() if t > decided]
     assert len(after) <= 1, (after, rec)
     assert set(trials.set_index("trial_id").loc[after, "seed"]) <= set(range(rec["n_seeds"], 16))
