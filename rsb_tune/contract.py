@@ -74,7 +74,7 @@ EPOCH_COLUMNS = (
     "trial_id", "seed", "epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss",
     "v2_top1", "v2_top5", "v2_loss", "epoch_time_s", "images_per_s", "pack_id",
 )  # fmt: skip
-RUNTIME_COLUMNS = ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch", "runtime_pack")
+RUNTIME_COLUMNS = ("runtime_device", "runtime_amp", "runtime_channels_last", "runtime_threads", "runtime_world_size", "runtime_global_batch", "runtime_pack", "runtime_augment")
 # --- packed trials (``pack: K``): the pack a trial ran in (a column of both tables; None when
 # unpacked), and the key of a pack's report under which each of its trials' results travel
 PACK_ID = "pack_id"

@@ -41,6 +41,7 @@ __all__ = [
     "data_summary",
     "build_transforms",
     "SplitDataset",
+    "DecodedBatches",
     "BatchNormalize",
     "defer_normalize",
 ]
@@ -387,6 +388,28 @@ class SplitDataset:
 
     def __getitem__(self, i: int):
         return self.transform(self.image(i)), int(self.split.labels[i])
+
+
+class DecodedBatches:
+    """A torch-style dataset over a decoded split of one image size whose batches are fetched
+    whole (``DataLoader`` calls ``__getitems__``): ``(B, H, W, C)`` uint8 and ``(B,)`` int64
+    labels, for :class:`rsb_tune.batch_augment.BatchAugment`."""
+
+    def __init__(self, split: Split):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitems__(self, indices):
+        import torch
+
+        idx = np.asarray(indices, dtype=np.int64)
+        return torch.from_numpy(self.split.images[idx]), torch.from_numpy(np.asarray(self.split.labels[idx], dtype=np.int64))
+
+    def __getitem__(self, i: int):
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
 
 
 class BatchNormalize:

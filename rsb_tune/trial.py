@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import torch
 
-from rsb_tune.data import DatasetSplits, SplitDataset, build_transforms, defer_normalize
+from rsb_tune.data import DatasetSplits, DecodedBatches, SplitDataset, build_transforms, defer_normalize
 from rsb_tune import contract as C
 from rsb_tune.contract import pack_correct
 
@@ -67,6 +67,7 @@ class TrialRuntime:
         cl = config["channels_last"]
         self.channels_last = on_cuda if cl == "auto" else cl == "on"
         self.threads = int(config["threads"] or 1)
+        self.augment = "pil"  # set by build_train_loader: "batch" (rsb_tune.batch_augment) or "pil" (per sample)
 
     def autocast(self):
         if self.amp == "off":
@@ -75,7 +76,7 @@ class TrialRuntime:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads, "world_size": self.world_size}
+        return {"device": self.device.type, "amp": self.amp, "channels_last": self.channels_last, "threads": self.threads, "world_size": self.world_size, "augment": self.augment}
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -285,21 +286,31 @@ class TrialParts:
 
 
 def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: TrialRuntime, loader_gen: torch.Generator):
-    """(loader, sampler, batched normalize or None, updates per epoch) of one trial's training
-    data: order by ``data_seed``, augmentation drawn from the streams ``aug_seed`` seeded."""
+    """(loader, sampler, batch transform or None, updates per epoch) of one trial's training
+    data: order by ``data_seed``, augmentation drawn from the streams ``aug_seed`` seeded.
+
+    Where the augmentation is batched (``augment_impl``: see :func:`_batch_augment`) the loader
+    yields uint8 batches and the batch transform augments and normalises them on the trial's device;
+    otherwise each sample goes through timm's PIL transform (with :mod:`rsb_tune.augment`'s
+    cheaper calls: the same images, bit for bit) and the batch transform only normalises."""
     from rsb_tune.augment import fast_pil_ops
 
     train_tf, _ = build_transforms(config)
-    # The per-sample ToTensor+Normalize tail moves to one op per batch, and the crop and
-    # RandAugment's table ops get cheaper calls (rsb_tune.augment): the same images, bit for bit.
-    train_tf, normalize = defer_normalize(fast_pil_ops(train_tf))
-    train_ds = SplitDataset(data.train, train_tf)
+    batched = _batch_augment(config, data, train_tf, runtime)
+    runtime.augment = "pil" if batched is None else "batch"
+    if batched is not None:
+        train_ds, collate, normalize = DecodedBatches(data.train), _as_batch, batched
+    else:
+        # The per-sample ToTensor+Normalize tail moves to one op per batch.
+        train_tf, normalize = defer_normalize(fast_pil_ops(train_tf))
+        train_ds, collate = SplitDataset(data.train, train_tf), None
     sampler = build_sampler(train_ds, config, num_replicas=runtime.world_size, rank=runtime.rank)
     loader = torch.utils.data.DataLoader(
         train_ds,
         batch_size=config["batch_size"] // runtime.world_size,  # the global batch stays batch_size
         sampler=sampler,
         num_workers=config["workers"],
+        collate_fn=collate,
         drop_last=True,
         generator=loader_gen,
         pin_memory=runtime.device.type == "cuda",
@@ -308,6 +319,32 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
     if len(loader) == 0:
         raise ValueError(f"batch_size {config['batch_size']} exceeds the {len(sampler)} training samples of an epoch")
     return loader, sampler, normalize, len(loader)
+
+
+def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, runtime: TrialRuntime):
+    """The batched augmentation for this trial, or None for the per-sample path.
+    ``augment_impl``: ``auto`` batches on CUDA where it can (on a CPU the per-sample path is as
+    fast: rsb_tune.batch_augment), ``batch`` always (an error where it cannot), ``pil`` never;
+    plans made before the key existed stay per sample."""
+    from rsb_tune.batch_augment import NotBatchable, batch_augment_for
+
+    impl = config.get("augment_impl", "pil")
+    if impl == "pil" or (impl == "auto" and runtime.device.type != "cuda"):
+        return None
+    try:
+        images = data.train.images
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[3] != 3:
+            raise NotBatchable("the training images are not decoded to one size (streamed, or of several sizes)")
+        return batch_augment_for(train_tf, images.shape[1:3])
+    except NotBatchable as e:
+        if impl == "batch":
+            raise ValueError(f"augment_impl 'batch': {e}; use augment_impl auto or pil") from None
+        return None
+
+
+def _as_batch(batch):
+    """collate_fn of :class:`DecodedBatches`: its batch is already stacked."""
+    return batch
 
 
 def build_evaluators(config: Mapping[str, Any], data: DatasetSplits, runtime: TrialRuntime) -> dict[str, _Evaluator]:
