@@ -149,16 +149,19 @@ def resized_crop(x: torch.Tensor, boxes: np.ndarray, out_h: int, out_w: int, kin
     (``out >= box``): :func:`batch_augment_for` only uses it there (when a pass reduces, Pillow
     13 may run the vertical pass first)."""
     n, c, height, width = x.shape
+    dtype = x.dtype
     top, left, h, w = boxes.T
     wx = torch.from_numpy(np.stack([_pass_weights(int(s), int(l), width, out_w, kind) for s, l in zip(left, w)])).to(x.device)  # (n, out_w, W)
     wy = torch.from_numpy(np.stack([_pass_weights(int(s), int(l), height, out_h, kind) for s, l in zip(top, h)])).to(x.device)  # (n, out_h, H)
+    if x.is_cuda:  # exact there at no cost that matters (and immune to TF32 matmul settings)
+        x, wx, wy = x.double(), wx.double(), wy.double()
     tmp = _pass8(x.reshape(n, c * height, width), wx.transpose(1, 2))  # (n, C*H, out_w)
     tmp = tmp.view(n, c, height, out_w).permute(0, 1, 3, 2).reshape(n, c * out_w, height)
-    out = _pass8(tmp, wy.transpose(1, 2)).view(n, c, out_w, out_h).transpose(2, 3).to(x.dtype)
+    out = _pass8(tmp, wy.transpose(1, 2)).view(n, c, out_w, out_h).transpose(2, 3).to(dtype)
     same = (h == out_h) & (w == out_w)
     for i in np.flatnonzero(same):  # torchvision returns a crop of the output size as it is
         t, l = int(top[i]), int(left[i])
-        out[i] = x[i, :, t : t + out_h, l : l + out_w]
+        out[i] = x[i, :, t : t + out_h, l : l + out_w].to(dtype)
     return out
 
 
@@ -291,17 +294,18 @@ def _color(x, factor, _ctx):
     return _blend(_luma(x).expand_as(x), x, factor)
 
 
-_SMOOTH = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-
-
 def _smooth(x: torch.Tensor) -> torch.Tensor:
-    """Pillow's ``ImageFilter.SMOOTH`` (3x3, scale 13): float32 sums rounded to 8 bits; the
-    border rows and columns are copied."""
-    n, c, h, w = x.shape
-    k = _SMOOTH.to(x).view(1, 1, 3, 3).expand(c, 1, 3, 3)
-    inner = torch.nn.functional.conv2d(x, k, groups=c)
+    """Pillow's ``ImageFilter.SMOOTH`` (3x3 of ones with 5 at the centre, scale 13), the border
+    rows and columns copied. The 3x3 sum is an exact integer, and sum / 13 is never within
+    1/26 of a rounding boundary, so rounding it gives Pillow's float32 result on any device
+    (no convolution kernel, whose TF32 or reduced-precision modes would not)."""
+    h, w = x.shape[2:]
+    total = 4.0 * x[:, :, 1 : h - 1, 1 : w - 1]  # the centre's weight 5, less the 1 counted below
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            total = total + x[:, :, dy : h - 2 + dy, dx : w - 2 + dx]
     out = x.clone()
-    out[:, :, 1 : h - 1, 1 : w - 1] = torch.floor(inner + 0.5).clamp_(0, 255)
+    out[:, :, 1 : h - 1, 1 : w - 1] = torch.floor(total / 13.0 + 0.5).clamp_(0, 255)
     return out
 
 
@@ -608,7 +612,8 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         from torchvision.transforms.functional import normalize
 
-        img = self.augment(x).to(dtype=torch.get_default_dtype()).div(255)
+        # channels-last, as the per-sample path's batches are (rsb_tune.data.BatchNormalize)
+        img = self.augment(x).contiguous(memory_format=torch.channels_last).to(dtype=torch.get_default_dtype()).div(255)
         return normalize(img, self.mean, self.std, inplace=True)
 
 

@@ -128,11 +128,13 @@ def float64():
         torch.set_default_dtype(torch.float32)
 
 
-def test_packed_seeds_match_their_unpacked_runs_in_float64(small, float64):
+@pytest.mark.parametrize("augment_impl", ["pil", "batch"])
+def test_packed_seeds_match_their_unpacked_runs_in_float64(small, float64, augment_impl):
     """The same pack of 3 with every tensor in float64 (weights, batches, losses, LAMB state):
     for the first 10 updates each seed's loss and weights match its unpacked run to 1e-12
-    relative (measured: 4e-16), so the float32 differences above are rounding alone."""
-    configs = {f"t{s:04d}": a2(s) for s in range(3)}
+    relative (measured: 4e-16), so the float32 differences above are rounding alone. Also with
+    the batched augmentation a GPU pack uses (rsb_tune.batch_augment)."""
+    configs = {f"t{s:04d}": a2(s, augment_impl=augment_impl) for s in range(3)}
     reports, weights, _ = packed(configs, small)
     assert weights[0]["t0000"]["conv1.0.weight"].dtype == torch.float64
     for tid, cfg in configs.items():
