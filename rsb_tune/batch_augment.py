@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -269,10 +269,6 @@ _solarize = _Lut(_solarize_table)
 _solarize_add = _Lut(_solarize_add_table)
 _contrast = _Lut(_contrast_table)
 _brightness = _Lut(_brightness_table)
-
-
-def _per_sample(args: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(args, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
 
 
 def _blend(degenerate: torch.Tensor, img: torch.Tensor, factor: np.ndarray) -> torch.Tensor:
