@@ -54,8 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--until", default="halfwidth<=0.3")
     p.add_argument("--cap", type=int, default=200, help="cap of the sequential and of the paired study (default 200)")
     p.add_argument("--n-fixed", type=int, default=100, help="seeds of the fixed-n study (default 100)")
-    p.add_argument("--fixed-study", type=Path, help="a finished fixed-n study directory to compare with (skips running it)")
-    p.add_argument("--fixed-prefix", action="store_true",
+    fixed = p.add_mutually_exclusive_group()
+    fixed.add_argument("--fixed-study", type=Path, help="a finished fixed-n study directory to compare with (skips running it)")
+    fixed.add_argument("--fixed-prefix", action="store_true",
                    help="take the fixed-n study as the sequential study's first --n-fixed seeds instead of running it: the same seeds and configs give "
                         "the same values on CPU (checked in RESULTS.md 9); needs a sequential study that ran at least that many seeds")  # fmt: skip
     p.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the profile: 15 for A2)")
