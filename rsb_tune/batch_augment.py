@@ -142,6 +142,27 @@ def _pass_weights(start: int, length: int, in_size: int, out_size: int, kind: st
     return (_fixed_point(w) / (1 << _PRECISION_BITS)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _span_taps(in_size: int, out_size: int, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every span (start, length) of an axis of ``in_size`` pixels resized to ``out_size``:
+    (first tap from the span's start, taps, weights (.., 8) int64) indexed [start, length]:
+    Pillow's fixed-point weights as the compiled kernel reads them (built once per process)."""
+    lo = np.zeros((in_size, in_size + 1, out_size), np.int64)
+    cnt = np.zeros_like(lo)
+    k = np.zeros((in_size, in_size + 1, out_size, 8), np.int64)
+    for start in range(in_size):
+        lengths = np.arange(1, in_size - start + 1)
+        w = _fixed_point(resample_matrix(np.full(len(lengths), start), lengths, in_size, out_size, kind)).astype(np.int64)
+        for length, rows in zip(lengths, w):
+            for o, row in enumerate(rows):
+                nz = np.flatnonzero(row)
+                if len(nz):
+                    n = nz[-1] - nz[0] + 1
+                    lo[start, length, o], cnt[start, length, o] = nz[0] - start, n
+                    k[start, length, o, :n] = row[nz[0] : nz[-1] + 1]
+    return lo, cnt, k
+
+
 def resized_crop(x: torch.Tensor, boxes: np.ndarray, out_h: int, out_w: int, kind: str) -> torch.Tensor:
     """(n, C, H, W) integer-valued float -> (n, C, out_h, out_w): each sample's box cropped and
     resized as Pillow's ``crop`` then ``resize`` (the horizontal pass, stored as 8 bits, then
@@ -500,6 +521,37 @@ BATCH_OPS: dict[str, tuple[Callable, Callable, bool]] = {
 }
 
 
+def _kernel_codes() -> dict[str, int]:
+    from rsb_tune import augment_kernels as K
+
+    table = {"AutoContrast": K.AUTOCONTRAST, "Equalize": K.EQUALIZE, "Invert": K.INVERT, "Color": K.COLOR, "ColorIncreasing": K.COLOR}
+    table.update({n: K.POSTERIZE for n in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal")})
+    table.update({n: K.SOLARIZE for n in ("Solarize", "SolarizeIncreasing")})
+    table.update({"SolarizeAdd": K.SOLARIZE_ADD, "Contrast": K.CONTRAST, "ContrastIncreasing": K.CONTRAST})
+    table.update({"Brightness": K.BRIGHTNESS, "BrightnessIncreasing": K.BRIGHTNESS, "Sharpness": K.SHARPNESS, "SharpnessIncreasing": K.SHARPNESS})
+    table.update({n: K.AFFINE for n, (fn, _, _) in BATCH_OPS.items() if isinstance(fn, _Affine)})
+    return table
+
+
+class _Codes(dict):
+    """timm op name -> the compiled kernel's op code (augment_kernels imported on first use)."""
+
+    def _load(self):
+        if not self:
+            self.update(_kernel_codes())
+
+    def __contains__(self, name):
+        self._load()
+        return dict.__contains__(self, name)
+
+    def __getitem__(self, name):
+        self._load()
+        return dict.__getitem__(self, name)
+
+
+_KERNEL_CODES = _Codes()
+
+
 # --------------------------------------------------------------------------- the transform
 
 class _Op:
@@ -546,6 +598,10 @@ class BatchAugment:
         self.ops = list(ops)
         self.num_layers = int(num_layers)
         self.mean, self.std = mean, std
+        # the compiled CPU kernel takes one fill colour and resampling for the policy's affine ops
+        geometric = {(op.fill, op.resample) for op in self.ops if isinstance(op.fn, _Affine)} or {((128, 128, 128), "bicubic")}
+        self.compiled = len(geometric) == 1 and all(op.name in _KERNEL_CODES for op in self.ops)
+        (self._fill, self._resample), = list(geometric)[:1]
 
     def __repr__(self) -> str:
         return (
@@ -567,49 +623,95 @@ class BatchAugment:
         sign = np.where(np.random.random(shape) > 0.5, -1.0, 1.0)
         return {"index": index, "applied": applied, "magnitude": magnitude, "sign": sign}
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) uint8 -> (B, C, h, w) integer-valued float32: the augmented images."""
-        n, height, width, _ = x.shape
-        img = x.permute(0, 3, 1, 2).float()
-        img = resized_crop(img, crop_params(n, height, width, self.scale, self.ratio), self.size[0], self.size[1], self.interpolation)
-        for p, dim in ((self.hflip, 3), (self.vflip, 2)):
-            if p > 0:
-                flip = torch.from_numpy(np.random.random(n) < p).to(img.device)
-                img = torch.where(flip.view(-1, 1, 1, 1), img.flip(dim), img)
+    def draw(self, n: int, height: int, width: int) -> dict[str, np.ndarray]:
+        """Every random draw of a batch of n images of (height, width), from NumPy's global
+        stream, in a fixed order: crop boxes, flips, RandAugment's ops."""
+        draws = {"boxes": crop_params(n, height, width, self.scale, self.ratio)}
+        for name, p in (("hflip", self.hflip), ("vflip", self.vflip)):
+            draws[name] = np.random.random(n) < p if p > 0 else np.zeros(n, bool)
         if self.num_layers and self.ops:
-            draws = self.draw_ops(n)
-            hw = (self.size[0], self.size[1])
-            for layer in range(self.num_layers):
-                applied = draws["applied"][:, layer]
-                geometric: dict[tuple, list] = {}  # (fill, resample) -> [(rows, matrices)]
-                tables: list = []  # [(rows, (k, C, 256) tables)]
-                for k, op in enumerate(self.ops):
-                    rows = np.flatnonzero((draws["index"][:, layer] == k) & applied)
-                    if not len(rows):
-                        continue
-                    args = op.level(draws["magnitude"][rows, layer], draws["sign"][rows, layer], op.hparams, hw)
-                    if isinstance(op.fn, _Affine):
-                        geometric.setdefault((op.fill, op.resample), []).append((rows, op.fn.matrices(args, *hw)))
-                        continue
-                    sel = torch.from_numpy(rows).to(img.device)
-                    if isinstance(op.fn, _Lut):
-                        tables.append((sel, op.fn.table(img[sel], args)))
-                    else:
-                        img[sel] = op.fn(img[sel], args, {"fill": op.fill, "resample": op.resample})
-                if tables:
-                    sel = torch.cat([r for r, _ in tables])
-                    img[sel] = _lut(img[sel], torch.cat([t for _, t in tables]))
-                for (fill, resample), parts in geometric.items():  # a sample draws one op per layer
-                    rows = np.concatenate([r for r, _ in parts])
-                    sel = torch.from_numpy(rows).to(img.device)
-                    img[sel] = affine(img[sel], np.concatenate([m for _, m in parts]), fill, resample)
+            draws.update(self.draw_ops(n))
+        return draws
+
+    def _layer(self, draws: dict[str, np.ndarray], layer: int):
+        """(op, rows, args) of each op that some sample of the batch applies in ``layer``."""
+        hw = (self.size[0], self.size[1])
+        applied = draws["applied"][:, layer]
+        for k, op in enumerate(self.ops):
+            rows = np.flatnonzero((draws["index"][:, layer] == k) & applied)
+            if len(rows):
+                yield op, rows, op.level(draws["magnitude"][rows, layer], draws["sign"][rows, layer], op.hparams, hw)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> (B, C, h, w) integer-valued float32: the augmented images (torch
+        ops on the batch's device)."""
+        n, height, width, _ = x.shape
+        draws = self.draw(n, height, width)
+        img = resized_crop(x.permute(0, 3, 1, 2).float(), draws["boxes"], self.size[0], self.size[1], self.interpolation)
+        for name, dim in (("hflip", 3), ("vflip", 2)):
+            if draws[name].any():
+                flip = torch.from_numpy(draws[name]).to(img.device)
+                img = torch.where(flip.view(-1, 1, 1, 1), img.flip(dim), img)
+        for layer in range(self.num_layers if self.ops else 0):
+            geometric: dict[tuple, list] = {}  # (fill, resample) -> [(rows, matrices)]
+            tables: list = []  # [(rows, (k, C, 256) tables)]
+            for op, rows, args in self._layer(draws, layer):
+                if isinstance(op.fn, _Affine):
+                    geometric.setdefault((op.fill, op.resample), []).append((rows, op.fn.matrices(args, *self.size)))
+                    continue
+                sel = torch.from_numpy(rows).to(img.device)
+                if isinstance(op.fn, _Lut):
+                    tables.append((sel, op.fn.table(img[sel], args)))
+                else:
+                    img[sel] = op.fn(img[sel], args, {"fill": op.fill, "resample": op.resample})
+            if tables:
+                sel = torch.cat([r for r, _ in tables])
+                img[sel] = _lut(img[sel], torch.cat([t for _, t in tables]))
+            for (fill, resample), parts in geometric.items():  # a sample draws one op per layer
+                rows = np.concatenate([r for r, _ in parts])
+                sel = torch.from_numpy(rows).to(img.device)
+                img[sel] = affine(img[sel], np.concatenate([m for _, m in parts]), fill, resample)
         return img
 
+    def augment_compiled(self, images: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The same images as :meth:`augment` of ``images[index]`` from the same draws, by the
+        compiled CPU kernel (:mod:`rsb_tune.augment_kernels`): (B, h, w, C) uint8."""
+        from rsb_tune import augment_kernels as K
+
+        n = len(index)
+        height, width = images.shape[1:3]
+        oh, ow = self.size
+        draws = self.draw(n, height, width)
+        boxes = draws["boxes"]
+        xt = [table[boxes[:, 1], boxes[:, 3]] for table in _span_taps(width, ow, self.interpolation)]
+        yt = [table[boxes[:, 0], boxes[:, 2]] for table in _span_taps(height, oh, self.interpolation)]
+        layers = self.num_layers if self.ops else 0
+        codes = np.full((n, layers), K.NONE, np.int64)
+        args = np.zeros((n, layers, 6))
+        for layer in range(layers):
+            for op, rows, a in self._layer(draws, layer):
+                codes[rows, layer] = _KERNEL_CODES[op.name]
+                args[rows, layer] = op.fn.matrices(a, *self.size) if isinstance(op.fn, _Affine) else a[:, None]
+        out = np.empty((n, oh, ow, 3), np.uint8)
+        fill = np.array(self._fill, np.int64)
+        K.augment_batch(
+            images, np.asarray(index, np.int64), boxes.astype(np.int64),
+            *xt, *yt,
+            draws["hflip"], draws["vflip"], codes, args, fill, self._resample == "bicubic", out,
+        )  # fmt: skip
+        return out
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) uint8 -> normalised (B, C, h, w): on a CPU by the compiled kernel, on
+        other devices by torch ops (the same images from the same draws)."""
         from torchvision.transforms.functional import normalize
 
+        if x.device.type == "cpu" and self.compiled:
+            out = torch.from_numpy(self.augment_compiled(x.numpy(), np.arange(len(x)))).permute(0, 3, 1, 2)
+        else:
+            out = self.augment(x)
         # channels-last, as the per-sample path's batches are (rsb_tune.data.BatchNormalize)
-        img = self.augment(x).contiguous(memory_format=torch.channels_last).to(dtype=torch.get_default_dtype()).div(255)
+        img = out.contiguous(memory_format=torch.channels_last).to(dtype=torch.get_default_dtype()).div(255)
         return normalize(img, self.mean, self.std, inplace=True)
 
 

@@ -115,7 +115,7 @@ FIELDS: Mapping[str, Field] = {
     "color_jitter": Field(float, "colour jitter strength (inactive while auto_augment is set)", check=_NONNEG),
     "re_prob": Field(float, "random erasing probability", check=_PROB),
     "interpolation": Field(str, "resize interpolation", default="bicubic", choices=("bicubic", "bilinear", "nearest")),
-    "augment_impl": Field(str, "training augmentation: auto (batched on the GPU where the images and ops allow, else per sample), batch (rsb_tune.batch_augment, in torch on the trial's device), pil (timm's per-sample PIL transforms)", default="auto", choices=("auto", "batch", "pil")),
+    "augment_impl": Field(str, "training augmentation: auto (batched where the images and ops allow, else per sample), batch (rsb_tune.batch_augment: a compiled kernel on CPU, torch ops on CUDA), pil (timm's per-sample PIL transforms)", default="auto", choices=("auto", "batch", "pil")),
     # --- seeds (derived from `seed` unless given)
     "seed": Field(int, "master seed of the trial", default=0, check=_range(0, 2**31 - 1)),
     "model_seed": Field(int, "weight initialisation seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),

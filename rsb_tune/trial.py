@@ -323,19 +323,22 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
 
 def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, runtime: TrialRuntime):
     """The batched augmentation for this trial, or None for the per-sample path.
-    ``augment_impl``: ``auto`` batches on CUDA where it can (on a CPU the per-sample path is as
-    fast: rsb_tune.batch_augment), ``batch`` always (an error where it cannot), ``pil`` never;
-    plans made before the key existed stay per sample."""
+    ``augment_impl``: ``auto`` batches where it can (on a CPU through the compiled kernel of
+    rsb_tune.augment_kernels, on CUDA through torch ops), ``batch`` always (an error where it
+    cannot), ``pil`` never; plans made before the key existed stay per sample."""
     from rsb_tune.batch_augment import NotBatchable, batch_augment_for
 
     impl = config.get("augment_impl", "pil")
-    if impl == "pil" or (impl == "auto" and runtime.device.type != "cuda"):
+    if impl == "pil":
         return None
     try:
         images = data.train.images
         if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[3] != 3:
             raise NotBatchable("the training images are not decoded to one size (streamed, or of several sizes)")
-        return batch_augment_for(train_tf, images.shape[1:3])
+        augment = batch_augment_for(train_tf, images.shape[1:3])
+        if impl == "auto" and runtime.device.type == "cpu" and not augment.compiled:
+            return None  # torch ops on a CPU cost more than the per-sample path
+        return augment
     except NotBatchable as e:
         if impl == "batch":
             raise ValueError(f"augment_impl 'batch': {e}; use augment_impl auto or pil") from None

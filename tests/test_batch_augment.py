@@ -40,16 +40,34 @@ def _timm_op(name, interpolation=Image.BICUBIC):
     return aa.AugmentOp(name, prob=1.0, magnitude=7, hparams=hparams)
 
 
+def _compiled_op(images, name, args, fill, interp):
+    """The compiled kernel's op on each image (rsb_tune.augment_kernels.apply_op)."""
+    from rsb_tune import augment_kernels as K
+
+    fn = ba.BATCH_OPS[name][0]
+    params = fn.matrices(args, 32, 32) if isinstance(fn, ba._Affine) else np.pad(args[:, None], ((0, 0), (0, 5)))
+    out = images.copy()
+    tmp = np.empty_like(out[0])
+    for i in range(len(out)):
+        K.apply_op(out[i], ba._KERNEL_CODES[name], params[i].astype(np.float64), np.array(fill, np.int64), interp == "bicubic", tmp)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
 @pytest.mark.parametrize("name,interp", [(n, "bicubic") for n in ba.BATCH_OPS] + [(n, "bilinear") for n in GEOMETRIC])
-def test_each_op_gives_timms_pixels(images, name, interp):
-    """Every magnitude in [0, 10], both signs: the batched op equals timm's PIL op exactly."""
+def test_each_op_gives_timms_pixels(images, name, interp, backend):
+    """Every magnitude in [0, 10], both signs: the batched op - as torch ops and as the compiled
+    CPU kernel - equals timm's PIL op exactly."""
     op = _timm_op(name, Image.BICUBIC if interp == "bicubic" else Image.BILINEAR)
     fn, level, signed = ba.BATCH_OPS[name]
     g = np.random.default_rng(len(name))
     magnitude = np.concatenate([[0.0, 10.0], g.uniform(0, 10, len(images) - 2)])
     sign = np.where(g.random(len(images)) > 0.5, -1.0, 1.0)
     args = level(magnitude, sign, op.hparams, (32, 32))
-    got = fn(_batch(images), args, {"fill": op.kwargs["fillcolor"], "resample": interp}).permute(0, 2, 3, 1).numpy()
+    if backend == "torch":
+        got = fn(_batch(images), args, {"fill": op.kwargs["fillcolor"], "resample": interp}).permute(0, 2, 3, 1).numpy()
+    else:
+        got = _compiled_op(images, name, args, op.kwargs["fillcolor"], interp)
     for i, im in enumerate(images):
         if op.level_fn is None:
             timm_args = ()
@@ -77,6 +95,22 @@ def test_resized_crop_gives_pillows_pixels(images, kind, out):
         want.append(np.asarray(crop if (h, w) == (out, out) else crop.resize((out, out), resample)))
     diff = np.abs(got - np.stack(want))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.9999
+
+
+@pytest.mark.parametrize("aa,hflip", [("rand-m7-mstd0.5-inc1", 0.0), ("rand-m9-mstd0.5-inc1", 0.5), ("rand-m10-n3", 0.0)])
+def test_compiled_kernel_gives_the_torch_ops_images(digits, aa, hflip):
+    """The whole transform from the same draws: the CPU kernel (Pillow's integer resize) and the
+    torch ops (the crop in float32 on CPU: a level off in ~1e-5 of the pixels, which later ops
+    may carry) agree."""
+    augment = ba.batch_augment_for(build_transforms(make_config("A2", auto_augment=aa, hflip=hflip))[0], (32, 32))
+    assert augment.compiled
+    pool = digits.train.images[:256]
+    np.random.seed(5)
+    torch_ops = augment.augment(torch.from_numpy(pool)).permute(0, 2, 3, 1).numpy()
+    np.random.seed(5)
+    compiled = augment.augment_compiled(pool, np.arange(len(pool)))
+    diff = np.abs(torch_ops - compiled)
+    assert (diff == 0).mean() > 0.9999 and diff.max() <= 3
 
 
 def test_crop_draws_follow_timms_sampler():
@@ -149,8 +183,9 @@ def test_randaugment_draws_follow_timms(aa):
 
 @pytest.mark.parametrize("aa,hflip", [("rand-m7-mstd0.5-inc1", 0.0), ("rand-m9-mstd0.5-inc1", 0.5)])
 def test_whole_transform_gives_timms_image_distribution(digits, aa, hflip):
-    """The digits through both paths: per-image mean, spread and left-right balance of the
-    pixels in the same distribution (KS over 3,000 images each)."""
+    """The digits through both paths (timm's per sample, the compiled batch kernel): per-image
+    mean, spread and left-right balance of the pixels in the same distribution (KS over 3,000
+    images each)."""
     from rsb_tune.augment import fast_pil_ops
     from rsb_tune.data import defer_normalize
 
@@ -164,7 +199,7 @@ def test_whole_transform_gives_timms_image_distribution(digits, aa, hflip):
     torch.manual_seed(0)
     timm = np.stack([per_sample(Image.fromarray(pool[i % len(pool)])) for i in range(n)]).astype(float)
     np.random.seed(1)
-    ours = torch.cat([augment.augment(torch.from_numpy(pool[np.arange(i, i + 100) % len(pool)])) for i in range(0, n, 100)]).permute(0, 2, 3, 1).numpy()
+    ours = np.concatenate([augment.augment_compiled(pool, np.arange(i, i + 100) % len(pool)) for i in range(0, n, 100)]).astype(float)
     for stat in (lambda a: a.mean(axis=(1, 2, 3)), lambda a: a.std(axis=(1, 2, 3)), lambda a: a[:, :, :16].mean(axis=(1, 2, 3)) - a[:, :, 16:].mean(axis=(1, 2, 3))):
         assert stats.ks_2samp(stat(timm), stat(ours)).pvalue > 1e-3
 
@@ -175,11 +210,11 @@ def test_normalised_output_matches_the_per_sample_tail(images):
     train_tf, _ = build_transforms(make_config("A2"))
     augment = ba.batch_augment_for(train_tf, (32, 32))
     np.random.seed(3)
-    raw = augment.augment(torch.from_numpy(images))
+    raw = augment.augment_compiled(images, np.arange(len(images)))  # what a CPU batch takes
     np.random.seed(3)
     out = augment(torch.from_numpy(images))
     norm = train_tf.transforms[-1]
-    ref = BatchNormalize(norm.mean, norm.std)(raw.permute(0, 2, 3, 1).to(torch.uint8))
+    ref = BatchNormalize(norm.mean, norm.std)(torch.from_numpy(raw))
     assert out.shape == (len(images), 3, 32, 32) and torch.equal(out, ref)
 
 
@@ -225,9 +260,10 @@ def test_trial_on_the_batched_path_reruns_and_resumes_bit_identically(digits):
     assert pil[-1]["runtime_augment"] == "pil" and pil[-1]["train_loss"] != full[-1]["train_loss"]
 
 
-def test_auto_stays_per_sample_on_cpu_and_batch_refuses_what_it_cannot_do(digits):
+def test_auto_batches_what_it_can_and_batch_refuses_what_it_cannot_do(digits):
     from rsb_tune.trial import build_trial
 
-    assert build_trial(make_config("A2", epochs=1), digits).runtime.augment == "pil"
+    assert build_trial(make_config("A2", epochs=1), digits).runtime.augment == "batch"
+    assert build_trial(make_config("A2", epochs=1, re_prob=0.25), digits).runtime.augment == "pil"
     with pytest.raises(ValueError, match="augment_impl 'batch': .*RandomErasing"):
         build_trial(make_config("A2", epochs=1, augment_impl="batch", re_prob=0.25), digits)
