@@ -10,7 +10,8 @@ shuffled ``DataLoader``, ``Mixup``, ``BinaryCrossEntropy``, ``create_optimizer_v
 
 A third runner is the trial as it was before ``rsb_tune.optim`` and ``rsb_tune.augment`` (the
 old path, the speed-up's baseline): the same ``build_trial`` with timm's own per-tensor LAMB
-step and timm's transform objects put back.
+step and timm's transform objects put back. A fourth is this code with the per-sample
+augmentation (``augment_impl: pil``), beside the batched one ``auto`` takes.
 
 All run in this process with the same threads, device, precision and memory format, one
 epoch each, alternating, after one warm-up epoch each; the figure is the median of the
@@ -195,7 +196,7 @@ class Trial:
         from rsb_tune.data import build_transforms, defer_normalize
         from rsb_tune.trial import build_trial
 
-        self.parts = build_trial(cfg, data)
+        self.parts = build_trial({**cfg, "augment_impl": "pil"} if old else cfg, data)
         if old:
             for group in self.parts.optimizer.param_groups:
                 group["foreach"] = False
@@ -272,18 +273,18 @@ def bench_model(name: str, args, data) -> dict:
     overrides, desc = MODELS[name]
     cfg = make_config(overrides, args)
     trial = Trial(cfg, data, args.steps)
+    pil = Trial({**cfg, "augment_impl": "pil"}, data, args.steps)  # this code, per-sample augmentation
     old = Trial(cfg, data, args.steps, old=True)
     ref = Reference(cfg, data, args.steps)
     device = trial.parts.runtime.device
-    # warm-up: one epoch each (first-touch allocations, the trial's PIL image cache)
-    trial.train_epoch(), old.train_epoch(), ref.train_epoch(), trial.eval_epoch(), ref.eval_epoch()
-    m = {k: [] for k in ("trial_train", "old_train", "ref_train", "trial_eval", "ref_eval")}
+    # warm-up: one epoch each (first-touch allocations, the trial's PIL image cache, the kernel's compilation)
+    trial.train_epoch(), pil.train_epoch(), old.train_epoch(), ref.train_epoch(), trial.eval_epoch(), ref.eval_epoch()
+    m = {k: [] for k in ("trial_train", "pil_train", "old_train", "ref_train", "trial_eval", "ref_eval")}
     cpu = {k: [] for k in m}
     for r in range(args.repeats):
-        order = [("trial_train", trial.train_epoch), ("old_train", old.train_epoch), ("ref_train", ref.train_epoch)]
-        order += [("trial_eval", trial.eval_epoch), ("ref_eval", ref.eval_epoch)]
-        if r % 2:  # alternate who goes first
-            order = [order[2], order[1], order[0], order[4], order[3]]
+        train = [("trial_train", trial.train_epoch), ("pil_train", pil.train_epoch), ("old_train", old.train_epoch), ("ref_train", ref.train_epoch)]
+        evals = [("trial_eval", trial.eval_epoch), ("ref_eval", ref.eval_epoch)]
+        order = train + evals if r % 2 == 0 else train[::-1] + evals[::-1]  # alternate who goes first
         for key, fn in order:
             wall, c, n = _timed(fn, device)
             m[key].append(n / wall)
@@ -305,6 +306,10 @@ def bench_model(name: str, args, data) -> dict:
         "img": cfg["img_size"],
         "steps_per_epoch": len(trial.parts.loader),
         "trial_train_ips": round(train_ips, 1),
+        "augment": rt.augment,
+        "pil_train_ips": round(med["pil_train"], 1),
+        "speedup_vs_pil": round(train_ips / med["pil_train"], 3),
+        "trial_train_cpu_us_per_img_pil": round(statistics.median(cpu["pil_train"]), 1),
         "old_train_ips": round(med["old_train"], 1),
         "speedup_vs_old": round(train_ips / med["old_train"], 3),
         "trial_train_cpu_us_per_img_old": round(statistics.median(cpu["old_train"]), 1),
@@ -357,7 +362,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     print_table(
         rows,
-        ["model", "trial_train_ips", "old_train_ips", "speedup_vs_old", "trial_train_cpu_us_per_img", "trial_train_cpu_us_per_img_old"],
+        ["model", "augment", "trial_train_ips", "pil_train_ips", "speedup_vs_pil", "old_train_ips", "speedup_vs_old", "trial_train_cpu_us_per_img", "trial_train_cpu_us_per_img_pil", "trial_train_cpu_us_per_img_old"],
         title="this trial against the trial before rsb_tune.optim / rsb_tune.augment (timm's LAMB step and transforms), same run",
     )
     print_table(

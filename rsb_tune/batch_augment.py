@@ -23,20 +23,21 @@ at once:
 The draws come from NumPy's global stream (seeded by the trial's ``aug_seed``, saved in its
 checkpoints and swapped per seed in a pack), so a run is reproducible and resumable exactly as
 the per-sample path is; they are different numbers from the per-sample path's (which draws
-from Python's ``random``), from the same distributions. The pixels run on the batch's device,
-so on a GPU the augmentation runs there. ``tests/test_batch_augment.py`` checks each op
-against timm's PIL op on the same image and arguments, and every draw's distribution against
-timm's over many samples.
+from Python's ``random``), from the same distributions. The pixels run where the batch is: on
+a CPU in one compiled loop (:mod:`rsb_tune.augment_kernels`, numba), on a GPU as torch ops -
+the same images from the same draws. ``tests/test_batch_augment.py`` checks each op of both
+against timm's PIL op on the same image and arguments, the two against each other, and every
+draw's distribution against timm's over many samples.
 
 :func:`batch_augment_for` returns a :class:`BatchAugment` for a timm train transform made of
 these steps only (else it raises :class:`NotBatchable`, and the trial keeps the per-sample
 path).
 
-On a CPU this path is not faster: measured on the digits default (one thread, 64 images of 32
-px), ~150-180 µs of CPU per image against ~140-150 for the per-sample PIL path - a batch is
-~600 small torch ops whose dispatch costs as much as PIL's calls
-(``benchmarks/data_path.py`` measures both in one run). ``augment_impl: auto`` therefore uses
-it on CUDA only, where the per-sample PIL path would hold a GPU back.
+Why a compiled loop on a CPU: as torch ops the batch costs more than PIL's per-sample path
+(~180 against ~140-150 µs of CPU per 32 px image, one thread: ~600 small ops per batch whose
+dispatch costs as much as PIL's calls, and the affine ops' bicubic is ~15 elementwise passes in
+float64); the compiled loop does the same arithmetic per pixel without them
+(``benchmarks/data_path.py`` measures all three in one run).
 """
 
 from __future__ import annotations
