@@ -11,9 +11,10 @@ The recipe's training transform (timm ``create_transform``: random-resized crop,
   torchvision's RandAugment draws other ops and magnitudes than timm's);
 - ``batched-crop``: the crop of a whole batch as one bicubic ``grid_sample`` from the decoded
   uint8 array (the crop alone: the other RandAugment ops would still be per sample);
-- ``batch``: ``rsb_tune.batch_augment`` (``augment_impl: batch``): the crop alone and the whole
-  transform (crop, RandAugment, normalise) for batches of 64 decoded uint8 images in torch,
-  with Pillow's arithmetic; the path ``augment_impl: auto`` takes on CUDA;
+- ``batch``: ``rsb_tune.batch_augment`` (``augment_impl: batch``) for batches of 64 decoded
+  uint8 images with Pillow's arithmetic: the crop alone and the whole transform as torch ops
+  (the GPU's path), and the whole transform + normalise by the compiled CPU kernel
+  (``rsb_tune.augment_kernels``, the path ``auto`` takes on a CPU);
 - ``loader``: one epoch of the trial's training loader with ``workers`` 0 and 1 (a worker only
   helps when a core is free: a 2-core machine running 2 trials has none), and on the batched
   path.
@@ -99,16 +100,18 @@ def main(argv=None) -> int:
 
     augment = ba.batch_augment_for(train_tf, data.train.images.shape[1:3])
 
-    def batch_us(whole: bool, batch: int = 64) -> float:
-        """rsb_tune.batch_augment over n samples in batches of 64."""
+    def batch_us(whole: bool, batch: int = 64, compiled: bool = False) -> float:
+        """rsb_tune.batch_augment over n samples in batches of 64: torch ops, or the compiled kernel."""
         import numpy as np
 
         np.random.seed(0)
         t = time.perf_counter()
         for s in range(0, n, batch):
             x = torch.from_numpy(data.train.images[np.arange(s, s + batch) % n_train])
-            if whole:
-                augment(x)
+            if compiled:
+                augment(x)  # on a CPU: the kernel, then normalise
+            elif whole:
+                augment.augment(x)
             else:
                 img = x.permute(0, 3, 1, 2).float()
                 ba.resized_crop(img, ba.crop_params(batch, 32, 32, augment.scale, augment.ratio), 32, 32, augment.interpolation)
@@ -136,10 +139,11 @@ def main(argv=None) -> int:
         "tv2-tensor: RandAugment m7 (2 ops)": lambda: _per_sample_us(lambda i: tv_ra(tv_cropped[i % n_train]), n),
         "batched-crop: grid_sample bicubic, batch 64": batched_crop,
         "batch: random-resized crop, batch 64": lambda: batch_us(False),
-        "batch: whole transform + normalise, batch 64": lambda: batch_us(True),
+        "batch, torch ops: whole transform, batch 64": lambda: batch_us(True),
+        "batch, compiled kernel: whole transform + normalise, batch 64": lambda: batch_us(True, compiled=True),
         "loader: epoch, workers 0 (per sample)": lambda: loader_epoch(0),
         "loader: epoch, workers 1 (per sample)": lambda: loader_epoch(1),
-        "loader: epoch, workers 0 (batched)": lambda: loader_epoch(0, "batch"),
+        "loader: epoch, workers 0 (batched: the kernel)": lambda: loader_epoch(0, "batch"),
     }
     times: dict[str, list[float]] = {k: [] for k in items}
     for r in range(args.repeats):
