@@ -1,4 +1,4 @@
-"""timm's training augmentation for a whole batch of decoded uint8 images, in torch.
+"""timm's training augmentation for a whole batch of decoded uint8 images.
 
 On a 32 px sample the per-sample path (:mod:`rsb_tune.augment`: timm's PIL transforms, one
 image at a time) costs ~200 µs, almost all of it Python and PIL call overhead around ~3,000
