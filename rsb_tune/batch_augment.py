@@ -522,7 +522,9 @@ BATCH_OPS: dict[str, tuple[Callable, Callable, bool]] = {
 }
 
 
-def _kernel_codes() -> dict[str, int]:
+@functools.lru_cache(maxsize=1)
+def kernel_codes() -> dict[str, int]:
+    """timm op name -> the compiled kernel's op code (imports augment_kernels on first use)."""
     from rsb_tune import augment_kernels as K
 
     table = {"AutoContrast": K.AUTOCONTRAST, "Equalize": K.EQUALIZE, "Invert": K.INVERT, "Color": K.COLOR, "ColorIncreasing": K.COLOR}
@@ -532,25 +534,6 @@ def _kernel_codes() -> dict[str, int]:
     table.update({"Brightness": K.BRIGHTNESS, "BrightnessIncreasing": K.BRIGHTNESS, "Sharpness": K.SHARPNESS, "SharpnessIncreasing": K.SHARPNESS})
     table.update({n: K.AFFINE for n, (fn, _, _) in BATCH_OPS.items() if isinstance(fn, _Affine)})
     return table
-
-
-class _Codes(dict):
-    """timm op name -> the compiled kernel's op code (augment_kernels imported on first use)."""
-
-    def _load(self):
-        if not self:
-            self.update(_kernel_codes())
-
-    def __contains__(self, name):
-        self._load()
-        return dict.__contains__(self, name)
-
-    def __getitem__(self, name):
-        self._load()
-        return dict.__getitem__(self, name)
-
-
-_KERNEL_CODES = _Codes()
 
 
 # --------------------------------------------------------------------------- the transform
@@ -601,7 +584,7 @@ class BatchAugment:
         self.mean, self.std = mean, std
         # the compiled CPU kernel takes one fill colour and resampling for the policy's affine ops
         geometric = {(op.fill, op.resample) for op in self.ops if isinstance(op.fn, _Affine)} or {((128, 128, 128), "bicubic")}
-        self.compiled = len(geometric) == 1 and all(op.name in _KERNEL_CODES for op in self.ops)
+        self.compiled = len(geometric) == 1 and all(op.name in kernel_codes() for op in self.ops)
         (self._fill, self._resample), = list(geometric)[:1]
 
     def __repr__(self) -> str:
@@ -691,7 +674,7 @@ class BatchAugment:
         args = np.zeros((n, layers, 6))
         for layer in range(layers):
             for op, rows, a in self._layer(draws, layer):
-                codes[rows, layer] = _KERNEL_CODES[op.name]
+                codes[rows, layer] = kernel_codes()[op.name]
                 args[rows, layer] = op.fn.matrices(a, *self.size) if isinstance(op.fn, _Affine) else a[:, None]
         out = np.empty((n, oh, ow, 3), np.uint8)
         fill = np.array(self._fill, np.int64)
@@ -705,15 +688,14 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> normalised (B, C, h, w): on a CPU by the compiled kernel, on
         other devices by torch ops (the same images from the same draws)."""
-        from torchvision.transforms.functional import normalize
+        from rsb_tune.data import BatchNormalize
 
         if x.device.type == "cpu" and self.compiled:
-            out = torch.from_numpy(self.augment_compiled(x.numpy(), np.arange(len(x)))).permute(0, 3, 1, 2)
+            hwc = torch.from_numpy(self.augment_compiled(x.numpy(), np.arange(len(x))))
         else:
-            out = self.augment(x)
-        # channels-last, as the per-sample path's batches are (rsb_tune.data.BatchNormalize)
-        img = out.contiguous(memory_format=torch.channels_last).to(dtype=torch.get_default_dtype()).div(255)
-        return normalize(img, self.mean, self.std, inplace=True)
+            hwc = self.augment(x).permute(0, 2, 3, 1).contiguous()
+        # the per-sample path's tail: channels-last batches, the same float operations
+        return BatchNormalize(self.mean, self.std)(hwc)
 
 
 class NotBatchable(ValueError):

@@ -49,7 +49,7 @@ def _compiled_op(images, name, args, fill, interp):
     out = images.copy()
     tmp = np.empty_like(out[0])
     for i in range(len(out)):
-        K.apply_op(out[i], ba._KERNEL_CODES[name], params[i].astype(np.float64), np.array(fill, np.int64), interp == "bicubic", tmp)
+        K.apply_op(out[i], ba.kernel_codes()[name], params[i].astype(np.float64), np.array(fill, np.int64), interp == "bicubic", tmp)
     return out
 
 
