@@ -16,6 +16,15 @@ per-tensor trust ratios (``trust_clip``; skipped for tensors without weight deca
 CUDA); the results agree with it to float rounding (``tests/test_optim.py``: 1e-6 relative
 over 50 steps). With ``foreach=False`` on any group, the whole step is timm's own.
 
+Where the tensors allow it (not stacked, no caution, one dtype and device, dense layouts, every
+tensor with a gradient, groups sharing betas, eps and bias correction: every timm factory's
+groups on a plain model), the step runs on a flat layout (:class:`_FlatLayout`): each parameter
+and both of its moments become views into one buffer each, so the elementwise stages are one
+op over all tensors instead of one per tensor, and only the per-tensor norms and the trust-ratio
+scaling remain multi-tensor ops. On the default model of this project (47 tensors, 0.32 M
+floats) that is about a third of the multi-tensor step's time; the results agree with timm's
+as closely (``tests/test_optim.py``).
+
 ``stacked=True`` is for K seeds packed into one set of tensors (``torch.func`` stacking): dim 0
 of every parameter is the seed, and the global gradient norm, its clip factor, the caution
 mask's mean and the trust ratios are computed per seed, so the step equals K separate timm
@@ -25,8 +34,10 @@ mask's mean and the trust ratios are computed per seed, so the step equals K sep
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from timm.optim import Lamb, create_optimizer_v2  # this module is imported by the trial, inside build_trial
 
@@ -42,11 +53,19 @@ class ForeachLamb(Lamb):
         self.defaults["stacked"] = stacked
         for group in self.param_groups:
             group.setdefault("stacked", stacked)
+        self._flat: _FlatLayout | None = None
 
     def __setstate__(self, state):
+        # also what load_state_dict calls: the loaded moments are new tensors, so the flat
+        # layout (if any) is rebuilt around them at the next step
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("stacked", False)
+        self._flat = None
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        self._flat = None
 
     def _timm_step(self) -> bool:
         """Whether this step is timm's own: a group asks for it (``foreach=False``), a tensor lr,
@@ -61,16 +80,30 @@ class ForeachLamb(Lamb):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if self._timm_step():
-            if any(g["stacked"] for g in self.param_groups):
-                raise RuntimeError("ForeachLamb(stacked=True) has no per-tensor fallback (foreach=False, a tensor lr, sparse or half-precision tensors)")
-            return super().step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        _foreach_lamb_step(self)
+        flat = self._flat_layout()
+        if flat is not None:
+            flat.step(self)
+        elif self._timm_step():
+            if any(g["stacked"] for g in self.param_groups):
+                raise RuntimeError("ForeachLamb(stacked=True) has no per-tensor fallback (foreach=False, a tensor lr, sparse or half-precision tensors)")
+            super().step()
+        else:
+            _foreach_lamb_step(self)
         return loss
+
+    def _flat_layout(self) -> _FlatLayout | None:
+        """The flat layout for this step, (re)built when the tensors allow one, else None."""
+        if any(g.get("foreach") is False or torch.is_tensor(g["lr"]) for g in self.param_groups):
+            return None  # timm's own step
+        if any(p.grad is None or p.grad.is_sparse for g in self.param_groups for p in g["params"]):
+            return None  # timm skips a tensor without a gradient (no state, no update), as the multi-tensor step does
+        if self._flat is None or not self._flat.current(self):
+            self._flat = _FlatLayout.build(self)
+        return self._flat
 
 
 # ------------------------------------------------------------------ the multi-tensor LAMB step
@@ -233,6 +266,138 @@ def _by_key(spans, key: Callable[[dict], Any]):
     for group, s, e in spans:
         out.setdefault(key(group), []).extend(range(s, e))
     return [(*k, idx) for k, idx in out.items()]
+
+
+# ------------------------------------------------------------------ the flat layout
+
+
+def _dense(t: torch.Tensor) -> bool:
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+class _FlatLayout:
+    """A non-stacked LAMB step on a CPU over tensors laid end to end, by the compiled loop of
+    :mod:`rsb_tune.optim_kernels` (see the module docstring).
+
+    ``build`` copies every parameter and its two moments into one buffer each and points the
+    parameters (``p.data``) and the optimizer's state at views of them, each view with its
+    tensor's own strides (channels-last weights stay channels-last). Each step copies the
+    gradients into a fourth buffer. ``current`` says whether the parameters and the state are
+    still those views: a ``load_state_dict``, a new group, or parameters moved or replaced from
+    outside make the optimizer build a new layout."""
+
+    def __init__(self, optimizer, params: list[torch.Tensor]):
+        self.params = params
+        self.spans: list[tuple[dict, int, int]] = []
+        start = 0
+        for g in optimizer.param_groups:
+            self.spans.append((g, start, start + len(g["params"])))
+            start += len(g["params"])
+        p0 = params[0]
+        n = sum(p.numel() for p in params)
+        buffers = [torch.empty(n, dtype=p0.dtype) for _ in range(5)]  # weights, moments, gradients, scratch
+        views: list[list[torch.Tensor]] = [[] for _ in buffers]
+        offsets = [0]
+        for p in params:
+            for buf, vs in zip(buffers, views):
+                vs.append(torch.as_strided(buf, p.size(), p.stride(), offsets[-1]))
+            offsets.append(offsets[-1] + p.numel())
+        self.p, mv, vv, self.g, self.u = views
+        for p, pt, mt, vt in zip(params, self.p, mv, vv):
+            pt.copy_(p)
+            state = optimizer.state[p]
+            if state:  # moments from earlier steps or a loaded checkpoint
+                mt.copy_(state["exp_avg"])
+                vt.copy_(state["exp_avg_sq"])
+            else:
+                mt.zero_()
+                vt.zero_()
+            p.data = pt
+            state["exp_avg"], state["exp_avg_sq"] = mt, vt
+        self.m0, self.v0 = mv[0], vv[0]
+        self.ptrs = [p.data_ptr() for p in params]
+        self.arrays = [b.numpy() for b in buffers]
+        self.offsets = np.array(offsets, np.int64)
+        adapt = self._per_tensor(lambda g: g["weight_decay"] != 0 or g["always_adapt"]) != 0
+        self.adapt = np.flatnonzero(adapt).tolist()  # the tensors whose step the trust ratio scales
+        clip = (self._per_tensor(lambda g: g["trust_clip"]) != 0)[adapt]
+        self.trust_clip = torch.from_numpy(clip) if clip.any() else None
+
+    @classmethod
+    def build(cls, optimizer) -> "_FlatLayout | None":
+        """A layout over the optimizer's tensors, or None where the step stays multi-tensor."""
+        groups = optimizer.param_groups
+        params = [p for g in groups for p in g["params"]]
+        if not params or len({id(p) for p in params}) != len(params):
+            return None
+        shared = {(tuple(g["betas"]), g["eps"], bool(g["bias_correction"]), bool(g["grad_averaging"])) for g in groups}
+        if len(shared) > 1 or any(g["stacked"] or g["caution"] or torch.is_tensor(g["lr"]) for g in groups):
+            return None
+        p0 = params[0]
+        if p0.device.type != "cpu" or p0.dtype not in (torch.float32, torch.float64):
+            return None
+        if any(p.dtype != p0.dtype or p.device != p0.device or p.is_sparse or not _dense(p) for p in params):
+            return None
+        if len({int(g["step"]) if "step" in g else 0 for g in groups}) > 1:
+            return None
+        return cls(optimizer, params)
+
+    def current(self, optimizer) -> bool:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if len(params) != len(self.params) or any(a is not b for a, b in zip(params, self.params)):
+            return False
+        if [p.data_ptr() for p in params] != self.ptrs:
+            return False
+        state = optimizer.state.get(params[0])
+        return state is not None and state.get("exp_avg") is self.m0 and state.get("exp_avg_sq") is self.v0
+
+    def _per_tensor(self, value) -> np.ndarray:
+        """``value(group)`` for each tensor, as a float64 array."""
+        return np.repeat(np.array([float(value(g)) for g, _, _ in self.spans]), [e - s for _, s, e in self.spans])
+
+    def step(self, optimizer) -> None:
+        from rsb_tune.optim_kernels import add_scaled, lamb_update
+        from timm.optim._helpers import _init_scalar
+
+        torch._foreach_copy_(self.g, [p.grad for p in self.params])
+        for group, _, _ in self.spans:
+            if "step" not in group:
+                group["step"] = _init_scalar(device="cpu")
+            group["step"].add_(1)
+        g0 = self.spans[0][0]
+        beta1, beta2 = g0["betas"]
+        step = g0["step"].item()
+        bc1, bc2 = (1 - beta1**step, 1 - beta2**step) if g0["bias_correction"] else (1.0, 1.0)
+
+        def decoupled(g):  # timm: p -= lr * wd * p (lr**2 / max_lr when corrected)
+            if g["weight_decay"] == 0 or not g["decoupled_decay"]:
+                return 0.0
+            return (g["lr"] ** 2 / g["max_lr_snapshot"] if g["corrected_weight_decay"] else g["lr"]) * g["weight_decay"]
+
+        # the global clip, max(1, ||g|| / max_grad_norm), from timm's float norms
+        max_grad_norm = optimizer.defaults["max_grad_norm"]
+        clip = 1.0
+        if max_grad_norm is not None:
+            clip = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.g))) / max_grad_norm).clamp_(min=1.0).item()
+        scale = bc2**0.5 / bc1
+        dtype = self.arrays[0].dtype.type  # the scalars in the buffers' dtype: float32 arithmetic as timm's
+        lamb_update(
+            *self.arrays, self.offsets,
+            (self._per_tensor(lambda g: 0.0 if g["decoupled_decay"] else g["weight_decay"]) / scale).astype(dtype),
+            self._per_tensor(decoupled).astype(dtype),
+            dtype(clip), dtype(beta1), dtype(beta2), dtype(1 - beta2), dtype(1 - beta1 if g0["grad_averaging"] else 1.0),
+            bool(g0["grad_averaging"]), dtype(g0["eps"] * bc2**0.5),
+        )  # fmt: skip
+        # per-tensor trust ratios of the tensors that adapt, times -lr * scale
+        steps = torch.from_numpy(self._per_tensor(lambda g: -g["lr"] * scale).astype(dtype))
+        if self.adapt:
+            w_norm = torch.stack(torch._foreach_norm([self.p[i] for i in self.adapt]))
+            u_norm = torch.stack(torch._foreach_norm([self.u[i] for i in self.adapt])) * scale
+            ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
+            if self.trust_clip is not None:
+                ratio = torch.where(self.trust_clip, ratio.clamp(max=1.0), ratio)
+            steps[self.adapt] *= ratio
+        add_scaled(self.arrays[0], self.arrays[4], self.offsets, steps.numpy())
 
 
 # ------------------------------------------------------------------ the factory

@@ -87,6 +87,11 @@ def test_matches_timm_lamb_step_by_step(name):
         for key in ("exp_avg", "exp_avg_sq"):
             assert _rel(ref.state[pa][key], new.state[pb][key]) <= 1e-5
     assert torch.equal(ref.param_groups[0]["step"], new.param_groups[0]["step"])
+    # on a CPU every config without caution ran on the flat layout: the parameters are its views
+    flat = new._flat
+    assert (flat is not None) == (not any(g["caution"] for g in new.param_groups))
+    if flat is not None:
+        assert all(p.untyped_storage().data_ptr() == flat.arrays[0].ctypes.data for p in b.parameters())
 
 
 def test_zero_and_missing_gradients_match_timm():
@@ -218,3 +223,77 @@ def test_stacked_equals_separate_timm_lambs(opt_name):
             params_k = dict(zip(order, ref_models[k]))
             for n in names:
                 assert _rel(params_k[n], stacked[n][k]) <= RTOL, (step, k, n)
+
+
+def _run_against_timm(a, b, ref, new, steps, *, loss_scale=1.0, between=None):
+    """Feed both optimizers the same gradients for ``steps`` steps; parameters agree to RTOL."""
+    for step in range(steps):
+        if between is not None:
+            between(step)
+        _grads(a, loss_scale, seed=step % 5)
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            pb.grad = pa.grad.clone()
+        ref.step()
+        new.step()
+        for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
+            assert _rel(pa, pb) <= RTOL, (step, n, _rel(pa, pb))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_flat_layout_keeps_each_tensors_layout(memory_format):
+    """Channels-last weights stay channels-last views of the flat buffer (the trial's CPU
+    layout), and the step matches timm's on them."""
+    from timm.optim import create_optimizer_v2
+
+    a = _model().to(memory_format=memory_format)
+    b = copy.deepcopy(a)
+    ref = create_optimizer_v2(a, opt="lamb", lr=5e-3, weight_decay=0.02)
+    new = create_optimizer(b, opt="lamb", lr=5e-3, weight_decay=0.02)
+    _run_against_timm(a, b, ref, new, STEPS, loss_scale=10.0)
+    assert new._flat is not None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert pb.stride() == pa.stride()
+
+
+def test_flat_layout_rebuilt_after_load_state_dict_and_model_load():
+    """A checkpoint loaded into the same optimizer mid-run (new state tensors) makes a new layout
+    around them, and a model ``load_state_dict`` (copies into the views) keeps the layout; the
+    run goes on as timm's."""
+    from timm.optim import create_optimizer_v2
+
+    a = _model()
+    b = copy.deepcopy(a)
+    ref = create_optimizer_v2(a, opt="lamb", lr=5e-3, weight_decay=0.02)
+    new = create_optimizer(b, opt="lamb", lr=5e-3, weight_decay=0.02)
+    layouts = []
+
+    def between(step):
+        if step == 10:
+            new.load_state_dict(copy.deepcopy(new.state_dict()))
+            assert new._flat is None
+        if step == 20:
+            b.load_state_dict(copy.deepcopy(b.state_dict()))
+        if new._flat is not None and (not layouts or layouts[-1] is not new._flat):
+            layouts.append(new._flat)
+
+    _run_against_timm(a, b, ref, new, 30, between=between)
+    assert len(layouts) == 2 and new._flat is layouts[-1]
+
+
+def test_flat_layout_in_float64():
+    from timm.optim import create_optimizer_v2
+
+    a = _model().double()
+    b = copy.deepcopy(a)
+    ref = create_optimizer_v2(a, opt="lamb", lr=5e-3, weight_decay=0.02)
+    new = create_optimizer(b, opt="lamb", lr=5e-3, weight_decay=0.02)
+    x, y = _batch()
+    for step in range(20):
+        for model in (a, b):
+            model.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x.double()), y).backward()
+        ref.step()
+        new.step()
+    assert new._flat is not None and new._flat.arrays[0].dtype.name == "float64"
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert _rel(pa, pb) <= 1e-12
