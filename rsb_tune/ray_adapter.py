@@ -360,6 +360,10 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
 
     from rsb_tune import packs
 
+    from rsb_tune.trial import warm_cpu_kernels
+
+    # the trials' compiled CPU loops, compiled (or loaded) here once rather than in each trial
+    warm_cpu_kernels(next(iter(plan.todo.values()), None) or study.meta()["base_config"], data)
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
     # Packs (pack: K): one Ray trial trains the unfinished trials of a pack together.

@@ -129,3 +129,50 @@ def test_diverging_trial_stops_with_status_diverged(digits):
     assert reports[-1]["status"] == "diverged"
     assert len(reports) < 3 or not math.isfinite(reports[-1]["train_loss"])
     assert ckpts[-1] is None
+
+
+_KERNEL_STATS = """
+import json, sys
+import torch
+from rsb_tune import augment_kernels, optim_kernels
+from rsb_tune.data import load_splits
+from rsb_tune.trial import build_trial, warm_cpu_kernels
+from tests.conftest import make_config
+
+config, data = make_config("A2", epochs=1), load_splits("digits")
+if sys.argv[1] == "warm":
+    warm_cpu_kernels(config, data)
+else:  # one training step of a real trial
+    parts = build_trial(config, data)
+    x, y = next(iter(parts.loader))
+    x, y = parts.mixup(parts.normalize(x), y)
+    parts.criterion(parts.model(x), y).backward()
+    parts.optimizer.step()
+    assert parts.runtime.augment == "batch" and parts.optimizer._flat is not None
+stats = [f.stats for f in (augment_kernels.augment_batch, optim_kernels.lamb_update, optim_kernels.add_scaled)]
+print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats), "misses": sum(sum(s.cache_misses.values()) for s in stats)}))
+"""
+
+
+def test_warm_cpu_kernels_leaves_a_trial_nothing_to_compile(tmp_path):
+    """The driver's warm-up (rsb_tune.ray_adapter calls it before the trials) fills numba's
+    disk cache, so a trial process on the same machine loads every compiled loop it runs and
+    compiles none (compiling costs a trial ~15 s and extra peak memory)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # an empty cache
+    root = Path(__file__).resolve().parent.parent
+
+    def run(role):
+        out = subprocess.run([sys.executable, "-c", _KERNEL_STATS, role], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    warm = run("warm")
+    assert warm["misses"] >= 3  # the empty cache: the warm-up compiled the three loops
+    trial = run("trial")
+    assert trial == {"hits": 3, "misses": 0}
