@@ -32,29 +32,70 @@ def _clip8(v):
 
 
 @njit(cache=True)
-def _resample_rows(src, top, left, h, w, lo, cnt, k, out):
-    """Horizontal pass: rows top..top+h of the crop, columns through (lo, cnt, k)."""
-    ow = lo.shape[0]
-    for y in range(h):
-        for x in range(ow):
-            for c in range(3):
-                ss = _HALF
-                for i in range(cnt[x]):
-                    ss += np.int64(src[top + y, left + lo[x] + i, c]) * k[x, i]
-                out[y, x, c] = _clip8(ss >> _SHIFT)
+def _pad_taps(lo, cnt, k, start, idx, wt):
+    """Give every output of a pass the same number of taps - the most any output has, rounded
+    up to a multiple of 4 - and return it: idx the input positions start + lo + i, wt the
+    weights; past an output's own taps, its last position again with weight 0, which adds
+    exactly 0 to the integer sum. A common count, in fours, spares the tap loops a branch per
+    output and lets them unroll."""
+    taps = 1
+    for o in range(lo.shape[0]):
+        taps = max(taps, cnt[o])
+    taps = (taps + 3) // 4 * 4
+    for o in range(lo.shape[0]):
+        last = max(cnt[o] - 1, 0)
+        for i in range(taps):
+            idx[o, i] = start + lo[o] + min(i, last)
+            wt[o, i] = k[o, i] if i < cnt[o] else 0
+    return taps
+
+
+@njit(cache=True, inline="always")
+def _four_taps(row, idx, wt, o, i, c):
+    """Band c's sum over the taps i..i+3 of output o, from a row (W, 3)."""
+    return (
+        np.int64(row[idx[o, i], c]) * wt[o, i] + np.int64(row[idx[o, i + 1], c]) * wt[o, i + 1]
+        + np.int64(row[idx[o, i + 2], c]) * wt[o, i + 2] + np.int64(row[idx[o, i + 3], c]) * wt[o, i + 3]
+    )  # fmt: skip
 
 
 @njit(cache=True)
-def _resample_cols(src, lo, cnt, k, out):
-    """Vertical pass over an (h, ow, 3) buffer into (oh, ow, 3)."""
-    oh = lo.shape[0]
-    for y in range(oh):
-        for x in range(src.shape[1]):
+def _resample_rows(src, top, h, idx, wt, taps, out):
+    """Horizontal pass: rows top..top+h of src (H, W, 3) through the padded taps into out
+    (rows, ow * 3), column by column so that the first four taps' positions and weights stay
+    in registers down the column (the sums are exact integers, so their order is free)."""
+    for x in range(idx.shape[0]):
+        j0, j1, j2, j3 = idx[x, 0], idx[x, 1], idx[x, 2], idx[x, 3]
+        k0, k1, k2, k3 = wt[x, 0], wt[x, 1], wt[x, 2], wt[x, 3]
+        for y in range(h):
+            row = src[top + y]
             for c in range(3):
-                ss = _HALF
-                for i in range(cnt[y]):
-                    ss += np.int64(src[lo[y] + i, x, c]) * k[y, i]
-                out[y, x, c] = _clip8(ss >> _SHIFT)
+                s = _HALF + np.int64(row[j0, c]) * k0 + np.int64(row[j1, c]) * k1 + np.int64(row[j2, c]) * k2 + np.int64(row[j3, c]) * k3
+                for i in range(4, taps, 4):
+                    s += _four_taps(row, idx, wt, x, i, c)
+                out[y, 3 * x + c] = _clip8(s >> _SHIFT)
+
+
+@njit(cache=True)
+def _resample_cols(src, idx, wt, taps, acc, out):
+    """Vertical pass over the (h, ow * 3) rows into (oh, ow * 3): each output row a sum of
+    whole input rows, four at a time, in loops along the row that vectorise - straight into
+    out when there are four taps (any enlarging pass), else summed in acc (exact integer
+    sums, in any order)."""
+    n = out.shape[1]
+    for y in range(idx.shape[0]):
+        for i in range(0, taps, 4):
+            r0, r1, r2, r3 = src[idx[y, i]], src[idx[y, i + 1]], src[idx[y, i + 2]], src[idx[y, i + 3]]
+            k0, k1, k2, k3 = wt[y, i], wt[y, i + 1], wt[y, i + 2], wt[y, i + 3]
+            if taps == 4:
+                for j in range(n):
+                    out[y, j] = _clip8((_HALF + np.int64(r0[j]) * k0 + np.int64(r1[j]) * k1 + np.int64(r2[j]) * k2 + np.int64(r3[j]) * k3) >> _SHIFT)
+            else:
+                for j in range(n):
+                    acc[j] = (_HALF if i == 0 else acc[j]) + np.int64(r0[j]) * k0 + np.int64(r1[j]) * k1 + np.int64(r2[j]) * k2 + np.int64(r3[j]) * k3
+        if taps > 4:
+            for j in range(n):
+                out[y, j] = _clip8(acc[j] >> _SHIFT)
 
 
 @njit(cache=True)
@@ -165,7 +206,10 @@ def _color(img, arg):
 def _sharpness(img, arg, tmp):
     """Blend with Pillow's SMOOTH (ones, centre 5, /13; borders copied), the 3x3 sums exact."""
     h, w = img.shape[0], img.shape[1]
-    tmp[:h, :w] = img
+    for y in range(h):  # (a loop: numba's array assignment costs more than the copy)
+        for x in range(w):
+            for c in range(3):
+                tmp[y, x, c] = img[y, x, c]
     for y in range(1, h - 1):
         for x in range(1, w - 1):
             for c in range(3):
@@ -189,40 +233,86 @@ def _cubic(v1, v2, v3, v4, d):
     return v2 + d * (p2 + d * (p3 + d * p4))
 
 
+@njit(cache=True, inline="always")
+def _trunc8(v):
+    """Pillow's float -> 8 bits of the transform: clipped, truncated."""
+    return 0 if v <= 0.0 else (255 if v >= 255.0 else int(v))
+
+
 @njit(cache=True)
-def _affine(img, m, fill, bicubic, tmp):
-    """Pillow's transform(AFFINE) of img (in place, through tmp)."""
+def _coords(m, y, h, w, inside, x0, y0, dx, dy):
+    """Row y's source points, as Pillow computes them, for the whole row in one loop (which
+    vectorises): (xin, yin) = (a(x + .5) + b(y + .5) + c, d(x + .5) + e(y + .5) + f), whether
+    it lies inside the image, the taps' origin floor(xin - .5) (0 outside) and the fractions
+    xin - .5 - floor(xin - .5) (Pillow subtracts the floor as an int: the same value inside).
+    Returns whether some inside pixel has dx != 0.0, and whether one has dy != 0.0."""
+    bx, by = m[1] * (y + 0.5), m[4] * (y + 0.5)  # the same products as per pixel
+    nx = ny = 0
+    for x in range(w):
+        xin = m[0] * (x + 0.5) + bx + m[2]
+        yin = m[3] * (x + 0.5) + by + m[5]
+        ins = not (xin < 0.0 or xin >= w or yin < 0.0 or yin >= h)
+        xf, yf = xin - 0.5, yin - 0.5
+        fx, fy = np.floor(xf), np.floor(yf)
+        fdx, fdy = xf - fx, yf - fy
+        inside[x] = ins
+        x0[x] = int(fx) if ins else 0  # outside, floor may be beyond an int's range
+        y0[x] = int(fy) if ins else 0
+        dx[x], dy[x] = fdx, fdy
+        nx += ins & (fdx != 0.0)  # & rather than `and`: no branch, the loop vectorises
+        ny += ins & (fdy != 0.0)
+    return nx > 0, ny > 0
+
+
+@njit(cache=True)
+def _affine(img, m, fill, bicubic):
+    """Pillow's transform(AFFINE) of img, in place, reading a float64 copy (the values Pillow
+    interpolates). Row by row: the source points (:func:`_coords`), then per pixel the fill
+    or the interpolation. Bicubic skips the cubic along y where dy == 0.0 at every inside pixel
+    of the row, and along x where dx == 0.0 (every row of a shear or translation along one
+    axis): ``_cubic(v1, v2, v3, v4, 0.0)`` is v2 + 0.0 * (a finite value), which is v2 up to
+    the sign of a zero, and the truncation ignores that sign; a cubic along x at dx == 0.0 is
+    its v2 exactly (v2 >= 0), so the cubic along y sees the same values."""
     h, w = img.shape[0], img.shape[1]
+    src = np.empty((h, w, 3))
     for y in range(h):
         for x in range(w):
-            xin = m[0] * (x + 0.5) + m[1] * (y + 0.5) + m[2]
-            yin = m[3] * (x + 0.5) + m[4] * (y + 0.5) + m[5]
-            if xin < 0.0 or xin >= w or yin < 0.0 or yin >= h:
+            for c in range(3):
+                src[y, x, c] = img[y, x, c]
+    inside = np.empty(w, np.bool_)
+    x0s, y0s = np.empty(w, np.int64), np.empty(w, np.int64)
+    dxs, dys = np.empty(w), np.empty(w)
+    for y in range(h):
+        moves_x, moves_y = _coords(m, y, h, w, inside, x0s, y0s, dxs, dys)
+        for x in range(w):
+            if not inside[x]:
                 for c in range(3):
-                    tmp[y, x, c] = fill[c]
+                    img[y, x, c] = fill[c]
                 continue
-            xf, yf = xin - 0.5, yin - 0.5
-            x0, y0 = int(np.floor(xf)), int(np.floor(yf))
-            dx, dy = xf - x0, yf - y0
+            x0, y0, dx, dy = x0s[x], y0s[x], dxs[x], dys[x]
             if bicubic:
                 xa, xb, xc, xd = min(max(x0 - 1, 0), w - 1), min(max(x0, 0), w - 1), min(max(x0 + 1, 0), w - 1), min(max(x0 + 2, 0), w - 1)
                 ya, yb, yc, yd = min(max(y0 - 1, 0), h - 1), min(max(y0, 0), h - 1), min(max(y0 + 1, 0), h - 1), min(max(y0 + 2, 0), h - 1)
-                for c in range(3):
-                    r0 = _cubic(float(img[ya, xa, c]), float(img[ya, xb, c]), float(img[ya, xc, c]), float(img[ya, xd, c]), dx)
-                    r1 = _cubic(float(img[yb, xa, c]), float(img[yb, xb, c]), float(img[yb, xc, c]), float(img[yb, xd, c]), dx)
-                    r2 = _cubic(float(img[yc, xa, c]), float(img[yc, xb, c]), float(img[yc, xc, c]), float(img[yc, xd, c]), dx)
-                    r3 = _cubic(float(img[yd, xa, c]), float(img[yd, xb, c]), float(img[yd, xc, c]), float(img[yd, xd, c]), dx)
-                    v = _cubic(r0, r1, r2, r3, dy)
-                    tmp[y, x, c] = 0 if v <= 0.0 else (255 if v >= 255.0 else int(v))
+                if not moves_y:
+                    for c in range(3):
+                        img[y, x, c] = _trunc8(_cubic(src[yb, xa, c], src[yb, xb, c], src[yb, xc, c], src[yb, xd, c], dx))
+                elif not moves_x:
+                    for c in range(3):
+                        img[y, x, c] = _trunc8(_cubic(src[ya, xb, c], src[yb, xb, c], src[yc, xb, c], src[yd, xb, c], dy))
+                else:
+                    for c in range(3):
+                        r0 = _cubic(src[ya, xa, c], src[ya, xb, c], src[ya, xc, c], src[ya, xd, c], dx)
+                        r1 = _cubic(src[yb, xa, c], src[yb, xb, c], src[yb, xc, c], src[yb, xd, c], dx)
+                        r2 = _cubic(src[yc, xa, c], src[yc, xb, c], src[yc, xc, c], src[yc, xd, c], dx)
+                        r3 = _cubic(src[yd, xa, c], src[yd, xb, c], src[yd, xc, c], src[yd, xd, c], dx)
+                        img[y, x, c] = _trunc8(_cubic(r0, r1, r2, r3, dy))
             else:
                 ya, yb = min(max(y0, 0), h - 1), min(max(y0 + 1, 0), h - 1)
                 xa, xb = min(max(x0, 0), w - 1), min(max(x0 + 1, 0), w - 1)
                 for c in range(3):
-                    r1 = img[ya, xa, c] + (float(img[ya, xb, c]) - img[ya, xa, c]) * dx
-                    r2 = img[yb, xa, c] + (float(img[yb, xb, c]) - img[yb, xa, c]) * dx
-                    v = r1 + (r2 - r1) * dy
-                    tmp[y, x, c] = 0 if v <= 0.0 else (255 if v >= 255.0 else int(v))
-    img[:] = tmp[:h, :w]
+                    r1 = src[ya, xa, c] + (src[ya, xb, c] - src[ya, xa, c]) * dx
+                    r2 = src[yb, xa, c] + (src[yb, xb, c] - src[yb, xa, c]) * dx
+                    img[y, x, c] = _trunc8(r1 + (r2 - r1) * dy)
 
 
 @njit(cache=True)
@@ -231,7 +321,7 @@ def apply_op(img, code, args, fill, bicubic, tmp):
     if code == NONE:
         return
     if code == AFFINE:
-        _affine(img, args, fill, bicubic, tmp)
+        _affine(img, args, fill, bicubic)
     elif code == COLOR:
         _color(img, args[0])
     elif code == SHARPNESS:
@@ -241,29 +331,48 @@ def apply_op(img, code, args, fill, bicubic, tmp):
 
 
 @njit(cache=True)
+def _flip(img, horizontal):
+    """Mirror img left-right (horizontal) or top-bottom, in place, by swapping pixels."""
+    h, w = img.shape[0], img.shape[1]
+    for y in range(h if horizontal else h // 2):
+        for x in range(w // 2 if horizontal else w):
+            y2, x2 = (y, w - 1 - x) if horizontal else (h - 1 - y, x)
+            for c in range(3):
+                img[y, x, c], img[y2, x2, c] = img[y2, x2, c], img[y, x, c]
+
+
+@njit(cache=True)
 def augment_batch(images, index, boxes, xlo, xcnt, xk, ylo, ycnt, yk, hflip, vflip, codes, args, fill, bicubic, out):
     """out[i] = the augmented images[index[i]]: its crop boxes[i] (top, left, h, w) resized
     through the per-sample fixed-point taps (xlo, xcnt, xk) then (ylo, ycnt, yk) (or copied when
     the box is the output's size), flipped where hflip / vflip, then each layer's op
-    codes[i, l] with args[i, l]."""
+    codes[i, l] with args[i, l]. out is C-contiguous (the vertical pass writes its rows as
+    ow * 3 values)."""
     n, oh, ow = out.shape[0], out.shape[1], out.shape[2]
-    hmax = images.shape[1]
-    rows = np.empty((hmax, ow, 3), np.uint8)
+    flat = out.reshape(n, oh, ow * 3)
+    rows = np.empty((images.shape[1], ow * 3), np.uint8)
+    acc = np.empty(ow * 3, np.int64)
+    slots = (max(xk.shape[2], yk.shape[2]) + 3) // 4 * 4
+    xidx, xwt = np.empty((ow, slots), np.int64), np.empty((ow, slots), np.int64)
+    yidx, ywt = np.empty((oh, slots), np.int64), np.empty((oh, slots), np.int64)
     tmp = np.empty((oh, ow, 3), np.uint8)
     for i in range(n):
         src = images[index[i]]
         top, left, h, w = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
         img = out[i]
         if h == oh and w == ow:
-            img[:] = src[top : top + h, left : left + w]
+            for y in range(oh):
+                for x in range(ow):
+                    for c in range(3):
+                        img[y, x, c] = src[top + y, left + x, c]
         else:
-            _resample_rows(src, top, left, h, w, xlo[i], xcnt[i], xk[i], rows)
-            _resample_cols(rows[:h], ylo[i], ycnt[i], yk[i], img)
+            taps = _pad_taps(xlo[i], xcnt[i], xk[i], left, xidx, xwt)
+            _resample_rows(src, top, h, xidx, xwt, taps, rows)
+            taps = _pad_taps(ylo[i], ycnt[i], yk[i], 0, yidx, ywt)
+            _resample_cols(rows, yidx, ywt, taps, acc, flat[i])
         if hflip[i]:
-            tmp[:] = img[:, ::-1]
-            img[:] = tmp
+            _flip(img, True)
         if vflip[i]:
-            tmp[:] = img[::-1]
-            img[:] = tmp
+            _flip(img, False)
         for layer in range(codes.shape[1]):
             apply_op(img, codes[i, layer], args[i, layer], fill, bicubic, tmp)

@@ -97,6 +97,57 @@ def test_resized_crop_gives_pillows_pixels(images, kind, out):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.9999
 
 
+def _compiled_crop(images, boxes, out_hw, kind, hflip, vflip):
+    """rsb_tune.augment_kernels.augment_batch with no RandAugment layer: crop, resize, flips."""
+    from rsb_tune import augment_kernels as K
+
+    n, (height, width), (oh, ow) = len(images), images.shape[1:3], out_hw
+    xt = [t[boxes[:, 1], boxes[:, 3]] for t in ba._span_taps(width, ow, kind)]
+    yt = [t[boxes[:, 0], boxes[:, 2]] for t in ba._span_taps(height, oh, kind)]
+    out = np.empty((n, oh, ow, 3), np.uint8)
+    none = np.full((n, 1), K.NONE, np.int64)
+    K.augment_batch(images, np.arange(n), boxes.astype(np.int64), *xt, *yt, hflip, vflip, none, np.zeros((n, 1, 6)), np.zeros(3, np.int64), True, out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["bicubic", "bilinear"])
+def test_compiled_crop_gives_pillows_pixels(images, kind):
+    """The kernel's crop (resized to the output, or copied when it has the output's size) and
+    flips: Pillow's crop + resize in its fixed-point arithmetic, exactly."""
+    np.random.seed(2)
+    boxes = ba.crop_params(len(images), 32, 32, (0.08, 1.0), (3 / 4, 4 / 3))
+    boxes[:4] = [[0, 0, 32, 32], [3, 5, 20, 27], [10, 0, 22, 9], [0, 0, 1, 1]]
+    hflip, vflip = np.arange(len(images)) % 2 == 1, np.arange(len(images)) % 3 == 1
+    got = _compiled_crop(images, boxes, (32, 32), kind, hflip, vflip)
+    resample = Image.BICUBIC if kind == "bicubic" else Image.BILINEAR
+    for i, (im, (t, l, h, w)) in enumerate(zip(images, boxes)):
+        crop = Image.fromarray(im).crop((l, t, l + w, t + h))
+        want = np.asarray(crop if (h, w) == (32, 32) else crop.resize((32, 32), resample))
+        want = want[::-1 if vflip[i] else 1, ::-1 if hflip[i] else 1]
+        assert np.array_equal(got[i], want), (i, (t, l, h, w))
+
+
+def test_compiled_crop_reducing_sums_every_tap(images):
+    """A reducing resize (up to 8 taps per output, beyond the 4 of any enlarging one): each
+    pass is the fixed-point sum over its (lo, cnt, k) taps, rounded, shifted and clipped."""
+    np.random.seed(3)
+    boxes = ba.crop_params(len(images), 32, 32, (0.3, 1.0), (3 / 4, 4 / 3))
+    no = np.zeros(len(images), bool)
+    got = _compiled_crop(images, boxes, (20, 16), "bicubic", no, no)
+
+    def resample(x, lo, cnt, k):  # x (rows, n, 3) -> (rows, len(lo), 3) along axis 1
+        out = np.stack([(x[:, lo[o] : lo[o] + cnt[o]].astype(np.int64) * k[o, : cnt[o], None]).sum(1) for o in range(len(lo))], 1)
+        return np.clip((out + (1 << 21)) >> 22, 0, 255)
+
+    xlo, xcnt, xk = ba._span_taps(32, 16, "bicubic")
+    ylo, ycnt, yk = ba._span_taps(32, 20, "bicubic")
+    assert xcnt[boxes[:, 1], boxes[:, 3]].max() > 4 and ycnt[boxes[:, 0], boxes[:, 2]].max() > 4
+    for im, out, (t, l, h, w) in zip(images, got, boxes):
+        rows = resample(im[t : t + h, l : l + w], xlo[l, w], xcnt[l, w], xk[l, w])
+        want = resample(rows.transpose(1, 0, 2), ylo[t, h], ycnt[t, h], yk[t, h]).transpose(1, 0, 2)
+        assert np.array_equal(out, want), (t, l, h, w)
+
+
 @pytest.mark.parametrize("aa,hflip", [("rand-m7-mstd0.5-inc1", 0.0), ("rand-m9-mstd0.5-inc1", 0.5), ("rand-m10-n3", 0.0)])
 def test_compiled_kernel_gives_the_torch_ops_images(digits, aa, hflip):
     """The whole transform from the same draws: the CPU kernel (Pillow's integer resize) and the
