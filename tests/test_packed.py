@@ -92,15 +92,21 @@ def pack_and_refs(small):
 
 def test_pack_of_one_is_the_unpacked_trial(small):
     """Everything per seed (data, augmentation, mixup, drop-path draws, LAMB) is the unpacked
-    trial's: a pack of one follows it over 10 updates to float rounding (its vmap'd ops differ
-    from the unpacked ones in rounding only: 6e-8 after 10 updates for this seed; training
-    amplifies such differences at some seeds, see the next test)."""
+    trial's: a pack of one follows it to float rounding. Its vmap'd ops differ from the
+    unpacked ones in rounding only (3e-12 after the first update), and training amplifies
+    rounding at a rate that depends on the CPU (6e-8 after 10 updates on one machine, 1.5e-4
+    on another, where the same seed at another thread count is 5.6e-4 away): so the first
+    update to 1e-9, and every update no further than the unpacked run is from itself at two
+    threads."""
     cfg = a2(0)
     ref_reports, ref_weights = unpacked(cfg, small)
+    _, floor_weights = unpacked({**cfg, "threads": 2}, small)  # the same seed, other rounding
     reports, weights, _ = packed({"t0000": cfg}, small)
+    assert rel_diff(ref_weights[0], weights[0]["t0000"]) < 1e-9
+    assert reports[0]["t0000"]["train_loss"] == pytest.approx(ref_reports[0]["train_loss"], rel=1e-6)
     for e in range(UPDATES):
-        assert reports[e]["t0000"]["train_loss"] == pytest.approx(ref_reports[e]["train_loss"], rel=1e-6)
-        assert rel_diff(ref_weights[e], weights[e]["t0000"]) < 1e-6
+        assert reports[e]["t0000"]["train_loss"] == pytest.approx(ref_reports[e]["train_loss"], rel=1e-3)
+        assert rel_diff(ref_weights[e], weights[e]["t0000"]) < max(1e-6, rel_diff(ref_weights[e], floor_weights[e])), e
 
 
 def test_packed_seeds_match_their_unpacked_runs(pack_and_refs):
