@@ -376,3 +376,15 @@ def augment_batch(images, index, boxes, xlo, xcnt, xk, ylo, ycnt, yk, hflip, vfl
             _flip(img, False)
         for layer in range(codes.shape[1]):
             apply_op(img, codes[i, layer], args[i, layer], fill, bicubic, tmp)
+
+
+@njit(cache=True)
+def normalize(images, lut, out):
+    """out[..., c] = lut[c, images[..., c]]: ``ToTensor`` + ``Normalize`` of uint8 (B, H, W, 3)
+    images into float (B, H, W, 3), by a table of the 256 values each band can take (the
+    table holds the per-element float operations' results, so the values are the same)."""
+    flat_in = images.reshape(-1, 3)
+    flat_out = out.reshape(-1, 3)
+    for i in range(flat_in.shape[0]):
+        for c in range(3):
+            flat_out[i, c] = lut[c, flat_in[i, c]]

@@ -586,6 +586,7 @@ class BatchAugment:
         geometric = {(op.fill, op.resample) for op in self.ops if isinstance(op.fn, _Affine)} or {((128, 128, 128), "bicubic")}
         self.compiled = len(geometric) == 1 and all(op.name in kernel_codes() for op in self.ops)
         (self._fill, self._resample), = list(geometric)[:1]
+        self._table: tuple | None = None  # (dtype, the normalising table): see _normalize_table
 
     def __repr__(self) -> str:
         return (
@@ -620,11 +621,14 @@ class BatchAugment:
     def _layer(self, draws: dict[str, np.ndarray], layer: int):
         """(op, rows, args) of each op that some sample of the batch applies in ``layer``."""
         hw = (self.size[0], self.size[1])
-        applied = draws["applied"][:, layer]
-        for k, op in enumerate(self.ops):
-            rows = np.flatnonzero((draws["index"][:, layer] == k) & applied)
-            if len(rows):
-                yield op, rows, op.level(draws["magnitude"][rows, layer], draws["sign"][rows, layer], op.hparams, hw)
+        rows = np.flatnonzero(draws["applied"][:, layer])
+        ops = draws["index"][rows, layer]
+        order = np.argsort(ops, kind="stable")  # by op, each op's rows in order
+        rows, ops = rows[order], ops[order]
+        starts = np.flatnonzero(np.diff(ops, prepend=-1))
+        for start, end in zip(starts, [*starts[1:], len(rows)]):
+            op, sel = self.ops[ops[start]], rows[start:end]
+            yield op, sel, op.level(draws["magnitude"][sel, layer], draws["sign"][sel, layer], op.hparams, hw)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> (B, C, h, w) integer-valued float32: the augmented images (torch
@@ -691,11 +695,26 @@ class BatchAugment:
         from rsb_tune.data import BatchNormalize
 
         if x.device.type == "cpu" and self.compiled:
-            hwc = torch.from_numpy(self.augment_compiled(x.numpy(), np.arange(len(x))))
-        else:
-            hwc = self.augment(x).permute(0, 2, 3, 1).contiguous()
+            from rsb_tune.augment_kernels import normalize
+
+            hwc = self.augment_compiled(x.numpy(), np.arange(len(x)))
+            out = np.empty(hwc.shape, torch.empty((), dtype=torch.get_default_dtype()).numpy().dtype)
+            normalize(hwc, self._normalize_table(), out)
+            return torch.from_numpy(out).permute(0, 3, 1, 2)  # channels-last, as BatchNormalize's
+        hwc = self.augment(x).permute(0, 2, 3, 1).contiguous()
         # the per-sample path's tail: channels-last batches, the same float operations
         return BatchNormalize(self.mean, self.std)(hwc)
+
+    def _normalize_table(self) -> np.ndarray:
+        """(3, 256): BatchNormalize of every uint8 value in each band (the same float operations
+        as on a batch: one pass of table lookups replaces four passes over it)."""
+        from rsb_tune.data import BatchNormalize
+
+        dtype = torch.get_default_dtype()
+        if self._table is None or self._table[0] != dtype:
+            values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256, 1).expand(1, 1, 256, 3).contiguous()
+            self._table = (dtype, BatchNormalize(self.mean, self.std)(values)[0, :, 0, :].contiguous().numpy())
+        return self._table[1]
 
 
 class NotBatchable(ValueError):

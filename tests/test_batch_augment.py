@@ -266,7 +266,7 @@ def test_normalised_output_matches_the_per_sample_tail(images):
     out = augment(torch.from_numpy(images))
     norm = train_tf.transforms[-1]
     ref = BatchNormalize(norm.mean, norm.std)(torch.from_numpy(raw))
-    assert out.shape == (len(images), 3, 32, 32) and torch.equal(out, ref)
+    assert out.shape == (len(images), 3, 32, 32) and torch.equal(out, ref) and out.stride() == ref.stride()
 
 
 @pytest.mark.parametrize(
