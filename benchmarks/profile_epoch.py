@@ -20,7 +20,7 @@ backward) give the rate the model's compute runs at, beside the single-thread sg
 ``--ops`` adds a ``torch.profiler`` table of one epoch grouped by op family (convolution,
 batch norm, optimizer, data loader, other). ``--compare-timm-lamb`` alternates epochs with
 timm's own per-tensor LAMB step (``foreach=False`` on the groups: what the trial used before
-``rsb_tune.optim``) and the multi-tensor one, and reports both.
+``rsb_tune.optim``) and rsb-tune's (on a CPU the flat step of ``rsb_tune.optim_kernels``), and reports both.
 
     python benchmarks/profile_epoch.py                       # 5 epochs after 1 warm-up, medians
     python benchmarks/profile_epoch.py --compare-timm-lamb --ops
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     flops = step_flops(parts)
     marks = _Marks()
     handles = _instrument(parts, marks)
-    variants = ["multi-tensor", "timm per-tensor"] if args.compare_timm_lamb else ["multi-tensor"]
+    variants = ["rsb-tune", "timm per-tensor"] if args.compare_timm_lamb else ["rsb-tune"]
     epoch, updates = 0, 0
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.epochs + 1):  # the first is the warm-up
@@ -220,8 +220,8 @@ def main(argv=None) -> int:
     print_table(rows, title=f"one training epoch by part ({args.model}, {steps} steps of {cfg['batch_size']}, {args.threads} thread(s); medians of {args.epochs} epochs)")
     print_table([{"optimizer": v, **s} for v, s in summary.items()], title="epoch figures (fwd_bwd_gflops: counted flops / (forward + loss + backward) time)")
     if args.compare_timm_lamb:
-        a, b = summary["multi-tensor"], summary["timm per-tensor"]
-        print(f"\noptimizer step: {b['optimizer_ms_per_step']} -> {a['optimizer_ms_per_step']} ms; train img/s ratio multi-tensor / timm: {a['train_ips'] / b['train_ips']:.3f}")
+        a, b = summary["rsb-tune"], summary["timm per-tensor"]
+        print(f"\noptimizer step: {b['optimizer_ms_per_step']} -> {a['optimizer_ms_per_step']} ms; train img/s ratio rsb-tune / timm: {a['train_ips'] / b['train_ips']:.3f}")
     ops = None
     if args.ops:
         ops, updates = op_profile(parts, epoch, updates)
