@@ -329,13 +329,13 @@ class _FlatLayout:
         """A layout over the optimizer's tensors, or None where the step stays multi-tensor."""
         groups = optimizer.param_groups
         params = [p for g in groups for p in g["params"]]
-        if not params or len({id(p) for p in params}) != len(params):
+        if not params or params[0].device.type != "cpu" or len({id(p) for p in params}) != len(params):
             return None
         shared = {(tuple(g["betas"]), g["eps"], bool(g["bias_correction"]), bool(g["grad_averaging"])) for g in groups}
         if len(shared) > 1 or any(g["stacked"] or g["caution"] or torch.is_tensor(g["lr"]) for g in groups):
             return None
         p0 = params[0]
-        if p0.device.type != "cpu" or p0.dtype not in (torch.float32, torch.float64):
+        if p0.dtype not in (torch.float32, torch.float64):
             return None
         if any(p.dtype != p0.dtype or p.device != p0.device or p.is_sparse or not _dense(p) for p in params):
             return None
