@@ -303,8 +303,8 @@ class _FlatLayout:
             for buf, vs in zip(buffers, views):
                 vs.append(torch.as_strided(buf, p.size(), p.stride(), offsets[-1]))
             offsets.append(offsets[-1] + p.numel())
-        self.p, mv, vv, self.g, self.u = views
-        for p, pt, mt, vt in zip(params, self.p, mv, vv):
+        pv, mv, vv, self.g, uv = views
+        for p, pt, mt, vt in zip(params, pv, mv, vv):
             pt.copy_(p)
             state = optimizer.state[p]
             if state:  # moments from earlier steps or a loaded checkpoint
@@ -321,6 +321,7 @@ class _FlatLayout:
         self.offsets = np.array(offsets, np.int64)
         adapt = self._per_tensor(lambda g: g["weight_decay"] != 0 or g["always_adapt"]) != 0
         self.adapt = np.flatnonzero(adapt).tolist()  # the tensors whose step the trust ratio scales
+        self.p_adapt, self.u_adapt = [pv[i] for i in self.adapt], [uv[i] for i in self.adapt]
         clip = (self._per_tensor(lambda g: g["trust_clip"]) != 0)[adapt]
         self.trust_clip = torch.from_numpy(clip) if clip.any() else None
 
@@ -375,11 +376,8 @@ class _FlatLayout:
                 return 0.0
             return (g["lr"] ** 2 / g["max_lr_snapshot"] if g["corrected_weight_decay"] else g["lr"]) * g["weight_decay"]
 
-        # the global clip, max(1, ||g|| / max_grad_norm), from timm's float norms
-        max_grad_norm = optimizer.defaults["max_grad_norm"]
-        clip = 1.0
-        if max_grad_norm is not None:
-            clip = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.g))) / max_grad_norm).clamp_(min=1.0).item()
+        clip = _global_clip(optimizer, self.g, stacked=False)  # from timm's float norms, as the multi-tensor step
+        clip = 1.0 if clip is None else clip.item()
         scale = bc2**0.5 / bc1
         dtype = self.arrays[0].dtype.type  # the scalars in the buffers' dtype: float32 arithmetic as timm's
         lamb_update(
@@ -392,8 +390,8 @@ class _FlatLayout:
         # per-tensor trust ratios of the tensors that adapt, times -lr * scale
         steps = torch.from_numpy(self._per_tensor(lambda g: -g["lr"] * scale).astype(dtype))
         if self.adapt:
-            w_norm = torch.stack(torch._foreach_norm([self.p[i] for i in self.adapt]))
-            u_norm = torch.stack(torch._foreach_norm([self.u[i] for i in self.adapt])) * scale
+            w_norm = torch.stack(torch._foreach_norm(self.p_adapt))
+            u_norm = torch.stack(torch._foreach_norm(self.u_adapt)) * scale
             ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
             if self.trust_clip is not None:
                 ratio = torch.where(self.trust_clip, ratio.clamp(max=1.0), ratio)

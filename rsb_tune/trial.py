@@ -296,7 +296,7 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
     from rsb_tune.augment import fast_pil_ops
 
     train_tf, _ = build_transforms(config)
-    batched = _batch_augment(config, data, train_tf, runtime)
+    batched = _batch_augment(config, data, train_tf, runtime.device.type)
     runtime.augment = "pil" if batched is None else "batch"
     if batched is not None:
         train_ds, collate, normalize = DecodedBatches(data.train), _as_batch, batched
@@ -321,7 +321,7 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
     return loader, sampler, normalize, len(loader)
 
 
-def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, runtime: TrialRuntime):
+def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, device_type: str):
     """The batched augmentation for this trial, or None for the per-sample path.
     ``augment_impl``: ``auto`` batches where it can (on a CPU through the compiled kernel of
     rsb_tune.augment_kernels, on CUDA through torch ops), ``batch`` always (an error where it
@@ -336,7 +336,7 @@ def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, run
         if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[3] != 3:
             raise NotBatchable("the training images are not decoded to one size (streamed, or of several sizes)")
         augment = batch_augment_for(train_tf, images.shape[1:3])
-        if impl == "auto" and runtime.device.type == "cpu" and not augment.compiled:
+        if impl == "auto" and device_type == "cpu" and not augment.compiled:
             return None  # torch ops on a CPU cost more than the per-sample path
         return augment
     except NotBatchable as e:
@@ -352,21 +352,18 @@ def warm_cpu_kernels(config: Mapping[str, Any], data: DatasetSplits) -> None:
     A study's driver calls it before the trials start, so that no trial compiles: compiling
     costs a trial ~15 s and ~0.15 GB more peak memory, in every trial process that starts on
     a machine whose cache is empty (both at once, on two cores). A no-op for CUDA trials."""
-    from rsb_tune.batch_augment import NotBatchable, batch_augment_for
     from rsb_tune.optim import create_optimizer
 
     if config["device"] == "cuda" or (config["device"] == "auto" and torch.cuda.is_available()):
         return
-    images = data.train.images
-    if config.get("augment_impl", "pil") != "pil" and isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[3] == 3:
-        try:
-            augment = batch_augment_for(build_transforms(config)[0], images.shape[1:3])
-        except NotBatchable:
-            augment = None
-        if augment is not None and augment.compiled:
-            state = np.random.get_state()
-            augment.augment_compiled(np.ascontiguousarray(images[:2]), np.arange(2))
-            np.random.set_state(state)
+    try:
+        augment = _batch_augment(config, data, build_transforms(config)[0], "cpu")
+    except ValueError:  # augment_impl 'batch' where it cannot: the trial itself says so
+        augment = None
+    if augment is not None and augment.compiled:
+        state = np.random.get_state()
+        augment.augment_compiled(np.ascontiguousarray(data.train.images[:2]), np.arange(2))
+        np.random.set_state(state)
     with torch.random.fork_rng(devices=[]):
         model = torch.nn.Linear(2, 2)
     optimizer = create_optimizer(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
