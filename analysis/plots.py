@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
-from rsb_tune.contract import DEFAULT_METRIC
+from rsb_tune.contract import DEFAULT_METRIC, best_of
 
 from analysis._tables import OK, check_mode, metric_values, require_columns, require_values, select_status
 from analysis.stats import (
@@ -87,8 +87,11 @@ def plot_seed_histogram(
         ax.axvline(mean - std, color=MEAN_COLOR, linestyle="--", label="mean ± 1 std")
         ax.axvline(mean + std, color=MEAN_COLOR, linestyle="--")
     ax.axvline(mean, color=MEAN_COLOR, label=f"mean {mean:.2f}")
-    scores = pd.to_numeric(ok[metric], errors="coerce")
-    best = ok.loc[scores.idxmax() if check_mode(mode) == "max" else scores.idxmin()]
+    ordered = ok.sort_values("trial_id", kind="stable") if "trial_id" in ok.columns else ok
+    scores = pd.to_numeric(ordered[metric], errors="coerce")
+    # the status's tie rule: among tied seeds, the first in trial order
+    _, at = best_of(((float(v), i) for i, v in scores.items() if np.isfinite(v)), check_mode(mode))
+    best = ordered.loc[at]
     ax.axvline(
         float(best[metric]),
         color=BEST_COLOR,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +32,7 @@ from rsb_tune import lifecycle
 from rsb_tune.errors import ConfigError, Interrupted, StudyError
 from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
+from rsb_tune.store.status import StudyStatus, stopping_line
 from rsb_tune.study import StudyDir
 
 __all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
@@ -357,7 +357,7 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     status = handle.status()
     if status.unfinished and not status.failed:
         raise Interrupted(study.name)  # Ray Tune returns early on a signal
-    print("\n".join(status.summary()), file=sys.stderr)  # the result, also when quiet (no progress)
+    print("\n".join(status.summary(DEFAULT_STORAGE)), file=sys.stderr)  # the result, also when quiet (no progress)
     return handle
 
 
@@ -397,7 +397,7 @@ class PairedResult:
         return max(self.a.status().exit_code, self.b.status().exit_code)
 
     def lines(self) -> list[str]:
-        return [f"A vs B: {self.a.name} against {self.b.name}", "  " + _stopping_line(self.a.meta.get("stopping") or {})]
+        return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
 def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, **experiment) -> PairedPlan:
@@ -494,7 +494,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
     for study in (a, b):
         study.update_meta(ended_at=now_iso())
     result = PairedResult(Study(a), Study(b), decision)
-    print("\n".join([*result.a.status().summary()[:2], *result.b.status().summary()[:2], *result.lines()]), file=sys.stderr)
+    print("\n".join([*result.a.status().summary(DEFAULT_STORAGE)[:2], *result.b.status().summary(DEFAULT_STORAGE)[:2], *result.lines()]), file=sys.stderr)
     return result
 
 
@@ -518,90 +518,6 @@ def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyStatus:
-    """Where a study stands: trial counts by status, and its metric's best and mean so far."""
-
-    name: str
-    kind: str
-    recipe: str | None
-    where: str
-    planned: int
-    counts: Mapping[str, int]
-    metric: str
-    mode: str
-    values: tuple[float, ...]
-    best_trial: str | None
-    started_at: str | None
-    ended_at: str | None
-    running_now: bool
-    search: str | None = None
-    stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
-
-    done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
-    failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
-    running = property(lambda self: self.counts.get(C.RUNNING, 0))
-    unfinished = property(lambda self: max(self.planned - self.done - self.failed - self.counts.get(C.ABANDONED, 0), 0))
-    n = property(lambda self: len(self.values))
-    mean = property(lambda self: statistics.fmean(self.values) if self.values else math.nan)
-    std = property(lambda self: statistics.stdev(self.values) if len(self.values) > 1 else math.nan)
-    best = property(lambda self: C.better(self.mode)(self.values) if self.values else math.nan)
-
-    @property
-    def state(self) -> str:
-        """``running`` (a driver holds it), ``finished`` (nothing left) or ``interrupted``."""
-        if self.running_now:
-            return "running"
-        return "finished" if self.unfinished == 0 else "interrupted"
-
-    @property
-    def exit_code(self) -> int:
-        """What the command that ran it exits with: 0 when every trial finished, else 1."""
-        return 0 if self.failed == 0 and self.unfinished == 0 else 1
-
-    def lines(self) -> list[str]:
-        """``rsb-tune status``'s text."""
-        planned = f"{self.planned} trials to sample ({self.search})" if self.search not in (None, "grid") else f"{self.planned} trials planned"
-        if self.stopping:
-            cap = self.stopping.get("cap")
-            planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
-        shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
-        out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
-        if self.values:
-            out.append(f"  {self.metric}: mean {self.mean:.2f} ± {self.std:.2f} (std, n={self.n}), best {self.best:.2f} ({self.best_trial})")
-        if self.stopping:
-            out.append("  " + _stopping_line(self.stopping))
-        out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
-        return out
-
-    def summary(self) -> list[str]:
-        """What a run prints at its end: trials, the metric, where, and how to look at it."""
-        ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.DIVERGED, C.ERROR))
-        out = [f"study {self.name}: {ended}" + (f", {self.unfinished} unfinished" if self.unfinished else "") + f" of {self.planned} -> {self.where}"]
-        if self.values:
-            out.append(f"  {self.metric}: {self.mean:.2f} ± {self.std:.2f} (mean ± std over {self.n} ok trials), best {self.best:.2f} ({self.best_trial})")
-        home = self.where[: -len(self.name) - 1]
-        default = "://" not in home and Path(home).resolve() == Path(DEFAULT_STORAGE).resolve()
-        flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
-        out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
-        return out
-
-
-def _stopping_line(rec: Mapping[str, Any]) -> str:
-    """One line: the anytime interval now, against the rule's target, and whether it stopped."""
-    level = f"{rec.get('level', 0.95):.0%}"
-    n = rec.get("n_seeds", 0)
-    where = "stopped: " + ("the cap of seeds is reached" if rec.get("reason") == "cap" else str(rec.get("reason"))) if rec.get("stopped") else "continuing"
-    if not n:
-        return f"until {rec.get('rule')} ({rec.get('method')}, {level}): no seed finished yet; {where}"
-    half = rec.get("interval_halfwidth", (rec["upper"] - rec["lower"]) / 2)  # "halfwidth" is the rule's target
-    interval = f"{rec['mean']:.2f} [{rec['lower']:.2f}, {rec['upper']:.2f}] after {n} seeds, half-width {half:.2f}"
-    if rec.get("paired"):
-        target = f" (equivalent within ±{rec['delta']:g})" if rec.get("delta") else ""
-        return f"paired, arm {rec.get('arm')} against {rec.get('other_arm')}: {rec.get('metric')} mean(a - b) {interval}{target} ({rec.get('method')}, {level} anytime); {where}"
-    return f"{rec.get('metric')} {level} anytime interval ({rec.get('method')}): {interval} vs target {rec.get('halfwidth'):g}; {where}"
 
 
 class Study:
@@ -660,38 +576,18 @@ class Study:
         return build_tables(self._dir)  # not written yet: built from the event logs
 
     def status(self) -> StudyStatus:
+        """Where the study stands (:func:`rsb_tune.store.study_status`: the one status that the
+        CLI, the browser and the report show)."""
+        from rsb_tune.sequential import stopping_record
         from rsb_tune.storage import StudyLock
+        from rsb_tune.store import Manifest, read_events, study_status, trial_state
 
         meta = self.meta
-        metric = meta.get("metric", C.DEFAULT_METRIC)
-        counts = lifecycle.counts(self._dir)
-        finals = lifecycle.finals(self._dir, metric)
-        mode = meta.get("mode") or C.default_mode(metric)
-        best = C.better(mode)(finals)[1] if finals else None
-        searched = meta.get("num_samples")
-        planned = int(searched) + counts.get(C.ABANDONED, 0) if searched else len(self.plan)
-        stopping = self._stopping(meta)
-        if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
-            planned -= counts.get(C.PENDING, 0)
-        return StudyStatus(
-            name=self.name, kind=meta["kind"], recipe=meta.get("recipe"), where=self.where, planned=planned, counts=counts,
-            metric=metric, mode=mode, values=tuple(v for v, _ in finals), best_trial=best,
-            started_at=meta.get("started_at"), ended_at=meta.get("ended_at"),
-            running_now=StudyLock(self._dir.dir / ".lock").held(), search=meta.get("search"), stopping=stopping,
+        states = {tid: trial_state(read_events(self._dir, tid))[:2] for tid in self.plan}
+        return study_status(
+            name=self.name, where=self.where, manifest=Manifest.of(meta), states=states,
+            running_now=StudyLock(self._dir.dir / ".lock").held(), stopping=stopping_record(self._dir, meta),
         )  # fmt: skip
-
-    def _stopping(self, meta: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A sequential study's stopping record, its interval recomputed from the event logs now
-        (a paired arm's: as recorded by the pair's last round)."""
-        from rsb_tune import sequential
-        from rsb_tune.results import build_tables
-
-        record = meta.get("stopping")
-        rule = sequential.rule_of(meta)
-        if rule is None:
-            return dict(record) if record else None
-        decision = sequential.study_decision(self._dir, rule, build_tables(self._dir)[0])
-        return {**record, **decision.record()}
 
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""

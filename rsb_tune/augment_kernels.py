@@ -17,7 +17,7 @@ Compiled on first use in a process (cached on disk by numba).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from rsb_tune._jit import njit
 
 # op codes (batch_augment maps timm's op names to these)
 NONE, AUTOCONTRAST, EQUALIZE, INVERT, POSTERIZE, SOLARIZE, SOLARIZE_ADD, COLOR, CONTRAST, BRIGHTNESS, SHARPNESS, AFFINE = range(-1, 11)

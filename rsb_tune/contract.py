@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_METRIC",
     "default_mode",
     "better",
+    "best_of",
     "KINDS",
     "MANIFEST",
     "PLAN",
@@ -93,6 +94,17 @@ def default_mode(metric: str) -> str:
 def better(mode: str):
     """``max`` or ``min``: the function that picks the best of several values in ``mode``."""
     return max if mode == "max" else min
+
+
+def best_of(pairs, mode: str):
+    """The best ``(value, key)`` of ``pairs`` in ``mode``; among tied values, the first in the
+    order given (trial order: the lowest trial id). None when there are none. The one tie rule
+    of every reader: the status, the browser, the histogram's legend."""
+    best = None
+    for value, key in pairs:
+        if best is None or (value > best[0] if mode == "max" else value < best[0]):
+            best = (value, key)
+    return best
 
 
 # --- study kinds

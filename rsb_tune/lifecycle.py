@@ -2,7 +2,7 @@
 bookkeeping, and what the driver does as results arrive.
 
 This module is the only writer of event records (one function per kind of event) and holds
-their one reader (:func:`trial_state`). ``rsb_tune.ray_adapter`` runs the trials and forwards
+their one reader is :mod:`rsb_tune.store.events`. ``rsb_tune.ray_adapter`` runs the trials and forwards
 what Ray tells it to a :class:`Recorder`; everything that lands on disk goes through here.
 
 Event records (``events/<trial>.jsonl``, one JSON object a line, fsynced)::
@@ -32,12 +32,10 @@ from typing import Any, Callable, Mapping, Sequence
 from rsb_tune import contract as C
 from rsb_tune.errors import StorageFull, StudyError, UserError
 from rsb_tune.storage import one_line
+from rsb_tune.store.events import parse_event_lines, read_events, trial_state
 from rsb_tune.study import StudyDir, json_default
 
 __all__ = [
-    "read_events",
-    "parse_event_lines",
-    "trial_state",
     "record_result",
     "record_checkpoint",
     "record_error",
@@ -117,54 +115,6 @@ def record_stopping(study: StudyDir, decision, **extra: Any) -> None:
     ``extra``: more keys of the record (a paired arm's names). Kept keys are updated, not lost."""
     previous = study.meta().get("stopping") or {}
     study.update_meta(stopping=_jsonable({**previous, **decision.record(), **extra}))
-
-
-def read_events(study: StudyDir, trial_id: str) -> list[dict[str, Any]]:
-    """A trial's event records; a line torn by a crash mid-write is skipped (the trial
-    re-reports that epoch when it continues)."""
-    path = study.events_dir / f"{trial_id}.jsonl"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    return parse_event_lines(text.splitlines())
-
-
-def parse_event_lines(lines) -> list[dict[str, Any]]:
-    """The event records of an event log's lines (str or bytes); a torn line is skipped."""
-    out = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            out.append(event)
-    return out
-
-
-def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
-    """(status, {epoch: last result of that epoch}, last error event) of one trial's log.
-
-    status: ``pending`` (no event), ``running``, or one of :data:`rsb_tune.contract.FINISHED`.
-    """
-    by_epoch: dict[int, Mapping[str, Any]] = {}
-    status, error = (C.PENDING if not events else C.RUNNING), None
-    for ev in events:
-        kind = ev.get("type")
-        if kind == "result":
-            by_epoch[int(ev["epoch"])] = ev
-            status = ev.get("status", C.RUNNING)
-            if status == C.RUNNING:
-                error = None
-        elif kind == "error":
-            error = ev
-            status = C.ERROR if ev.get("final") else C.RUNNING
-        elif kind == "restart":
-            status, error = C.RUNNING, None
-        elif kind in (C.STOPPED, C.ABANDONED):
-            status = kind
-    return status, by_epoch, error
 
 
 def error_message(text: str) -> str:
@@ -716,24 +666,3 @@ class WriteGuard:
     def raise_if_halted(self) -> None:
         if self.failure is not None:
             raise self.failure
-
-
-def counts(study: StudyDir) -> dict[str, int]:
-    """{status: trials} over the plan (pending and running included)."""
-    out: dict[str, int] = {}
-    for tid in study.plan():
-        status = trial_state(read_events(study, tid))[0]
-        out[status] = out.get(status, 0) + 1
-    return out
-
-
-def finals(study: StudyDir, metric: str) -> list[tuple[float, str]]:
-    """(final value of ``metric``, trial id) of every ok trial, from the events."""
-    out = []
-    for tid in study.plan():
-        status, by_epoch, _ = trial_state(read_events(study, tid))
-        if status == C.OK and by_epoch:
-            value = by_epoch[max(by_epoch)].get(metric, math.nan)
-            if value is not None and math.isfinite(value):
-                out.append((float(value), tid))
-    return out

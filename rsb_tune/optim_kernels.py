@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from rsb_tune._jit import njit
 
 
 @njit(cache=True, error_model="numpy")

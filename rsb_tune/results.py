@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rsb_tune import contract as C
-from rsb_tune.lifecycle import read_events, trial_state
+from rsb_tune.store.events import read_events, trial_state
 from rsb_tune.study import StudyDir
 
 __all__ = ["build_tables", "write_tables", "write_predictions"]

@@ -99,6 +99,16 @@ def study_decision(study: StudyDir, rule: stopping.StoppingRule, trials=None) ->
     return _at_end(stopping.decide(rule, prefix.values), prefix)
 
 
+def stopping_record(study: StudyDir, meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A sequential study's stopping record, its interval recomputed from the event logs now
+    (a paired arm's: as recorded by the pair's last round); None for any other study."""
+    record = meta.get("stopping")
+    rule = rule_of(meta)
+    if rule is None:
+        return dict(record) if record else None
+    return {**record, **study_decision(study, rule).record()}
+
+
 def paired_decision(a: StudyDir, b: StudyDir, rule: stopping.PairedRule) -> stopping.Decision:
     """The paired decision on the seeds finished in both arms (from their event logs)."""
     from rsb_tune.results import build_tables
@@ -110,7 +120,7 @@ def paired_decision(a: StudyDir, b: StudyDir, rule: stopping.PairedRule) -> stop
 
 def statuses(study: StudyDir) -> dict[str, str]:
     """trial id -> status, from the event logs."""
-    from rsb_tune.lifecycle import read_events, trial_state
+    from rsb_tune.store.events import read_events, trial_state
 
     return {tid: trial_state(read_events(study, tid))[0] for tid in study.plan()}
 

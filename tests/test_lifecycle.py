@@ -10,6 +10,7 @@ import pytest
 
 from rsb_tune import contract as C
 from rsb_tune import lifecycle as L
+from rsb_tune.api import Study
 from rsb_tune.errors import StudyError
 from rsb_tune.study import StudyDir
 from tests.conftest import make_config
@@ -68,7 +69,7 @@ def test_recorder_writes_events_tables_checkpoints_and_errors(study):
     trials = pd.read_parquet(study.trials_path).set_index("trial_id")
     assert trials.status.to_dict() == {"t0": C.OK, "t1": C.ERROR} and trials.loc["t0", "val_top1"] == 52.0
     assert (progress.done, progress.failed, progress.running) == (1, 1, 0)
-    assert L.counts(study) == {C.OK: 1, C.ERROR: 1, C.PENDING: 1}
+    assert Study(study).status().counts == {C.OK: 1, C.ERROR: 1, C.PENDING: 1}
 
 
 def test_prepare_run_restarts_errors_keeps_finished_and_remembers_threads(study):

@@ -34,7 +34,6 @@ import math
 import os
 import re
 import socket
-import statistics
 import threading
 import time
 from pathlib import Path
@@ -264,59 +263,47 @@ class Storage:
         """The study's card: kind, recipe or space, counts, metric mean ± std and best, times, state, ETA."""
         return self._live(ref, self._memo("summary", ref, self._summary, sig))
 
-    def _summary(self, ref: StudyRef) -> dict[str, Any]:
+    def _summary(self, ref: StudyRef) -> tuple[Any, dict[str, Any]]:
+        """(the study's status from the one status function, the page's other facts)."""
+        from rsb_tune.store import Manifest, study_status
+
         meta = self.meta(ref)
-        rows = self.trial_rows(ref)
-        metric, mode = str(meta.get("metric") or "val_top1"), meta.get("mode", "max")
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        finished = sum(v for k, v in counts.items() if k not in ("running", "pending"))
-        planned = int(meta["num_samples"]) if meta.get("num_samples") else len(rows) or int(meta.get("n_trials") or 0)
-        finals = [(r[metric], r["trial_id"]) for r in rows if r["status"] == "ok" and _finite(r.get(metric))] if metric in _FINAL_KEYS else []
-        vals = [v for v, _ in finals]
-        best = (max if mode == "max" else min)(finals) if finals else None
-        out = {
-            "name": ref.name,
-            "kind": meta.get("kind"),
-            "recipe": meta.get("recipe"),
+        rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
+        states = {}
+        for tid in self.plan(ref):
+            status, by_epoch, _ = _trial_state(self.events(ref, tid))
+            states[tid] = (status, by_epoch)
+        status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta))
+        extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
-            "search": meta.get("search"),
             "params": [p for p in meta.get("params") or [] if isinstance(p, str)],
-            "metric": metric,
-            "mode": mode,
-            "planned": planned,
-            "done": finished,
-            "ok": counts.get("ok", 0),
-            "running": counts.get("running", 0),
-            "pending": max(0, planned - sum(counts.values())) + counts.get("pending", 0),
-            "failed": counts.get("error", 0) + counts.get("diverged", 0),
-            "counts": counts,
-            "mean": _num(statistics.fmean(vals)) if vals else None,
-            "std": _num(statistics.stdev(vals)) if len(vals) > 1 else None,
-            "n": len(vals),
-            "best": _num(best[0]) if best else None,
-            "best_trial": best[1] if best else None,
-            "started_at": meta.get("started_at"),
-            "ended_at": meta.get("ended_at"),
             "last_time": max([r["last_time"] for r in rows if r["last_time"]] or [0.0]),
             "dataset": meta.get("dataset"),
             "command": meta.get("command"),
-            "started_ts": _parse_time(meta.get("started_at")),
+            "started_ts": _parse_time(status.started_at),
             "has_tables": all((ref.dir / t).is_file() for t in TABLES),
         }
-        return scrub(out)
+        return status, extra
 
-    def _live(self, ref: StudyRef, cached: dict) -> dict:
+    def _stopping(self, ref: StudyRef, meta: dict[str, Any]):
+        """A sequential study's stopping record, recomputed as ``rsb_tune.load(...).status()`` does."""
+        if not meta.get("stopping"):
+            return None
+        from rsb_tune.sequential import stopping_record
+        from rsb_tune.study import StudyDir
+
+        try:
+            return stopping_record(StudyDir(ref.dir.parent, ref.name), meta)
+        except Exception:  # a damaged record: the manifest's own record stands
+            return dict(meta["stopping"]) if isinstance(meta["stopping"], dict) else None
+
+    def _live(self, ref: StudyRef, cached) -> dict:
         """What depends on the moment, not on the files: the state (a driver dies without
         writing anything) and the ETA."""
-        out = dict(cached)
-        last, started = out.pop("last_time"), out.pop("started_ts")
-        if self._driver_alive(ref, last):
-            out["state"] = "running"
-        else:
-            out["state"] = "finished" if out["planned"] and out["done"] >= out["planned"] else "interrupted"
-        remaining, eta = out["planned"] - out["done"], None
+        status, extra = cached
+        status = dataclasses.replace(status, running_now=self._driver_alive(ref, extra["last_time"]))
+        out = {**scrub(status.as_dict()), **scrub({k: v for k, v in extra.items() if k not in ("last_time", "started_ts")})}
+        remaining, eta, started = out["planned"] - out["done"] - out["failed"], None, extra["started_ts"]
         if out["state"] == "running" and remaining > 0 and out["done"] and started:
             eta = remaining * max(1e-6, time.time() - started) / out["done"]
         out["eta_s"] = _num(eta)

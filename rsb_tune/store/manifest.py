@@ -1,0 +1,65 @@
+"""The typed view of a study's manifest (``study.yaml``): what every reader needs of it,
+resolved once. The metric and its direction are decided here and nowhere else: a manifest
+without ``mode`` (format 0) gets the metric's direction (:func:`rsb_tune.contract.default_mode`),
+never a reader's own default."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from rsb_tune import contract as C
+
+__all__ = ["Manifest"]
+
+
+def _text(value: Any) -> str | None:
+    """A manifest's scalar as the text the tool wrote (YAML may have read a timestamp as a datetime)."""
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """study.yaml, typed: the study's kind, recipe, metric and direction, its search and its
+    sequential rule; ``raw`` keeps the whole mapping."""
+
+    kind: str
+    recipe: str | None
+    metric: str
+    mode: str
+    search: str | None
+    num_samples: int | None
+    stopping: Mapping[str, Any] | None
+    started_at: str | None
+    ended_at: str | None
+    format: int
+    raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> "Manifest":
+        metric = str(meta.get("metric") or C.DEFAULT_METRIC)
+        mode = meta.get("mode")
+        if mode not in ("max", "min"):
+            mode = C.default_mode(metric)
+        try:
+            num_samples = int(meta["num_samples"]) if meta.get("num_samples") else None
+        except (TypeError, ValueError):
+            num_samples = None
+        stopping = meta.get("stopping")
+        return cls(
+            kind=str(meta.get("kind")),
+            recipe=None if meta.get("recipe") is None else str(meta.get("recipe")),
+            metric=metric,
+            mode=mode,
+            search=meta.get("search"),
+            num_samples=num_samples,
+            stopping=dict(stopping) if isinstance(stopping, Mapping) else None,
+            started_at=_text(meta.get("started_at")),
+            ended_at=_text(meta.get("ended_at")),
+            format=meta.get("format", 0) if isinstance(meta.get("format", 0), int) else -1,
+            raw=dict(meta),
+        )

@@ -1,0 +1,189 @@
+"""Where a study stands, computed in one function (:func:`study_status`) that every reader
+calls: the CLI's ``status``, the Python API's ``Study.status()``, the study browser, the report
+and the benchmarks. Given the same files they cannot disagree.
+
+The rules, each decided here:
+
+- counts are over the plan, by each trial's status from its event log
+  (:func:`rsb_tune.store.events.trial_state`);
+- ``done``: trials finished with a result (ok, diverged, early-stopped); ``failed``: errors only
+  (a diverged trial is a result, not a failure);
+- ``planned``: the plan's trials, or a search's ``num_samples`` (plus abandoned points, which
+  the search samples again); a sequential study stopped by its rule does not count the seeds it
+  never started;
+- ``state``: ``running`` while a driver holds the study, else ``finished`` when nothing is
+  left to run, else ``interrupted``;
+- ``best``: the best final value in the manifest's direction; among tied trials, the first in
+  trial order (:func:`rsb_tune.contract.best_of`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from typing import Any, Mapping
+
+from rsb_tune import contract as C
+from rsb_tune.store.manifest import Manifest
+
+__all__ = ["StudyStatus", "study_status"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyStatus:
+    """Where a study stands: trial counts by status, and its metric's best and mean so far."""
+
+    name: str
+    kind: str
+    recipe: str | None
+    where: str
+    planned: int
+    counts: Mapping[str, int]
+    metric: str
+    mode: str
+    values: tuple[float, ...]
+    best_trial: str | None
+    started_at: str | None
+    ended_at: str | None
+    running_now: bool
+    search: str | None = None
+    stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
+
+    done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
+    failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
+    running = property(lambda self: self.counts.get(C.RUNNING, 0))
+    unfinished = property(lambda self: max(self.planned - self.done - self.failed - self.counts.get(C.ABANDONED, 0), 0))
+    pending = property(lambda self: max(self.unfinished - self.running, 0))
+    n = property(lambda self: len(self.values))
+    mean = property(lambda self: statistics.fmean(self.values) if self.values else math.nan)
+    std = property(lambda self: statistics.stdev(self.values) if len(self.values) > 1 else math.nan)
+    best = property(lambda self: C.better(self.mode)(self.values) if self.values else math.nan)
+    stopped_by_rule = property(lambda self: bool(self.stopping and self.stopping.get("stopped")))
+
+    @property
+    def state(self) -> str:
+        """``running`` (a driver holds it), ``finished`` (nothing left) or ``interrupted``."""
+        if self.running_now:
+            return "running"
+        return "finished" if self.unfinished == 0 else "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        """What the command that ran it exits with: 0 when every trial finished, else 1."""
+        return 0 if self.failed == 0 and self.unfinished == 0 else 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The status as plain values (what the study browser's JSON carries): every field and
+        derived count; non-finite numbers are None."""
+
+        def num(v):
+            return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "recipe": self.recipe,
+            "search": self.search,
+            "metric": self.metric,
+            "mode": self.mode,
+            "planned": self.planned,
+            "done": self.done,
+            "ok": self.counts.get(C.OK, 0),
+            "running": self.running,
+            "pending": self.pending,
+            "failed": self.failed,
+            "counts": dict(self.counts),
+            "n": self.n,
+            "mean": num(self.mean),
+            "std": num(self.std),
+            "best": num(self.best),
+            "best_trial": self.best_trial,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "state": self.state,
+            "stopped_by_rule": self.stopped_by_rule,
+        }
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """``rsb-tune status``'s text."""
+        planned = f"{self.planned} trials to sample ({self.search})" if self.search not in (None, "grid") else f"{self.planned} trials planned"
+        if self.stopping:
+            cap = self.stopping.get("cap")
+            planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
+        shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
+        out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
+        if self.values:
+            out.append(f"  {self.metric}: mean {self.mean:.2f} ± {self.std:.2f} (std, n={self.n}), best {self.best:.2f} ({self.best_trial})")
+        if self.stopping:
+            out.append("  " + stopping_line(self.stopping))
+        out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
+        return out
+
+    def summary(self, default_storage: str | None = None) -> list[str]:
+        """What a run prints at its end: trials, the metric, where, and how to look at it
+        (``default_storage``: the storage the commands need not name)."""
+        from pathlib import Path
+
+        ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.DIVERGED, C.ERROR))
+        out = [f"study {self.name}: {ended}" + (f", {self.unfinished} unfinished" if self.unfinished else "") + f" of {self.planned} -> {self.where}"]
+        if self.values:
+            out.append(f"  {self.metric}: {self.mean:.2f} ± {self.std:.2f} (mean ± std over {self.n} ok trials), best {self.best:.2f} ({self.best_trial})")
+        home = self.where[: -len(self.name) - 1]
+        default = default_storage is not None and "://" not in home and Path(home).resolve() == Path(default_storage).resolve()
+        flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
+        out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
+        return out
+
+
+def stopping_line(rec: Mapping[str, Any]) -> str:
+    """One line: the anytime interval now, against the rule's target, and whether it stopped."""
+    level = f"{rec.get('level', 0.95):.0%}"
+    n = rec.get("n_seeds", 0)
+    where = "stopped: " + ("the cap of seeds is reached" if rec.get("reason") == "cap" else str(rec.get("reason"))) if rec.get("stopped") else "continuing"
+    if not n:
+        return f"until {rec.get('rule')} ({rec.get('method')}, {level}): no seed finished yet; {where}"
+    half = rec.get("interval_halfwidth", (rec["upper"] - rec["lower"]) / 2)  # "halfwidth" is the rule's target
+    interval = f"{rec['mean']:.2f} [{rec['lower']:.2f}, {rec['upper']:.2f}] after {n} seeds, half-width {half:.2f}"
+    if rec.get("paired"):
+        target = f" (equivalent within ±{rec['delta']:g})" if rec.get("delta") else ""
+        return f"paired, arm {rec.get('arm')} against {rec.get('other_arm')}: {rec.get('metric')} mean(a - b) {interval}{target} ({rec.get('method')}, {level} anytime); {where}"
+    return f"{rec.get('metric')} {level} anytime interval ({rec.get('method')}): {interval} vs target {rec.get('halfwidth'):g}; {where}"
+
+
+def study_status(
+    *,
+    name: str,
+    where: str,
+    manifest: Manifest,
+    states: Mapping[str, tuple[str, Mapping[int, Mapping[str, Any]]]],
+    running_now: bool,
+    stopping: Mapping[str, Any] | None = None,
+) -> StudyStatus:
+    """The status of a study from its manifest and its trials' states.
+
+    ``states``: trial id (every trial of the plan, in plan order) -> (status, {epoch: result})
+    as :func:`rsb_tune.store.events.trial_state` reads them; ``running_now``: whether a driver
+    holds the study; ``stopping``: a sequential study's stopping record (the manifest's, or the
+    decision recomputed from the event logs), None for other studies."""
+    counts: dict[str, int] = {}
+    finals: list[tuple[float, str]] = []
+    for tid, (status, by_epoch) in states.items():
+        counts[status] = counts.get(status, 0) + 1
+        if status == C.OK and by_epoch:
+            value = by_epoch[max(by_epoch)].get(manifest.metric)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                finals.append((float(value), tid))
+    planned = manifest.num_samples + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
+    if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
+        planned -= counts.get(C.PENDING, 0)
+    best = C.best_of(finals, manifest.mode)
+    return StudyStatus(
+        name=name, kind=manifest.kind, recipe=manifest.recipe, where=where, planned=planned, counts=counts,
+        metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
+        started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
+        search=manifest.search, stopping=dict(stopping) if stopping else None,
+    )  # fmt: skip
