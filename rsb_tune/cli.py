@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError
+from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError, spoken_as_flags
 from rsb_tune.options import DEFAULT_STORAGE, RUN_OPTIONS
 
 __all__ = ["main", "build_parser"]
@@ -330,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        return _COMMANDS[args.command](args)
+        with spoken_as_flags():  # the API's messages name its arguments as this command line's flags
+            return _COMMANDS[args.command](args)
     except UserError as e:
         print(f"rsb-tune: error: {e}", file=sys.stderr)
         if isinstance(e, StoreUnreachable):  # do not wait for the store client's hanging request
