@@ -746,17 +746,35 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
     return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
 
 
-def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: str | Path | None = None) -> Path:
-    """Is A really better than B? Writes the comparison report (default
-    ``<storage>/compare-A-vs-B``) and returns its folder."""
-    from analysis.report import write_compare_report
+def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
+    """Is A really better than B? Compares study ``name_a`` against ``name_b`` on ``metric``
+    (default: A's), writes the comparison report (default ``<storage>/compare-A-vs-B``) and
+    returns the answer, an :class:`analysis.Comparison`: the difference of the means (A - B)
+    with its 95 % Welch t-interval, P(A > B) over seed pairs, the decision (``"A better"``,
+    ``"B better"``, ``"no difference shown"`` or ``"no interval"``), the config keys that differ,
+    the warnings, and ``report``, the report's folder; ``str()`` of it is the one-line verdict.
 
+    ``keys``: the config keys the studies are meant to differ in. Besides them, the recipe
+    (when the recipes differ) and what follows from the compared keys may differ; any other
+    difference of the two studies' resolved base configs (``epochs`` set by ``epochs=``, the
+    dataset, the model, ...) is warned about (see :func:`analysis.compare_studies`)."""
+    from analysis import compare_studies
+    from analysis.report import write_compare_report
+    from rsb_tune.config import FIELDS
+    from rsb_tune.errors import suggest
+
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    unknown = [k for k in keys if k not in FIELDS]
+    if unknown:
+        raise ConfigError(f"{arg('keys', flag='--key')}: unknown config key {unknown[0]!r}{suggest(unknown[0], FIELDS)} (see `rsb-tune keys`)")
     a, b = load(name_a, storage), load(name_b, storage)
     out = out or a.directory.storage / f"compare-{a.name}-vs-{b.name}"
     try:
-        return Path(write_compare_report(a.path, b.path, out))
-    except ValueError as e:
+        result = compare_studies(a.path, b.path, metric=metric, keys=keys)
+        report = Path(write_compare_report(a.path, b.path, out, comparison=result))
+    except ValueError as e:  # analysis's errors and bad tables carry a message
         raise StudyError(str(e)) from None
+    return dataclasses.replace(result, report=report)
 
 
 def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
