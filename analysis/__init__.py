@@ -4,10 +4,12 @@ Seed studies (the same recipe trained with N seeds) and coarse hyperparameter
 grids, as in "ResNet strikes back" (Wightman, Touvron, Jégou 2021). Load a study
 directory with :func:`load_study`; the statistics are pure functions of its
 tables; each ``plot_*`` draws one of them; :func:`write_report` and
-:func:`write_compare_report` write everything to a folder. Accuracies are in
+:func:`write_compare_report` write everything to a folder; :func:`compare_studies`
+answers whether one study's recipe is better than another's. Accuracies are in
 percent, and only trials with status ``"ok"`` count unless told otherwise.
 """
 
+from analysis.comparison import Comparison, compare_studies
 from analysis.grid import grid_summary, param_anova, variance_components
 from analysis.plots import (
     plot_compare,
@@ -72,6 +74,8 @@ __all__ = [
     "test_set_noise",
     "test_set_decomposition",
     # two recipes
+    "Comparison",
+    "compare_studies",
     "compare",
     "prob_greater",
     "seeds_needed",

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from rsb_tune.contract import default_mode
 
 from analysis import grid, plots, stats
+from analysis.comparison import Comparison, compare_studies
 from analysis.plots_sequential import plot_confidence_sequence
 from analysis.sequential import confidence_sequence, fixed_t_interval_path
 from analysis._tables import status_counts
@@ -98,13 +99,17 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
     return report.write()
 
 
-def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyPath) -> Path:
+def write_compare_report(
+    study_a: StudyPath, study_b: StudyPath, out_dir: StudyPath, *, comparison: Comparison | None = None
+) -> Path:
     """Write the comparison of two studies (A against B) into ``out_dir``; return that folder.
 
-    For each of val/V2 top-1 (and the studies' metric) present in both: the
-    difference of means with its Welch interval, Hedges' g, the Mann-Whitney and
-    permutation p-values, P(A > B) with its bootstrap interval and the seeds
-    per arm needed to detect the difference, plus the seed tables side by side.
+    The verdict first (:func:`analysis.compare_studies`, or ``comparison`` when the caller has
+    computed it): the difference of the studies' metric with its interval, P(A > B), the
+    decision, the config keys that differ and the warnings. Then for each of val/V2 top-1 (and
+    the studies' metric) present in both: the difference of means with its Welch interval,
+    Hedges' g, the Mann-Whitney and permutation p-values, P(A > B) with its bootstrap interval
+    and the seeds per arm needed to detect the difference, plus the seed tables side by side.
     """
     a, b = load_study(study_a), load_study(study_b)
     labels = (a.name, b.name) if a.name != b.name else (f"A: {a.name}", f"B: {b.name}")
@@ -112,6 +117,13 @@ def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyP
     report.table(
         "studies", pd.DataFrame([_meta_row(s, label) for s, label in zip((a, b), labels, strict=True)])
     )
+    if comparison is None:
+        try:
+            comparison = compare_studies(a, b)
+        except ValueError as exc:
+            report.text(f"No verdict: {exc}")
+    if comparison is not None:
+        _verdict_section(report, comparison)
     metrics = [m for m in _seed_metrics(a) if m in _seed_metrics(b)]
     report.heading("Seed statistics")
     seeds = pd.concat(
@@ -125,10 +137,11 @@ def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyP
     rows = []
     for metric in metrics:
         try:
-            rows.append({"metric": metric, **stats.compare(a.trials, b.trials, metric)})
+            row = comparison.details if comparison is not None and metric == comparison.metric else stats.compare(a.trials, b.trials, metric)
         except ValueError as exc:
             report.text(f"No comparison of {metric}: {exc}")
             continue
+        rows.append({"metric": metric, **row})
         report.figure(
             f"compare_{metric}",
             lambda ax, m=metric: plots.plot_compare(a.trials, b.trials, metric=m, labels=labels, ax=ax),
@@ -138,6 +151,28 @@ def write_compare_report(study_a: StudyPath, study_b: StudyPath, out_dir: StudyP
 
 
 # --------------------------------------------------------------------------- sections
+
+
+def _verdict_section(report: _Report, comparison: Comparison) -> None:
+    report.heading("Verdict")
+    report.value("comparison", comparison.record())
+    report.text(comparison.line())
+    report.text(f"P(A > B): {comparison.p_method}.")
+    for warning in comparison.warnings:
+        report.text(f"Warning: {warning}")
+    if comparison.differing_keys:
+        report.text("Config keys that differ between the two studies' base configs (the seeds aside):")
+        table = pd.DataFrame(
+            [
+                {"key": key, "A": _cell(va), "B": _cell(vb), "compared": key not in comparison.confounds}
+                for key, (va, vb) in comparison.differing_keys.items()
+            ]
+        )
+        report.table("differing_keys", table)
+
+
+def _cell(value: Any) -> str:
+    return "unset" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def _overview(report: _Report, study: StudyTables) -> None:

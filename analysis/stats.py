@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, special, stats
 from statsmodels.stats.power import TTestIndPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from rsb_tune.contract import DEFAULT_METRIC
 
@@ -642,20 +644,26 @@ def _effect_size(x: np.ndarray, y: np.ndarray, alpha: float, power: float) -> di
 def seeds_needed(effect_size: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """Seeds per arm for a two-sided two-sample t-test to detect ``effect_size`` (delta / sigma).
 
-    ``inf`` for no difference, NaN when undefined.
+    ``inf`` for no difference, NaN when undefined, and 2 (the least a t-test takes) for a
+    difference so large that 2 seeds per arm already have the power: statsmodels' solver has
+    no root above 2 there and would warn (``ConvergenceWarning``) and return NaN. The power at
+    2 seeds is NaN for very large differences (its noncentral t overflows): counted as enough.
     """
     if not np.isfinite(effect_size):
         return float("nan")
     if effect_size == 0:
         return float("inf")
-    try:
-        with quiet():
-            n = TTestIndPower().solve_power(
-                effect_size=abs(effect_size), alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
-            )
-    except (ValueError, RuntimeError):
-        return float("nan")
-    return float(np.squeeze(n))
+    solver = TTestIndPower()
+    args = dict(effect_size=abs(effect_size), alpha=alpha, ratio=1.0, alternative="two-sided")
+    with quiet(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if not solver.power(nobs1=2, **args) < power:
+            return 2.0
+        try:
+            n = float(np.squeeze(solver.solve_power(power=power, **args)))
+        except (ValueError, RuntimeError):
+            return float("nan")
+    return n
 
 
 def _resampling_tests(

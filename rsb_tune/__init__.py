@@ -10,7 +10,8 @@ imported only when used::
     rsb_tune.resume(NAME); rsb_tune.load(NAME).report(); rsb_tune.list_studies()
 
 Every function takes the command line's options as keyword arguments and raises
-:class:`UserError` (the line the CLI prints with exit code 2) on bad input.
+:class:`UserError` on bad input (the CLI prints the same message, its arguments spelled as
+flags, with exit code 2); ``rsb_tune.compare(A, B)`` returns a :class:`Comparison`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "load",
     "list_studies",
     "compare",
+    "Comparison",
     "Study",
     "StudyStatus",
     # sequential: A against B until decided, how many seeds
@@ -52,6 +54,7 @@ __all__ = [
 
 _LAZY = {
     **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
+    "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "UserError": "rsb_tune.errors",
     "RECIPES": "rsb_tune.recipes",

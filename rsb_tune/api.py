@@ -15,8 +15,9 @@ over these functions; every check lives here, so a notebook gets the same errors
 Experiment arguments (what is trained: ``data``, ``model``, ``epochs``, ``batch_size``,
 ``workers_per_trial``, ``overrides``) go into the study's plan. Run options (see
 :class:`rsb_tune.options.RunOptions`: CPUs, GPUs, concurrency, address, tracking) do not.
-Bad input raises :class:`rsb_tune.errors.UserError` (its message is the line the CLI prints
-with exit code 2) before anything is written.
+Bad input raises :class:`rsb_tune.errors.UserError` before anything is written; its message
+names arguments as the caller spells them (:func:`rsb_tune.errors.arg`: ``storage=`` here,
+``--storage`` when the CLI prints it, with exit code 2).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Mapping
 
 from rsb_tune import contract as C
 from rsb_tune import lifecycle
-from rsb_tune.errors import ConfigError, Interrupted, StudyError
+from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
 from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.recipes import DEFAULT_RECIPE
 from rsb_tune.store.status import StudyStatus, stopping_line
@@ -129,7 +130,7 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     from rsb_tune.space import seed_list
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"--n must be >= 1 (an integer), got {n!r}")
+        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
     from rsb_tune import packs
 
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
@@ -146,9 +147,9 @@ def _stopping_rule(until, cap, **rule):
     from rsb_tune.sequential import SEQUENTIAL_METRICS
 
     if until is None:
-        given = [f"--{k}" for k, v in rule.items() if v is not None]
+        given = [arg(k) for k, v in rule.items() if v is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)}: only with --until 'halfwidth<=X' (a sequential study)")
+            raise ConfigError(f"{', '.join(given)}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
         return None
     return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
@@ -417,7 +418,7 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     packs.check([*a.trials.values(), *b.trials.values()], unsupported="a paired study (ab)")
     named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
     if a.trials == b.trials:
-        raise ConfigError("the two arms are the same configuration; give --vs-recipe or --set / --vs-set that differ")
+        raise ConfigError(f"the two arms are the same configuration; give {arg('vs_recipe')} or {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
     check_arms(a.plan, b.plan, named)
     return PairedPlan(a, b, rule)
 
@@ -615,12 +616,14 @@ def load(name: str, storage: str = DEFAULT_STORAGE) -> Study:
 
 
 def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
-    """Every study in ``storage``, newest first."""
+    """Every study in ``storage``, newest first; a directory that does not exist is a
+    :class:`StudyError` naming it (an object-store prefix without studies lists none)."""
     import pyarrow.fs
 
-    from rsb_tune.storage import locate, one_line
+    from rsb_tune.storage import check_listable, locate, one_line
 
     location = locate(storage)
+    check_listable(location)
     if location.remote:
         try:
             infos = location.fs.get_file_info(pyarrow.fs.FileSelector(location.fs_root, allow_not_found=True))
@@ -629,8 +632,7 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
         names = [Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory]
         names = [n for n in names if location.fs.get_file_info(f"{location.fs_root}/{n}/{C.MANIFEST}").type == pyarrow.fs.FileType.File]
     else:
-        root = location.root
-        names = [p.name for p in root.iterdir() if (p / C.MANIFEST).is_file()] if root.is_dir() else []
+        names = [p.name for p in location.root.iterdir() if (p / C.MANIFEST).is_file()]
     out = []
     for n in names:
         try:
@@ -640,17 +642,35 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
     return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
 
 
-def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: str | Path | None = None) -> Path:
-    """Is A really better than B? Writes the comparison report (default
-    ``<storage>/compare-A-vs-B``) and returns its folder."""
-    from analysis.report import write_compare_report
+def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
+    """Is A really better than B? Compares study ``name_a`` against ``name_b`` on ``metric``
+    (default: A's), writes the comparison report (default ``<storage>/compare-A-vs-B``) and
+    returns the answer, an :class:`analysis.Comparison`: the difference of the means (A - B)
+    with its 95 % Welch t-interval, P(A > B) over seed pairs, the decision (``"A better"``,
+    ``"B better"``, ``"no difference shown"`` or ``"no interval"``), the config keys that differ,
+    the warnings, and ``report``, the report's folder; ``str()`` of it is the one-line verdict.
 
+    ``keys``: the config keys the studies are meant to differ in. Besides them, the recipe
+    (when the recipes differ) and what follows from the compared keys may differ; any other
+    difference of the two studies' resolved base configs (``epochs`` set by ``epochs=``, the
+    dataset, the model, ...) is warned about (see :func:`analysis.compare_studies`)."""
+    from analysis import compare_studies
+    from analysis.report import write_compare_report
+    from rsb_tune.config import FIELDS
+    from rsb_tune.errors import suggest
+
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    unknown = [k for k in keys if k not in FIELDS]
+    if unknown:
+        raise ConfigError(f"{arg('keys', flag='--key')}: unknown config key {unknown[0]!r}{suggest(unknown[0], FIELDS)} (see `rsb-tune keys`)")
     a, b = load(name_a, storage), load(name_b, storage)
     out = out or a.directory.storage / f"compare-{a.name}-vs-{b.name}"
     try:
-        return Path(write_compare_report(a.path, b.path, out))
-    except ValueError as e:
+        result = compare_studies(a.path, b.path, metric=metric, keys=keys)
+        report = Path(write_compare_report(a.path, b.path, out, comparison=result))
+    except ValueError as e:  # analysis's errors and bad tables carry a message
         raise StudyError(str(e)) from None
+    return dataclasses.replace(result, report=report)
 
 
 def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
@@ -661,7 +681,7 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
     paired arms' std (else sigma * sqrt(2), no gain from pairing assumed)."""
     import analysis
 
-    for what, values in (("--halfwidth", halfwidths), ("--delta", deltas)):
+    for what, values in ((arg("halfwidths", flag="--halfwidth"), halfwidths), (arg("deltas", flag="--delta"), deltas)):
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0]
         if bad:
             raise ConfigError(f"{what}: must be finite numbers > 0, got {bad[0]!r}")
@@ -669,7 +689,7 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
     metric = metric or study.meta.get("metric", C.DEFAULT_METRIC)
     trials = study.trials
     if metric not in trials.columns:
-        raise ConfigError(f"--metric: {metric!r} is not a column of {name}'s trials")
+        raise ConfigError(f"{arg('metric', metric)}: not a column of {name}'s trials")
     ok = trials[(trials["status"] == C.OK) & trials[metric].notna()]
     if len(ok) < 2:
         raise StudyError(f"study {name!r} has {len(ok)} ok trial(s) with {metric}: the seeds' std needs at least 2")

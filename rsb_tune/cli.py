@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError
+from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError, spoken_as_flags
 from rsb_tune.options import DEFAULT_STORAGE, RUN_OPTIONS
 
 __all__ = ["main", "build_parser"]
@@ -143,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--out", help="output directory (default <study>/report)")
 
-    p = sub.add_parser("compare", help="compare two studies", description="Is recipe A really better than recipe B? Writes a comparison report.")
+    p = sub.add_parser("compare", help="compare two studies", description="Is recipe A really better than recipe B? Prints the verdict (A - B with its 95% Welch interval, P(A > B) over seed pairs, the decision), warns when the studies differ in more than what is compared, and writes a comparison report.")
     p.add_argument("name_a")
     p.add_argument("name_b")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
     p.add_argument("--out", help="output directory (default <storage>/compare-A-vs-B)")
+    p.add_argument("--metric", help="the metric (default: A's)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY", help="a config key the studies are meant to differ in (repeatable); the recipe and what follows from it always are; other differences are warned about")
 
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List recipes A1/A2/A3, or print one as YAML.")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
@@ -294,8 +296,11 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from rsb_tune import api
 
-    out = api.compare(args.name_a, args.name_b, storage=args.storage, out=args.out)
-    print(f"comparison: {out / 'index.html' if out.is_dir() else out}")
+    result = api.compare(args.name_a, args.name_b, storage=args.storage, out=args.out, metric=args.metric, keys=args.key)
+    print(result.line(), flush=True)
+    for warning in result.warnings:
+        print(f"rsb-tune: warning: {warning}", file=sys.stderr, flush=True)
+    print(f"report: {result.report / 'index.html'}")
     return 0
 
 
@@ -330,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        return _COMMANDS[args.command](args)
+        with spoken_as_flags():  # the API's messages name its arguments as this command line's flags
+            return _COMMANDS[args.command](args)
     except UserError as e:
         print(f"rsb-tune: error: {e}", file=sys.stderr)
         if isinstance(e, StoreUnreachable):  # do not wait for the store client's hanging request

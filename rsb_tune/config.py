@@ -17,6 +17,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Mapping
 
+from rsb_tune.contract import SEED_COLUMNS
 from rsb_tune.errors import ConfigError, suggest
 
 __all__ = [
@@ -26,6 +27,10 @@ __all__ = [
     "LR_SCALE_RULES",
     "Layer",
     "ResolvedConfig",
+    "KeyDifference",
+    "differences",
+    "follows_from_compared",
+    "UNKNOWN_SOURCE",
     "resolve",
     "parse_set",
     "coerce",
@@ -154,6 +159,56 @@ class ResolvedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.values)
+
+
+# --------------------------------------------------------------------------- two configs side by side
+
+UNKNOWN_SOURCE = "unknown"  # a value whose source was not recorded (a study.yaml written before the sources)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyDifference:
+    """A key whose value differs between configs A and B, each value with its source.
+    ``compared``: the difference follows from what is compared (see :func:`differences`);
+    otherwise it is a confound, which the comparison of A with B also measures."""
+
+    key: str
+    a: Any
+    b: Any
+    source_a: str
+    source_b: str
+    compared: bool
+
+
+def follows_from_compared(source: str, *, recipes_differ: bool, datasets_differ: bool) -> bool:
+    """Whether a value set by ``source`` may differ between two configs without being named:
+    it is derived from other keys (``derived``, ``... scaled with epochs``), comes from a recipe
+    and the recipes differ, or from a dataset profile and the datasets differ."""
+    if source.startswith("derived") or source.endswith("scaled with epochs"):
+        return True
+    if recipes_differ and source.startswith("recipe"):
+        return True
+    return datasets_differ and "profile" in source
+
+
+def differences(a: ResolvedConfig, b: ResolvedConfig, named: Iterable[str] = ()) -> tuple[KeyDifference, ...]:
+    """The keys whose values differ between ``a`` and ``b`` (the seeds aside), in key order.
+
+    A difference is ``compared`` when ``named`` holds its key, when the key is ``recipe``, or
+    when either value's source :func:`follows_from_compared`; the rest are confounds."""
+    named = set(named)
+    missing = object()
+    recipes_differ = a.values.get("recipe", missing) != b.values.get("recipe", missing)
+    datasets_differ = a.values.get("dataset", missing) != b.values.get("dataset", missing)
+    out = []
+    for key in sorted(set(a.values) | set(b.values)):
+        va, vb = a.values.get(key), b.values.get(key)
+        if key in SEED_COLUMNS or (key in a.values and key in b.values and va == vb):
+            continue
+        sources = (a.sources.get(key, UNKNOWN_SOURCE), b.sources.get(key, UNKNOWN_SOURCE))
+        compared = key in named or key == "recipe" or any(follows_from_compared(s, recipes_differ=recipes_differ, datasets_differ=datasets_differ) for s in sources)
+        out.append(KeyDifference(key, va, vb, *sources, compared=compared))
+    return tuple(out)
 
 
 def _from_text(value: Any, parse: Callable[[str], Any], noun: str, where: str) -> Any:

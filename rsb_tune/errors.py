@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
-__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StorageFull", "StoreUnreachable", "Interrupted", "suggest"]
+__all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StorageFull", "StoreUnreachable", "Interrupted", "suggest", "arg", "spoken_as_flags"]
 
 
 class UserError(Exception):
@@ -55,3 +57,32 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """'; did you mean X?' for the closest valid names, or '' when none is close."""
     close = difflib.get_close_matches(str(name), list(choices), n=n, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+# --------------------------------------------------------------------------- how a message names an argument
+
+_AS_FLAGS: contextvars.ContextVar[bool] = contextvars.ContextVar("rsb_tune_errors_as_flags", default=False)
+_NO_VALUE = object()
+
+
+def arg(name: str, value: Any = _NO_VALUE, *, flag: str | None = None) -> str:
+    """The argument ``name`` (a Python parameter) as the caller spells it, for a message.
+
+    From Python: ``storage=`` (with ``value``: ``storage='/x'``); from the command line, inside
+    :func:`spoken_as_flags`: ``--storage`` (``--storage /x``). ``flag`` is the flag where it is
+    not ``--`` and the name with dashes (``overrides`` is ``--set``)."""
+    if _AS_FLAGS.get():
+        spelled = flag or "--" + name.replace("_", "-")
+        return spelled if value is _NO_VALUE else f"{spelled} {value}"
+    return f"{name}=" if value is _NO_VALUE else f"{name}={value!r}"
+
+
+@contextlib.contextmanager
+def spoken_as_flags() -> Iterator[None]:
+    """Within it, :func:`arg` spells arguments as flags: the CLI runs its commands inside it,
+    so the same check says ``--storage`` on the command line and ``storage=`` in Python."""
+    token = _AS_FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _AS_FLAGS.reset(token)

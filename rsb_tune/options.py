@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from rsb_tune.errors import ConfigError
+from rsb_tune.errors import ConfigError, arg
 
 __all__ = ["RunOptions", "RUN_OPTIONS", "DEFAULT_STORAGE", "run_options"]
 
@@ -37,13 +37,13 @@ class RunOptions:
 
     def __post_init__(self):
         if not self.cpus_per_trial > 0:
-            raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+            raise ConfigError(f"{arg('cpus_per_trial')} must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial < 0:
-            raise ConfigError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+            raise ConfigError(f"{arg('gpus_per_trial')} must be >= 0, got {self.gpus_per_trial}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ConfigError(f"--max-concurrent must be >= 1, got {self.max_concurrent}")
+            raise ConfigError(f"{arg('max_concurrent')} must be >= 1, got {self.max_concurrent}")
         if self.max_failures < 0:
-            raise ConfigError(f"--max-failures must be >= 0, got {self.max_failures}")
+            raise ConfigError(f"{arg('max_failures')} must be >= 0, got {self.max_failures}")
         object.__setattr__(self, "tracking", tuple(dict.fromkeys(self.tracking or ())))
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 
 from rsb_tune import contract as C
 from rsb_tune import stopping
+from rsb_tune.config import follows_from_compared
 from rsb_tune.errors import ConfigError
 from rsb_tune.study import StudyDir
 
@@ -220,17 +221,9 @@ def check_arms(a, b, named: Mapping[str, Sequence[str]]) -> None:
             if key in C.SEED_COLUMNS:
                 raise ConfigError(f"paired arms must share their seeds; {tid}: {key} is {ca.get(key)!r} in a, {cb.get(key)!r} in b")
             sources = (base_a.sources.get(key, ""), base_b.sources.get(key, ""))
-            if key in allowed or any(_named_source(s, recipes_differ, datasets_differ) for s in sources):
+            if key in allowed or any(follows_from_compared(s, recipes_differ=recipes_differ, datasets_differ=datasets_differ) for s in sources):
                 continue
             raise ConfigError(
                 f"paired arms differ in {key} ({ca.get(key)!r} from {sources[0]} in a, {cb.get(key)!r} from {sources[1]} in b), "
                 "which neither the recipes nor --set/--vs-set name; name it or make it equal"
             )
-
-
-def _named_source(source: str, recipes_differ: bool, datasets_differ: bool) -> bool:
-    if source.startswith("derived") or source.endswith("scaled with epochs"):
-        return True
-    if recipes_differ and source.startswith("recipe"):
-        return True
-    return datasets_differ and "profile" in source

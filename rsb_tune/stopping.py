@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rsb_tune.errors import ConfigError
+from rsb_tune.errors import ConfigError, arg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,20 +55,20 @@ _RULE = re.compile(r"^\s*halfwidth\s*<=\s*(?P<value>\S+)\s*$")
 def parse_rule(text: str) -> float:
     """The half-width of ``"halfwidth<=X"``; :class:`ConfigError` naming the value otherwise."""
     if not isinstance(text, str):
-        raise ConfigError(f"--until: expected a string {SYNTAX}, got {text!r}")
+        raise ConfigError(f"{arg('until', text)}: expected a string {SYNTAX}")
     match = _RULE.match(text)
     if match is None:
         hint = ""
         if re.match(r"^\s*halfwidth\s*(<|=|==|>=|>)\s*[^=]", text):
             hint = " (only '<=' is accepted)"
-        raise ConfigError(f"--until: {text!r} does not parse{hint}; expected {SYNTAX}")
+        raise ConfigError(f"{arg('until', text)}: does not parse{hint}; expected {SYNTAX}")
     raw = match["value"]
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"--until: half-width {raw!r} in {text!r} is not a number; expected {SYNTAX}") from None
+        raise ConfigError(f"{arg('until', text)}: half-width {raw!r} is not a number; expected {SYNTAX}") from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--until: half-width must be a finite number > 0, got {raw!r} in {text!r}")
+        raise ConfigError(f"{arg('until', text)}: half-width must be a finite number > 0, got {raw!r}")
     return value
 
 
@@ -121,9 +121,9 @@ def _check_metric(metric: Any, metrics: Iterable[str] | None) -> str:
 
 def _check_cap(cap: Any, least: int, what: str) -> int:
     if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ConfigError(f"--n: the cap on seeds must be an integer >= 1, got {cap!r}")
+        raise ConfigError(f"{arg('n', cap)}: the cap on seeds must be an integer >= 1")
     if cap < least:
-        raise ConfigError(f"--n: a cap of {cap} seeds is below the {least} that {what} needs even with no spread; raise --n to at least {least}")
+        raise ConfigError(f"{arg('n', cap)}: a cap of {cap} seeds is below the {least} that {what} needs even with no spread; raise it to at least {least}")
     return cap
 
 

@@ -48,9 +48,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from rsb_tune.errors import StoreUnreachable, StudyError, UserError
+from rsb_tune.errors import StoreUnreachable, StudyError, UserError, arg
 
-__all__ = ["Location", "locate", "check_writable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
+__all__ = ["Location", "locate", "check_writable", "check_listable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
 
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -106,10 +106,10 @@ def locate(spec: str | os.PathLike) -> Location:
         fs, fs_root = pyarrow.fs.FileSystem.from_uri(spec)
     except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--storage {spec}: {first} (use a directory, or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX)") from None
+        raise UserError(f"{arg('storage', spec)}: {first} (use a directory, or s3://BUCKET/PREFIX, gs://BUCKET/PREFIX)") from None
     fs_root = fs_root.rstrip("/")
     if not fs_root:
-        raise UserError(f"--storage {spec}: name a bucket (s3://BUCKET/PREFIX)")
+        raise UserError(f"{arg('storage', spec)}: name a bucket (s3://BUCKET/PREFIX)")
     key = hashlib.sha1(spec.encode()).hexdigest()[:16]
     return Location(spec, cache_dir() / "mirror" / key, fs, fs_root)
 
@@ -121,7 +121,7 @@ def check_writable(loc: Location) -> None:
         while not probe_dir.exists():
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
-            raise UserError(f"--storage {loc.spec}: not writable ({probe_dir} is not a writable directory)")
+            raise UserError(f"{arg('storage', loc.spec)}: not writable ({probe_dir} is not a writable directory)")
         return
     probe = f"{loc.fs_root}/.rsb-tune-probe-{uuid.uuid4().hex[:8]}"
 
@@ -131,7 +131,15 @@ def check_writable(loc: Location) -> None:
             f.write(b"probe")
         loc.fs.delete_file(probe)
 
-    bounded(write_probe, f"--storage {loc.display()}", "cannot write there")
+    bounded(write_probe, arg("storage", loc.display()), "cannot write there")
+
+
+def check_listable(loc: Location) -> None:
+    """Fail with one line naming the storage when it cannot hold studies to list: a directory
+    that does not exist (an object-store prefix without studies is only empty)."""
+    if not loc.remote and not loc.root.is_dir():
+        resolved = "" if str(loc.root) == loc.spec else f" ({loc.root})"
+        raise StudyError(f"{arg('storage', loc.spec)}: no such directory{resolved}")
 
 
 def bounded(fn: Callable[[], Any], where: str, failed: str) -> Any:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rsb_tune import contract as C
-from rsb_tune.errors import StudyError
+from rsb_tune.errors import StudyError, arg
 from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
 
 __all__ = ["StudyDir", "default_name", "package_versions", "git_commit", "now_iso", "json_default"]
@@ -139,10 +139,10 @@ class StudyDir:
     def require(self) -> "StudyDir":
         if self.mirror:
             if not self.exists():
-                raise StudyError(f"no study {self.name!r} in {self.location.display()} (pass the --storage it was run with)")
+                raise StudyError(f"no study {self.name!r} in {self.location.display()} (pass the {arg('storage')} it was run with)")
             self._refresh_unless_running_here()
         elif not self.dir.is_dir():
-            raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass --storage)")
+            raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass {arg('storage')})")
         if not self.meta_path.exists():
             raise StudyError(f"{self.meta_path}: missing; {self.dir} is not an rsb-tune study")
         self.meta()

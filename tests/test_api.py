@@ -36,7 +36,7 @@ def test_every_run_option_is_a_flag_with_the_same_default():
 @pytest.mark.parametrize(
     "call,message",
     [
-        (lambda: rsb_tune.seeds(n=0), "--n must be >= 1"),
+        (lambda: rsb_tune.seeds(n=0), "n= must be >= 1"),
         (lambda: rsb_tune.seeds(n=2, cpu_per_trial=1), "unknown option 'cpu_per_trial'; did you mean 'cpus_per_trial'"),
         (lambda: rsb_tune.plan_seeds(2, epoch=3), "unknown argument 'epoch'; did you mean 'epochs'"),
         (lambda: rsb_tune.grid("lamb_bc"), "no shipped space of that name; did you mean 'lamb_bce'"),
@@ -44,7 +44,7 @@ def test_every_run_option_is_a_flag_with_the_same_default():
         (lambda: rsb_tune.plan_seeds(2, overrides={"opt": "lamd"}), "--set: opt: unknown timm optimizer 'lamd'"),
         (lambda: rsb_tune.plan_seeds(2, overrides=["drop_path=1"]), "drop_path must be < 1.0"),
         (lambda: rsb_tune.load("nope", storage="/nonexistent-rsb"), "no study 'nope'"),
-        (lambda: rsb_tune.seeds(n=5, recipe="A3", until="halfwidth<=0.25"), "--n: a cap of 5 seeds is below the 12"),
+        (lambda: rsb_tune.seeds(n=5, recipe="A3", until="halfwidth<=0.25"), "n=5: a cap of 5 seeds is below the 12"),
         (lambda: rsb_tune.plan_seeds(20, until="halfwidth<=0.25", level=1.0), "level: must be a number strictly between 0 and 1"),
         (lambda: rsb_tune.ab(20, "A3", "A3"), "the two arms are the same configuration"),
         (lambda: rsb_tune.seeds_needed_table("nope", storage="/nonexistent-rsb"), "no study 'nope'"),

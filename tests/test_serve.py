@@ -223,6 +223,8 @@ def test_compare_page_and_api(client):
     assert 0.0 <= rows["val_top1"]["p_a_gt_b"] <= 1.0
     page = client.get("/compare?a=seedsA&b=seedsB")
     assert page.status_code == 200 and "P(A &gt; B)" in page.text and 'id="compare-table"' in page.text
+    verdict = api["comparison"]["comparison"]["line"]  # the verdict of `rsb-tune compare`, on the page too
+    assert verdict.startswith("A (seedsA, n=4) vs B (seedsB, n=3): val_top1") and 'id="compare-verdict"' in page.text
     assert client.get("/compare").status_code == 200  # the chooser
     assert client.get("/compare?a=seedsA").status_code == 400
     assert client.get("/compare?a=seedsA&b=seedsA&b=seedsB").status_code == 400

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rsb_tune import stopping
-from rsb_tune.errors import ConfigError, UserError
+from rsb_tune.errors import ConfigError, UserError, spoken_as_flags
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,9 @@ def test_parse_rule_rejects_with_one_line(text, message):
     with pytest.raises(ConfigError, match=message) as error:
         stopping.parse_rule(text)
     assert "\n" not in str(error.value)
-    assert "--until" in str(error.value)
+    assert "until=" in str(error.value)  # from Python; the command line's says --until:
+    with spoken_as_flags(), pytest.raises(ConfigError, match="^--until "):
+        stopping.parse_rule(text)
     assert isinstance(error.value, UserError) and error.value.exit_code == 2
 
 

@@ -100,14 +100,12 @@ class Storage:
     # ------------------------------------------------------------------ listing
     def check(self) -> None:
         """Fail at start (a UserError) when the storage cannot be read at all."""
-        from rsb_tune.errors import UserError
+        from rsb_tune.errors import arg
+        from rsb_tune.storage import bounded, check_listable
 
         if self.remote:
-            from rsb_tune.storage import bounded
-
-            bounded(lambda: self._remote_names(), f"--storage {self.location.display()}", "cannot list it")
-        elif not self.root.is_dir():
-            raise UserError(f"--storage {self.location.spec}: no such directory")
+            bounded(lambda: self._remote_names(), arg("storage", self.location.display()), "cannot list it")
+        check_listable(self.location)
 
     def refs(self) -> dict[str, StudyRef]:
         """{name: StudyRef} of every study in the storage, as listed now."""
