@@ -32,9 +32,9 @@ from analysis._tables import (
     status_counts,
 )
 
-__all__ = ["grid_summary", "param_anova", "variance_components"]
+from analysis.stats import CONFIDENCE, mean_ci
 
-CONFIDENCE = 0.95
+__all__ = ["grid_summary", "param_anova", "variance_components"]
 
 
 def grid_summary(
@@ -51,9 +51,11 @@ def grid_summary(
     """One row per configuration of ``params``, ranked best first.
 
     Columns: the params, ``metric`` (its name), ``rank``, ``n`` (counted trials), ``n_failed`` (other
-    statuses), ``mean``, ``std``, ``sem``, ``ci_low``/``ci_high`` (t interval
-    of the mean with 2 seeds or more; with one seed, ``mean +- z seed_std``
-    when ``seed_std`` is given, else NaN), ``delta_to_next`` (mean minus the
+    statuses), ``mean``, ``std``, ``sem``, ``ci_low``/``ci_high`` and ``ci_method``
+    (the interval of the mean: ``"t"``, the t-interval of
+    :func:`analysis.stats.mean_ci`, with 2 seeds or more; ``"z"``, ``mean +- z
+    seed_std``, with one seed when ``seed_std`` is given; else NaN and ``None``),
+    ``delta_to_next`` (mean minus the
     next-ranked mean, in the direction of ``mode``), ``p_vs_next`` and
     ``distinguishable_from_next`` (``p_vs_next < alpha``; pandas ``boolean``
     with NA when it cannot be told).
@@ -95,20 +97,19 @@ def _config_stats(
     nan = float("nan")
     mean = float(values.mean()) if n else nan
     std = float(values.std(ddof=1)) if n > 1 else nan
-    if n > 1:
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n)
-    elif n == 1 and seed_std is not None:
+    interval = mean_ci(values, confidence)
+    if n == 1 and seed_std is not None:
         half = stats.norm.ppf(0.5 + confidence / 2) * seed_std
-    else:
-        half = nan
+        interval = interval._replace(low=mean - half, high=mean + half, method="z")
     return {
         "n": n,
         "n_failed": len(sub) - n if status is None else sum(c for s, c in counts.items() if s != status),
         "mean": mean,
         "std": std,
         "sem": std / np.sqrt(n) if n > 1 else nan,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "ci_method": interval.method,
     }
 
 

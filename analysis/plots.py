@@ -200,7 +200,7 @@ def plot_compare(
     status: str | None = OK,
     ax: Axes | None = None,
 ) -> Axes:
-    """Both arms' seeds as points and each arm's mean with its 95 % bootstrap interval.
+    """Both arms' seeds as points and each arm's mean with its 95 % t-interval (:func:`analysis.stats.mean_ci`).
 
     The title carries the difference of means with its Welch interval and P(A > B)
     (see :func:`analysis.compare`).
@@ -213,7 +213,7 @@ def plot_compare(
     ax = _axes(ax)
     sns.stripplot(data=data, x="arm", y=metric, hue="arm", legend=False, alpha=0.6, jitter=0.15, ax=ax)
     for position, values in enumerate(arms):
-        low, high = mean_ci(values)
+        low, high, _ = mean_ci(values)
         mean = float(np.mean(values))
         yerr = np.array([[mean - low], [high - mean]]) if np.isfinite(low) else None
         ax.errorbar([position], [mean], yerr=yerr, fmt="D", color="k", capsize=6, zorder=3)

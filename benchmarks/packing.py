@@ -111,22 +111,22 @@ def _images_per_epoch(study: Path) -> int:
 
 
 def _equivalence(packed, unpacked) -> dict:
-    import numpy as np
     from scipy import stats
 
     import analysis
+    from analysis.stats import mean_ci
 
     a, b = packed["trials"], unpacked["trials"]
     c = analysis.compare(a, b, "val_top1")
     joined = a.set_index("seed")["val_top1"].to_frame("packed").join(b.set_index("seed")["val_top1"].to_frame("unpacked"), how="inner")
     d = (joined["packed"] - joined["unpacked"]).to_numpy()
-    half = stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
+    paired = mean_ci(d)  # the t-interval of the mean paired difference
     ks = stats.ks_2samp(a.val_top1, b.val_top1)
     return {
         "n": int(c["n_a"]), "mean_packed": round(c["mean_a"], 3), "mean_unpacked": round(c["mean_b"], 3),
         "std_packed": round(c["std_a"], 3), "std_unpacked": round(c["std_b"], 3),
         "delta": round(c["delta"], 3), "delta_ci95": [round(c["delta_ci_low"], 3), round(c["delta_ci_high"], 3)],
-        "paired_delta": round(float(d.mean()), 3), "paired_ci95": [round(float(d.mean() - half), 3), round(float(d.mean() + half), 3)],
+        "paired_delta": round(float(d.mean()), 3), "paired_ci95": [round(paired.low, 3), round(paired.high, 3)],
         "ks_p": round(float(ks.pvalue), 3), "mannwhitney_p": round(c["p_mannwhitney"], 3),
     }  # fmt: skip
 

@@ -102,6 +102,7 @@ def test_seed_study_figures_are_drawn_by_analysis_and_served(client):
         r = client.get(url)
         assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
     assert body["figures"]["summary"]["seed_table"][0]["metric"] == "val_top1"
+    assert "(t-interval)" in client.get("/studies/seedsA").text  # the method beside the interval of the mean
     report = client.get("/studies/seedsA/report/")
     assert report.status_code == 200 and "histogram_val_top1.png" in report.text
     assert client.get("/studies/seedsA/report/histogram_val_top1.svg").status_code == 200

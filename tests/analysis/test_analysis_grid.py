@@ -47,7 +47,7 @@ def test_grid_summary_rows_match_groupby() -> None:
         mean, std, count = reference.loc[(row.lr, row.weight_decay)]
         assert (row.mean, row.std, row.n) == pytest.approx((mean, std, count))
         low, high = stats.t.interval(0.95, count - 1, mean, std / math.sqrt(count))
-        assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+        assert (row.ci_low, row.ci_high, row.ci_method) == pytest.approx((low, high, "t"))
 
 
 def _values(trials: pd.DataFrame, row) -> pd.Series:
@@ -80,7 +80,7 @@ def test_one_seed_per_point_needs_outside_seed_noise() -> None:
     trials = _grid(EFFECTS, seeds=1, noise=0.0)
     unknown = grid_summary(trials, PARAMS)
     assert unknown["distinguishable_from_next"].isna().all()
-    assert unknown["ci_low"].isna().all()
+    assert unknown["ci_low"].isna().all() and unknown["ci_method"].isna().all()
     known = grid_summary(trials, PARAMS, seed_std=0.1)
     first, second = known.iloc[0], known.iloc[1]
     z = abs(first["mean"] - second["mean"]) / (0.1 * math.sqrt(2))
@@ -88,6 +88,7 @@ def test_one_seed_per_point_needs_outside_seed_noise() -> None:
     assert known.iloc[1]["distinguishable_from_next"]  # 1.5 against 0.3 with sigma 0.1
     assert not known.iloc[0]["distinguishable_from_next"]  # 1.6 against 1.5
     assert first["ci_high"] - first["mean"] == pytest.approx(stats.norm.ppf(0.975) * 0.1)
+    assert (known["ci_method"] == "z").all()
 
 
 def test_grid_summary_counts_failed_trials(grid_study: Path) -> None:

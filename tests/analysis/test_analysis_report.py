@@ -72,6 +72,9 @@ def test_seed_report_markdown_has_the_paper_table(seed_report: Path) -> None:
     markdown = (seed_report / "summary.md").read_text()
     assert "| statistic | val_top1 | v2_top1 |" in markdown
     assert re.search(r"\| n_diverged \| 1 \| 1 \|", markdown)
+    # the method of each interval of the mean, next to it
+    assert "| mean_ci_method | 95 % t-interval (n = 18) | 95 % t-interval (n = 18) |" in markdown
+    assert "Student t-interval at every n" in markdown
 
 
 def test_report_defaults_to_the_study_folder(tmp_path: Path) -> None:
@@ -146,7 +149,10 @@ def test_compare_report(seed_study: Path, other_seed_study: Path, tmp_path: Path
         assert rows["v2_top1"][key] == pytest.approx(expected[key])
     assert {row["study"] for row in summary["seed_table"]} == {"a2-seeds-better", "a2-seeds"}
     assert [row["study"] for row in summary["studies"]] == ["a2-seeds-better", "a2-seeds"]
-    assert "| statistic | a2-seeds-better / val_top1 |" in (out / "summary.md").read_text()
+    markdown = (out / "summary.md").read_text()
+    assert "| statistic | a2-seeds-better / val_top1 |" in markdown
+    assert re.search(r"\| mean_ci_method( \| 95 % t-interval \(n = \d+\)){4} \|", markdown)
+    assert "Welch t-interval" in markdown and {row["mean_ci_method"] for row in summary["seed_table"]} == {"t"}
 
 
 def test_compare_report_labels_studies_with_the_same_name(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from analysis import (
     test_set_decomposition,
     test_set_noise,
 )
+from analysis.stats import mean_ci
 
 
 def _trials(values, status=None, **columns) -> pd.DataFrame:
@@ -79,25 +80,59 @@ def test_std_interval_is_the_chi_square_interval(normal_trials: pd.DataFrame) ->
     assert (row["std_ci_low"], row["std_ci_high"]) == pytest.approx((low, high))
 
 
-def test_mean_interval_is_the_bca_bootstrap(normal_trials: pd.DataFrame) -> None:
+def test_mean_interval_is_the_t_interval(normal_trials: pd.DataFrame) -> None:
     x = normal_trials["val_top1"].to_numpy()
-    row = seed_summary(normal_trials, random_state=3).iloc[0]
-    reference = stats.bootstrap((x,), np.mean, method="BCa", random_state=np.random.default_rng(3))
-    assert row["mean_ci_low"] == pytest.approx(reference.confidence_interval.low, rel=1e-6)
-    assert row["mean_ci_high"] == pytest.approx(reference.confidence_interval.high, rel=1e-6)
-    # and close to the t interval for normal data
-    t_low, t_high = stats.t.interval(0.95, x.size - 1, x.mean(), stats.sem(x))
-    assert row["mean_ci_low"] == pytest.approx(t_low, abs=0.03)
-    assert row["mean_ci_high"] == pytest.approx(t_high, abs=0.03)
+    row = seed_summary(normal_trials).iloc[0]
+    low, high = stats.t.interval(0.95, x.size - 1, x.mean(), stats.sem(x))
+    assert (row["mean_ci_low"], row["mean_ci_high"]) == pytest.approx((low, high), rel=1e-12)
+    assert row["mean_ci_method"] == "t"
+    assert mean_ci(x, 0.9) == pytest.approx((*stats.t.interval(0.9, x.size - 1, x.mean(), stats.sem(x)), "t"))
 
 
-def test_mean_interval_covers_the_true_mean_about_95_percent() -> None:
-    rng = np.random.default_rng(4)
-    covered = [
-        row["mean_ci_low"] <= 0 <= row["mean_ci_high"]
-        for row in (seed_summary(_trials(rng.normal(size=30)), n_resamples=999).iloc[0] for _ in range(60))
-    ]
-    assert 0.8 <= np.mean(covered) <= 1.0
+def test_a_small_study_gets_the_t_interval_not_a_narrow_bootstrap() -> None:
+    """The issue's case: 4 seeds, mean 17.27, std 5.20; BCa said 13.02-21.94, the t-interval is about 9.0-25.5."""
+    z = np.array([-1.3, -0.2, 0.4, 1.1])
+    x = 17.27 + 5.20 * (z - z.mean()) / z.std(ddof=1)
+    assert (x.mean(), x.std(ddof=1)) == pytest.approx((17.27, 5.20))
+    low, high = stats.t.interval(0.95, 3, loc=17.27, scale=5.20 / 2)
+    assert (low, high) == pytest.approx((9.00, 25.54), abs=0.01)
+    row = seed_summary(_trials(x)).iloc[0]
+    assert (row["mean_ci_low"], row["mean_ci_high"]) == pytest.approx((low, high), rel=1e-9)
+
+
+# n = 3 ... 30 seeds; outcomes: normal, and left-skewed below a ceiling of 100 like accuracies over seeds:
+# 100 - Gamma(shape 16, scale 0.25), mean 96, sd 1, skewness -2 / sqrt(16) = -0.5. On these outcomes the
+# BCa bootstrap of 9,999 resamples (the seed table's interval before) covered 0.72-0.73 at n = 3, 0.80-0.81
+# at n = 4 and 0.94 only from n = 30 (benchmarks/mean_interval_coverage.py); the t-interval is exact for
+# the normal ones and keeps >= 0.944 on the skewed ones. More skewed outcomes (-0.78, a Beta near the
+# ceiling) take the t-interval to 0.938-0.940 at n = 3 ... 8, which is why this test stops at -0.5.
+COVERAGE_NS = (3, 4, 5, 8, 10, 15, 20, 30)
+COVERAGE_OUTCOMES = {
+    "normal": lambda rng, shape: rng.normal(96.0, 1.0, shape),
+    "skewness -0.5": lambda rng, shape: 100.0 - rng.gamma(16.0, 0.25, shape),
+}
+
+
+@pytest.mark.parametrize("outcome", COVERAGE_OUTCOMES)
+def test_mean_interval_covers_at_small_n(outcome: str) -> None:
+    studies = 20_000  # Monte Carlo error of a coverage near 0.95: 0.0015
+    coverage = {}
+    for n in COVERAGE_NS:
+        x = COVERAGE_OUTCOMES[outcome](np.random.default_rng([7, n]), (studies, n))
+        interval = mean_ci(x)
+        assert interval.method == "t" and interval.low.shape == (studies,)
+        coverage[n] = float(np.mean((interval.low <= 96.0) & (96.0 <= interval.high)))
+    assert all(0.94 <= c <= 0.96 for c in coverage.values()), coverage
+
+
+def test_mean_interval_rows_match_one_sample_at_a_time() -> None:
+    x = np.random.default_rng(8).normal(size=(5, 6))
+    x[2] = 3.0  # a constant row is a point
+    rows = mean_ci(x)
+    for i in range(5):
+        assert (rows.low[i], rows.high[i]) == pytest.approx(mean_ci(x[i])[:2])
+    assert rows.low[2] == rows.high[2] == 3.0
+    assert np.isnan(mean_ci(x[:, :1]).low).all() and mean_ci(x[:, :1]).method is None
 
 
 @pytest.mark.parametrize(
@@ -161,6 +196,7 @@ def test_degenerate_seed_summary_is_nan_and_quiet() -> None:
     assert one["n"] == 1 and one["mean"] == 79.5
     assert all(math.isnan(one[c]) for c in ("std", "sem", "mean_ci_low", "std_ci_high", "range_in_std"))
     assert flat["std"] == 0 and flat["mean_ci_low"] == flat["mean_ci_high"] == 79.5
+    assert one["mean_ci_method"] is None and flat["mean_ci_method"] == "t"
     assert none["n"] == 0 and math.isnan(none["mean"]) and none["n_error"] == 1
 
 
