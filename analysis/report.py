@@ -199,6 +199,8 @@ def _overview(report: _Report, study: StudyTables) -> None:
 def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
     meta = {key: study.meta.get(key) for key in META_KEYS}
     meta["params"] = ", ".join(map(str, meta["params"] or [])) or "-"
+    if isinstance(meta["recipe"], list):  # a grid over recipes: each trial has its own
+        meta["recipe"] = ", ".join(map(str, meta["recipe"]))
     return {"study": label, **meta, **status_counts(study.trials), "path": str(study.paths[0])}
 
 

@@ -74,15 +74,18 @@ class StudyPlan:
             return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
 
         base = self.plan.base
+        recipes, datasets = ", ".join(self.plan.values_of("recipe")), ", ".join(self.plan.values_of("dataset"))
         if self.stopping is not None:
-            head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {self.recipe.name}, dataset {self.dataset.name})"
+            head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
         elif self.plan.resolver is not None:
             head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
-            head = f"{len(self.trials)} trials ({self.kind}, recipe {self.recipe.name}, dataset {self.dataset.name}); varied: {', '.join(self.plan.params) or 'seed'}"
-        from rsb_tune.data import data_summary, load_splits
+            head = f"{len(self.trials)} trials ({self.kind}, recipe {recipes}, dataset {datasets}); varied: {', '.join(self.plan.params) or 'seed'}"
+        from rsb_tune.config import DATA_KEYS
+        from rsb_tune.data import data_summary, get_dataset, load_study_data
 
-        lines = [head, *data_summary(self.dataset, load_splits(base.values, decode=False)).splitlines(), "base config (key: value  # source):"]
+        data = load_study_data(self.plan.configs(DATA_KEYS), decode=False).splits.items()
+        lines = [head, *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
             lines.append("trials (each: the base config above with these keys changed):")
@@ -166,6 +169,7 @@ def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
 
 def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
     from rsb_tune.data import get_dataset
+    from rsb_tune.recipes import get_recipe
     from rsb_tune.space import build_plan
     from rsb_tune.validate import check_plan
 
@@ -179,6 +183,7 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
     from rsb_tune import packs
 
     plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
+    recipe, spec = get_recipe(plan.base.values["recipe"]), get_dataset(plan.base.values["dataset"])  # as the layers named them
     check_plan(plan, space)
     unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
     packs.check([plan.base.values, *plan.trials.values()], unsupported=unsupported)
@@ -262,15 +267,16 @@ def _packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
 def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
     """(study, its data, its acquired lock): the study of ``plan`` created under ``study``'s
     name, or the existing one when its plan (and stopping rule) are the same."""
-    from rsb_tune.data import load_splits
+    from rsb_tune.config import DATA_KEYS
+    from rsb_tune.data import load_study_data
 
-    data = load_splits(plan.plan.base.values)
+    data = load_study_data(plan.plan.configs(DATA_KEYS))  # each dataset the trials name, once
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
         _check_same_plan(study, trials, stopping)
         print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
         return study, data, study.lock().acquire()
-    manifest = lifecycle.build_manifest(kind=plan.kind, recipe=plan.recipe.name, plan=plan.plan, space=plan.space, dataset=plan.dataset, data=data, command=command or _command_line(), stopping=stopping)
+    manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or _command_line(), stopping=stopping)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -316,7 +322,7 @@ def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
 def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     """Continue a study whose driver stopped: finished trials are kept, unfinished ones continue
     from their last checkpoint, the rest start. Run options may differ from the first run's."""
-    from rsb_tune.data import load_splits
+    from rsb_tune.data import load_study_data
     from rsb_tune.ray_adapter import check_address, check_tracking
 
     from rsb_tune.sequential import paired_rule_of
@@ -332,7 +338,7 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
         return _resume_pair(study, opts)
     check_address(opts.address)
     check_tracking(opts.tracking)
-    data = load_splits(study.meta().get("base_config") or {})
+    data = load_study_data(lifecycle.data_configs(study.meta()))
     return _run(study, data, opts)
 
 
@@ -501,7 +507,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
 
 def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
     """Continue the paired study that ``study`` is an arm of (both arms, from their tables)."""
-    from rsb_tune.data import load_splits
+    from rsb_tune.data import load_study_data
     from rsb_tune.sequential import paired_rule_of
 
     meta = study.meta()
@@ -510,8 +516,7 @@ def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
     opened = []
     try:
         for arm in arms:
-            base = arm.meta().get("base_config") or {}
-            opened.append((arm, load_splits(base), arm.lock().acquire()))
+            opened.append((arm, load_study_data(lifecycle.data_configs(arm.meta())), arm.lock().acquire()))
         return _run_pair(opened, rule, opts)
     finally:
         for _, _, lock in opened:

@@ -200,12 +200,13 @@ def _recipe_yaml(recipe) -> str:
 
 
 def _cmd_keys(args) -> int:
-    from rsb_tune.config import DERIVED_KEYS, FIELDS
+    from rsb_tune.config import DERIVED_KEYS, FIELDS, SCOPES
 
     for key, f in FIELDS.items():
         extra = f" (one of {', '.join(map(str, f.choices))})" if f.choices else ""
-        print(f"{key:18} {f.type.__name__:5}{' or null' if f.nullable else '':8} {f.help}{extra}")
+        print(f"{key:18} {f.type.__name__:5}{' or null' if f.nullable else '':8} {f.scope:6} {f.help}{extra}")
     print(f"derived, recorded, not settable: {', '.join(DERIVED_KEYS)}")
+    print("scopes: " + "; ".join(f"{name}: {text}" for name, text in SCOPES.items()))
     return 0
 
 

@@ -5,6 +5,13 @@ Precedence, lowest first (each layer names its source, so errors say where a val
     recipe (paper values) < schema defaults < dataset profile < space file < command line
     (--model/--epochs/... then --set key=value) < the grid point and seed of one trial
 
+A layer that names ``recipe`` or ``dataset`` (a grid point, a sampled point, the space's base,
+``--set``) replaces the bottom of the chain for that config: its recipe is that recipe, its
+profile that dataset's, so every trial is resolved from its own (the layers above still win).
+
+Every key declares its scope (:attr:`Field.scope`): whether it may differ between the trials of
+one study (a grid axis, a searched param) or holds one value for the whole study.
+
 After the layers, derived values are filled in once, here: the epochs scaled from the recipe
 to the dataset profile (the paper's A1:A2:A3 = 6:3:1 ratio is kept), the warm-up scaled with
 them, the learning rate rescaled from the recipe's batch to the run's batch, and the seeds
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rsb_tune.contract import SEED_COLUMNS
 from rsb_tune.errors import ConfigError, suggest
@@ -23,6 +30,8 @@ from rsb_tune.errors import ConfigError, suggest
 __all__ = [
     "Field",
     "FIELDS",
+    "SCOPES",
+    "DATA_KEYS",
     "DERIVED_KEYS",
     "LR_SCALE_RULES",
     "Layer",
@@ -49,10 +58,22 @@ def _range(low: float | None = None, high: float | None = None, *, low_open=Fals
     return check
 
 
+# Where a key applies: a value per trial, or one per study (see Field.scope).
+SCOPES = {
+    "trial": "may differ between trials (a grid axis, a searched param): each trial trains with its own value",
+    "data": "may differ between trials; names the data a trial trains on: the driver loads each distinct combination once and gives every trial its own",
+    "seed": "set per trial from the space's `seeds` (or --seed-start/--n), never a grid axis or a searched param",
+    "study": "one value for the whole study (base:, --set): the driver reads it once",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """One trial-config key: its type, allowed values and help. ``default`` is used only for
-    keys no recipe or profile sets (recipe keys have their default in the recipe)."""
+    """One trial-config key: its type, allowed values, help and scope. ``default`` is used only
+    for keys no recipe or profile sets (recipe keys have their default in the recipe).
+    ``scope`` (see :data:`SCOPES`): ``trial`` and ``data`` keys may vary between the trials of a
+    study; ``seed`` and ``study`` keys are refused as grid axes and searched params, a
+    ``study`` key with ``why`` in the message."""
 
     type: type
     help: str
@@ -61,6 +82,8 @@ class Field:
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None
     words: tuple[str, ...] = ()  # text values allowed besides the type's (e.g. "auto")
+    scope: str = "trial"
+    why: str = ""  # a study-scoped key: why it cannot vary between trials
 
     @property
     def has_default(self) -> bool:
@@ -79,12 +102,12 @@ _SQRT_OPTIMIZERS = ("lamb", "lars", "ada", "nadam", "radam", "lion", "adopt", "l
 FIELDS: Mapping[str, Field] = {
     # --- what is trained on what
     "recipe": Field(str, "base recipe name (A1, A2, A3)"),
-    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default="digits"),
-    "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=None, nullable=True),
-    "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=None, nullable=True),
-    "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=0.0, check=_range(0.0, 0.5, high_open=True)),
-    "val_holdout_seed": Field(int, "seed of the held-out val split (fixed per study, never the trial seed)", default=0, check=_range(0, 2**32 - 1)),
-    "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=2048, check=_range(0)),
+    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default="digits", scope="data"),
+    "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=None, nullable=True, scope="data"),
+    "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=None, nullable=True, scope="data"),
+    "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=0.0, check=_range(0.0, 0.5, high_open=True), scope="data"),
+    "val_holdout_seed": Field(int, "seed of the held-out val split (never the trial seed: the seeds of one split share it)", default=0, check=_range(0, 2**32 - 1), scope="data"),
+    "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=2048, check=_range(0), scope="data"),
     "model": Field(str, "timm model name"),
     "model_kwargs": Field(dict, "extra keyword arguments for timm.create_model", default={}),
     "img_size": Field(int, "train resolution (px)", check=_range(8, 1024)),
@@ -122,15 +145,16 @@ FIELDS: Mapping[str, Field] = {
     "interpolation": Field(str, "resize interpolation", default="bicubic", choices=("bicubic", "bilinear", "nearest")),
     "augment_impl": Field(str, "training augmentation: auto (batched where the images and ops allow, else per sample), batch (rsb_tune.batch_augment: a compiled kernel on CPU, torch ops on CUDA), pil (timm's per-sample PIL transforms)", default="auto", choices=("auto", "batch", "pil")),
     # --- seeds (derived from `seed` unless given)
-    "seed": Field(int, "master seed of the trial", default=0, check=_range(0, 2**31 - 1)),
-    "model_seed": Field(int, "weight initialisation seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
-    "data_seed": Field(int, "data order seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
-    "aug_seed": Field(int, "augmentation, mixup/cutmix and drop-path seed", default=None, nullable=True, check=_range(0, 2**32 - 1)),
+    "seed": Field(int, "master seed of the trial", default=0, check=_range(0, 2**31 - 1), scope="seed"),
+    "model_seed": Field(int, "weight initialisation seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
+    "data_seed": Field(int, "data order seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
+    "aug_seed": Field(int, "augmentation, mixup/cutmix and drop-path seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
     # --- execution
     "device": Field(str, "auto (CUDA when available), cpu or cuda", default="auto", choices=("auto", "cpu", "cuda")),
     "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it, off on CPU), off, bf16, fp16", default="auto", choices=("auto", "off", "bf16", "fp16")),
     "channels_last": Field(str, "channels-last memory format: auto (on for CUDA), on, off", default="auto", choices=("auto", "on", "off")),
-    "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024)),
+    "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024), scope="study",
+                                why="the driver sizes every trial's Ray resources from the study's value: one coordinator, or the workers of a data-parallel trial"),
     "threads": Field(int, "torch threads per trial (default: the trial's CPUs)", default=None, nullable=True, check=_range(1, 512)),
     "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=0, check=_range(0, 64)),
     "eval_batch_size": Field(int, "evaluation batch size", default=256, check=_range(1, 65536)),
@@ -140,6 +164,8 @@ FIELDS: Mapping[str, Field] = {
 
 # Keys filled in by the resolver: recorded in every resolved config, never settable.
 DERIVED_KEYS = ("lr_resolved", "lr_scale_rule", "epoch_scale")
+# The keys that say which data a trial trains on (rsb_tune.data loads each combination once).
+DATA_KEYS = tuple(key for key, field in FIELDS.items() if field.scope == "data")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,9 +332,30 @@ def _derive_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
+def _named(layers: Sequence[Layer], key: str, lookup: Callable[[Any], Any], given: Any) -> Any:
+    """What ``lookup`` finds for the value the highest layer gives ``key`` (as for any key,
+    the highest wins), else ``given``; an unknown name is an error naming that layer."""
+    for layer in reversed(layers):
+        if key in layer.values:
+            value = coerce(key, layer.values[key], layer.source)
+            try:
+                return lookup(value)
+            except ConfigError as e:
+                raise ConfigError(f"{layer.source}: {key}: {e}") from None
+    return given
+
+
 def resolve(recipe, profile, layers: Iterable[Layer] = ()) -> ResolvedConfig:
     """Resolve one config from a recipe (:class:`rsb_tune.recipes.Recipe`), a dataset profile
-    (:class:`rsb_tune.data.Profile`) and the layers above them, lowest first."""
+    (:class:`rsb_tune.data.Profile`) and the layers above them, lowest first. A layer that names
+    ``recipe`` or ``dataset`` puts that recipe, or that dataset's profile, in place of the one
+    given: a trial of a grid over recipes is resolved from its own recipe."""
+    from rsb_tune.data import get_dataset
+    from rsb_tune.recipes import get_recipe
+
+    layers = tuple(layers)
+    recipe = _named(layers, "recipe", get_recipe, recipe)
+    profile = _named(layers, "dataset", lambda name: get_dataset(name).profile, profile)
     raw: dict[str, Any] = {}
     raw_sources: dict[str, str] = {}
     for key, value in recipe.hyperparameters().items():
@@ -333,6 +380,7 @@ def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
         raise ConfigError(f"no value for {', '.join(missing)} (not in the recipe or profile)")
     values = dict(raw)
     sources = dict(raw_sources)
+    values["recipe"] = recipe.name  # the recipe's own spelling (names are case-insensitive)
     # Epochs: the recipe's, scaled to the profile, unless a layer above the recipe set them.
     scale = profile.epoch_scale
     if sources["epochs"].startswith("recipe"):

@@ -38,6 +38,9 @@ __all__ = [
     "DatasetSplits",
     "get_dataset",
     "load_splits",
+    "data_spec",
+    "StudyData",
+    "load_study_data",
     "data_summary",
     "build_transforms",
     "SplitDataset",
@@ -292,6 +295,46 @@ def load_splits(config: str | Mapping[str, Any], data_path: str | None = None, *
     opts = DataOptions.from_config(config)
     spec = get_dataset(config.get("dataset", "digits"))
     return finish_splits(spec.load(opts), opts, decode=decode)
+
+
+def data_spec(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Which data ``config`` trains on: its data keys (:data:`rsb_tune.config.DATA_KEYS`:
+    dataset, data_path, v2_path, val_holdout, val_holdout_seed, memory_budget_mb) and their
+    values, defaults where it has none."""
+    from rsb_tune.config import DATA_KEYS, FIELDS
+
+    return tuple((key, config.get(key, FIELDS[key].default)) for key in DATA_KEYS)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyData:
+    """What a study's driver loads once and ships to every trial (through Ray's object store):
+    the splits of each distinct data spec its trials name. A trial takes its own with
+    :meth:`for_config`; a study over one dataset has one entry."""
+
+    splits: Mapping[tuple, DatasetSplits]
+
+    def for_config(self, config: Mapping[str, Any]) -> DatasetSplits:
+        """The splits the trial of ``config`` trains on."""
+        spec = data_spec(config)
+        if spec not in self.splits:
+            raise DataError(f"no data was loaded for {dict(spec)} (the study loaded {[dict(k) for k in self.splits]})")
+        return self.splits[spec]
+
+    def records(self) -> list[dict[str, Any]]:
+        """What study.yaml records of each: its spec, split sizes and description."""
+        return [{"spec": dict(spec), "sizes": data.sizes(), "data": data.describe()} for spec, data in self.splits.items()]
+
+
+def load_study_data(configs: Sequence[Mapping[str, Any]], *, decode: bool = True) -> StudyData:
+    """The splits of every distinct data spec among ``configs`` (a study's trials), each loaded
+    once with :func:`load_splits`, in the order the configs first name them."""
+    splits: dict[tuple, DatasetSplits] = {}
+    for config in configs:
+        spec = data_spec(config)
+        if spec not in splits:
+            splits[spec] = load_splits(config, decode=decode)
+    return StudyData(splits)
 
 
 def data_summary(spec: DatasetSpec, data: DatasetSplits) -> str:

@@ -33,6 +33,7 @@ from rsb_tune import contract as C
 from rsb_tune.errors import StorageFull, StudyError, UserError
 from rsb_tune.storage import one_line
 from rsb_tune.store.events import parse_event_lines, read_events, trial_state
+from rsb_tune.store.manifest import data_configs, data_sizes
 from rsb_tune.study import StudyDir, json_default
 
 __all__ = [
@@ -130,23 +131,28 @@ def error_message(text: str) -> str:
 def build_manifest(
     *,
     kind: str,
-    recipe: str,
     plan,
     space=None,
-    dataset,
     data,
     command: str,
     stopping: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """study.yaml's content, built in this one place (creation adds name, counts and times).
-    ``stopping``: a sequential study's rule record (its metric becomes the study's)."""
+    ``data``: the study's :class:`rsb_tune.data.StudyData`. ``stopping``: a sequential study's
+    rule record (its metric becomes the study's). ``recipe`` and ``dataset`` are recorded as
+    one name, or as the list of the trials' names when they vary; ``data_specs`` holds each
+    data spec the trials train on with its split sizes (a trial's ``n_val`` is its own)."""
+    from rsb_tune.data import get_dataset
     from rsb_tune.study import git_commit, package_versions
 
     metric = stopping["metric"] if stopping else space.metric if space else C.DEFAULT_METRIC
+    recipes, datasets = plan.values_of("recipe"), plan.values_of("dataset")
+    records = data.records()
+    one = len(records) == 1
     return {
         "format": C.FORMAT_VERSION,
         "kind": kind,
-        "recipe": recipe,
+        "recipe": recipes[0] if len(recipes) == 1 else recipes,
         "metric": metric,
         "mode": space.mode if space else C.default_mode(metric),
         "params": list(plan.params),
@@ -159,10 +165,11 @@ def build_manifest(
         "num_samples": space.num_samples if space and space.search != "grid" else None,
         "scheduler": space.scheduler if space else None,
         "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
-        "dataset": dataset.name,
-        "data_sizes": data.sizes(),
-        "data": _jsonable(data.describe()),
-        "profile_notes": dict(dataset.profile.why),
+        "dataset": datasets[0] if len(datasets) == 1 else datasets,
+        "data_sizes": records[0]["sizes"] if one else None,
+        "data": _jsonable(records[0]["data"] if one else [r["data"] for r in records]),
+        "data_specs": _jsonable([{"spec": r["spec"], "sizes": r["sizes"]} for r in records]),
+        "profile_notes": dict(get_dataset(datasets[0]).profile.why) if len(datasets) == 1 else {d: dict(get_dataset(d).profile.why) for d in datasets},
         "versions": package_versions(),
         "git_commit": git_commit(),
         **({"stopping": _jsonable(dict(stopping))} if stopping else {}),
@@ -370,7 +377,8 @@ def search_of(study: StudyDir):
     if space.search != "optuna":
         return space, None
     layers = tuple(Layer(layer["source"], layer["values"]) for layer in meta.get("layers", []))
-    return space, PointResolver(meta["recipe"], meta["base_config"]["dataset"], layers, space.seeds[0], f"search in {space.path}")
+    base = meta["base_config"]  # its recipe and dataset: the study's, as its layers named them
+    return space, PointResolver(base["recipe"], base["dataset"], layers, space.seeds[0], f"search in {space.path}")
 
 
 def _point_key(point: Mapping[str, Any]) -> tuple:

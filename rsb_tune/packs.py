@@ -44,15 +44,13 @@ def check(configs: Iterable[Mapping[str, Any]], *, unsupported: str | None = Non
     """ConfigError for a plan whose packs cannot run (``configs``: its base config and trials).
     ``unsupported``: the kind of study that does not pack (a search, a sequential or paired one)."""
     packed = [cfg for cfg in configs if cfg.get("pack", 1) == "auto" or _size(cfg) > 1]
-    if not packed:
-        return
-    cfg = packed[0]
-    if unsupported:
-        raise ConfigError(f"pack: {cfg['pack']}: {unsupported} runs its trials one by one; drop --pack / `pack:`")
-    if cfg["workers_per_trial"] > 1:
-        raise ConfigError(f"pack: {cfg['pack']} with workers_per_trial {cfg['workers_per_trial']}: a pack trains in one process; use one or the other")
-    if cfg["amp"] == "fp16":
-        raise ConfigError(f"pack: {cfg['pack']} with amp fp16: fp16 needs one loss scaler per seed; use amp bf16 or off")
+    if packed and unsupported:
+        raise ConfigError(f"pack: {packed[0]['pack']}: {unsupported} runs its trials one by one; drop --pack / `pack:`")
+    for cfg in packed:  # every one: `pack` and `amp` may be grid axes
+        if cfg["workers_per_trial"] > 1:
+            raise ConfigError(f"pack: {cfg['pack']} with workers_per_trial {cfg['workers_per_trial']}: a pack trains in one process; use one or the other")
+        if cfg["amp"] == "fp16":
+            raise ConfigError(f"pack: {cfg['pack']} with amp fp16: fp16 needs one loss scaler per seed; use amp bf16 or off")
 
 
 def _key(cfg: Mapping[str, Any]) -> tuple:

@@ -1,8 +1,9 @@
 """Ray Tune around the framework-free trial: the only module of rsb-tune that imports Ray.
 
 One study run is one ``Tuner`` over the study's *unfinished* trials (a grid search over their
-resolved configs). The dataset is decoded once by the driver and shared with every trial
-through Ray's object store (``tune.with_parameters``). A thin driver-side callback forwards
+resolved configs). Each dataset the trials name is decoded once by the driver and shared with
+every trial through Ray's object store (``tune.with_parameters``); a trial takes its own
+(:meth:`rsb_tune.data.StudyData.for_config`). A thin driver-side callback forwards
 what Ray reports to :class:`rsb_tune.lifecycle.Recorder`, which writes it down.
 
 Resuming never relies on Ray's experiment snapshot: :func:`rsb_tune.lifecycle.prepare_run`
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 
 from rsb_tune import contract as C
 from rsb_tune import lifecycle, sequential
-from rsb_tune.data import DatasetSplits
+from rsb_tune.data import DatasetSplits, StudyData
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
 from rsb_tune.study import StudyDir, now_iso
@@ -189,7 +190,7 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
     return report
 
 
-def _trainable(config: Mapping[str, Any], data: DatasetSplits, run: Mapping[str, Any], resolver=None) -> None:
+def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[str, Any], resolver=None) -> None:
     """The Tune function trainable: the trial with Ray's reporting and checkpoints; a
     multi-worker trial launches Ray Train's TorchTrainer from here (the Train V2 pattern).
     ``run``: what this run of the study decided per trial (checkpoints to resume from, the
@@ -205,6 +206,7 @@ def _trainable(config: Mapping[str, Any], data: DatasetSplits, run: Mapping[str,
     trial_id = _trial_id(config, tune.get_context().get_trial_id())
     cfg = dict(config.get("config") or resolver({k: v for k, v in config.items() if k != "trial_id"}))
     cfg["threads"] = cfg["threads"] or run["threads"].get(trial_id) or run["default_threads"]
+    data = study_data.for_config(cfg)  # the trial's own dataset (a pack's trials share theirs)
     resume_path = run["resume_from"].get(trial_id)
     if cfg["workers_per_trial"] > 1:
         _fit_ddp(trial_id, cfg, data, resume_path, run)
@@ -316,7 +318,7 @@ def _error_text(trial) -> str:
 # --------------------------------------------------------------------------- study run
 
 
-def run_study(study: StudyDir, data: DatasetSplits, opts: RunOptions) -> None:
+def run_study(study: StudyDir, data: StudyData, opts: RunOptions) -> None:
     """Run (or continue) every unfinished trial of ``study`` (the caller holds its lock)."""
     from rsb_tune.results import write_tables
 
@@ -355,15 +357,19 @@ def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
     return resources
 
 
-def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int, scheduler_of_seeds=None) -> None:
+def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int, scheduler_of_seeds=None) -> None:
     from ray import tune
 
     from rsb_tune import packs
-
+    from rsb_tune.data import data_spec
     from rsb_tune.trial import warm_cpu_kernels
 
     # the trials' compiled CPU loops, compiled (or loaded) here once rather than in each trial
-    warm_cpu_kernels(next(iter(plan.todo.values()), None) or study.meta()["base_config"], data)
+    first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
+    for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
+        first.setdefault(data_spec(cfg), cfg)
+    for spec, cfg in first.items():
+        warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
     # Packs (pack: K): one Ray trial trains the unfinished trials of a pack together.
@@ -389,7 +395,7 @@ def _fit(study: StudyDir, data: DatasetSplits, opts: RunOptions, plan: lifecycle
     }
     meta = study.meta()
     ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
-    trainable = tune.with_parameters(_trainable, data=data, run=run, resolver=resolver)
+    trainable = tune.with_parameters(_trainable, study_data=data, run=run, resolver=resolver)
     trainable = tune.with_resources(trainable, _resources(opts, threads, ddp))
     metric, mode = meta.get("metric", C.DEFAULT_METRIC), meta.get("mode") or C.default_mode(meta.get("metric", C.DEFAULT_METRIC))
     search_alg = scheduler = None
@@ -544,7 +550,7 @@ def _slots(opts: RunOptions, meta: Mapping[str, Any]) -> int:
     return min(slots, opts.max_concurrent) if opts.max_concurrent else slots
 
 
-def _run_sequential(study: StudyDir, data: DatasetSplits, opts: RunOptions, rule) -> None:
+def _run_sequential(study: StudyDir, data: StudyData, opts: RunOptions, rule) -> None:
     """Run a sequential study (the caller holds its lock): the stopping state is recomputed
     from the tables first; a study its rule stopped only lets the trials that were running
     when its driver died finish, never starting another seed."""
@@ -570,7 +576,7 @@ def _run_sequential(study: StudyDir, data: DatasetSplits, opts: RunOptions, rule
     lifecycle.record_stopping(study, sequential.study_decision(study, rule, trials))
 
 
-def run_trials(study: StudyDir, data: DatasetSplits, opts: RunOptions, trial_ids) -> None:
+def run_trials(study: StudyDir, data: StudyData, opts: RunOptions, trial_ids) -> None:
     """Run only ``trial_ids`` of ``study`` (a round of a paired study; the caller holds its lock)."""
     from rsb_tune.results import write_tables
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from rsb_tune import contract as C
 from rsb_tune.store.events import read_events, trial_state
+from rsb_tune.store.manifest import data_sizes
 from rsb_tune.study import StudyDir
 
 __all__ = ["build_tables", "write_tables", "write_predictions"]
@@ -32,9 +33,9 @@ def build_tables(study: StudyDir):
 
     plan = study.plan()
     meta = study.meta()
-    sizes = meta.get("data_sizes", {})
     trial_rows, epoch_rows = [], []
     for tid, config in plan.items():
+        sizes = data_sizes(meta, config)  # of the trial's own data (a grid may vary the dataset)
         events = read_events(study, tid)
         status, by_epoch, error = trial_state(events)
         for epoch in sorted(by_epoch):
@@ -91,7 +92,7 @@ def write_tables(study: StudyDir):
 
 def write_predictions(study: StudyDir, trial_id: str, result: Mapping[str, Any]) -> None:
     """Save the final epoch's per-example correctness (val, v2) as ``predictions/<id>.npz``."""
-    sizes = study.meta().get("data_sizes", {})
+    sizes = data_sizes(study.meta(), study.plan()[trial_id])
     arrays = {}
     for split in ("val", "v2"):
         packed = result.get(f"{split}_correct")

@@ -32,7 +32,16 @@ Optional early stopping for grids and searches (never for seed studies)::
     reduction_factor: 3
 
 Every key under ``base``, ``grid`` and ``params`` is validated against the trial-config schema
-(:data:`rsb_tune.config.FIELDS`), with the file and key in the message.
+(:data:`rsb_tune.config.FIELDS`), with the file and key in the message. Any key whose scope is
+``trial`` or ``data`` can be a grid axis or a searched param, ``recipe`` and ``dataset``
+included: each trial is resolved from its own recipe and its own dataset's profile::
+
+    grid:
+      recipe: [A2, A3]          # each trial trains its recipe's epochs, lr, drop path, ...
+      dataset: [digits, torch/cifar10]   # each on its own data (data_path from base: or --data-dir)
+
+Keys of scope ``seed`` (listed under ``seeds``) and ``study`` (one value per study) are refused
+there. A searched data key is a ``choice:`` (the driver loads each value's data once).
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rsb_tune.config import Layer, ResolvedConfig, coerce, resolve
+from rsb_tune.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
 from rsb_tune.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
 from rsb_tune.recipes import DEFAULT_RECIPE
@@ -215,14 +224,15 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     if not isinstance(base, Mapping):
         raise ConfigError(f"{path}: base must be a mapping of config keys to values")
     base = {k: coerce(k, v, f"{path}: base") for k, v in base.items()}
+    if "recipe" in raw and "recipe" in base:
+        raise ConfigError(f"{path}: recipe is given both at the top level and in base; give it once")
     grid_raw = raw.get("grid") or {}
     if not isinstance(grid_raw, Mapping):
         raise ConfigError(f"{path}: grid must be a mapping of config keys to lists of values")
     grid = {}
     for key, values in grid_raw.items():
         where = f"{path}: grid"
-        if key in ("seed", "model_seed", "data_seed", "aug_seed"):
-            raise ConfigError(f"{where}: {key!r} cannot be a grid axis; list seeds under 'seeds'")
+        _check_varies(key, where, "a grid axis")
         if not isinstance(values, list):
             raise ConfigError(f"{where}: {key} must be a list of values, got {values!r}")
         if not values:
@@ -261,18 +271,32 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
 
 
+def _check_varies(key: Any, where: str, what: str) -> None:
+    """A key whose scope lets it differ between trials (see rsb_tune.config.SCOPES)."""
+    field = FIELDS.get(key)
+    if field is None:
+        return  # an unknown key: refused with the schema's message when its values are read
+    if field.scope == "seed":
+        raise ConfigError(f"{where}: {key!r} cannot be {what}; list seeds under 'seeds'")
+    if field.scope == "study":
+        raise ConfigError(f"{where}: {key!r} cannot be {what}: it holds one value per study ({field.why}); set it once under base: or on the command line")
+
+
 def _distributions(spec: Any, path) -> dict[str, tuple]:
     if not isinstance(spec, Mapping) or not spec:
         raise ConfigError(f"{path}: `search: optuna` needs params: a mapping of config keys to distributions ({', '.join(DISTRIBUTIONS)})")
     out = {}
     for key, dist in spec.items():
         where = f"{path}: params: {key}"
+        _check_varies(key, f"{path}: params", "a searched param")
         if not isinstance(dist, Mapping) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
             raise ConfigError(f"{where}: expected one of {{loguniform: [low, high]}}, {{uniform: [low, high]}}, {{int: [low, high]}}, {{choice: [values]}}")
         kind, values = next(iter(dist.items()))
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: {kind} needs a non-empty list")
         values = tuple(coerce(key, v, where) for v in values)
+        if kind != "choice" and FIELDS[key].scope == "data":
+            raise ConfigError(f"{where}: {key} names the data trials train on: search it as {{choice: [values]}} (the driver loads each value's data once)")
         if kind != "choice":
             if len(values) != 2 or not values[0] < values[1]:
                 raise ConfigError(f"{where}: {kind} needs [low, high] with low < high, got {list(values)}")
@@ -313,6 +337,20 @@ class Plan:
     params: tuple[str, ...]
     layers: tuple[Layer, ...] = ()
     resolver: PointResolver | None = None
+    choices: Mapping[str, tuple] = dataclasses.field(default_factory=dict)  # a search's `choice:` params
+
+    def configs(self, keys: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+        """Every config the study can run, as far as ``keys`` go: a grid's trials; for a search,
+        the base config with each combination of the ``choice:`` values its params give
+        ``keys`` (a searched data key is always a choice)."""
+        if self.resolver is None:
+            return list(self.trials.values()) or [self.base.values]
+        varied = [k for k in keys if k in self.choices]
+        return [self.resolver(dict(zip(varied, combo))) for combo in itertools.product(*(self.choices[k] for k in varied))]
+
+    def values_of(self, key: str) -> list[Any]:
+        """The distinct values ``key`` takes over the trials (one, unless it is varied)."""
+        return list(dict.fromkeys(cfg[key] for cfg in self.configs((key,))))
 
 
 def build_plan(
@@ -323,7 +361,9 @@ def build_plan(
     space: Space | None = None,
     command_line: Sequence[Layer] = (),
 ) -> Plan:
-    """Resolve every trial: recipe < profile < space base < command line < grid point < seed."""
+    """Resolve every trial: recipe < profile < space base < command line < grid point < seed.
+    ``recipe`` and ``profile`` are the study's; a trial whose grid point (or any layer) names
+    ``recipe`` or ``dataset`` is resolved from that recipe or that dataset's profile."""
     layers: list[Layer] = []
     if space is not None and space.base:
         layers.append(Layer(space.path, space.base))
@@ -344,7 +384,8 @@ def build_plan(
         for key, (kind, values) in space.params.items():
             for v in values:
                 resolver({key: v})
-        return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver)
+        choices = {key: values for key, (kind, values) in space.params.items() if kind == "choice"}
+        return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver, choices=choices)
     trials: dict[str, dict[str, Any]] = {}
     width = max(4, len(str(len(points) * len(seeds) - 1)))
     for point in points:

@@ -12,7 +12,7 @@ from rsb_tune.errors import ConfigError, suggest
 
 __all__ = ["check_plan"]
 
-_CHECKED = ("model", "model_kwargs", "opt", "drop_path")
+_CHECKED = ("model", "model_kwargs", "opt", "drop_path", "recipe", "dataset")  # a recipe or profile sets some of them
 
 
 def _source(plan, space, key: str) -> str:
@@ -45,12 +45,12 @@ def check_plan(plan, space=None) -> None:
     import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
 
     optimizers = timm.optim.list_optimizers()
-    seen_opt: set[str] = set()
+    seen_opt: set[tuple] = set()
     seen_model: set[tuple] = set()
     for cfg in _configs(plan, space):
         opt = str(cfg["opt"]).lower()
-        if opt not in seen_opt:
-            seen_opt.add(opt)
+        if (opt, cfg.get("pack", 1) != 1) not in seen_opt:
+            seen_opt.add((opt, cfg.get("pack", 1) != 1))
             if opt not in optimizers:
                 raise ConfigError(f"{_source(plan, space, 'opt')}: unknown timm optimizer {cfg['opt']!r}{suggest(opt, optimizers)} (see timm.optim.list_optimizers())")
             if cfg.get("pack", 1) != 1:

@@ -90,6 +90,25 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needles):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_a_study_scoped_key_as_a_grid_axis_is_refused_naming_file_and_key(tmp_path):
+    space = tmp_path / "ddp.yaml"
+    space.write_text("grid:\n  workers_per_trial: [1, 2]\n")
+    proc = run_cli("grid", "--space", str(space), "--storage", str(tmp_path / "s"))
+    assert_user_error(proc, f"{space}: grid: 'workers_per_trial' cannot be a grid axis: it holds one value per study")
+    assert not (tmp_path / "s").exists()
+
+
+def test_dry_run_of_a_recipe_grid_shows_each_trials_own_recipe(tmp_path):
+    space = tmp_path / "recipes.yaml"
+    space.write_text("grid:\n  recipe: [A2, A3]\n")
+    proc = run_cli("grid", "--space", str(space), "--dry-run", "--storage", str(tmp_path / "s"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("2 trials (grid, recipe A2, A3, dataset digits); varied: recipe")
+    t1 = next(line for line in proc.stdout.splitlines() if line.strip().startswith("t0001:"))
+    for diff in ("recipe: A3", "lr: 0.008", "epochs: 5", "repeated_aug: 1", "drop_path: 0.0"):
+        assert diff in t1, t1
+
+
 def test_bad_data_folder(tmp_path):
     (tmp_path / "d" / "train" / "a").mkdir(parents=True)
     proc = run_cli("seeds", "--n", "1", "--data", str(tmp_path / "d"), "--storage", str(tmp_path / "s"))

@@ -129,3 +129,33 @@ def test_config_not_mutated():
     resolve(r, PROFILE, [layer])
     assert values == {"lr": 1e-3}
     assert r.lr == 5e-3
+
+
+def test_every_key_declares_its_scope():
+    from rsb_tune.config import DATA_KEYS, SCOPES
+
+    assert all(field.scope in SCOPES for field in FIELDS.values())
+    assert DATA_KEYS == ("dataset", "data_path", "v2_path", "val_holdout", "val_holdout_seed", "memory_budget_mb")
+    assert {k for k, f in FIELDS.items() if f.scope == "seed"} == {"seed", "model_seed", "data_seed", "aug_seed"}
+    study = {k: f for k, f in FIELDS.items() if f.scope == "study"}
+    assert set(study) == {"workers_per_trial"} and all(f.why for f in study.values())
+    assert FIELDS["recipe"].scope == "trial"
+
+
+def test_a_layer_naming_a_recipe_puts_that_recipe_at_the_bottom():
+    cfg = resolve(get_recipe("A2"), PROFILE, [Layer("space.yaml", {"weight_decay": 0.05}), Layer("grid in space.yaml", {"recipe": "a3"})])
+    assert cfg.values["recipe"] == "A3" and cfg.sources["recipe"] == "grid in space.yaml"
+    assert (cfg.values["lr"], cfg.sources["lr"]) == (8e-3, "recipe A3")
+    assert (cfg.values["drop_path"], cfg.values["repeated_aug"], cfg.sources["repeated_aug"]) == (0.0, 1, "recipe A3")
+    assert (cfg.values["epochs"], cfg.sources["epochs"]) == (5, "recipe A3 x epoch_scale 0.05 (profile digits)")
+    assert (cfg.values["weight_decay"], cfg.sources["weight_decay"]) == (0.05, "space.yaml")  # the layers above still win
+    with pytest.raises(ConfigError, match="--set: recipe: unknown recipe 'A4'"):
+        resolve(get_recipe("A2"), PROFILE, [Layer("--set", {"recipe": "A4"})])
+
+
+def test_a_layer_naming_a_dataset_puts_its_profile_at_the_bottom():
+    cfg = resolve(get_recipe("A2"), PROFILE, [Layer("grid", {"dataset": "torch/cifar10"}), Layer("--set", {"batch_size": 128})])
+    assert (cfg.values["model"], cfg.sources["model"]) == ("resnet18_cifar", "profile cifar10")
+    assert (cfg.values["epochs"], cfg.sources["epochs"]) == (60, "recipe A2 x epoch_scale 0.2 (profile cifar10)")
+    assert (cfg.values["batch_size"], cfg.sources["batch_size"]) == (128, "--set")
+    assert (cfg.values["dataset"], cfg.sources["dataset"]) == ("torch/cifar10", "grid")

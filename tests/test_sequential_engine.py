@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import rsb_tune
-from rsb_tune.data import load_splits
+from rsb_tune.data import load_study_data
 from rsb_tune import contract as C
 from rsb_tune import lifecycle as L
 from rsb_tune import sequential as S
@@ -99,7 +99,7 @@ def test_scheduler_runs_to_the_cap_when_the_rule_is_never_met():
 def _sequential_study(tmp_path, n=16, until="halfwidth<=5", name="seq"):
     plan = rsb_tune.plan_seeds(n, "A3", until=until, epochs=1)
     study = StudyDir(tmp_path, name)
-    manifest = L.build_manifest(kind="seeds", recipe="A3", plan=plan.plan, dataset=plan.dataset, data=load_splits("digits"), command="test", stopping=plan.stopping.record())
+    manifest = L.build_manifest(kind="seeds", plan=plan.plan, data=load_study_data(plan.plan.configs()), command="test", stopping=plan.stopping.record())
     study.dir.mkdir(parents=True)
     L.create_study(study, manifest, dict(plan.trials))
     return study, plan

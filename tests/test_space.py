@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from rsb_tune.config import Layer
 from rsb_tune.data import get_dataset
@@ -78,6 +80,11 @@ def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
         ("grid: {lr: [0.1, -1]}\n", "lr must be > 0.0"),
         ("grid: {epochs: [one]}\n", "must be an integer"),
         ("grid: {seed: [1, 2]}\n", "list seeds under 'seeds'"),
+        ("search: optuna\nnum_samples: 2\nparams: {model_seed: {int: [0, 9]}}\n", "'model_seed' cannot be a searched param; list seeds under 'seeds'"),
+        ("grid: {workers_per_trial: [1, 2]}\n", "grid: 'workers_per_trial' cannot be a grid axis: it holds one value per study (the driver sizes"),
+        ("search: optuna\nnum_samples: 2\nparams: {workers_per_trial: {choice: [1, 2]}}\n", "'workers_per_trial' cannot be a searched param: it holds one value per study"),
+        ("search: optuna\nnum_samples: 2\nparams: {val_holdout: {uniform: [0.1, 0.2]}}\n", "val_holdout names the data trials train on: search it as {choice: [values]}"),
+        ("recipe: A2\nbase: {recipe: A3}\n", "recipe is given both at the top level and in base"),
         ("seeds: []\n", "empty list"),
         ("seeds: {start: 0, n: 0}\n", "must be an integer >= 1"),
         ("metric: val_acc\n", "metric 'val_acc' is not allowed"),
@@ -109,3 +116,71 @@ def test_seed_list_forms():
     assert seed_list({"start": 10, "n": 3}, "x") == (10, 11, 12)
     with pytest.raises(ConfigError, match="duplicate"):
         seed_list([1, 1], "x")
+
+
+def _resolved(tmp_path, text, command_line=()):
+    space = load_space(write(tmp_path, text))
+    return build_plan(get_recipe(space.recipe), PROFILE, seeds=space.seeds, space=space, command_line=command_line)
+
+
+def test_a_grid_over_recipes_resolves_each_trial_from_its_own_recipe(tmp_path):
+    plan = _resolved(tmp_path, "recipe: A2\nbase: {weight_decay: 0.05}\ngrid: {recipe: [A2, A3]}\n", [Layer("--set", {"mixup_alpha": 0.3})])
+    assert plan.params == ("recipe",) and plan.values_of("recipe") == ["A2", "A3"]
+    for cfg in plan.trials.values():
+        recipe = get_recipe(cfg["recipe"])
+        assert (cfg["lr"], cfg["repeated_aug"], cfg["drop_path"], cfg["auto_augment"]) == (recipe.lr, recipe.repeated_aug, recipe.drop_path, recipe.auto_augment)
+        assert cfg["epochs"] == round(recipe.epochs * PROFILE.epoch_scale) and cfg["warmup_epochs"] == pytest.approx(recipe.warmup_epochs * cfg["epochs"] / recipe.epochs)
+        assert cfg["weight_decay"] == 0.05 and cfg["mixup_alpha"] == 0.3  # base: and the command line still win
+    a2, a3 = plan.trials.values()
+    assert (a2["recipe"], a2["lr"], a2["epochs"], a2["repeated_aug"], a2["drop_path"]) == ("A2", 5e-3, 15, 3, 0.05)
+    assert (a3["recipe"], a3["lr"], a3["epochs"], a3["repeated_aug"], a3["drop_path"]) == ("A3", 8e-3, 5, 1, 0.0)
+
+
+def test_a_grid_point_naming_an_unknown_recipe_or_dataset_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"grid in .*space.yaml: recipe: unknown recipe 'A9'"):
+        _resolved(tmp_path, "grid: {recipe: [A2, A9]}\n")
+    with pytest.raises(ConfigError, match=r"grid in .*space.yaml: dataset: unknown dataset 'cifar'"):
+        _resolved(tmp_path, "grid: {dataset: [digits, cifar]}\n")
+
+
+def test_a_grid_over_datasets_gives_each_trial_its_profile_and_its_data(tmp_path):
+    from rsb_tune.config import DATA_KEYS
+    from rsb_tune.data import load_study_data
+    from tests.test_datasets import write_cifar10
+
+    root = write_cifar10(tmp_path / "c", n_train=40, n_test=20)
+    plan = _resolved(tmp_path, f"base: {{data_path: {root}, eval_batch_size: 128}}\ngrid: {{dataset: [digits, torch/cifar10]}}\n")
+    digits, cifar = plan.trials.values()
+    assert (digits["dataset"], digits["model"], digits["batch_size"], digits["epochs"]) == ("digits", "resnet10t", 64, 15)
+    assert (cifar["dataset"], cifar["model"], cifar["batch_size"], cifar["epochs"], cifar["lr_scale"]) == ("torch/cifar10", "resnet18_cifar", 512, 60, "sqrt")
+    assert digits["eval_batch_size"] == cifar["eval_batch_size"] == 128 and digits["data_path"] == cifar["data_path"] == str(root)
+    data = load_study_data(plan.configs(DATA_KEYS))
+    assert len(data.splits) == 2
+    assert (len(data.for_config(digits).val), len(data.for_config(cifar).val)) == (359, 20)
+    # study.yaml says so, and a resumed study loads each dataset again from it
+    from rsb_tune import lifecycle
+
+    meta = yaml.safe_load(yaml.safe_dump(lifecycle.build_manifest(kind="grid", plan=plan, data=data, command="test")))
+    assert meta["dataset"] == ["digits", "torch/cifar10"] and meta["recipe"] == "A2" and meta["data_sizes"] is None
+    assert [lifecycle.data_sizes(meta, cfg)["n_val"] for cfg in (digits, cifar)] == [359, 20]
+    again = load_study_data(lifecycle.data_configs(meta))
+    assert [len(again.for_config(cfg).train) for cfg in (digits, cifar)] == [1078, 40]
+
+
+def test_a_grid_over_the_held_out_split_loads_each_split_once(tmp_path):
+    from rsb_tune.config import DATA_KEYS
+    from rsb_tune.data import load_study_data
+
+    plan = _resolved(tmp_path, "seeds: [0, 1]\nbase: {val_holdout: 0.2}\ngrid: {val_holdout_seed: [0, 1]}\n")
+    data = load_study_data(plan.configs(DATA_KEYS))
+    assert len(plan.trials) == 4 and len(data.splits) == 2
+    first, same, other, _ = (data.for_config(cfg) for cfg in plan.trials.values())  # seeds 0, 1 of split seed 0, then of 1
+    assert first is same and first.info["val_holdout"]["seed"] == 0 and other.info["val_holdout"]["seed"] == 1
+    assert len(first.val) == len(other.val) and not np.array_equal(first.val.images, other.val.images)
+
+
+def test_a_search_over_recipes_resolves_each_point_from_its_recipe(tmp_path):
+    plan = _resolved(tmp_path, "search: optuna\nnum_samples: 4\nparams:\n  recipe: {choice: [A2, A3]}\n  lr: {loguniform: [1.0e-3, 1.0e-2]}\n")
+    assert plan.values_of("recipe") == ["A2", "A3"]
+    a3 = plan.resolver({"recipe": "A3", "lr": 2e-3})
+    assert (a3["recipe"], a3["lr"], a3["epochs"], a3["drop_path"], a3["repeated_aug"]) == ("A3", 2e-3, 5, 0.0, 1)

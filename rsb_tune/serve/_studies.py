@@ -276,7 +276,7 @@ class Storage:
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
             "params": [p for p in meta.get("params") or [] if isinstance(p, str)],
             "last_time": max([r["last_time"] for r in rows if r["last_time"]] or [0.0]),
-            "dataset": meta.get("dataset"),
+            "dataset": _names(meta.get("dataset")),
             "command": meta.get("command"),
             "started_ts": _parse_time(status.started_at),
             "has_tables": all((ref.dir / t).is_file() for t in TABLES),
@@ -458,6 +458,11 @@ def _sig(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
+
+
+def _names(value: Any) -> Any:
+    """A study's recipe or dataset: its name, or its trials' names when a grid varies it."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
 
 
 def _finite(v: Any) -> bool:

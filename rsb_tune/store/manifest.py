@@ -6,11 +6,12 @@ never a reader's own default."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Mapping
 
 from rsb_tune import contract as C
 
-__all__ = ["Manifest"]
+__all__ = ["Manifest", "data_configs", "data_sizes"]
 
 
 def _text(value: Any) -> str | None:
@@ -22,13 +23,22 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+def _names(value: Any) -> str | None:
+    """A study-level name, or the names of a key varied between trials ("A2, A3")."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     """study.yaml, typed: the study's kind, recipe, metric and direction, its search and its
     sequential rule; ``raw`` keeps the whole mapping."""
 
     kind: str
-    recipe: str | None
+    recipe: str | None  # the study's recipe, or the recipes of its trials ("A2, A3")
     metric: str
     mode: str
     search: str | None
@@ -52,7 +62,7 @@ class Manifest:
         stopping = meta.get("stopping")
         return cls(
             kind=str(meta.get("kind")),
-            recipe=None if meta.get("recipe") is None else str(meta.get("recipe")),
+            recipe=_names(meta.get("recipe")),
             metric=metric,
             mode=mode,
             search=meta.get("search"),
@@ -63,3 +73,22 @@ class Manifest:
             format=meta.get("format", 0) if isinstance(meta.get("format", 0), int) else -1,
             raw=dict(meta),
         )
+
+
+def data_configs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The data specs a study recorded (its base config with each spec's data keys), for
+    :func:`rsb_tune.data.load_study_data`; a study written before ``data_specs``: its base."""
+    base = dict(meta.get("base_config") or {})
+    return [{**base, **record["spec"]} for record in meta.get("data_specs") or []] or [base]
+
+
+def data_sizes(meta: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, int]:
+    """The split sizes of the data the trial of ``config`` trained on."""
+    from rsb_tune.data import data_spec
+    from rsb_tune.study import json_default
+
+    spec = json.loads(json.dumps(dict(data_spec(config)), default=json_default))
+    for record in meta.get("data_specs") or []:
+        if record["spec"] == spec:
+            return dict(record["sizes"])
+    return dict(meta.get("data_sizes") or {})
