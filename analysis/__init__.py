@@ -7,48 +7,12 @@ tables; each ``plot_*`` draws one of them; :func:`write_report` and
 :func:`write_compare_report` write everything to a folder; :func:`compare_studies`
 answers whether one study's recipe is better than another's. Accuracies are in
 percent, and only trials with status ``"ok"`` count unless told otherwise.
+
+Importing :mod:`analysis` is cheap: each name is loaded from its module on first use
+(:mod:`analysis.contract`, the words a study is written in, imports nothing heavy).
 """
 
-from analysis.comparison import Comparison, compare_studies
-from analysis.grid import grid_summary, param_anova, variance_components
-from analysis.plots import (
-    plot_compare,
-    plot_epoch_variance,
-    plot_expected_max,
-    plot_grid_heatmap,
-    plot_grid_summary,
-    plot_rank_stability,
-    plot_seed_histogram,
-    plot_split_correlation,
-)
-from analysis.plots_sequential import plot_confidence_sequence
-from analysis.report import write_compare_report, write_report
-from analysis.sequential import (
-    confidence_bounds,
-    confidence_sequence,
-    expected_stopping_n,
-    fixed_t_interval_path,
-    method_record,
-    min_seeds,
-    paired_decision,
-    seeds_needed_table,
-    t_interval_bounds,
-)
-from analysis.stats import (
-    compare,
-    epoch_rank_stability,
-    epoch_variance,
-    expected_max,
-    normal_expected_max,
-    prob_greater,
-    seed_summary,
-    seed_table,
-    seeds_needed,
-    split_correlation,
-    test_set_decomposition,
-    test_set_noise,
-)
-from analysis.study import StudyTables, StudyError, load_study
+from __future__ import annotations
 
 __all__ = [
     # loading
@@ -101,3 +65,60 @@ __all__ = [
     "seeds_needed_table",
     "plot_confidence_sequence",
 ]
+
+_LAZY = {
+    "Comparison": "analysis.comparison",
+    "compare_studies": "analysis.comparison",
+    "grid_summary": "analysis.grid",
+    "param_anova": "analysis.grid",
+    "variance_components": "analysis.grid",
+    "plot_compare": "analysis.plots",
+    "plot_epoch_variance": "analysis.plots",
+    "plot_expected_max": "analysis.plots",
+    "plot_grid_heatmap": "analysis.plots",
+    "plot_grid_summary": "analysis.plots",
+    "plot_rank_stability": "analysis.plots",
+    "plot_seed_histogram": "analysis.plots",
+    "plot_split_correlation": "analysis.plots",
+    "plot_confidence_sequence": "analysis.plots_sequential",
+    "write_compare_report": "analysis.report",
+    "write_report": "analysis.report",
+    "confidence_bounds": "analysis.sequential",
+    "confidence_sequence": "analysis.sequential",
+    "expected_stopping_n": "analysis.sequential",
+    "fixed_t_interval_path": "analysis.sequential",
+    "method_record": "analysis.sequential",
+    "min_seeds": "analysis.sequential",
+    "paired_decision": "analysis.sequential",
+    "seeds_needed_table": "analysis.sequential",
+    "t_interval_bounds": "analysis.sequential",
+    "compare": "analysis.stats",
+    "epoch_rank_stability": "analysis.stats",
+    "epoch_variance": "analysis.stats",
+    "expected_max": "analysis.stats",
+    "normal_expected_max": "analysis.stats",
+    "prob_greater": "analysis.stats",
+    "seed_summary": "analysis.stats",
+    "seed_table": "analysis.stats",
+    "seeds_needed": "analysis.stats",
+    "split_correlation": "analysis.stats",
+    "test_set_decomposition": "analysis.stats",
+    "test_set_noise": "analysis.stats",
+    "StudyTables": "analysis.study",
+    "StudyError": "analysis.study",
+    "load_study": "analysis.study",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

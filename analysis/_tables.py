@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from rsb_tune.contract import DIVERGED, ERROR, OK
+from analysis.contract import DIVERGED, ERROR, OK
 
 STATUSES = (OK, DIVERGED, ERROR)  # counted in every summary, 0 if none
 

@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rsb_tune.config import UNKNOWN_SOURCE, KeyDifference, ResolvedConfig, differences
-from rsb_tune.contract import DEFAULT_METRIC, DIVERGED, ERROR, OK, STOPPED, default_mode
+from analysis.contract import DEFAULT_METRIC, DIVERGED, ERROR, OK, SEED_COLUMNS, STOPPED, UNKNOWN_SOURCE, default_mode
 
 from analysis import stats
 from analysis.study import StudyPath, StudyTables, load_study
@@ -100,6 +99,7 @@ def compare_studies(
     *,
     metric: str | None = None,
     keys: Iterable[str] = (),
+    differences: Iterable[Any] | None = None,
     confidence: float = stats.CONFIDENCE,
     n_resamples: int = stats.N_RESAMPLES,
     random_state: int = 0,
@@ -107,9 +107,14 @@ def compare_studies(
     """Compare study A against study B on ``metric`` (default: A's metric, in A's mode).
 
     What is compared: the ``recipe`` (two seed studies of recipes), every key the caller names
-    in ``keys``, and what follows from those: a key whose value comes from a recipe when the
-    recipes differ, from a dataset profile when the datasets differ, or is derived from other
-    keys (:func:`rsb_tune.config.differences`, the rule ``rsb-tune ab`` applies to its arms).
+    in ``keys``, and what follows from those. ``differences``: the keys whose resolved base
+    values differ, each with ``key``, ``a``, ``b``, ``source_a``, ``source_b`` and ``compared``
+    (whether it follows from what is compared); :func:`rsb_tune.compare` passes the engine's
+    (:func:`rsb_tune.planning.config.differences`: a key whose value comes from a recipe when
+    the recipes differ, from a dataset profile when the datasets differ, or is derived from
+    other keys; the rule ``rsb-tune ab`` applies to its arms). Without it, every differing
+    value of the two study.yaml ``base_config`` is listed, and one counts as compared when it
+    is ``recipe`` or named in ``keys``.
     Any other key whose resolved base value differs (``epochs`` set by ``--epochs``, the
     dataset, the model, the batch size, a ``--set`` value not named in ``keys``) is a confound:
     it is listed in ``confounds`` and named in a warning, since the difference then measures
@@ -130,7 +135,7 @@ def compare_studies(
     if mode == "min":  # a lower value is better: A beats B in the pairs it does not lose
         p, p_low, p_high = 1 - p, 1 - p_high, 1 - p_low
     keys = tuple(keys)
-    diffs = differences(_base(a), _base(b), keys)
+    diffs = tuple(differences) if differences is not None else _differences(a, b, keys)
     return Comparison(
         a=a.name, b=b.name, metric=metric, mode=mode, n_a=int(row["n_a"]), n_b=int(row["n_b"]),
         mean_a=row["mean_a"], mean_b=row["mean_b"], difference=row["delta"], level=confidence, low=low, high=high,
@@ -149,16 +154,29 @@ def _decision(low: float, high: float, mode: str) -> str:
     return NO_DIFFERENCE
 
 
-def _base(study: StudyTables) -> ResolvedConfig:
-    """The study's resolved base config and the source of each value (unknown when its
-    study.yaml predates the sources)."""
-    meta = study.meta
-    sources = meta.get("base_config_sources") or {}
-    values = dict(meta.get("base_config") or {})
-    return ResolvedConfig(values, {k: sources.get(k, UNKNOWN_SOURCE) for k in values})
+@dataclasses.dataclass(frozen=True)
+class _Difference:
+    key: str
+    a: Any
+    b: Any
+    source_a: str
+    source_b: str
+    compared: bool
 
 
-def _warnings(a: StudyTables, b: StudyTables, metric: str, diffs: tuple[KeyDifference, ...], keys: tuple[str, ...], row: Mapping[str, float]) -> list[str]:
+def _differences(a: StudyTables, b: StudyTables, keys: tuple[str, ...]) -> tuple[_Difference, ...]:
+    """The keys whose base values differ (the seeds aside), from the studies' manifests alone."""
+    va, vb = dict(a.meta.get("base_config") or {}), dict(b.meta.get("base_config") or {})
+    sa, sb = dict(a.meta.get("base_config_sources") or {}), dict(b.meta.get("base_config_sources") or {})
+    out = []
+    for key in sorted(set(va) | set(vb)):
+        if key in SEED_COLUMNS or va.get(key) == vb.get(key):
+            continue
+        out.append(_Difference(key, va.get(key), vb.get(key), sa.get(key, UNKNOWN_SOURCE), sb.get(key, UNKNOWN_SOURCE), key == "recipe" or key in keys))
+    return tuple(out)
+
+
+def _warnings(a: StudyTables, b: StudyTables, metric: str, diffs: tuple[Any, ...], keys: tuple[str, ...], row: Mapping[str, float]) -> list[str]:
     out = []
     confounds = [d for d in diffs if not d.compared]
     if confounds:
@@ -185,7 +203,7 @@ def _signed(x: float) -> str:
     return f"{x:+.3g}"
 
 
-def _difference(d: KeyDifference) -> str:
+def _difference(d: Any) -> str:
     """``epochs (15 vs 2, both from --epochs)``."""
     a, b = ("unset" if v is None else str(v) for v in (d.a, d.b))
     if d.source_a != d.source_b:

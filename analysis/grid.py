@@ -18,7 +18,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.anova import anova_lm
 
-from rsb_tune.contract import DEFAULT_METRIC
+from analysis.contract import DEFAULT_METRIC
 
 from analysis._tables import (
     OK,

@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from scipy import stats
 
-from rsb_tune.contract import DEFAULT_METRIC, best_of
+from analysis.contract import DEFAULT_METRIC, best_of
 
 from analysis._tables import OK, check_mode, metric_values, require_columns, require_values, select_status
 from analysis.stats import (

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from rsb_tune.contract import DEFAULT_METRIC
+from analysis.contract import DEFAULT_METRIC
 
 from analysis._tables import OK, metric_values
 from analysis.plots import MEAN_COLOR, SPREAD_COLOR, _axes

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rsb_tune.contract import default_mode
+from analysis.contract import default_mode
 
 from analysis import grid, plots, stats
 from analysis.comparison import Comparison, compare_studies

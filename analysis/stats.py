@@ -29,7 +29,7 @@ from scipy import integrate, special, stats
 from statsmodels.stats.power import TTestIndPower
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from rsb_tune.contract import DEFAULT_METRIC
+from analysis.contract import DEFAULT_METRIC
 
 from analysis._tables import (
     OK,

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rsb_tune.contract import EPOCHS, KINDS, MANIFEST, OK, PREDICTIONS, TRIALS
-from rsb_tune.errors import StudyError
+from analysis.contract import EPOCHS, KINDS, MANIFEST, OK, PREDICTIONS, TRIALS
+from analysis.contract import StudyError
 
 __all__ = ["StudyTables", "StudyError", "load_study"]
 
@@ -40,7 +40,7 @@ StudyPath = str | os.PathLike
 @dataclass(frozen=True, eq=False)
 class StudyTables:
     """A study's tables in memory (one study, or several concatenated); the engine's handle
-    of a running study is ``rsb_tune.Study``, its directory ``rsb_tune.study.StudyDir``.
+    of a running study is ``rsb_tune.Study``, its directory ``rsb_tune.store.directory.StudyDir``.
 
     Attributes:
         paths: the study directories, in the order given.

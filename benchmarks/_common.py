@@ -343,9 +343,9 @@ def _wrap(mod, attr, name):
             _mark(name, t0, time.time())
     setattr(mod, attr, w)
 t0 = time.time()
-import rsb_tune.cli as cli, rsb_tune.data as data
+import rsb_tune.cli as cli, rsb_tune.data.registry as data
 _mark("import_cli", t0, time.time())
-import rsb_tune.api as api, rsb_tune.validate as validate, rsb_tune.results as results
+import rsb_tune.api as api, rsb_tune.planning.validate as validate, rsb_tune.store.tables as results
 _wrap(api, "_plan", "plan")
 _wrap(validate, "check_plan", "check_models")
 _wrap(data, "load_splits", "load_splits")
@@ -353,7 +353,7 @@ _wrap(results, "write_tables", "write_tables")
 _orig_run = api._run
 def _run(*a, **k):
     t0 = time.time()
-    import rsb_tune.ray_adapter as ra
+    import rsb_tune.runner.ray_executor as ra
     _mark("import_ray_adapter", t0, time.time())
     _wrap(ra, "_init_ray", "ray_init")
     _wrap(ra, "_fit", "tuner_fit")

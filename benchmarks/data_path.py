@@ -5,16 +5,16 @@ The recipe's training transform (timm ``create_transform``: random-resized crop,
 
 - ``pil`` (today): the trial's own pipeline, ``SplitDataset`` over the cached PIL images with
   the timm transform whose ToTensor + Normalize tail is deferred to the batch
-  (``rsb_tune.data.defer_normalize``), split into its steps;
+  (``rsb_tune.data.registry.defer_normalize``), split into its steps;
 - ``tv2-tensor``: torchvision v2's ``RandomResizedCrop`` (bicubic, antialias) and
   ``RandAugment(num_ops=2, magnitude=7)`` on the sample as a uint8 CHW tensor (a cost proxy:
   torchvision's RandAugment draws other ops and magnitudes than timm's);
 - ``batched-crop``: the crop of a whole batch as one bicubic ``grid_sample`` from the decoded
   uint8 array (the crop alone: the other RandAugment ops would still be per sample);
-- ``batch``: ``rsb_tune.batch_augment`` (``augment_impl: batch``) for batches of 64 decoded
+- ``batch``: ``rsb_tune.augment.batched`` (``augment_impl: batch``) for batches of 64 decoded
   uint8 images with Pillow's arithmetic: the crop alone and the whole transform as torch ops
   (the GPU's path), and the whole transform + normalise by the compiled CPU kernel
-  (``rsb_tune.augment_kernels``, the path ``auto`` takes on a CPU);
+  (``rsb_tune.augment.kernels``, the path ``auto`` takes on a CPU);
 - ``loader``: one epoch of the trial's training loader with ``workers`` 0 and 1 (a worker only
   helps when a core is free: a 2-core machine running 2 trials has none), and on the batched
   path.
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     import torch
     from torchvision.transforms import v2
 
-    from rsb_tune.data import SplitDataset, build_transforms, defer_normalize, load_splits
+    from rsb_tune.data.registry import SplitDataset, build_transforms, defer_normalize, load_splits
     from tests.conftest import make_config
 
     torch.set_num_threads(1)
@@ -96,12 +96,12 @@ def main(argv=None) -> int:
             torch.nn.functional.grid_sample(x, grid, mode="bicubic", align_corners=False).clamp_(0, 255).to(torch.uint8)
         return (time.perf_counter() - t) / n * 1e6
 
-    from rsb_tune import batch_augment as ba
+    from rsb_tune.augment import batched as ba
 
     augment = ba.batch_augment_for(train_tf, data.train.images.shape[1:3])
 
     def batch_us(whole: bool, batch: int = 64, compiled: bool = False) -> float:
-        """rsb_tune.batch_augment over n samples in batches of 64: torch ops, or the compiled kernel."""
+        """rsb_tune.augment.batched over n samples in batches of 64: torch ops, or the compiled kernel."""
         import numpy as np
 
         np.random.seed(0)
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         return (time.perf_counter() - t) / n * 1e6
 
     def loader_epoch(workers: int, impl: str = "pil") -> float:
-        from rsb_tune.trial import build_trial
+        from rsb_tune.training.trial import build_trial
 
         parts = build_trial({**cfg, "workers": workers, "augment_impl": impl}, data)
         parts.sampler.set_epoch(0)

@@ -3,10 +3,10 @@ workers, trained from memory against streamed.
 
 The formats are written here in their real on-disk layouts (random pixels, 32 px, 10
 classes): CIFAR-10's python pickle batches (``torch/cifar10``), a folder of PNG class folders
-and one ``.tar`` of them (``folder``). Each is loaded by ``rsb_tune.data.load_splits`` twice:
+and one ``.tar`` of them (``folder``). Each is loaded by ``rsb_tune.data.registry.load_splits`` twice:
 with the default memory budget (decoded once, trained from memory) and with
 ``memory_budget_mb=0`` (streamed: every epoch reads and decodes the files again). The
-pipeline timed is the real one: ``rsb_tune.trial.build_trial`` on the cifar10 profile (recipe
+pipeline timed is the real one: ``rsb_tune.training.trial.build_trial`` on the cifar10 profile (recipe
 A2: RandomResizedCrop, flip, RandAugment rand-m7, repeated augmentation 3) and one pass over
 its training ``DataLoader`` (its sampler, batch 256, persistent workers); the model is never
 run. A second pipeline, crop + flip without RandAugment, shows the decode's share. Every
@@ -72,9 +72,9 @@ PIPELINES = {
 
 
 def config_for(dataset: str, workers: int, pipeline: str) -> tuple[dict, str]:
-    from rsb_tune.config import Layer, resolve
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.planning.config import Layer, resolve
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     name = "folder" if dataset.startswith("folder") else dataset
     layer = Layer("bench", {"model": "test_resnet", "workers": workers, "batch_size": 256, "device": "cpu", "threads": 1, **PIPELINES[pipeline]})
@@ -98,8 +98,8 @@ def main() -> int:
 
     import torch
 
-    from rsb_tune.data import load_splits
-    from rsb_tune.trial import build_trial
+    from rsb_tune.data.registry import load_splits
+    from rsb_tune.training.trial import build_trial
 
     torch.set_num_threads(1)
     settings = []  # (format, storage, pipeline, workers, load_s, parts)

@@ -103,7 +103,7 @@ def _images_per_epoch(study: Path) -> int:
 
     import yaml
 
-    from rsb_tune.trial import build_sampler
+    from rsb_tune.training.trial import build_sampler
 
     cfg = next(iter(json.loads((study / "plan.json").read_text()).values()))
     n_train = int(yaml.safe_load((study / "study.yaml").read_text())["data_sizes"]["n_train"])

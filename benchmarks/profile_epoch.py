@@ -1,6 +1,6 @@
 """Where one training epoch of the real trial goes, by part, with the machine's calibration.
 
-The trial is the real code: ``rsb_tune.trial.build_trial`` builds it from a resolved config
+The trial is the real code: ``rsb_tune.training.trial.build_trial`` builds it from a resolved config
 (digits profile, recipe A2 by default) and ``train_one_epoch`` / ``evaluate`` run it unchanged.
 The parts are timed by marks the real loop passes through, not by a copy of it:
 
@@ -20,7 +20,7 @@ backward) give the rate the model's compute runs at, beside the single-thread sg
 ``--ops`` adds a ``torch.profiler`` table of one epoch grouped by op family (convolution,
 batch norm, optimizer, data loader, other). ``--compare-timm-lamb`` alternates epochs with
 timm's own per-tensor LAMB step (``foreach=False`` on the groups: what the trial used before
-``rsb_tune.optim``) and rsb-tune's (on a CPU the flat step of ``rsb_tune.optim_kernels``), and reports both.
+``rsb_tune.training.optim``) and rsb-tune's (on a CPU the flat step of ``rsb_tune.training.optim_kernels``), and reports both.
 
     python benchmarks/profile_epoch.py                       # 5 epochs after 1 warm-up, medians
     python benchmarks/profile_epoch.py --compare-timm-lamb --ops
@@ -126,7 +126,7 @@ def op_profile(parts, epoch: int, updates: int) -> tuple[list[dict], int]:
     rows are their whole calls, including the ops inside them, so the shares overlap there)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from rsb_tune.trial import train_one_epoch
+    from rsb_tune.training.trial import train_one_epoch
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         t = time.perf_counter()
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rsb_tune.data import load_splits
-    from rsb_tune.trial import build_trial, evaluate, train_one_epoch
+    from rsb_tune.data.registry import load_splits
+    from rsb_tune.training.trial import build_trial, evaluate, train_one_epoch
 
     data = load_splits("digits")
     cfg = make_config(MODELS[args.model][0], args)

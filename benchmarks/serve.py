@@ -3,7 +3,7 @@
 The served study is a 100-trial seed study *synthesised* from a real one: a small real study
 is run first (``seeds --n 2 --epochs 2``) and its plan, event logs and predictions are copied
 100 times with the seed changed and the accuracies jittered, then the tables are rebuilt by
-the engine's own ``rsb_tune.results.write_tables`` (a real 100-seed study would take minutes
+the engine's own ``rsb_tune.store.tables.write_tables`` (a real 100-seed study would take minutes
 of this machine's two cores and serve the same files).
 
 The server (``python -m rsb_tune serve``, its own process) runs on localhost.
@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parent.parent
 def synthesise(storage: Path, source: Path, name: str, n: int) -> Path:
     """A ``n``-trial seed study made of copies of ``source``'s trials (seeds 0..n-1)."""
     sys.path.insert(0, str(REPO))
-    import rsb_tune.study as engine
-    from rsb_tune.results import write_tables
+    import rsb_tune.store.directory as engine
+    from rsb_tune.store.tables import write_tables
 
     Study = getattr(engine, "StudyDir", None) or engine.Study  # StudyDir once the Python API lands
     src = Study(storage, source.name)

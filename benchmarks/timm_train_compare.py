@@ -45,7 +45,7 @@ def write_image_folder(root: Path) -> dict[str, int]:
     """The digits splits as PNG class folders: train/ and validation/ (val + v2)."""
     from PIL import Image
 
-    from rsb_tune.data import load_splits
+    from rsb_tune.data.registry import load_splits
 
     data = load_splits("digits")
     counts = {}
@@ -135,9 +135,9 @@ def main(argv=None) -> int:
     import timm
     import yaml
 
-    from rsb_tune.config import resolve
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.planning.config import resolve
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     train_py = args.timm_repo / "train.py"
     cfg = dict(resolve(get_recipe(args.recipe), get_dataset("digits").profile, []).values)

@@ -1,6 +1,6 @@
 """Images/s of rsb-tune's training and evaluation steps against a minimal reference loop.
 
-The trial side is the real code: ``rsb_tune.trial.build_trial`` builds the trial from a
+The trial side is the real code: ``rsb_tune.training.trial.build_trial`` builds the trial from a
 resolved config (digits profile, recipe A2: mixup/cutmix, BCE, LAMB, cosine schedule per
 update, RandAugment, repeated augmentation, drop path), and ``train_one_epoch`` / ``evaluate``
 run it. The reference is written here from the same timm pieces, the way a tutorial would:
@@ -8,7 +8,7 @@ run it. The reference is written here from the same timm pieces, the way a tutor
 shuffled ``DataLoader``, ``Mixup``, ``BinaryCrossEntropy``, ``create_optimizer_v2('lamb')``,
 ``create_scheduler_v2`` stepped per update, and an eval loop over a ``DataLoader``.
 
-A third runner is the trial as it was before ``rsb_tune.optim`` and ``rsb_tune.augment`` (the
+A third runner is the trial as it was before ``rsb_tune.training.optim`` and ``rsb_tune.augment.transforms`` (the
 old path, the speed-up's baseline): the same ``build_trial`` with timm's own per-tensor LAMB
 step and timm's transform objects put back. A fourth is this code with the per-sample
 augmentation (``augment_impl: pil``), beside the batched one ``auto`` takes.
@@ -50,9 +50,9 @@ MODELS = {
 def make_config(model_overrides: dict, args) -> dict:
     import yaml
 
-    from rsb_tune.config import Layer, resolve
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.planning.config import Layer, resolve
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     over = {"threads": args.threads, "device": args.device, **model_overrides}
     if args.channels_last != "auto":
@@ -94,7 +94,7 @@ class Reference:
         from timm.optim import create_optimizer_v2
         from timm.scheduler import create_scheduler_v2
 
-        from rsb_tune.trial import TrialRuntime  # only to read the same device/amp/memory-format decisions
+        from rsb_tune.training.trial import TrialRuntime  # only to read the same device/amp/memory-format decisions
 
         rt = TrialRuntime(cfg)
         self.device, self.cl = rt.device, rt.channels_last
@@ -188,13 +188,13 @@ class Reference:
 
 
 class Trial:
-    """rsb-tune's own trial pieces, as ``rsb_tune.trial.train`` uses them. With ``old``, the
-    trial as it was before ``rsb_tune.optim`` and ``rsb_tune.augment`` (the baseline): timm's
+    """rsb-tune's own trial pieces, as ``rsb_tune.training.trial.train`` uses them. With ``old``, the
+    trial as it was before ``rsb_tune.training.optim`` and ``rsb_tune.augment.transforms`` (the baseline): timm's
     own per-tensor LAMB step (``foreach=False`` on the groups) and timm's transform objects."""
 
     def __init__(self, cfg: dict, data, steps: int | None, old: bool = False):
-        from rsb_tune.data import build_transforms, defer_normalize
-        from rsb_tune.trial import build_trial
+        from rsb_tune.data.registry import build_transforms, defer_normalize
+        from rsb_tune.training.trial import build_trial
 
         self.parts = build_trial({**cfg, "augment_impl": "pil"} if old else cfg, data)
         if old:
@@ -206,7 +206,7 @@ class Trial:
         self.updates = 0
 
     def train_epoch(self) -> int:
-        from rsb_tune.trial import train_one_epoch
+        from rsb_tune.training.trial import train_one_epoch
 
         loss_sum, seen, self.updates = train_one_epoch(self.parts, self.epoch, self.updates)
         loss_sum.item()  # the trial's one sync per epoch
@@ -214,7 +214,7 @@ class Trial:
         return seen
 
     def eval_epoch(self) -> int:
-        from rsb_tune.trial import evaluate
+        from rsb_tune.training.trial import evaluate
 
         out = evaluate(self.parts)
         return sum(len(correct) for _, correct in out.values())
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
         args.steps = args.steps or 8
     models = args.models or list(MODELS)
 
-    from rsb_tune.data import load_splits
+    from rsb_tune.data.registry import load_splits
 
     data = load_splits("digits")
     rows = [bench_model(name, args, data) for name in models]
@@ -363,7 +363,7 @@ def main(argv=None) -> int:
     print_table(
         rows,
         ["model", "augment", "trial_train_ips", "pil_train_ips", "speedup_vs_pil", "old_train_ips", "speedup_vs_old", "trial_train_cpu_us_per_img", "trial_train_cpu_us_per_img_pil", "trial_train_cpu_us_per_img_old"],
-        title="this trial against the trial before rsb_tune.optim / rsb_tune.augment (timm's LAMB step and transforms), same run",
+        title="this trial against the trial before rsb_tune.training.optim / rsb_tune.augment.transforms (timm's LAMB step and transforms), same run",
     )
     print_table(
         rows,

@@ -57,10 +57,10 @@ _LAZY = {
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "UserError": "rsb_tune.errors",
-    "RECIPES": "rsb_tune.recipes",
-    "get_recipe": "rsb_tune.recipes",
-    "resolve": "rsb_tune.config",
-    "train": "rsb_tune.trial",
+    "RECIPES": "rsb_tune.planning.recipes",
+    "get_recipe": "rsb_tune.planning.recipes",
+    "resolve": "rsb_tune.planning.config",
+    "train": "rsb_tune.training.trial",
 }
 
 

@@ -5,14 +5,14 @@ when that folder is writable, and an installed package must never write into its
 (a ``pip install -e`` over a plain install then leaves the folder behind, and ``import
 rsb_tune`` finds an empty namespace package). The cache goes to ``$NUMBA_CACHE_DIR`` when the
 user set it, else to ``<rsb-tune's cache dir>/numba`` (``$RSB_TUNE_CACHE_DIR``, else
-``$XDG_CACHE_HOME/rsb-tune``, else ``~/.cache/rsb-tune``: :func:`rsb_tune.storage.cache_dir`).
+``$XDG_CACHE_HOME/rsb-tune``, else ``~/.cache/rsb-tune``: :func:`rsb_tune.store.backends.cache_dir`).
 """
 
 from __future__ import annotations
 
 import numba
 
-from rsb_tune.storage import cache_dir
+from rsb_tune.store.backends import cache_dir
 
 __all__ = ["njit", "numba_cache_dir"]
 

@@ -28,13 +28,14 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
-from rsb_tune import lifecycle
+from analysis import contract as C
+from rsb_tune.runner import lifecycle
 from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
 from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
-from rsb_tune.recipes import DEFAULT_RECIPE
+from rsb_tune.planning.recipes import DEFAULT_RECIPE
+from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, stopping_line
-from rsb_tune.study import StudyDir
+from rsb_tune.store.directory import StudyDir
 
 __all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
@@ -53,7 +54,7 @@ class StudyPlan:
     space: Any
     plan: Any
     label: str
-    stopping: Any = None  # a sequential study's rule (rsb_tune.stopping.StoppingRule), or None
+    stopping: Any = None  # a sequential study's rule (rsb_tune.sequential.rule.StoppingRule), or None
 
     @property
     def trials(self) -> Mapping[str, Mapping[str, Any]]:
@@ -81,8 +82,8 @@ class StudyPlan:
             head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
             head = f"{len(self.trials)} trials ({self.kind}, recipe {recipes}, dataset {datasets}); varied: {', '.join(self.plan.params) or 'seed'}"
-        from rsb_tune.config import DATA_KEYS
-        from rsb_tune.data import data_summary, get_dataset, load_study_data
+        from rsb_tune.planning.config import DATA_KEYS
+        from rsb_tune.data.registry import data_summary, get_dataset, load_study_data
 
         data = load_study_data(self.plan.configs(DATA_KEYS), decode=False).splits.items()
         lines = [head, *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
@@ -97,8 +98,8 @@ class StudyPlan:
 
 def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, pack=None, overrides=None):
     """The command-line layers of the precedence chain, from experiment arguments."""
-    from rsb_tune.config import Layer, coerce, parse_set
-    from rsb_tune.datasets import dataset_layers
+    from rsb_tune.planning.config import Layer, coerce, parse_set
+    from rsb_tune.planning.config import dataset_layers
 
     layers = dataset_layers(data=None if data is None else str(data), dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
     for flag, key, value in (("--model", "model", model), ("--epochs", "epochs", epochs), ("--batch-size", "batch_size", batch_size), ("--workers-per-trial", "workers_per_trial", workers_per_trial), ("--pack", "pack", pack)):
@@ -115,7 +116,7 @@ def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epoch
 
 
 def _dataset_of(layers) -> str:
-    from rsb_tune.config import FIELDS
+    from rsb_tune.planning.config import FIELDS
 
     dataset = FIELDS["dataset"].default
     for layer in layers:
@@ -127,14 +128,14 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
 
     With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
-    seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.stopping`)
+    seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.sequential.rule`)
     of the mean of ``metric`` (val_top1 by default) is at most +-X wide."""
-    from rsb_tune.recipes import get_recipe
-    from rsb_tune.space import seed_list
+    from rsb_tune.planning.recipes import get_recipe
+    from rsb_tune.planning.space import seed_list
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-    from rsb_tune import packs
+    from rsb_tune.planning import packs
 
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
@@ -146,8 +147,8 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
 
 def _stopping_rule(until, cap, **rule):
     """The validated ``--until`` rule (None without one; its options alone are refused)."""
-    from rsb_tune import stopping
-    from rsb_tune.sequential import SEQUENTIAL_METRICS
+    from rsb_tune.sequential import rule as stopping
+    from rsb_tune.sequential.engine import SEQUENTIAL_METRICS
 
     if until is None:
         given = [arg(k) for k, v in rule.items() if v is not None]
@@ -159,8 +160,8 @@ def _stopping_rule(until, cap, **rule):
 
 def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
     """Plan the grid (or search) of a space file: a path, or the name of a shipped space."""
-    from rsb_tune.recipes import get_recipe
-    from rsb_tune.space import find_space, load_space
+    from rsb_tune.planning.recipes import get_recipe
+    from rsb_tune.planning.space import find_space, load_space
 
     path = find_space(space)
     loaded = load_space(path)
@@ -168,10 +169,10 @@ def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
 
 
 def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
-    from rsb_tune.space import build_plan
-    from rsb_tune.validate import check_plan
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
+    from rsb_tune.planning.space import build_plan
+    from rsb_tune.planning.validate import check_plan
 
     unknown = sorted(set(experiment) - _EXPERIMENT)
     if unknown:
@@ -180,7 +181,7 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
         raise ConfigError(f"unknown argument {unknown[0]!r}{suggest(unknown[0], _EXPERIMENT)}; experiment arguments: {', '.join(sorted(_EXPERIMENT))}")
     layers = _experiment_layers(**experiment)
     spec = get_dataset(_dataset_of(layers))
-    from rsb_tune import packs
+    from rsb_tune.planning import packs
 
     plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
     recipe, spec = get_recipe(plan.base.values["recipe"]), get_dataset(plan.base.values["dataset"])  # as the layers named them
@@ -233,9 +234,9 @@ def _python_call(fn: str, **kwargs) -> str:
 def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> "Study":
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
-    from rsb_tune.ray_adapter import check_address, check_tracking
-    from rsb_tune.storage import check_writable, locate
-    from rsb_tune.study import default_name
+    from rsb_tune.runner.ray_executor import check_address, check_tracking
+    from rsb_tune.store.backends import check_writable, locate
+    from rsb_tune.store.directory import default_name
 
     opts = run_options(options)
     location = locate(storage)
@@ -257,8 +258,8 @@ def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None =
 
 
 def _packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
-    """``pack: auto`` made a number for where the trials run (see :mod:`rsb_tune.packs`)."""
-    from rsb_tune import packs
+    """``pack: auto`` made a number for where the trials run (see :mod:`rsb_tune.planning.packs`)."""
+    from rsb_tune.planning import packs
 
     trials = packs.resolve_auto(plan.trials, gpus_per_trial=opts.gpus_per_trial)
     return dataclasses.replace(plan, plan=dataclasses.replace(plan.plan, trials=trials))
@@ -267,8 +268,8 @@ def _packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
 def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
     """(study, its data, its acquired lock): the study of ``plan`` created under ``study``'s
     name, or the existing one when its plan (and stopping rule) are the same."""
-    from rsb_tune.config import DATA_KEYS
-    from rsb_tune.data import load_study_data
+    from rsb_tune.planning.config import DATA_KEYS
+    from rsb_tune.data.registry import load_study_data
 
     data = load_study_data(plan.plan.configs(DATA_KEYS))  # each dataset the trials name, once
     trials = lifecycle._jsonable(dict(plan.trials))
@@ -322,10 +323,10 @@ def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
 def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     """Continue a study whose driver stopped: finished trials are kept, unfinished ones continue
     from their last checkpoint, the rest start. Run options may differ from the first run's."""
-    from rsb_tune.data import load_study_data
-    from rsb_tune.ray_adapter import check_address, check_tracking
+    from rsb_tune.data.registry import load_study_data
+    from rsb_tune.runner.ray_executor import check_address, check_tracking
 
-    from rsb_tune.sequential import paired_rule_of
+    from rsb_tune.sequential.engine import paired_rule_of
 
     opts = run_options(options)
     if not StudyDir(storage, name).exists() and StudyDir(storage, f"{name}-a").exists():
@@ -338,7 +339,7 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
         return _resume_pair(study, opts)
     check_address(opts.address)
     check_tracking(opts.tracking)
-    data = load_study_data(lifecycle.data_configs(study.meta()))
+    data = load_study_data(data_configs(study.meta()))
     return _run(study, data, opts)
 
 
@@ -346,8 +347,8 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     if not locked:
         with study.lock():
             return _run(study, data, opts, locked=True)
-    from rsb_tune.ray_adapter import run_study
-    from rsb_tune.study import now_iso
+    from rsb_tune.runner.ray_executor import run_study
+    from rsb_tune.store.directory import now_iso
 
     lifecycle.check_format(study, study.meta())
     study.update_meta(run_options=opts.recorded())
@@ -377,7 +378,7 @@ class PairedPlan:
 
     a: StudyPlan
     b: StudyPlan
-    rule: Any  # rsb_tune.stopping.PairedRule
+    rule: Any  # rsb_tune.sequential.rule.PairedRule
 
     def describe(self) -> list[str]:
         rule = self.rule
@@ -391,7 +392,7 @@ class PairedResult:
 
     a: "Study"
     b: "Study"
-    decision: Any  # rsb_tune.stopping.Decision of mean(a - b)
+    decision: Any  # rsb_tune.sequential.rule.Decision of mean(a - b)
 
     @property
     def verdict(self) -> str:
@@ -412,12 +413,12 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
     and the other experiment arguments. Arms that differ in anything the recipes and overrides
     do not name are refused."""
-    from rsb_tune import stopping
-    from rsb_tune.sequential import SEQUENTIAL_METRICS, check_arms
+    from rsb_tune.sequential import rule as stopping
+    from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
     metric = metric or C.DEFAULT_METRIC
     rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
-    from rsb_tune import packs
+    from rsb_tune.planning import packs
 
     a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
     b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
@@ -445,10 +446,10 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
 
 def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> PairedResult:
     """Create (or continue) the two arms of ``paired`` and run them until decided."""
-    from rsb_tune.ray_adapter import check_address, check_tracking
-    from rsb_tune.sequential import paired_record
-    from rsb_tune.storage import check_writable, locate
-    from rsb_tune.study import default_name
+    from rsb_tune.runner.ray_executor import check_address, check_tracking
+    from rsb_tune.sequential.engine import paired_record
+    from rsb_tune.store.backends import check_writable, locate
+    from rsb_tune.store.directory import default_name
 
     opts = run_options(options)
     location = locate(storage)
@@ -472,9 +473,9 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
     """Rounds until the paired rule decides (the caller holds both arms' locks)."""
     import os
 
-    from rsb_tune import sequential
-    from rsb_tune.ray_adapter import run_trials
-    from rsb_tune.study import now_iso
+    from rsb_tune.sequential import engine as sequential
+    from rsb_tune.runner.ray_executor import run_trials
+    from rsb_tune.store.directory import now_iso
 
     (a, data_a, _), (b, data_b, _) = opened
     for study in (a, b):
@@ -507,8 +508,8 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
 
 def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
     """Continue the paired study that ``study`` is an arm of (both arms, from their tables)."""
-    from rsb_tune.data import load_study_data
-    from rsb_tune.sequential import paired_rule_of
+    from rsb_tune.data.registry import load_study_data
+    from rsb_tune.sequential.engine import paired_rule_of
 
     meta = study.meta()
     rule = paired_rule_of(meta)
@@ -516,7 +517,7 @@ def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
     opened = []
     try:
         for arm in arms:
-            opened.append((arm, load_study_data(lifecycle.data_configs(arm.meta())), arm.lock().acquire()))
+            opened.append((arm, load_study_data(data_configs(arm.meta())), arm.lock().acquire()))
         return _run_pair(opened, rule, opts)
     finally:
         for _, _, lock in opened:
@@ -539,7 +540,7 @@ class Study:
     name = property(lambda self: self._dir.name)
     where = property(lambda self: self._dir.where, doc="the study's home: a directory, or its object-store URI")
     path = property(lambda self: self._dir.dir, doc="the local directory (for an object store: its local copy)")
-    directory = property(lambda self: self._dir, doc="the study's files (rsb_tune.study.StudyDir)")
+    directory = property(lambda self: self._dir, doc="the study's files (rsb_tune.store.directory.StudyDir)")
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -550,6 +551,16 @@ class Study:
     def config(self) -> dict[str, Any]:
         """The resolved base config (every trial is this with its seed and grid point)."""
         return dict(self.meta.get("base_config") or {})
+
+    @property
+    def resolved_config(self):
+        """The base config with the source of each value (:class:`rsb_tune.planning.config.ResolvedConfig`;
+        a source not recorded in study.yaml is ``unknown``)."""
+        from rsb_tune.planning.config import UNKNOWN_SOURCE, ResolvedConfig
+
+        meta = self.meta
+        values, sources = dict(meta.get("base_config") or {}), meta.get("base_config_sources") or {}
+        return ResolvedConfig(values, {k: sources.get(k, UNKNOWN_SOURCE) for k in values})
 
     @property
     def plan(self) -> dict[str, dict[str, Any]]:
@@ -577,15 +588,15 @@ class Study:
                     return pd.read_parquet(t), pd.read_parquet(e)
             except Exception as e:  # a corrupt table: pyarrow raises several unrelated types
                 raise StudyError(f"{self._dir.dir}: cannot read its tables ({type(e).__name__}: {e})") from None
-        from rsb_tune.results import build_tables
+        from rsb_tune.store.tables import build_tables
 
         return build_tables(self._dir)  # not written yet: built from the event logs
 
     def status(self) -> StudyStatus:
         """Where the study stands (:func:`rsb_tune.store.study_status`: the one status that the
         CLI, the browser and the report show)."""
-        from rsb_tune.sequential import stopping_record
-        from rsb_tune.storage import StudyLock
+        from rsb_tune.sequential.engine import stopping_record
+        from rsb_tune.store.backends import StudyLock
         from rsb_tune.store import Manifest, read_events, study_status, trial_state
 
         meta = self.meta
@@ -599,7 +610,10 @@ class Study:
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""
         import analysis
 
-        return analysis.load_study(self.path)
+        try:
+            return analysis.load_study(self.path)
+        except analysis.StudyError as e:  # analysis's own error: here a user error, as every study error
+            raise StudyError(str(e)) from None
 
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an
@@ -625,7 +639,7 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
     :class:`StudyError` naming it (an object-store prefix without studies lists none)."""
     import pyarrow.fs
 
-    from rsb_tune.storage import check_listable, locate, one_line
+    from rsb_tune.store.backends import check_listable, locate, one_line
 
     location = locate(storage)
     check_listable(location)
@@ -661,8 +675,8 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
     dataset, the model, ...) is warned about (see :func:`analysis.compare_studies`)."""
     from analysis import compare_studies
     from analysis.report import write_compare_report
-    from rsb_tune.config import FIELDS
     from rsb_tune.errors import suggest
+    from rsb_tune.planning.config import FIELDS, differences
 
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     unknown = [k for k in keys if k not in FIELDS]
@@ -671,7 +685,7 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
     a, b = load(name_a, storage), load(name_b, storage)
     out = out or a.directory.storage / f"compare-{a.name}-vs-{b.name}"
     try:
-        result = compare_studies(a.path, b.path, metric=metric, keys=keys)
+        result = compare_studies(a.path, b.path, metric=metric, keys=keys, differences=differences(a.resolved_config, b.resolved_config, keys))
         report = Path(write_compare_report(a.path, b.path, out, comparison=result))
     except ValueError as e:  # analysis's errors and bad tables carry a message
         raise StudyError(str(e)) from None
@@ -720,7 +734,7 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
 
 def spaces() -> dict[str, str]:
     """The shipped space files: name -> the question each answers."""
-    from rsb_tune.space import shipped_spaces
+    from rsb_tune.planning.space import shipped_spaces
 
     return {name: question for name, (_, question) in shipped_spaces().items()}
 

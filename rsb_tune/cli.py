@@ -72,7 +72,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
-    """The flags of a sequential study's rule (validated by rsb_tune.stopping, defaults there)."""
+    """The flags of a sequential study's rule (validated by rsb_tune.sequential.rule, defaults there)."""
     g = p.add_argument_group("sequential study (anytime-valid intervals; see README 'Enough seeds, then stop')")
     if until:
         g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
@@ -90,7 +90,7 @@ def _run_options(args) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rsb_tune.recipes import DEFAULT_RECIPE
+    from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
     parser = argparse.ArgumentParser(
         prog="rsb-tune",
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_recipes(args) -> int:
-    from rsb_tune.recipes import RECIPES, get_recipe
+    from rsb_tune.planning.recipes import RECIPES, get_recipe
 
     if args.action == "list" or not args.recipe:
         if args.action == "show":
@@ -200,7 +200,7 @@ def _recipe_yaml(recipe) -> str:
 
 
 def _cmd_keys(args) -> int:
-    from rsb_tune.config import DERIVED_KEYS, FIELDS, SCOPES
+    from rsb_tune.planning.config import DERIVED_KEYS, FIELDS, SCOPES
 
     for key, f in FIELDS.items():
         extra = f" (one of {', '.join(map(str, f.choices))})" if f.choices else ""

@@ -7,6 +7,8 @@ import contextvars
 import difflib
 from typing import Any, Iterable, Iterator
 
+from analysis.contract import StudyError as _StudyFileError
+
 __all__ = ["UserError", "ConfigError", "DataError", "StudyError", "StorageFull", "StoreUnreachable", "Interrupted", "suggest", "arg", "spoken_as_flags"]
 
 
@@ -24,10 +26,10 @@ class DataError(UserError):
     """A dataset path or its layout is invalid."""
 
 
-class StudyError(UserError, ValueError):
+class StudyError(UserError, _StudyFileError):
     """A study directory is missing, locked, or its files are corrupt; the message names the
-    file. The one study error of the engine and of ``analysis`` (a ``ValueError`` too, as the
-    analysis functions raise for bad tables)."""
+    file. A user error, and :class:`analysis.StudyError` (a ``ValueError``, as the analysis
+    functions raise for bad files and tables): who catches the analysis's error catches this."""
 
 
 class StorageFull(StudyError):

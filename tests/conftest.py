@@ -15,23 +15,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def digits():
-    from rsb_tune.data import load_splits
+    from rsb_tune.data.registry import load_splits
 
     return load_splits("digits")
 
 
 def make_config(recipe: str = "A2", **overrides):
     """A resolved trial config on the digits profile with ``overrides`` as a --set layer."""
-    from rsb_tune.config import Layer, resolve
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.planning.config import Layer, resolve
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     return dict(resolve(get_recipe(recipe), get_dataset("digits").profile, [Layer("test", overrides)]).values)
 
 
 def write_event(study, trial_id: str, event: dict) -> None:
     """Write one event record through the lifecycle's writer of its kind (as the driver does)."""
-    from rsb_tune import lifecycle as L
+    from rsb_tune.runner import lifecycle as L
 
     rest = {k: v for k, v in event.items() if k != "type"}
     kind = event["type"]

@@ -15,7 +15,7 @@ SECRET_DIR = "/home/alice-secret/datasets/imagenette"  # a server path that must
 
 def study_files(storage: Path, name: str):
     """The engine's object for a study directory."""
-    from rsb_tune.study import StudyDir
+    from rsb_tune.store.directory import StudyDir
 
     return StudyDir(storage, name)
 
@@ -29,7 +29,7 @@ def append_event(storage: Path, name: str, trial_id: str, event: dict) -> None:
 
 def rebuild_tables(storage: Path, name: str) -> None:
     """trials.parquet and epochs.parquet rebuilt from the event logs by the engine's own code."""
-    from rsb_tune.results import write_tables
+    from rsb_tune.store.tables import write_tables
 
     write_tables(study_files(storage, name))
 

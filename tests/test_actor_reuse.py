@@ -20,8 +20,8 @@ METRICS = ("train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v
 
 _FRESH = r"""
 import json, sys
-from rsb_tune.data import load_splits
-from rsb_tune.trial import train
+from rsb_tune.data.registry import load_splits
+from rsb_tune.training.trial import train
 configs = json.load(open(sys.argv[1]))
 data = load_splits("digits")
 out = {}
@@ -47,7 +47,7 @@ def fresh_process_metrics(configs: dict, tmp_path) -> dict:
 
 
 def in_process_metrics(cfg, data) -> list[dict]:
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     rows = []
     train(cfg, lambda m, checkpoint=None: rows.append(m), data)

@@ -140,8 +140,8 @@ def test_a_study_from_python_then_again_with_other_cpus_then_loaded(tmp_path):
 def test_a_resumed_trial_keeps_its_threads_and_ray_reserves_them():
     """Execution options may change between runs; a trial that started with 1 thread resumes
     with 1 thread (numerics), and Ray reserves 1 CPU for it, not the new --cpus-per-trial."""
-    from rsb_tune.lifecycle import ResumePlan
-    from rsb_tune.ray_adapter import _resources
+    from rsb_tune.runner.lifecycle import ResumePlan
+    from rsb_tune.runner.ray_executor import _resources
 
     plan = ResumePlan(todo={"t0": {}, "t1": {}}, resume_from={}, threads={"t0": 1}, finished=0)
     reserve = _resources(RunOptions(cpus_per_trial=4, gpus_per_trial=0.5), plan.threads, ddp=False)

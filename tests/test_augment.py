@@ -1,4 +1,4 @@
-"""rsb_tune.augment gives timm's training images bit for bit, from the same random streams."""
+"""rsb_tune.augment.transforms gives timm's training images bit for bit, from the same random streams."""
 
 import random
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from rsb_tune.augment import FAST_OPS, fast_pil_ops
+from rsb_tune.augment.transforms import FAST_OPS, fast_pil_ops
 from tests.conftest import make_config
 
 
 def _images(digits, n=200, gray=False):
-    from rsb_tune.data import SplitDataset
+    from rsb_tune.data.registry import SplitDataset
 
     ds = SplitDataset(digits.train, None)
     rgb = [ds.image(i) for i in range(n)]
@@ -34,7 +34,7 @@ def _draw(transform, images, n):
     [("rand-m7-mstd0.5-inc1", 0.0), ("rand-m9-mstd0.5-inc1", 0.5), ("rand-m6-mstd0.5-inc1", 0.0), ("rand-m10-n3", 0.0), ("rand-m9-mstd0.5", 0.0)],
 )
 def test_train_transform_gives_timms_images(digits, aa, hflip):
-    from rsb_tune.data import build_transforms, defer_normalize
+    from rsb_tune.data.registry import build_transforms, defer_normalize
 
     timm_tf, _ = defer_normalize(build_transforms(make_config("A2", auto_augment=aa, hflip=hflip))[0])
     fast = fast_pil_ops(timm_tf)
@@ -57,8 +57,8 @@ def test_train_transform_gives_timms_images(digits, aa, hflip):
 def test_each_table_op_equals_timms_at_every_magnitude(digits, name):
     from timm.data.auto_augment import AugmentOp, RandAugment
 
-    from rsb_tune.augment import _fast_randaugment, _originals
-    from rsb_tune.data import _posterize_zero_bits_compat
+    from rsb_tune.augment.transforms import _fast_randaugment, _originals
+    from rsb_tune.data.registry import _posterize_zero_bits_compat
 
     _posterize_zero_bits_compat()
     _originals()
@@ -72,7 +72,7 @@ def test_each_table_op_equals_timms_at_every_magnitude(digits, name):
 
 
 def test_timm_transform_is_not_modified_and_others_pass_through(digits):
-    from rsb_tune.data import build_transforms
+    from rsb_tune.data.registry import build_transforms
 
     train, evaluate = build_transforms(make_config("A2"))
     before = [type(t) for t in train.transforms], [op.aug_fn for op in train.transforms[1].ops]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rsb_tune
-from rsb_tune.recipes import get_recipe
+from rsb_tune.planning.recipes import get_recipe
 from tests.test_datasets import write_cifar10
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""rsb_tune.batch_augment against timm's PIL transforms: each op pixel for pixel on the same
+"""rsb_tune.augment.batched against timm's PIL transforms: each op pixel for pixel on the same
 image and arguments, every random draw in distribution, the whole transform's images in
 distribution, and a trial on the batched path reproducible and resumable."""
 
@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from rsb_tune import batch_augment as ba
-from rsb_tune.data import build_transforms
+from rsb_tune.augment import batched as ba
+from rsb_tune.data.registry import build_transforms
 from tests.conftest import make_config
 
 GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "TranslateXRel", "TranslateYRel")
@@ -33,7 +33,7 @@ def _batch(images: np.ndarray) -> torch.Tensor:
 def _timm_op(name, interpolation=Image.BICUBIC):
     from timm.data import auto_augment as aa
 
-    from rsb_tune.data import _posterize_zero_bits_compat
+    from rsb_tune.data.registry import _posterize_zero_bits_compat
 
     _posterize_zero_bits_compat()  # the trial's posterize (0 bits: black) on Pillow >= 13
     hparams = {"translate_const": 14, "img_mean": (124, 116, 104), "interpolation": interpolation, "magnitude_std": 0.5}
@@ -41,8 +41,8 @@ def _timm_op(name, interpolation=Image.BICUBIC):
 
 
 def _compiled_op(images, name, args, fill, interp):
-    """The compiled kernel's op on each image (rsb_tune.augment_kernels.apply_op)."""
-    from rsb_tune import augment_kernels as K
+    """The compiled kernel's op on each image (rsb_tune.augment.kernels.apply_op)."""
+    from rsb_tune.augment import kernels as K
 
     fn = ba.BATCH_OPS[name][0]
     params = fn.matrices(args, 32, 32) if isinstance(fn, ba._Affine) else np.pad(args[:, None], ((0, 0), (0, 5)))
@@ -98,8 +98,8 @@ def test_resized_crop_gives_pillows_pixels(images, kind, out):
 
 
 def _compiled_crop(images, boxes, out_hw, kind, hflip, vflip):
-    """rsb_tune.augment_kernels.augment_batch with no RandAugment layer: crop, resize, flips."""
-    from rsb_tune import augment_kernels as K
+    """rsb_tune.augment.kernels.augment_batch with no RandAugment layer: crop, resize, flips."""
+    from rsb_tune.augment import kernels as K
 
     n, (height, width), (oh, ow) = len(images), images.shape[1:3], out_hw
     xt = [t[boxes[:, 1], boxes[:, 3]] for t in ba._span_taps(width, ow, kind)]
@@ -237,8 +237,8 @@ def test_whole_transform_gives_timms_image_distribution(digits, aa, hflip):
     """The digits through both paths (timm's per sample, the compiled batch kernel): per-image
     mean, spread and left-right balance of the pixels in the same distribution (KS over 3,000
     images each)."""
-    from rsb_tune.augment import fast_pil_ops
-    from rsb_tune.data import defer_normalize
+    from rsb_tune.augment.transforms import fast_pil_ops
+    from rsb_tune.data.registry import defer_normalize
 
     cfg = make_config("A2", auto_augment=aa, hflip=hflip)
     train_tf, _ = build_transforms(cfg)
@@ -256,7 +256,7 @@ def test_whole_transform_gives_timms_image_distribution(digits, aa, hflip):
 
 
 def test_normalised_output_matches_the_per_sample_tail(images):
-    from rsb_tune.data import BatchNormalize
+    from rsb_tune.data.registry import BatchNormalize
 
     train_tf, _ = build_transforms(make_config("A2"))
     augment = ba.batch_augment_for(train_tf, (32, 32))
@@ -289,7 +289,7 @@ def test_transforms_without_a_batched_form_are_named(over, size, needle):
 def _small(digits, n=256):
     import dataclasses
 
-    from rsb_tune.data import Split
+    from rsb_tune.data.types import Split
 
     return dataclasses.replace(digits, train=Split(digits.train.images[:n], digits.train.labels[:n], "cut"))
 
@@ -312,7 +312,7 @@ def test_trial_on_the_batched_path_reruns_and_resumes_bit_identically(digits):
 
 
 def test_auto_batches_what_it_can_and_batch_refuses_what_it_cannot_do(digits):
-    from rsb_tune.trial import build_trial
+    from rsb_tune.training.trial import build_trial
 
     assert build_trial(make_config("A2", epochs=1), digits).runtime.augment == "batch"
     assert build_trial(make_config("A2", epochs=1, re_prob=0.25), digits).runtime.augment == "pil"

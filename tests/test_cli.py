@@ -67,7 +67,7 @@ BAD = [
     (["status", "nope"], ["no study 'nope'"]),
     (["resume", "nope"], ["no study 'nope'"]),
     (["report", "nope"], ["no study 'nope'"]),
-    # sequential studies (rsb_tune.stopping, rsb_tune.sequential)
+    # sequential studies (rsb_tune.sequential.rule, rsb_tune.sequential.engine)
     (["seeds", "--n", "100", "--until", "halfwidth<0.25"], ["--until", "only '<=' is accepted"]),
     (["seeds", "--n", "100", "--until", "halfwidth<=0"], ["--until", "> 0"]),
     (["seeds", "--n", "100", "--until", "halfwidth<=0.25", "--level", "1.5"], ["level", "strictly between 0 and 1"]),

@@ -21,9 +21,9 @@ from tests.conftest import assert_user_error, run_cli
 def _study(storage, name, recipe, epochs, *, seed, shift=0.0, seeds=range(8)):
     """A synthetic study (tests/analysis/synthetic_study.py) whose study.yaml holds the base
     config and sources that rsb-tune resolves for ``recipe`` with ``--epochs``, and a plan."""
-    from rsb_tune.config import Layer, resolve
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.planning.config import Layer, resolve
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     path = write_study(storage, name, seeds=tuple(seeds), n_epochs=epochs, seed=seed, effects=lambda _: shift)
     base = resolve(get_recipe(recipe), get_dataset("digits").profile, [Layer("--epochs", {"epochs": epochs})])

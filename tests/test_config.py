@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from rsb_tune.config import FIELDS, Layer, coerce, parse_set, resolve, resolve_lr
-from rsb_tune.data import get_dataset
+from rsb_tune.planning.config import FIELDS, Layer, coerce, parse_set, resolve, resolve_lr
+from rsb_tune.data.registry import get_dataset
 from rsb_tune.errors import ConfigError
-from rsb_tune.recipes import get_recipe
+from rsb_tune.planning.recipes import get_recipe
 from tests.conftest import make_config
 
 PROFILE = get_dataset("digits").profile
@@ -132,7 +132,7 @@ def test_config_not_mutated():
 
 
 def test_every_key_declares_its_scope():
-    from rsb_tune.config import DATA_KEYS, SCOPES
+    from rsb_tune.planning.config import DATA_KEYS, SCOPES
 
     assert all(field.scope in SCOPES for field in FIELDS.values())
     assert DATA_KEYS == ("dataset", "data_path", "v2_path", "val_holdout", "val_holdout_seed", "memory_budget_mb")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rsb_tune.data import DATASETS, build_transforms, load_splits
+from rsb_tune.data.registry import DATASETS, build_transforms, load_splits
 from rsb_tune.errors import DataError
 from tests.conftest import make_config
 
@@ -27,7 +27,7 @@ def test_digits_split_is_disjoint_stratified_and_fixed(digits):
 
 
 def test_profiles_only_hold_config_keys():
-    from rsb_tune.config import FIELDS
+    from rsb_tune.planning.config import FIELDS
 
     for spec in DATASETS.values():
         assert set(spec.profile.values) <= set(FIELDS)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from rsb_tune.data import get_dataset, load_splits
+from rsb_tune.data.registry import get_dataset, load_splits
 from rsb_tune.errors import DataError
 from tests.conftest import assert_user_error, run_cli
 
@@ -193,7 +193,7 @@ def test_folder_and_tars_read_the_same_images(tmp_path):
 
 
 def test_over_the_budget_streams_and_reads_the_same_pixels(tmp_path):
-    from rsb_tune.data import SplitDataset
+    from rsb_tune.data.registry import SplitDataset
 
     root = write_folder(tmp_path, n=3, size=64)
     tar = tar_of(root / "train", tmp_path / "train.tar")
@@ -204,7 +204,7 @@ def test_over_the_budget_streams_and_reads_the_same_pixels(tmp_path):
     for i in range(len(mem.train)):
         assert np.array_equal(np.asarray(SplitDataset(stream.train, None).image(i)), mem.train.images[i])
     # a lazy tar source survives pickling (a Ray worker, a loader worker) after a read
-    from rsb_tune.datasets import _index_tar
+    from rsb_tune.data.readers import _index_tar
 
     _, images, _ = _index_tar(tar)[""]
     first = np.asarray(images[0])
@@ -215,7 +215,7 @@ def test_over_the_budget_streams_and_reads_the_same_pixels(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["hfds", "wds"])
 def test_hugging_face_and_webdataset_from_disk(tmp_path, fmt):
-    from rsb_tune.data import SplitDataset
+    from rsb_tune.data.registry import SplitDataset
 
     root = write_hfds(tmp_path / "hf") if fmt == "hfds" else write_wds(tmp_path / "wds")
     cfg = {"dataset": f"{fmt}/toy", "data_path": str(root)}
@@ -253,9 +253,9 @@ def test_cifar_profile_resolves_a_cifar_stem_resnet_at_32px():
     import timm
     import torch
 
-    import rsb_tune.models  # noqa: F401
-    from rsb_tune.config import resolve
-    from rsb_tune.recipes import get_recipe
+    import rsb_tune.training.models  # noqa: F401
+    from rsb_tune.planning.config import resolve
+    from rsb_tune.planning.recipes import get_recipe
 
     profile = get_dataset("torch/cifar10").profile
     assert get_dataset("torch/cifar100").profile.values == profile.values

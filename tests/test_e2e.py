@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rsb_tune.contract import EPOCH_COLUMNS
+from analysis.contract import EPOCH_COLUMNS
 from tests.conftest import REPO, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +56,7 @@ def test_seed_study_end_to_end(real_studies, digits):
     # seeds differ -> results differ
     assert trials["val_loss"].nunique() == 3
     # inside Ray == outside Ray, bit for bit (same resolved config, one thread)
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     reports = []
     train(plan["t0001"], lambda m, checkpoint=None: reports.append(m), digits)

@@ -131,7 +131,7 @@ def test_checkpoint_load_refuses_code_and_reads_data(tmp_path):
     import numpy as np
     import torch
 
-    from rsb_tune import checkpoint
+    from rsb_tune.training import checkpoint
 
     good = {"epoch": 2, "rng": {"numpy": np.random.get_state(), "torch": torch.get_rng_state()}, "w": torch.ones(3)}
     checkpoint.save(good, tmp_path / "good.pt")
@@ -165,7 +165,7 @@ DUPLICATES = {
 @pytest.mark.parametrize("text,key,lines", DUPLICATES.values(), ids=DUPLICATES.keys())
 def test_duplicate_key_in_space_file_names_key_and_both_lines(tmp_path, text, key, lines):
     from rsb_tune.errors import ConfigError
-    from rsb_tune.space import load_space
+    from rsb_tune.planning.space import load_space
 
     path = tmp_path / "dup.yaml"
     path.write_text(text)
@@ -230,8 +230,8 @@ def _assert_logs_whole(study: Path) -> None:
 
 
 def test_event_append_on_a_full_disk_leaves_the_log_whole(small_fs):
-    from rsb_tune import lifecycle as L
-    from rsb_tune.study import StudyDir
+    from rsb_tune.runner import lifecycle as L
+    from rsb_tune.store.directory import StudyDir
 
     study = StudyDir(small_fs, "s")
     study.events_dir.mkdir(parents=True)

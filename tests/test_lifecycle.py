@@ -8,11 +8,11 @@ import io
 import pandas as pd
 import pytest
 
-from rsb_tune import contract as C
-from rsb_tune import lifecycle as L
+from analysis import contract as C
+from rsb_tune.runner import lifecycle as L
 from rsb_tune.api import Study
 from rsb_tune.errors import StudyError
-from rsb_tune.study import StudyDir
+from rsb_tune.store.directory import StudyDir
 from tests.conftest import make_config
 
 META = {"format": C.FORMAT_VERSION, "kind": "seeds", "recipe": "A2", "metric": "val_top1", "mode": "max", "params": [], "data_sizes": {"n_val": 4, "n_v2": 0}}
@@ -157,7 +157,7 @@ def test_whether_a_driver_runs_is_read_without_taking_the_lock(tmp_path):
     import subprocess
     import sys
 
-    from rsb_tune.storage import StudyLock
+    from rsb_tune.store.backends import StudyLock
 
     path = tmp_path / ".lock"
     assert not StudyLock(path).held()  # no file yet
@@ -165,7 +165,7 @@ def test_whether_a_driver_runs_is_read_without_taking_the_lock(tmp_path):
     assert StudyLock(path).held()
     mine.release()
     assert not StudyLock(path).held() and path.read_text() == ""
-    holder = subprocess.Popen([sys.executable, "-c", f"from rsb_tune.storage import StudyLock; import time; StudyLock(__import__('pathlib').Path({str(path)!r})).acquire(); print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", f"from rsb_tune.store.backends import StudyLock; import time; StudyLock(__import__('pathlib').Path({str(path)!r})).acquire(); print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ok"
         assert StudyLock(path).held()

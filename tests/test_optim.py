@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from rsb_tune.optim import ForeachLamb, create_optimizer, multi_tensor
+from rsb_tune.training.optim import ForeachLamb, create_optimizer, multi_tensor
 
 STEPS = 50
 RTOL = 1e-6
@@ -173,7 +173,7 @@ def test_other_optimizers_stay_timms():
 
 
 def test_build_trial_uses_it_for_lamb_only(digits):
-    from rsb_tune.trial import build_trial
+    from rsb_tune.training.trial import build_trial
     from tests.conftest import make_config
 
     parts = build_trial(make_config("A2", epochs=1), digits)

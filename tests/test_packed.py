@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rsb_tune import packs
-from rsb_tune.data import Split
+from rsb_tune.planning import packs
+from rsb_tune.data.types import Split
 from rsb_tune.errors import ConfigError
-from rsb_tune.packed import select, train_pack
-from rsb_tune.trial import train
+from rsb_tune.training.packed import select, train_pack
+from rsb_tune.training.trial import train
 from tests.conftest import assert_user_error, make_config, run_cli
 
 UPDATES = 10
@@ -139,7 +139,7 @@ def test_packed_seeds_match_their_unpacked_runs_in_float64(small, float64, augme
     """The same pack of 3 with every tensor in float64 (weights, batches, losses, LAMB state):
     for the first 10 updates each seed's loss and weights match its unpacked run to 1e-12
     relative (measured: 4e-16), so the float32 differences above are rounding alone. Also with
-    the batched augmentation a GPU pack uses (rsb_tune.batch_augment)."""
+    the batched augmentation a GPU pack uses (rsb_tune.augment.batched)."""
     configs = {f"t{s:04d}": a2(s, augment_impl=augment_impl) for s in range(3)}
     reports, weights, _ = packed(configs, small)
     assert weights[0]["t0000"]["conv1.0.weight"].dtype == torch.float64

@@ -3,9 +3,9 @@
 import pytest
 
 from rsb_tune.errors import ConfigError
-from rsb_tune.recipes import RECIPES, get_recipe
+from rsb_tune.planning.recipes import RECIPES, get_recipe
 
-# Transcribed from RSB_REFERENCE.md's recipe table; independent of rsb_tune/recipes.py.
+# Transcribed from RSB_REFERENCE.md's recipe table; independent of rsb_tune/planning/recipes.py.
 REFERENCE = {
     "A1": dict(epochs=600, batch_size=2048, img_size=224, test_img_size=224, opt="lamb", lr=5e-3, weight_decay=0.01,
                sched="cosine", warmup_epochs=5, loss="bce", smoothing=0.1, bce_target_thresh=0.2, mixup_alpha=0.2,

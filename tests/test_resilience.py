@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rsb_tune.storage import StudyLock
+from rsb_tune.store.backends import StudyLock
 from tests.conftest import assert_user_error, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,7 @@ def wait_for(predicate, timeout=240, what="condition"):
 
 def reference_epochs(study: Path, digits, trial_ids=None) -> pd.DataFrame:
     """The uninterrupted run of the same plan, in-process (equal to inside Ray: test_e2e)."""
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     plan = json.loads((study / "plan.json").read_text())
     rows = []

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rsb_tune.contract import EPOCH_COLUMNS, pack_correct, unpack_correct
-from rsb_tune.lifecycle import trial_state
-from rsb_tune.results import build_tables, write_predictions, write_tables
-from rsb_tune.lifecycle import Checkpoints, read_events
-from rsb_tune.study import StudyDir
+from analysis.contract import EPOCH_COLUMNS, pack_correct, unpack_correct
+from rsb_tune.runner.lifecycle import trial_state
+from rsb_tune.store.tables import build_tables, write_predictions, write_tables
+from rsb_tune.runner.lifecycle import read_events
+from rsb_tune.store.directory import StudyDir
 from tests.conftest import write_event
 from tests.conftest import make_config
 

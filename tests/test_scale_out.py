@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 def test_seed_study_spreads_over_cluster_nodes(tmp_path, kind, request, monkeypatch):
     from ray.cluster_utils import Cluster
 
-    from rsb_tune.lifecycle import Checkpoints
-    from rsb_tune.study import StudyDir
+    from rsb_tune.runner.lifecycle import Checkpoints
+    from rsb_tune.store.directory import StudyDir
 
     if kind == "s3":  # the study lives in the store (the simulated nodes still share this machine's disk)
         monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
@@ -129,7 +129,7 @@ def test_shipped_search_examples_dry_run():
 
 
 def test_two_worker_gloo_ddp_trial_matches_single_worker(tmp_path, digits):
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     proc = run_cli("seeds", "--n", "1", "--recipe", "A2", "--epochs", "2", "--workers-per-trial", "2", "--storage", str(tmp_path), "--name", "d", "--quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]

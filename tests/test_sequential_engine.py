@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 import rsb_tune
-from rsb_tune.data import load_study_data
-from rsb_tune import contract as C
-from rsb_tune import lifecycle as L
-from rsb_tune import sequential as S
-from rsb_tune import stopping
+from rsb_tune.data.registry import load_study_data
+from analysis import contract as C
+from rsb_tune.runner import lifecycle as L
+from rsb_tune.sequential import engine as S
+from rsb_tune.sequential import rule as stopping
 from rsb_tune.api import Study
 from rsb_tune.errors import ConfigError
-from rsb_tune.study import StudyDir
+from rsb_tune.store.directory import StudyDir
 from tests.conftest import run_cli
 
 RULE = stopping.check_rule("halfwidth<=5", cap=30, metric="val_top1")  # stops at the t-mixture's least n, 12
@@ -162,7 +162,7 @@ def test_paired_rounds_until_decided(tmp_path, monkeypatch):
     """The rounds of a paired study, with the trials' runs replaced by recorded results (a is
     1 point better than b, seed by seed): both arms run the same seeds, batch by batch, stop
     at the first verdict and record it."""
-    import rsb_tune.ray_adapter as adapter
+    import rsb_tune.runner.ray_executor as adapter
 
     rng = np.random.default_rng(1)
     noise = {"a": rng.normal(61.0, 0.2, 40), "b": rng.normal(60.0, 0.2, 40)}

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
-from rsb_tune.config import Layer
-from rsb_tune.data import get_dataset
+from rsb_tune.planning.config import Layer
+from rsb_tune.data.registry import get_dataset
 from rsb_tune.errors import ConfigError
-from rsb_tune.recipes import get_recipe
-from rsb_tune.space import build_plan, load_space, seed_list
+from rsb_tune.planning.recipes import get_recipe
+from rsb_tune.planning.space import build_plan, load_space, seed_list
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = get_dataset("digits").profile
@@ -38,8 +38,8 @@ SHIPPED = sorted(p.stem for p in (REPO / "search_spaces").glob("*.yaml"))
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_spaces_compile_and_validate(name):
-    from rsb_tune.space import find_space, shipped_spaces
-    from rsb_tune.validate import check_plan
+    from rsb_tune.planning.space import find_space, shipped_spaces
+    from rsb_tune.planning.validate import check_plan
 
     path = REPO / "search_spaces" / f"{name}.yaml"
     assert path.read_text().lstrip().startswith("#"), "each space file opens with the question it answers"
@@ -52,13 +52,13 @@ def test_shipped_spaces_compile_and_validate(name):
 
 
 def test_every_shipped_space_is_package_data():
-    from rsb_tune.space import shipped_spaces
+    from rsb_tune.planning.space import shipped_spaces
 
     assert sorted(shipped_spaces()) == SHIPPED and len(SHIPPED) >= 6
 
 
 def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
-    from rsb_tune.space import find_space
+    from rsb_tune.planning.space import find_space
 
     monkeypatch.chdir(tmp_path)
     assert find_space("lamb_bce.yaml") != "lamb_bce.yaml"  # no such file here: the shipped one
@@ -144,8 +144,8 @@ def test_a_grid_point_naming_an_unknown_recipe_or_dataset_names_the_file(tmp_pat
 
 
 def test_a_grid_over_datasets_gives_each_trial_its_profile_and_its_data(tmp_path):
-    from rsb_tune.config import DATA_KEYS
-    from rsb_tune.data import load_study_data
+    from rsb_tune.planning.config import DATA_KEYS
+    from rsb_tune.data.registry import load_study_data
     from tests.test_datasets import write_cifar10
 
     root = write_cifar10(tmp_path / "c", n_train=40, n_test=20)
@@ -158,18 +158,19 @@ def test_a_grid_over_datasets_gives_each_trial_its_profile_and_its_data(tmp_path
     assert len(data.splits) == 2
     assert (len(data.for_config(digits).val), len(data.for_config(cifar).val)) == (359, 20)
     # study.yaml says so, and a resumed study loads each dataset again from it
-    from rsb_tune import lifecycle
+    from rsb_tune.runner import lifecycle
+    from rsb_tune.store import manifest
 
     meta = yaml.safe_load(yaml.safe_dump(lifecycle.build_manifest(kind="grid", plan=plan, data=data, command="test")))
     assert meta["dataset"] == ["digits", "torch/cifar10"] and meta["recipe"] == "A2" and meta["data_sizes"] is None
-    assert [lifecycle.data_sizes(meta, cfg)["n_val"] for cfg in (digits, cifar)] == [359, 20]
-    again = load_study_data(lifecycle.data_configs(meta))
+    assert [manifest.data_sizes(meta, cfg)["n_val"] for cfg in (digits, cifar)] == [359, 20]
+    again = load_study_data(manifest.data_configs(meta))
     assert [len(again.for_config(cfg).train) for cfg in (digits, cifar)] == [1078, 40]
 
 
 def test_a_grid_over_the_held_out_split_loads_each_split_once(tmp_path):
-    from rsb_tune.config import DATA_KEYS
-    from rsb_tune.data import load_study_data
+    from rsb_tune.planning.config import DATA_KEYS
+    from rsb_tune.data.registry import load_study_data
 
     plan = _resolved(tmp_path, "seeds: [0, 1]\nbase: {val_holdout: 0.2}\ngrid: {val_holdout_seed: [0, 1]}\n")
     data = load_study_data(plan.configs(DATA_KEYS))

@@ -11,10 +11,9 @@ import pytest
 import yaml
 
 import rsb_tune
-from rsb_tune import contract as C
-from rsb_tune import lifecycle as L
-from rsb_tune.api import Study
-from rsb_tune.study import StudyDir
+from analysis import contract as C
+from rsb_tune.runner import lifecycle as L
+from rsb_tune.store.directory import StudyDir
 from tests.serve_helpers import make_study
 
 SHARED = ("name", "kind", "recipe", "search", "metric", "mode", "planned", "done", "ok", "running", "pending", "failed", "counts", "n", "mean", "std", "best", "best_trial", "started_at", "ended_at", "state", "stopped_by_rule")
@@ -29,7 +28,7 @@ def _diverged(storage, name, n=3):
 
 def _sequential(storage, name):
     """A sequential study of 16 seeds whose rule stopped it after 12 (4 never started)."""
-    from rsb_tune.data import load_splits
+    from rsb_tune.data.registry import load_splits
 
     plan = rsb_tune.plan_seeds(16, "A3", until="halfwidth<=5", epochs=1)
     study = StudyDir(storage, name)
@@ -39,7 +38,7 @@ def _sequential(storage, name):
     values = np.random.default_rng(0).normal(60, 0.5, 12)
     for tid, v in zip(list(plan.trials)[:12], values):
         L.record_result(study, tid, {"epoch": 1, "status": C.OK, "val_top1": float(v), "val_loss": 1.0})
-    from rsb_tune import sequential as S
+    from rsb_tune.sequential import engine as S
 
     L.record_stopping(study, S.study_decision(study, S.rule_of(study.meta())))
     study.update_meta(ended_at="2026-12-01T12:00:00+00:00")
@@ -62,7 +61,7 @@ def _tied(storage, name):
     study = make_study(storage, name, n=4, statuses=["pending"] * 4)
     for tid, v in zip(study.plan(), (50.0, 70.0, 60.0, 70.0)):
         L.record_result(study, tid, {"epoch": 1, "status": C.OK, "val_top1": v, "val_loss": 1.0, "seed": int(tid[1:])})
-    from rsb_tune.results import write_tables
+    from rsb_tune.store.tables import write_tables
 
     write_tables(study)
     study.update_meta(ended_at="2026-12-01T12:00:00+00:00")

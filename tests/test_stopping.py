@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from rsb_tune import stopping
+from rsb_tune.sequential import rule as stopping
 from rsb_tune.errors import ConfigError, UserError, spoken_as_flags
 
 

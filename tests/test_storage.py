@@ -18,9 +18,9 @@ import pyarrow.fs
 import pytest
 
 from rsb_tune.errors import StudyError
-from rsb_tune.storage import Lease
-from rsb_tune.lifecycle import Checkpoints, read_events
-from rsb_tune.study import StudyDir
+from rsb_tune.store.backends import Lease
+from rsb_tune.runner.lifecycle import Checkpoints, read_events
+from rsb_tune.store.directory import StudyDir
 from tests.conftest import write_event
 from tests.conftest import assert_user_error, run_cli, s3_files
 
@@ -113,8 +113,8 @@ def test_changes_a_failed_upload_left_go_up_with_the_next_run(s3_server, cache, 
 def test_resume_finds_checkpoints_of_a_moved_study_and_deletes_leftovers(tmp_path):
     """Checkpoint paths are recorded where the study was; resume finds them where it is, and
     deletes what a killed driver left: superseded and unrecorded checkpoints (not Ray Train's)."""
-    from rsb_tune import checkpoint
-    from rsb_tune.lifecycle import prepare_run
+    from rsb_tune.training import checkpoint
+    from rsb_tune.runner.lifecycle import prepare_run
 
     study = StudyDir(tmp_path / "moved-here", "mv")
     study.create(META, {"t0000": {"seed": 0}, "t0001": {"seed": 1}, "t0002": {"seed": 2}})

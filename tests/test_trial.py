@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rsb_tune.trial import build_sampler, train
+from rsb_tune.training.trial import build_sampler, train
 from tests.conftest import make_config
 
 EPOCH_KEYS = {"epoch", "train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss", "epoch_time_s", "images_per_s"}
@@ -86,7 +86,7 @@ def test_seeds_change_results_and_each_stream_alone(digits):
 
 
 def test_data_order_depends_on_the_data_seed(digits):
-    from rsb_tune.data import SplitDataset
+    from rsb_tune.data.registry import SplitDataset
 
     ds = SplitDataset(digits.train, None)
     for repeated in (3, 1):
@@ -102,7 +102,7 @@ def test_data_order_depends_on_the_data_seed(digits):
 
 
 def test_repeated_augmentation_repeats_samples(digits):
-    from rsb_tune.data import SplitDataset
+    from rsb_tune.data.registry import SplitDataset
 
     s = build_sampler(SplitDataset(digits.train, None), make_config(repeated_aug=3))
     s.set_epoch(0)
@@ -134,9 +134,10 @@ def test_diverging_trial_stops_with_status_diverged(digits):
 _KERNEL_STATS = """
 import json, sys
 import torch
-from rsb_tune import augment_kernels, optim_kernels
-from rsb_tune.data import load_splits
-from rsb_tune.trial import build_trial, warm_cpu_kernels
+from rsb_tune.augment import kernels as augment_kernels
+from rsb_tune.training import optim_kernels
+from rsb_tune.data.registry import load_splits
+from rsb_tune.training.trial import build_trial, warm_cpu_kernels
 from tests.conftest import make_config
 
 config, data = make_config("A2", epochs=1), load_splits("digits")
@@ -155,7 +156,7 @@ print(json.dumps({"hits": sum(sum(s.cache_hits.values()) for s in stats), "misse
 
 
 def test_warm_cpu_kernels_leaves_a_trial_nothing_to_compile(tmp_path):
-    """The driver's warm-up (rsb_tune.ray_adapter calls it before the trials) fills numba's
+    """The driver's warm-up (rsb_tune.runner.ray_executor calls it before the trials) fills numba's
     disk cache, so a trial process on the same machine loads every compiled loop it runs and
     compiles none (compiling costs a trial ~15 s and extra peak memory)."""
     import json

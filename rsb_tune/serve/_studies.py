@@ -45,20 +45,20 @@ __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
 
 
 def _trial_state(events):
-    from rsb_tune.lifecycle import trial_state
+    from rsb_tune.runner.lifecycle import trial_state
 
     return trial_state(events)
 
 
 def _epoch_columns() -> tuple[str, ...]:
-    from rsb_tune.contract import EPOCH_COLUMNS
+    from analysis.contract import EPOCH_COLUMNS
 
     return EPOCH_COLUMNS
 
 
 REFRESH_S = 2.0  # an object-store listing and each study's copy are refreshed at most this often
 TABLES = ("trials.parquet", "epochs.parquet")  # downloadable, by these names only
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # the engine's rule (rsb_tune.study)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # the engine's rule (rsb_tune.store.directory)
 _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wrote this recently
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
@@ -80,12 +80,12 @@ class Storage:
     """The studies of one ``--storage``, read-only, with caches keyed by file signatures."""
 
     def __init__(self, spec: str):
-        from rsb_tune.storage import locate
+        from rsb_tune.store.backends import locate
 
         self.location = locate(spec)
         self.remote = self.location.remote
         if self.remote:
-            from rsb_tune.storage import cache_dir
+            from rsb_tune.store.backends import cache_dir
 
             key = hashlib.sha1(self.location.spec.encode()).hexdigest()[:16]
             self.root = cache_dir() / "serve" / key
@@ -101,7 +101,7 @@ class Storage:
     def check(self) -> None:
         """Fail at start (a UserError) when the storage cannot be read at all."""
         from rsb_tune.errors import arg
-        from rsb_tune.storage import bounded, check_listable
+        from rsb_tune.store.backends import bounded, check_listable
 
         if self.remote:
             bounded(lambda: self._remote_names(), arg("storage", self.location.display()), "cannot list it")
@@ -152,7 +152,7 @@ class Storage:
 
     def _pull(self, ref: StudyRef) -> None:
         """Bring the server's copy of a store study up to date (without the driver's lease or lock)."""
-        from rsb_tune.storage import Mirror
+        from rsb_tune.store.backends import Mirror
 
         with self._lock:
             if time.monotonic() - self._pulled.get(ref.name, -math.inf) < REFRESH_S:
@@ -287,8 +287,8 @@ class Storage:
         """A sequential study's stopping record, recomputed as ``rsb_tune.load(...).status()`` does."""
         if not meta.get("stopping"):
             return None
-        from rsb_tune.sequential import stopping_record
-        from rsb_tune.study import StudyDir
+        from rsb_tune.sequential.engine import stopping_record
+        from rsb_tune.store.directory import StudyDir
 
         try:
             return stopping_record(StudyDir(ref.dir.parent, ref.name), meta)
@@ -310,7 +310,7 @@ class Storage:
     def _driver_alive(self, ref: StudyRef, last: float) -> bool:
         """Read from the lock file's text ("pid N on HOST"), without taking the lock: a driver on
         this host is alive if its process is; elsewhere, if the study was written to lately."""
-        from rsb_tune.storage import StudyLock
+        from rsb_tune.store.backends import StudyLock
 
         if self.remote:  # the store's lease names the holder; a copy is "running" while it moves
             return _recent(ref, last)
@@ -447,7 +447,7 @@ def _parse_shown_plan(data: bytes) -> dict[str, dict[str, Any]]:
 
 
 def _parse_events(data: bytes) -> list[dict]:
-    from rsb_tune.lifecycle import parse_event_lines
+    from rsb_tune.store.events import parse_event_lines
 
     return parse_event_lines(data.split(b"\n")[:-1])  # the text after the last newline may be in flight
 

@@ -5,7 +5,7 @@
 - :mod:`rsb_tune.store.status`: where a study stands, one function for the CLI, the API, the
   browser, the report and the benchmarks.
 
-The study directory's paths, lock and object-store mirror are :class:`rsb_tune.study.StudyDir`.
+The study directory's paths, lock and object-store mirror are :class:`rsb_tune.store.directory.StudyDir`.
 """
 
 from rsb_tune.store.events import parse_event_lines, read_events, trial_state

@@ -1,6 +1,6 @@
 """A trial's event log (``events/<trial>.jsonl``): its one reader.
 
-The writers are in :mod:`rsb_tune.lifecycle` (one function per kind of event); every reader of
+The writers are in :mod:`rsb_tune.runner.lifecycle` (one function per kind of event); every reader of
 a study's events (the status, the tables, resume, the browser) reads them through here, so a
 trial's status is decided in one place (:func:`trial_state`).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
+from analysis import contract as C
 
 __all__ = ["parse_event_lines", "read_events", "trial_state"]
 
@@ -29,7 +29,7 @@ def parse_event_lines(lines) -> list[dict[str, Any]]:
 
 
 def read_events(study, trial_id: str) -> list[dict[str, Any]]:
-    """A trial's event records (``study``: a :class:`rsb_tune.study.StudyDir`); a line torn by a
+    """A trial's event records (``study``: a :class:`rsb_tune.store.directory.StudyDir`); a line torn by a
     crash mid-write is skipped (the trial re-reports that epoch when it continues)."""
     path = study.events_dir / f"{trial_id}.jsonl"
     try:
@@ -42,7 +42,7 @@ def read_events(study, trial_id: str) -> list[dict[str, Any]]:
 def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
     """(status, {epoch: last result of that epoch}, last error event) of one trial's log.
 
-    status: ``pending`` (no event), ``running``, or one of :data:`rsb_tune.contract.FINISHED`.
+    status: ``pending`` (no event), ``running``, or one of :data:`analysis.contract.FINISHED`.
     """
     by_epoch: dict[int, Mapping[str, Any]] = {}
     status, error = (C.PENDING if not events else C.RUNNING), None

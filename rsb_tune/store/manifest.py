@@ -1,6 +1,6 @@
 """The typed view of a study's manifest (``study.yaml``): what every reader needs of it,
 resolved once. The metric and its direction are decided here and nowhere else: a manifest
-without ``mode`` (format 0) gets the metric's direction (:func:`rsb_tune.contract.default_mode`),
+without ``mode`` (format 0) gets the metric's direction (:func:`analysis.contract.default_mode`),
 never a reader's own default."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dataclasses
 import json
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
+from analysis import contract as C
 
 __all__ = ["Manifest", "data_configs", "data_sizes"]
 
@@ -77,15 +77,15 @@ class Manifest:
 
 def data_configs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The data specs a study recorded (its base config with each spec's data keys), for
-    :func:`rsb_tune.data.load_study_data`; a study written before ``data_specs``: its base."""
+    :func:`rsb_tune.data.registry.load_study_data`; a study written before ``data_specs``: its base."""
     base = dict(meta.get("base_config") or {})
     return [{**base, **record["spec"]} for record in meta.get("data_specs") or []] or [base]
 
 
 def data_sizes(meta: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, int]:
     """The split sizes of the data the trial of ``config`` trained on."""
-    from rsb_tune.data import data_spec
-    from rsb_tune.study import json_default
+    from rsb_tune.data.types import data_spec
+    from rsb_tune.store.directory import json_default
 
     spec = json.loads(json.dumps(dict(data_spec(config)), default=json_default))
     for record in meta.get("data_specs") or []:

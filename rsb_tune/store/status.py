@@ -14,7 +14,7 @@ The rules, each decided here:
 - ``state``: ``running`` while a driver holds the study, else ``finished`` when nothing is
   left to run, else ``interrupted``;
 - ``best``: the best final value in the manifest's direction; among tied trials, the first in
-  trial order (:func:`rsb_tune.contract.best_of`).
+  trial order (:func:`analysis.contract.best_of`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 import statistics
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
+from analysis import contract as C
 from rsb_tune.store.manifest import Manifest
 
 __all__ = ["StudyStatus", "study_status"]

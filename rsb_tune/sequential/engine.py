@@ -1,10 +1,10 @@
 """Sequential seed studies on the engine side, without Ray: which seed to start next, when to
 stop, what a study's stopping state is after a kill, and the rounds of a paired A-vs-B study.
 
-The statistics (the rule, the confidence sequence, the decision) are :mod:`rsb_tune.stopping`'s;
+The statistics (the rule, the confidence sequence, the decision) are :mod:`rsb_tune.sequential.rule`'s;
 this module applies them to a study on disk. :class:`SeedScheduler` is the logic of the Ray
-Tune searcher in :mod:`rsb_tune.ray_adapter`: seeds are suggested in seed order, at most
-``slots`` at a time, while :func:`rsb_tune.stopping.decide` on the finished prefix says
+Tune searcher in :mod:`rsb_tune.runner.ray_executor`: seeds are suggested in seed order, at most
+``slots`` at a time, while :func:`rsb_tune.sequential.rule.decide` on the finished prefix says
 continue. Once it says stop, nothing more is suggested and the run ends when the trials that
 were already running have finished: their results are kept (the compute is spent, and a
 value beyond the stopping n changes neither the reason nor the n of the decision).
@@ -17,11 +17,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rsb_tune import contract as C
-from rsb_tune import stopping
-from rsb_tune.config import follows_from_compared
+from analysis import contract as C
+from rsb_tune.sequential import rule as stopping
+from rsb_tune.planning.config import follows_from_compared
 from rsb_tune.errors import ConfigError
-from rsb_tune.study import StudyDir
+from rsb_tune.store.directory import StudyDir
 
 __all__ = [
     "WAIT",
@@ -92,7 +92,7 @@ def study_decision(study: StudyDir, rule: stopping.StoppingRule, trials=None) ->
     """The decision of ``rule`` on a study's finished prefix, recomputed from its tables
     (built from the event logs when ``trials`` is not given)."""
     if trials is None:
-        from rsb_tune.results import build_tables
+        from rsb_tune.store.tables import build_tables
 
         trials = build_tables(study)[0]
     seeds = [s for _, s in seed_order(study.plan())]
@@ -112,7 +112,7 @@ def stopping_record(study: StudyDir, meta: Mapping[str, Any]) -> dict[str, Any] 
 
 def paired_decision(a: StudyDir, b: StudyDir, rule: stopping.PairedRule) -> stopping.Decision:
     """The paired decision on the seeds finished in both arms (from their event logs)."""
-    from rsb_tune.results import build_tables
+    from rsb_tune.store.tables import build_tables
 
     seeds = [s for _, s in seed_order(a.plan())]
     prefix = stopping.paired_seed_prefix(build_tables(a)[0], build_tables(b)[0], seeds, rule.metric)
@@ -201,7 +201,7 @@ class SeedScheduler:
 def check_arms(a, b, named: Mapping[str, Sequence[str]]) -> None:
     """Refuse two arms whose trials differ in anything that was not named.
 
-    ``a``, ``b``: the arms' :class:`rsb_tune.space.Plan`; ``named``: arm -> the keys its
+    ``a``, ``b``: the arms' :class:`rsb_tune.planning.space.Plan`; ``named``: arm -> the keys its
     ``--set`` / ``--vs-set`` names. A key may differ when an arm's ``--set`` names it, when it
     comes from a recipe and the recipes differ, from a dataset profile and the datasets differ,
     or is derived from such keys. The seeds (model, data and augmentation) are always equal.

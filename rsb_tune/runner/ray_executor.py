@@ -3,10 +3,10 @@
 One study run is one ``Tuner`` over the study's *unfinished* trials (a grid search over their
 resolved configs). Each dataset the trials name is decoded once by the driver and shared with
 every trial through Ray's object store (``tune.with_parameters``); a trial takes its own
-(:meth:`rsb_tune.data.StudyData.for_config`). A thin driver-side callback forwards
-what Ray reports to :class:`rsb_tune.lifecycle.Recorder`, which writes it down.
+(:meth:`rsb_tune.data.registry.StudyData.for_config`). A thin driver-side callback forwards
+what Ray reports to :class:`rsb_tune.runner.lifecycle.Recorder`, which writes it down.
 
-Resuming never relies on Ray's experiment snapshot: :func:`rsb_tune.lifecycle.prepare_run`
+Resuming never relies on Ray's experiment snapshot: :func:`rsb_tune.runner.lifecycle.prepare_run`
 reads the plan and the event logs; a fresh Tuner runs what is left.
 """
 
@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
-from rsb_tune import lifecycle, sequential
-from rsb_tune.data import DatasetSplits, StudyData
+from analysis import contract as C
+from rsb_tune.runner import lifecycle
+from rsb_tune.sequential import engine as sequential
+from rsb_tune.data.registry import DatasetSplits, StudyData
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
-from rsb_tune.study import StudyDir, now_iso
+from rsb_tune.store.directory import StudyDir, now_iso
 
 __all__ = ["run_study", "run_trials", "check_address", "check_tracking", "TRACKERS"]
 
@@ -142,7 +143,7 @@ def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
 def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=None) -> dict | None:
     """The state to resume from: Ray's checkpoint of this attempt (a retry), else the one a
     previous driver recorded for the trial (on the study's ``filesystem``), else None."""
-    from rsb_tune import checkpoint
+    from rsb_tune.training import checkpoint
 
     if ckpt is None and fallback_path:
         ckpt = checkpoint_cls(fallback_path, filesystem=filesystem)
@@ -154,10 +155,10 @@ def _load_resume(ckpt, fallback_path: str | None, checkpoint_cls, filesystem=Non
 
 def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_checkpoint: bool = True, pack: bool = False):
     """The trial's ``report``: fault hook, where it ran, and the checkpoint written with
-    :func:`rsb_tune.checkpoint.save` into a directory handed to Ray (``send`` is tune.report or
-    ray.train.report). ``pack``: the report of a pack (:func:`rsb_tune.packed.train_pack`), whose
+    :func:`rsb_tune.training.checkpoint.save` into a directory handed to Ray (``send`` is tune.report or
+    ray.train.report). ``pack``: the report of a pack (:func:`rsb_tune.training.packed.train_pack`), whose
     trials' results travel in one Ray result under ``pack_results``."""
-    from rsb_tune import checkpoint as ckpt_file
+    from rsb_tune.training import checkpoint as ckpt_file
 
     where = {"hostname": socket.gethostname(), "pid": os.getpid()}
     try:
@@ -199,7 +200,7 @@ def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[st
 
     from ray import tune
 
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
 
@@ -216,7 +217,7 @@ def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[st
         return  # finished already (its last result is on disk): nothing to redo
     pack = config.get("pack")
     if pack:  # K trials that differ only in their seeds, trained batched in this process
-        from rsb_tune.packed import train_pack
+        from rsb_tune.training.packed import train_pack
 
         members = {tid: {**c, "threads": cfg["threads"]} for tid, c in pack["members"].items()}
         report = _make_reporter(trial_id, run["errors_dir"], tune.report, tune.Checkpoint, pack=True)
@@ -231,7 +232,7 @@ def _ddp_worker_loop(loop_config: Mapping[str, Any]) -> None:
 
     import ray.train
 
-    from rsb_tune.trial import train
+    from rsb_tune.training.trial import train
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no per-report INFO lines from Ray Train
     resume = _load_resume(ray.train.get_checkpoint(), loop_config["resume_path"], ray.train.Checkpoint, loop_config["filesystem"])
@@ -320,7 +321,7 @@ def _error_text(trial) -> str:
 
 def run_study(study: StudyDir, data: StudyData, opts: RunOptions) -> None:
     """Run (or continue) every unfinished trial of ``study`` (the caller holds its lock)."""
-    from rsb_tune.results import write_tables
+    from rsb_tune.store.tables import write_tables
 
     _set_ray_env()
     rule = sequential.rule_of(study.meta())
@@ -360,9 +361,9 @@ def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
 def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.ResumePlan, *, space=None, resolver=None, num_samples: int = 1, planned: int, done: int, scheduler_of_seeds=None) -> None:
     from ray import tune
 
-    from rsb_tune import packs
-    from rsb_tune.data import data_spec
-    from rsb_tune.trial import warm_cpu_kernels
+    from rsb_tune.planning import packs
+    from rsb_tune.data.types import data_spec
+    from rsb_tune.training.trial import warm_cpu_kernels
 
     # the trials' compiled CPU loops, compiled (or loaded) here once rather than in each trial
     first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
@@ -494,7 +495,7 @@ def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):
 
 def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: Mapping[str, Mapping[str, Any]]):
     """A Ray Tune searcher over a sequential study's planned seeds: it suggests the next one in
-    seed order while :class:`rsb_tune.sequential.SeedScheduler` says so, and FINISHED once the
+    seed order while :class:`rsb_tune.sequential.engine.SeedScheduler` says so, and FINISHED once the
     rule says stop (Tune then ends the run when the running trials have finished)."""
     from ray.tune.search import Searcher
 
@@ -554,7 +555,7 @@ def _run_sequential(study: StudyDir, data: StudyData, opts: RunOptions, rule) ->
     """Run a sequential study (the caller holds its lock): the stopping state is recomputed
     from the tables first; a study its rule stopped only lets the trials that were running
     when its driver died finish, never starting another seed."""
-    from rsb_tune.results import write_tables
+    from rsb_tune.store.tables import write_tables
 
     trials, _ = write_tables(study)
     decision = sequential.study_decision(study, rule, trials)
@@ -578,7 +579,7 @@ def _run_sequential(study: StudyDir, data: StudyData, opts: RunOptions, rule) ->
 
 def run_trials(study: StudyDir, data: StudyData, opts: RunOptions, trial_ids) -> None:
     """Run only ``trial_ids`` of ``study`` (a round of a paired study; the caller holds its lock)."""
-    from rsb_tune.results import write_tables
+    from rsb_tune.store.tables import write_tables
 
     _set_ray_env()
     plan = lifecycle.prepare_run(study, only=set(trial_ids))

@@ -1,6 +1,6 @@
 """timm's training augmentation for a whole batch of decoded uint8 images.
 
-On a 32 px sample the per-sample path (:mod:`rsb_tune.augment`: timm's PIL transforms, one
+On a 32 px sample the per-sample path (:mod:`rsb_tune.augment.transforms`: timm's PIL transforms, one
 image at a time) costs ~200 µs, almost all of it Python and PIL call overhead around ~3,000
 pixels. :class:`BatchAugment` makes the same draws and the same pixel arithmetic for a batch
 at once:
@@ -18,13 +18,13 @@ at once:
   (lookup-table ops exactly; blends in float32 with Pillow's truncation; the affine ops
   sample with Pillow's bicubic or bilinear kernel, edge clamping and fill colour);
 - ``ToTensor`` + ``Normalize`` at the end (the same float operations as
-  :class:`rsb_tune.data.BatchNormalize`).
+  :class:`rsb_tune.data.registry.BatchNormalize`).
 
 The draws come from NumPy's global stream (seeded by the trial's ``aug_seed``, saved in its
 checkpoints and swapped per seed in a pack), so a run is reproducible and resumable exactly as
 the per-sample path is; they are different numbers from the per-sample path's (which draws
 from Python's ``random``), from the same distributions. The pixels run where the batch is: on
-a CPU in one compiled loop (:mod:`rsb_tune.augment_kernels`, numba), on a GPU as torch ops -
+a CPU in one compiled loop (:mod:`rsb_tune.augment.kernels`, numba), on a GPU as torch ops -
 the same images from the same draws. ``tests/test_batch_augment.py`` checks each op of both
 against timm's PIL op on the same image and arguments, the two against each other, and every
 draw's distribution against timm's over many samples.
@@ -525,7 +525,7 @@ BATCH_OPS: dict[str, tuple[Callable, Callable, bool]] = {
 @functools.lru_cache(maxsize=1)
 def kernel_codes() -> dict[str, int]:
     """timm op name -> the compiled kernel's op code (imports augment_kernels on first use)."""
-    from rsb_tune import augment_kernels as K
+    from rsb_tune.augment import kernels as K
 
     table = {"AutoContrast": K.AUTOCONTRAST, "Equalize": K.EQUALIZE, "Invert": K.INVERT, "Color": K.COLOR, "ColorIncreasing": K.COLOR}
     table.update({n: K.POSTERIZE for n in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal")})
@@ -663,8 +663,8 @@ class BatchAugment:
 
     def augment_compiled(self, images: np.ndarray, index: np.ndarray) -> np.ndarray:
         """The same images as :meth:`augment` of ``images[index]`` from the same draws, by the
-        compiled CPU kernel (:mod:`rsb_tune.augment_kernels`): (B, h, w, C) uint8."""
-        from rsb_tune import augment_kernels as K
+        compiled CPU kernel (:mod:`rsb_tune.augment.kernels`): (B, h, w, C) uint8."""
+        from rsb_tune.augment import kernels as K
 
         n = len(index)
         height, width = images.shape[1:3]
@@ -692,10 +692,10 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) uint8 -> normalised (B, C, h, w): on a CPU by the compiled kernel, on
         other devices by torch ops (the same images from the same draws)."""
-        from rsb_tune.data import BatchNormalize
+        from rsb_tune.data.registry import BatchNormalize
 
         if x.device.type == "cpu" and self.compiled:
-            from rsb_tune.augment_kernels import normalize
+            from rsb_tune.augment.kernels import normalize
 
             hwc = self.augment_compiled(x.numpy(), np.arange(len(x)))
             out = np.empty(hwc.shape, torch.empty((), dtype=torch.get_default_dtype()).numpy().dtype)
@@ -708,7 +708,7 @@ class BatchAugment:
     def _normalize_table(self) -> np.ndarray:
         """(3, 256): BatchNormalize of every uint8 value in each band (the same float operations
         as on a batch: one pass of table lookups replaces four passes over it)."""
-        from rsb_tune.data import BatchNormalize
+        from rsb_tune.data.registry import BatchNormalize
 
         dtype = torch.get_default_dtype()
         if self._table is None or self._table[0] != dtype:

@@ -32,7 +32,7 @@ Optional early stopping for grids and searches (never for seed studies)::
     reduction_factor: 3
 
 Every key under ``base``, ``grid`` and ``params`` is validated against the trial-config schema
-(:data:`rsb_tune.config.FIELDS`), with the file and key in the message. Any key whose scope is
+(:data:`rsb_tune.planning.config.FIELDS`), with the file and key in the message. Any key whose scope is
 ``trial`` or ``data`` can be a grid axis or a searched param, ``recipe`` and ``dataset``
 included: each trial is resolved from its own recipe and its own dataset's profile::
 
@@ -51,10 +51,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rsb_tune.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
-from rsb_tune.contract import DEFAULT_METRIC, METRICS, default_mode
+from rsb_tune.planning.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
+from analysis.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
-from rsb_tune.recipes import DEFAULT_RECIPE
+from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
 
@@ -114,7 +114,7 @@ def _shipped_dir():
     try:
         return files("rsb_tune.search_spaces")
     except ModuleNotFoundError:  # run from a checkout that was not installed
-        return Path(__file__).resolve().parents[1] / "search_spaces"
+        return Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def _question(text: str) -> str:
@@ -272,7 +272,7 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
 
 
 def _check_varies(key: Any, where: str, what: str) -> None:
-    """A key whose scope lets it differ between trials (see rsb_tune.config.SCOPES)."""
+    """A key whose scope lets it differ between trials (see rsb_tune.planning.config.SCOPES)."""
     field = FIELDS.get(key)
     if field is None:
         return  # an unknown key: refused with the schema's message when its values are read
@@ -320,8 +320,8 @@ class PointResolver:
     source: str = "search"
 
     def __call__(self, point: Mapping[str, Any]) -> dict[str, Any]:
-        from rsb_tune.data import get_dataset
-        from rsb_tune.recipes import get_recipe
+        from rsb_tune.data.registry import get_dataset
+        from rsb_tune.planning.recipes import get_recipe
 
         layers = [*self.layers, Layer(self.source, dict(point)), Layer("seed", {"seed": self.seed})]
         return resolve(get_recipe(self.recipe), get_dataset(self.dataset).profile, layers).to_dict()

@@ -1,6 +1,6 @@
 """The batched augmentation's pixels on a CPU, one compiled loop per batch (numba).
 
-:mod:`rsb_tune.batch_augment` draws a batch's crops, flips and RandAugment ops in NumPy and
+:mod:`rsb_tune.augment.batched` draws a batch's crops, flips and RandAugment ops in NumPy and
 applies them either as torch ops (on a GPU) or here: :func:`augment_batch` walks the batch
 sample by sample in compiled code with Pillow's arithmetic - the fixed-point separable resize
 of the crop, the lookup tables, the float32 blends with truncation, the transform bicubic or

@@ -2,7 +2,7 @@
 
 A recipe holds the paper's ImageNet-1k values for ResNet-50 (Wightman, Touvron, Jégou 2021,
 arXiv 2110.00476). It never holds run-level choices (dataset, model, image size of a small
-dataset): those come from a dataset profile and the command line, see :mod:`rsb_tune.config`.
+dataset): those come from a dataset profile and the command line, see :mod:`rsb_tune.planning.config`.
 
 Sources, per value, are in ``../shared/RSB_REFERENCE.md``. Values the paper itself does not
 confirm are listed in :attr:`Recipe.unconfirmed`; they stay overridable like every other key.
@@ -21,7 +21,7 @@ DEFAULT_RECIPE = "A2"  # the recipe of the paper's 100-seed study
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """One training procedure; field names are trial-config keys (see :mod:`rsb_tune.config`)."""
+    """One training procedure; field names are trial-config keys (see :mod:`rsb_tune.planning.config`)."""
 
     name: str
     description: str

@@ -13,7 +13,7 @@ convolution). What makes each seed itself stays per seed and outside the batched
   Drop-path masks are drawn there and enter the batched forward as buffers, which runs under
   ``vmap(randomness="error")``: no other random op can slip into it unseen;
 - its BatchNorm running statistics (stacked buffers, updated in place slice by slice);
-- its optimizer state and every norm the optimizer takes (:class:`rsb_tune.optim.ForeachLamb`
+- its optimizer state and every norm the optimizer takes (:class:`rsb_tune.training.optim.ForeachLamb`
   with ``stacked=True``: global gradient clipping and trust ratios per seed; elementwise
   optimizers are per seed on stacked tensors as they are). The loss is the *sum* of the seeds'
   losses, so each seed's gradient is its unpacked gradient;
@@ -38,8 +38,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import torch
 
-from rsb_tune.data import DatasetSplits
-from rsb_tune.trial import (
+from rsb_tune.data.types import DatasetSplits
+from rsb_tune.training.trial import (
     TrialRuntime,
     _return_free_heap,
     _seed_augmentation,
@@ -161,7 +161,7 @@ def _pack_optimizer(model: torch.nn.Module, params: Mapping[str, torch.Tensor], 
     (timm's factory, its parameter groups and hyperparameters) over the stacked tensors."""
     import inspect
 
-    from rsb_tune.optim import ForeachLamb, create_optimizer
+    from rsb_tune.training.optim import ForeachLamb, create_optimizer
 
     single = create_optimizer(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
     name_of = {id(p): n for n, p in model.named_parameters()}
@@ -284,7 +284,7 @@ def _check_packable(config: Mapping[str, Any], runtime: TrialRuntime) -> None:
 def train_pack(configs: Mapping[str, Mapping[str, Any]], report: PackReporter, data: DatasetSplits, *, resume: Mapping[str, Any] | None = None, pack_id: str | None = None) -> dict[str, dict[str, Any]]:
     """Train the trials ``configs`` (id -> resolved config; they differ only in their seeds) as
     one pack. ``report({id: metrics}, checkpoint=state_or_None)`` is called after every epoch
-    with each live seed's metrics (those of :func:`rsb_tune.trial.train`, plus ``pack_id`` and
+    with each live seed's metrics (those of :func:`rsb_tune.training.trial.train`, plus ``pack_id`` and
     ``runtime_pack``); ``checkpoint`` holds the whole pack every ``checkpoint_every`` epochs, when
     a seed is dropped, and at the end. ``resume``: such a checkpoint; its ``pack`` says which
     seeds are still live (the others of ``configs`` have finished).

@@ -110,7 +110,7 @@ def _check_metric(metric: Any, metrics: Iterable[str] | None) -> str:
     from rsb_tune.errors import suggest
 
     if metrics is None:
-        from rsb_tune.contract import METRICS as metrics
+        from analysis.contract import METRICS as metrics
     allowed = list(metrics)
     if metric not in allowed:
         raise ConfigError(
@@ -200,7 +200,7 @@ def check_rule(
     [0, 100] needs over a thousand for 0.25). ``level``, ``method`` and
     ``bounds`` default (``None``) to :mod:`analysis.sequential`'s (0.95,
     ``"t_mixture"``, [0, 100]); ``metrics``: the metric names allowed (by
-    default :data:`rsb_tune.contract.METRICS`).
+    default :data:`analysis.contract.METRICS`).
     """
     from analysis.sequential import min_seeds
 
@@ -362,7 +362,7 @@ def _final_rows(trials: pd.DataFrame, metric: str, what: str) -> dict[int, tuple
 
 def _outcome(row: tuple[str, float] | None) -> str | float | None:
     """None: not finished; a float: the value; a string: finished without a value (the reason)."""
-    from rsb_tune.contract import FINISHED, OK
+    from analysis.contract import FINISHED, OK
 
     if row is None or row[0] not in FINISHED:
         return None

@@ -8,14 +8,14 @@ Layout::
     events/<id>.jsonl   append-only per-trial log of results and errors (the source of truth
                         for the tables; a retried trial appends, the tables keep the last row)
     trials.parquet      one row per finished trial        } rebuilt from plan + events
-    epochs.parquet      one row per trial and epoch       } as trials finish (rsb_tune.results)
+    epochs.parquet      one row per trial and epoch       } as trials finish (rsb_tune.store.tables)
     predictions/<id>.npz  per-example val/v2 correctness at the final epoch
     errors/<id>.txt     the traceback of a trial that failed
     ray/                the Ray Tune experiment (checkpoints, Ray's own logs)
     .lock               held by the running driver (an flock: released when it dies)
 
 A study in an object store (``--storage s3://...``) has the same layout there; the driver
-works on a local mirror of it (``rsb_tune.storage``), and Ray writes ``ray/`` to the store.
+works on a local mirror of it (``rsb_tune.store.backends``), and Ray writes ``ray/`` to the store.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from rsb_tune import contract as C
+from analysis import contract as C
 from rsb_tune.errors import StudyError, arg
-from rsb_tune.storage import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
+from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
 
 __all__ = ["StudyDir", "default_name", "package_versions", "git_commit", "now_iso", "json_default"]
 
@@ -73,7 +73,7 @@ def git_commit() -> str | None:
 
 class StudyDir:
     """The files of one study directory (for an object store: of its local mirror): its paths,
-    manifest, plan, lock and upload. What goes into them is decided by ``rsb_tune.lifecycle``."""
+    manifest, plan, lock and upload. What goes into them is decided by ``rsb_tune.runner.lifecycle``."""
 
     def __init__(self, storage: str | os.PathLike | Location, name: str):
         if not _NAME_RE.match(name):

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rsb_tune.contract import SEED_COLUMNS
+from analysis.contract import SEED_COLUMNS, UNKNOWN_SOURCE
+from rsb_tune.data.types import DATA_KEYS, DEFAULT_DATASET, DataOptions
 from rsb_tune.errors import ConfigError, suggest
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "FIELDS",
     "SCOPES",
     "DATA_KEYS",
+    "dataset_layers",
     "DERIVED_KEYS",
     "LR_SCALE_RULES",
     "Layer",
@@ -99,15 +102,17 @@ LR_SCALE_RULES = ("auto", "sqrt", "linear", "none")
 # timm train.py: square-root scaling for LAMB and the Ada family, linear for SGD-like optimizers.
 _SQRT_OPTIMIZERS = ("lamb", "lars", "ada", "nadam", "radam", "lion", "adopt", "laprop", "mars", "muon")
 
+_DATA = DataOptions()  # the data keys' defaults (rsb_tune.data.types)
+
 FIELDS: Mapping[str, Field] = {
     # --- what is trained on what
     "recipe": Field(str, "base recipe name (A1, A2, A3)"),
-    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default="digits", scope="data"),
-    "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=None, nullable=True, scope="data"),
-    "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=None, nullable=True, scope="data"),
-    "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=0.0, check=_range(0.0, 0.5, high_open=True), scope="data"),
-    "val_holdout_seed": Field(int, "seed of the held-out val split (never the trial seed: the seeds of one split share it)", default=0, check=_range(0, 2**32 - 1), scope="data"),
-    "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=2048, check=_range(0), scope="data"),
+    "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default=DEFAULT_DATASET, scope="data"),
+    "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=_DATA.root, nullable=True, scope="data"),
+    "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=_DATA.v2_path, nullable=True, scope="data"),
+    "val_holdout": Field(float, "fraction of train held out (class-stratified) as val, keeping the dataset's own val/test for last (0: off)", default=_DATA.val_holdout, check=_range(0.0, 0.5, high_open=True), scope="data"),
+    "val_holdout_seed": Field(int, "seed of the held-out val split (never the trial seed: the seeds of one split share it)", default=_DATA.val_holdout_seed, check=_range(0, 2**32 - 1), scope="data"),
+    "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=_DATA.memory_budget_mb, check=_range(0), scope="data"),
     "model": Field(str, "timm model name"),
     "model_kwargs": Field(dict, "extra keyword arguments for timm.create_model", default={}),
     "img_size": Field(int, "train resolution (px)", check=_range(8, 1024)),
@@ -143,7 +148,7 @@ FIELDS: Mapping[str, Field] = {
     "color_jitter": Field(float, "colour jitter strength (inactive while auto_augment is set)", check=_NONNEG),
     "re_prob": Field(float, "random erasing probability", check=_PROB),
     "interpolation": Field(str, "resize interpolation", default="bicubic", choices=("bicubic", "bilinear", "nearest")),
-    "augment_impl": Field(str, "training augmentation: auto (batched where the images and ops allow, else per sample), batch (rsb_tune.batch_augment: a compiled kernel on CPU, torch ops on CUDA), pil (timm's per-sample PIL transforms)", default="auto", choices=("auto", "batch", "pil")),
+    "augment_impl": Field(str, "training augmentation: auto (batched where the images and ops allow, else per sample), batch (rsb_tune.augment.batched: a compiled kernel on CPU, torch ops on CUDA), pil (timm's per-sample PIL transforms)", default="auto", choices=("auto", "batch", "pil")),
     # --- seeds (derived from `seed` unless given)
     "seed": Field(int, "master seed of the trial", default=0, check=_range(0, 2**31 - 1), scope="seed"),
     "model_seed": Field(int, "weight initialisation seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
@@ -156,7 +161,7 @@ FIELDS: Mapping[str, Field] = {
     "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024), scope="study",
                                 why="the driver sizes every trial's Ray resources from the study's value: one coordinator, or the workers of a data-parallel trial"),
     "threads": Field(int, "torch threads per trial (default: the trial's CPUs)", default=None, nullable=True, check=_range(1, 512)),
-    "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=0, check=_range(0, 64)),
+    "workers": Field(int, "data loader worker processes per trial (0: load in the trial process)", default=_DATA.workers, check=_range(0, 64)),
     "eval_batch_size": Field(int, "evaluation batch size", default=256, check=_range(1, 65536)),
     "pack": Field(int, "seeds trained together in one process, batched (torch.func.vmap): K, or auto (on a GPU per trial: up to 32; else 1)", default=1, words=("auto",), check=_range(1, 4096)),
     "checkpoint_every": Field(int, "checkpoint every K epochs (the final epoch is always checkpointed)", default=1, check=_range(1, 100000)),
@@ -164,8 +169,7 @@ FIELDS: Mapping[str, Field] = {
 
 # Keys filled in by the resolver: recorded in every resolved config, never settable.
 DERIVED_KEYS = ("lr_resolved", "lr_scale_rule", "epoch_scale")
-# The keys that say which data a trial trains on (rsb_tune.data loads each combination once).
-DATA_KEYS = tuple(key for key, field in FIELDS.items() if field.scope == "data")
+# The keys that say which data a trial trains on (rsb_tune.data.registry loads each combination once).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +193,6 @@ class ResolvedConfig:
 
 # --------------------------------------------------------------------------- two configs side by side
 
-UNKNOWN_SOURCE = "unknown"  # a value whose source was not recorded (a study.yaml written before the sources)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -346,12 +349,12 @@ def _named(layers: Sequence[Layer], key: str, lookup: Callable[[Any], Any], give
 
 
 def resolve(recipe, profile, layers: Iterable[Layer] = ()) -> ResolvedConfig:
-    """Resolve one config from a recipe (:class:`rsb_tune.recipes.Recipe`), a dataset profile
-    (:class:`rsb_tune.data.Profile`) and the layers above them, lowest first. A layer that names
+    """Resolve one config from a recipe (:class:`rsb_tune.planning.recipes.Recipe`), a dataset profile
+    (:class:`rsb_tune.data.registry.Profile`) and the layers above them, lowest first. A layer that names
     ``recipe`` or ``dataset`` puts that recipe, or that dataset's profile, in place of the one
     given: a trial of a grid over recipes is resolved from its own recipe."""
-    from rsb_tune.data import get_dataset
-    from rsb_tune.recipes import get_recipe
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.planning.recipes import get_recipe
 
     layers = tuple(layers)
     recipe = _named(layers, "recipe", get_recipe, recipe)
@@ -417,4 +420,22 @@ def _check_cross(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         )
     if values["warmup_epochs"] > values["epochs"]:
         raise ConfigError(f"{sources['warmup_epochs']}: warmup_epochs {values['warmup_epochs']} exceeds epochs {values['epochs']}")
-    # a dataset without its root is refused when it is loaded (rsb_tune.datasets), naming its flag
+    # a dataset without its root is refused when it is loaded (rsb_tune.data.readers), naming its flag
+
+
+def dataset_layers(*, data: str | None = None, dataset: str | None = None, data_dir: str | None = None) -> list:
+    """timm train.py's ``--dataset NAME --data-dir ROOT`` and the short ``--data PATH`` (a folder
+    or a .tar; with ``dataset`` it is the root) as config layers. Keyword arguments, so the CLI
+    and the Python API call it alike."""
+    if data and data_dir:
+        raise ConfigError("--data and --data-dir both give the dataset root; use one")
+    root = data_dir or data
+    layers = []
+    if dataset:
+        layers.append(Layer("--dataset", {"dataset": dataset}))
+    elif data:
+        layers.append(Layer("--data", {"dataset": "folder"}))
+    if root:
+        flag = "--data-dir" if data_dir else "--data"
+        layers.append(Layer(flag, {"data_path": str(Path(root).expanduser().resolve())}))
+    return layers

@@ -1,7 +1,7 @@
 """One training trial: pure PyTorch + timm, no Ray.
 
 ``train(config, report, data)`` runs a whole trial from a resolved config (see
-:mod:`rsb_tune.config`) and calls ``report(metrics, checkpoint=..., final=...)`` once per
+:mod:`rsb_tune.planning.config`) and calls ``report(metrics, checkpoint=..., final=...)`` once per
 epoch. Every ingredient comes from a timm factory: ``create_model`` (drop path),
 ``Mixup`` (mixup/cutmix, label smoothing), ``BinaryCrossEntropy`` or cross-entropy,
 ``create_optimizer_v2``, ``create_scheduler_v2`` (cosine with warm-up, stepped per update),
@@ -26,9 +26,9 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import torch
 
-from rsb_tune.data import DatasetSplits, DecodedBatches, SplitDataset, build_transforms, defer_normalize
-from rsb_tune import contract as C
-from rsb_tune.contract import pack_correct
+from rsb_tune.data.registry import DatasetSplits, DecodedBatches, SplitDataset, build_transforms, defer_normalize
+from analysis import contract as C
+from analysis.contract import pack_correct
 
 __all__ = ["train", "Reporter", "TrialRuntime", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
 
@@ -67,7 +67,7 @@ class TrialRuntime:
         cl = config["channels_last"]
         self.channels_last = on_cuda if cl == "auto" else cl == "on"
         self.threads = int(config["threads"] or 1)
-        self.augment = "pil"  # set by build_train_loader: "batch" (rsb_tune.batch_augment) or "pil" (per sample)
+        self.augment = "pil"  # set by build_train_loader: "batch" (rsb_tune.augment.batched) or "pil" (per sample)
 
     def autocast(self):
         if self.amp == "off":
@@ -124,7 +124,7 @@ def build_sampler(dataset, config: Mapping[str, Any], *, num_replicas: int = 1, 
 def build_model(config: Mapping[str, Any], num_classes: int):
     import timm
 
-    import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
+    import rsb_tune.training.models  # noqa: F401 - registers the CIFAR-stem ResNets
 
     torch.manual_seed(config["model_seed"])
     return timm.create_model(config["model"], num_classes=num_classes, drop_path_rate=config["drop_path"], **config["model_kwargs"])
@@ -291,9 +291,9 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
 
     Where the augmentation is batched (``augment_impl``: see :func:`_batch_augment`) the loader
     yields uint8 batches and the batch transform augments and normalises them on the trial's device;
-    otherwise each sample goes through timm's PIL transform (with :mod:`rsb_tune.augment`'s
+    otherwise each sample goes through timm's PIL transform (with :mod:`rsb_tune.augment.transforms`'s
     cheaper calls: the same images, bit for bit) and the batch transform only normalises."""
-    from rsb_tune.augment import fast_pil_ops
+    from rsb_tune.augment.transforms import fast_pil_ops
 
     train_tf, _ = build_transforms(config)
     batched = _batch_augment(config, data, train_tf, runtime.device.type)
@@ -324,9 +324,9 @@ def build_train_loader(config: Mapping[str, Any], data: DatasetSplits, runtime: 
 def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, device_type: str):
     """The batched augmentation for this trial, or None for the per-sample path.
     ``augment_impl``: ``auto`` batches where it can (on a CPU through the compiled kernel of
-    rsb_tune.augment_kernels, on CUDA through torch ops), ``batch`` always (an error where it
+    rsb_tune.augment.kernels, on CUDA through torch ops), ``batch`` always (an error where it
     cannot), ``pil`` never; plans made before the key existed stay per sample."""
-    from rsb_tune.batch_augment import NotBatchable, batch_augment_for
+    from rsb_tune.augment.batched import NotBatchable, batch_augment_for
 
     impl = config.get("augment_impl", "pil")
     if impl == "pil":
@@ -347,12 +347,12 @@ def _batch_augment(config: Mapping[str, Any], data: DatasetSplits, train_tf, dev
 
 def warm_cpu_kernels(config: Mapping[str, Any], data: DatasetSplits) -> None:
     """Compile, or load from numba's disk cache, the compiled CPU loops a trial of ``config``
-    runs (the batched augmentation of :mod:`rsb_tune.augment_kernels`, the flat LAMB step of
-    :mod:`rsb_tune.optim_kernels`), in this process, without touching its random streams.
+    runs (the batched augmentation of :mod:`rsb_tune.augment.kernels`, the flat LAMB step of
+    :mod:`rsb_tune.training.optim_kernels`), in this process, without touching its random streams.
     A study's driver calls it before the trials start, so that no trial compiles: compiling
     costs a trial ~15 s and ~0.15 GB more peak memory, in every trial process that starts on
     a machine whose cache is empty (both at once, on two cores). A no-op for CUDA trials."""
-    from rsb_tune.optim import create_optimizer
+    from rsb_tune.training.optim import create_optimizer
 
     if config["device"] == "cuda" or (config["device"] == "auto" and torch.cuda.is_available()):
         return
@@ -405,7 +405,7 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     """Build one trial from its resolved config: the model (weights seeded by ``model_seed``),
     the training pipeline (order by ``data_seed``, augmentation by ``aug_seed``), loss,
     optimizer, schedule and evaluators. Sets this process's torch threads to the trial's."""
-    from rsb_tune.optim import create_optimizer
+    from rsb_tune.training.optim import create_optimizer
 
     runtime = TrialRuntime(config)
     torch.set_num_threads(runtime.threads)
@@ -425,7 +425,7 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
 
     mixup = build_mixup(config, data.num_classes)
     criterion = build_criterion(config, mixup is not None)
-    # timm's create_optimizer_v2; LAMB gets the multi-tensor step (rsb_tune.optim), the rest stay timm's
+    # timm's create_optimizer_v2; LAMB gets the multi-tensor step (rsb_tune.training.optim), the rest stay timm's
     optimizer = create_optimizer(model, opt=config["opt"], lr=config["lr_resolved"], weight_decay=config["weight_decay"], momentum=config["momentum"])
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(enabled=runtime.amp == "fp16")

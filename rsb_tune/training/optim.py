@@ -20,7 +20,7 @@ On a CPU, where the tensors allow it (not stacked, no caution, float32 or float6
 layouts, every tensor with a gradient, groups sharing betas, eps and bias correction: every
 timm factory's groups on a plain model), the step runs on a flat layout (:class:`_FlatLayout`):
 each parameter and both of its moments become views into one buffer each, the elementwise part
-of LAMB is one compiled loop over them (:mod:`rsb_tune.optim_kernels`), and only the norms stay
+of LAMB is one compiled loop over them (:mod:`rsb_tune.training.optim_kernels`), and only the norms stay
 torch ops (timm's own float32 norms, which the trajectory is sensitive to). On the default model
 of this project (47 tensors, 0.32 M floats, one thread) a step takes 1.15 ms against 2.12 ms
 for the multi-tensor step and 3.0 ms for timm's; the results agree with timm's as closely
@@ -278,7 +278,7 @@ def _dense(t: torch.Tensor) -> bool:
 
 class _FlatLayout:
     """A non-stacked LAMB step on a CPU over tensors laid end to end, by the compiled loop of
-    :mod:`rsb_tune.optim_kernels` (see the module docstring).
+    :mod:`rsb_tune.training.optim_kernels` (see the module docstring).
 
     ``build`` copies every parameter and its two moments into one buffer each and points the
     parameters (``p.data``) and the optimizer's state at views of them, each view with its
@@ -358,7 +358,7 @@ class _FlatLayout:
         return np.repeat(np.array([float(value(g)) for g, _, _ in self.spans]), [e - s for _, s, e in self.spans])
 
     def step(self, optimizer) -> None:
-        from rsb_tune.optim_kernels import add_scaled, lamb_update
+        from rsb_tune.training.optim_kernels import add_scaled, lamb_update
         from timm.optim._helpers import _init_scalar
 
         torch._foreach_copy_(self.g, [p.grad for p in self.params])

@@ -1,6 +1,6 @@
 """Datasets by name, their run profiles, decoding once per study, and timm transforms.
 
-Registered datasets (timm's names; see :mod:`rsb_tune.datasets` for the readers):
+Registered datasets (timm's names; see :mod:`rsb_tune.data.readers` for the readers):
 
 ``digits``
     The embedded default: scikit-learn's bundled handwritten digits (1,797 real 8x8 images,
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rsb_tune.data.types import DataOptions, DatasetSpec, DatasetSplits, Profile, Split, data_spec
 from rsb_tune.errors import ConfigError, DataError, suggest
 
 __all__ = [
@@ -48,68 +49,6 @@ __all__ = [
     "BatchNormalize",
     "defer_normalize",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    """Run-level defaults for one dataset. ``epoch_scale`` multiplies a recipe's epochs (so the
-    A1:A2:A3 ratio is kept); ``values`` are trial-config keys; ``why`` explains adjustments."""
-
-    name: str
-    epoch_scale: float
-    values: Mapping[str, Any]
-    why: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """One split: its images - decoded uint8 (N, H, W, 3), a list of uint8 (H, W, 3) arrays of
-    differing sizes, or a lazy source of RGB PIL images (:mod:`rsb_tune.datasets`) or file
-    paths - its integer labels, and the files it came from."""
-
-    images: np.ndarray | Sequence[Any]
-    labels: np.ndarray
-    source: str = ""
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def decoded(self) -> bool:
-        return isinstance(self.images, np.ndarray) or (isinstance(self.images, list) and bool(self.images) and isinstance(self.images[0], np.ndarray))
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSplits:
-    """What a study decodes once and shares with every trial (through Ray's object store)."""
-
-    name: str
-    classes: tuple[str, ...]
-    train: Split
-    val: Split
-    v2: Split | None
-    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # root, storage choice, held-out split
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def sizes(self) -> dict[str, int]:
-        return {"n_train": len(self.train), "n_val": len(self.val), "n_v2": len(self.v2) if self.v2 else 0}
-
-    def describe(self) -> dict[str, Any]:
-        """What study.yaml and ``--dry-run`` record: which files play each split, and whether
-        the study trains from memory or streams (with the reason)."""
-        splits = {k: {"n": len(s), "from": s.source} for k, s in (("train", self.train), ("val", self.val), ("v2", self.v2)) if s is not None}
-        return {"dataset": self.name, "num_classes": self.num_classes, "splits": splits, **self.info}
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    description: str
-    profile: Profile
-    load: Callable[[Any], DatasetSplits]  # DataOptions -> the dataset's own splits
 
 
 DIGITS_SPLIT_SEED = 20211006  # fixed forever: the split never depends on a trial seed
@@ -139,14 +78,14 @@ def _load_digits(_opts=None) -> DatasetSplits:
 
 
 def _load_folder(opts) -> DatasetSplits:
-    from rsb_tune.datasets import load_folder
+    from rsb_tune.data.readers import load_folder
 
     return load_folder(opts)
 
 
 def _torch_loader(name: str):
     def load(opts) -> DatasetSplits:
-        from rsb_tune.datasets import load_torch
+        from rsb_tune.data.readers import load_torch
 
         return load_torch(name, opts)
 
@@ -168,7 +107,7 @@ _CIFAR = Profile(
         "eval_batch_size": 1024,
     },
     why={
-        "model": "timm's ResNet-18 with a CIFAR stem (3x3 stride-1 conv, no max-pool; registered by rsb_tune.models): "
+        "model": "timm's ResNet-18 with a CIFAR stem (3x3 stride-1 conv, no max-pool; registered by rsb_tune.training.models): "
         "the ImageNet stem would shrink 32 px to 8x8 before the first stage",
         "img_size": "CIFAR's native 32 px: no upsampling",
         "crop_pct": "1.0: evaluate the whole 32 px image (the 0.95 centre crop is an ImageNet habit)",
@@ -267,7 +206,7 @@ def _prefixed_spec(name: str) -> DatasetSpec:
     loader, description = _PREFIXES[prefix]
 
     def load(opts) -> DatasetSplits:
-        from rsb_tune import datasets
+        from rsb_tune.data import readers as datasets
 
         return getattr(datasets, loader)(name, opts)
 
@@ -288,22 +227,13 @@ def load_splits(config: str | Mapping[str, Any], data_path: str | None = None, *
     config (its ``dataset``, ``data_path``, ``v2_path``, ``val_holdout``, ``val_holdout_seed``
     and ``memory_budget_mb``) or a dataset name with ``data_path``. Splits that fit the memory
     budget are decoded (unless ``decode`` is false: ``--dry-run`` only indexes); others stream."""
-    from rsb_tune.datasets import DataOptions, finish_splits
+    from rsb_tune.data.readers import finish_splits
 
     if isinstance(config, str):
         config = {"dataset": config, "data_path": data_path}
     opts = DataOptions.from_config(config)
     spec = get_dataset(config.get("dataset", "digits"))
     return finish_splits(spec.load(opts), opts, decode=decode)
-
-
-def data_spec(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """Which data ``config`` trains on: its data keys (:data:`rsb_tune.config.DATA_KEYS`:
-    dataset, data_path, v2_path, val_holdout, val_holdout_seed, memory_budget_mb) and their
-    values, defaults where it has none."""
-    from rsb_tune.config import DATA_KEYS, FIELDS
-
-    return tuple((key, config.get(key, FIELDS[key].default)) for key in DATA_KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,7 +366,7 @@ class SplitDataset:
 class DecodedBatches:
     """A torch-style dataset over a decoded split of one image size whose batches are fetched
     whole (``DataLoader`` calls ``__getitems__``): ``(B, H, W, C)`` uint8 and ``(B,)`` int64
-    labels, for :class:`rsb_tune.batch_augment.BatchAugment`."""
+    labels, for :class:`rsb_tune.augment.batched.BatchAugment`."""
 
     def __init__(self, split: Split):
         self.split = split

@@ -2,7 +2,7 @@
 bookkeeping, and what the driver does as results arrive.
 
 This module is the only writer of event records (one function per kind of event) and holds
-their one reader is :mod:`rsb_tune.store.events`. ``rsb_tune.ray_adapter`` runs the trials and forwards
+their one reader is :mod:`rsb_tune.store.events`. ``rsb_tune.runner.ray_executor`` runs the trials and forwards
 what Ray tells it to a :class:`Recorder`; everything that lands on disk goes through here.
 
 Event records (``events/<trial>.jsonl``, one JSON object a line, fsynced)::
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import json
-import math
 import os
 import posixpath
 import re
@@ -29,12 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from rsb_tune import contract as C
+from analysis import contract as C
 from rsb_tune.errors import StorageFull, StudyError, UserError
-from rsb_tune.storage import one_line
-from rsb_tune.store.events import parse_event_lines, read_events, trial_state
-from rsb_tune.store.manifest import data_configs, data_sizes
-from rsb_tune.study import StudyDir, json_default
+from rsb_tune.store.backends import one_line
+from rsb_tune.store.events import read_events, trial_state
+from rsb_tune.store.directory import StudyDir, json_default
 
 __all__ = [
     "record_result",
@@ -112,7 +110,7 @@ def record_abandoned(study: StudyDir, trial_id: str) -> None:
 
 def record_stopping(study: StudyDir, decision, **extra: Any) -> None:
     """A sequential study's stopping state in study.yaml (``stopping``): the rule and method,
-    and whether it stopped, why and after how many seeds (:meth:`rsb_tune.stopping.Decision.record`);
+    and whether it stopped, why and after how many seeds (:meth:`rsb_tune.sequential.rule.Decision.record`);
     ``extra``: more keys of the record (a paired arm's names). Kept keys are updated, not lost."""
     previous = study.meta().get("stopping") or {}
     study.update_meta(stopping=_jsonable({**previous, **decision.record(), **extra}))
@@ -138,12 +136,12 @@ def build_manifest(
     stopping: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """study.yaml's content, built in this one place (creation adds name, counts and times).
-    ``data``: the study's :class:`rsb_tune.data.StudyData`. ``stopping``: a sequential study's
+    ``data``: the study's :class:`rsb_tune.data.registry.StudyData`. ``stopping``: a sequential study's
     rule record (its metric becomes the study's). ``recipe`` and ``dataset`` are recorded as
     one name, or as the list of the trials' names when they vary; ``data_specs`` holds each
     data spec the trials train on with its split sizes (a trial's ``n_val`` is its own)."""
-    from rsb_tune.data import get_dataset
-    from rsb_tune.study import git_commit, package_versions
+    from rsb_tune.data.registry import get_dataset
+    from rsb_tune.store.directory import git_commit, package_versions
 
     metric = stopping["metric"] if stopping else space.metric if space else C.DEFAULT_METRIC
     recipes, datasets = plan.values_of("recipe"), plan.values_of("dataset")
@@ -346,7 +344,7 @@ def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) ->
     is whole and holds only data, else None (the trial starts over). Each one passed over is
     said on stderr and in ``errors/<trial>.txt``; a refused one (it holds code) is left in
     place to be looked at, a damaged one is deleted."""
-    from rsb_tune import checkpoint
+    from rsb_tune.training import checkpoint
 
     ckpts = Checkpoints(study)
     for rel in reversed(existing):
@@ -367,8 +365,8 @@ def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) ->
 
 def search_of(study: StudyDir):
     """(Space, PointResolver) of a search study from its study.yaml, else (space or None, None)."""
-    from rsb_tune.config import Layer
-    from rsb_tune.space import PointResolver, space_from_mapping
+    from rsb_tune.planning.config import Layer
+    from rsb_tune.planning.space import PointResolver, space_from_mapping
 
     meta = study.meta()
     if not meta.get("space"):
@@ -549,7 +547,7 @@ class Recorder:
             self._result(trial_id, result)
 
     def _result(self, trial_id: str, result: Mapping[str, Any]) -> None:
-        from rsb_tune.results import write_predictions
+        from rsb_tune.store.tables import write_predictions
 
         record_result(self.study, trial_id, result)
         if result.get("checkpoint_path"):  # a DDP trial's checkpoint, saved by Ray Train
@@ -606,7 +604,7 @@ class Recorder:
         self.tables()
 
     def tables(self) -> None:
-        from rsb_tune.results import write_tables
+        from rsb_tune.store.tables import write_tables
 
         write_tables(self.study)
         self.last_table_write = self.clock()

@@ -127,7 +127,7 @@ def posterize(img, bits_to_keep, **kw):
         return img
     if not _bands(img) or bits_to_keep < 0:
         return _ORIGINAL["Posterize"](img, bits_to_keep, **kw)
-    if bits_to_keep == 0:  # rsb_tune.data's compatibility rule for Pillow >= 13: a black image
+    if bits_to_keep == 0:  # rsb_tune.data.registry's compatibility rule for Pillow >= 13: a black image
         return img.point([0] * 256 * len(img.getbands()))
     return _apply(img, [_posterize_lut(bits_to_keep)])
 

@@ -87,7 +87,7 @@ def check(path: str | Path) -> None:
 
 def check_on(fs, path: str) -> None:
     """:func:`check` for a checkpoint directory on a pyarrow file system (``fs`` None: local)."""
-    from rsb_tune import contract as C
+    from analysis import contract as C
 
     file = f"{path}/{C.CHECKPOINT_FILE}"
     if fs is None:

@@ -1,6 +1,6 @@
 """The elementwise part of a LAMB step over flat buffers on a CPU, compiled loops (numba).
 
-:class:`rsb_tune.optim._FlatLayout` lays a model's parameters, their gradients and both moments
+:class:`rsb_tune.training.optim._FlatLayout` lays a model's parameters, their gradients and both moments
 end to end, one buffer each. :func:`lamb_update` walks them tensor by tensor with timm's
 ``Lamb`` arithmetic (the clipped gradient, the moments, the bias-corrected update, coupled or
 decoupled weight decay) and :func:`add_scaled` applies each tensor's step. Between the two the

@@ -1,5 +1,5 @@
 """Which trials of a study train together (``pack: K``): checks when a study is planned, the
-packs of a run. No torch, no Ray (the packed training itself is :mod:`rsb_tune.packed`).
+packs of a run. No torch, no Ray (the packed training itself is :mod:`rsb_tune.training.packed`).
 
 A pack is K *consecutive* trials of the plan whose configs differ only in their seeds (a seed
 study: its seeds in order; a grid: the seeds of one point), K at a time; the last pack of a
@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-from rsb_tune import contract as C
+from analysis import contract as C
 from rsb_tune.errors import ConfigError
 
 __all__ = ["AUTO_GPU_PACK", "resolve_auto", "check", "groups", "Unit", "run_units"]

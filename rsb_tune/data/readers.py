@@ -41,14 +41,14 @@ import os
 import pickle
 import tarfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from rsb_tune.errors import ConfigError, DataError
+from rsb_tune.data.types import DataOptions
+from rsb_tune.errors import DataError
 
 __all__ = [
-    "DataOptions",
     "FileImages",
     "TorchImages",
     "load_torch",
@@ -59,33 +59,11 @@ __all__ = [
     "HfImages",
     "load_v2",
     "finish_splits",
-    "dataset_layers",
     "TORCH_DATASETS",
 ]
 
 MB = 1 << 20
 _SPLIT_DIRS = ("train", "val", "v2")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataOptions:
-    """The data keys of a resolved config (see :mod:`rsb_tune.config`)."""
-
-    root: str | None = None
-    v2_path: str | None = None
-    val_holdout: float = 0.0
-    val_holdout_seed: int = 0
-    memory_budget_mb: int = 2048
-    workers: int = 0  # the trial's loader workers (what a streamed dataset is read through)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "DataOptions":
-        from rsb_tune.config import FIELDS
-
-        def get(key):
-            return config.get(key, FIELDS[key].default)
-
-        return cls(get("data_path"), get("v2_path"), float(get("val_holdout")), int(get("val_holdout_seed")), int(get("memory_budget_mb")), int(get("workers")))
 
 
 # --------------------------------------------------------------------------- image sources
@@ -334,7 +312,7 @@ def _bad_file(where: Path, err: Exception) -> str:
 
 def load_torch(name: str, opts: DataOptions):
     """A torchvision dataset: its train split as ``train``, its test split as ``val``."""
-    from rsb_tune.data import DatasetSplits, Split
+    from rsb_tune.data.types import DatasetSplits, Split
 
     if not opts.root:
         raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (the folder holding {TORCH_DATASETS[name][1]}/)")
@@ -413,7 +391,7 @@ def _same_classes(path, name: str, classes, ref) -> None:
 def load_folder(opts: DataOptions):
     """``--data PATH``: a folder root with train/, val/, optional v2/ (folders or .tar files),
     or one .tar holding train/, val/ and optional v2/."""
-    from rsb_tune.data import DatasetSplits, Split
+    from rsb_tune.data.types import DatasetSplits, Split
 
     if not opts.root:
         raise DataError("dataset 'folder' needs a path: --data PATH")
@@ -494,7 +472,7 @@ def load_hfds(name: str, opts: DataOptions, image_key: str = "image", label_key:
     """``hfds/NAME --data-dir ROOT``: a Hugging Face dataset saved with ``save_to_disk`` at ROOT
     (a DatasetDict): its ``train`` split as train, ``validation`` (or ``val``, ``valid``,
     ``test``) as val, ``v2`` when present; the image column ``image``, labels ``label``."""
-    from rsb_tune.data import DatasetSplits, Split
+    from rsb_tune.data.types import DatasetSplits, Split
 
     if not opts.root:
         raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (a Hugging Face dataset saved with save_to_disk)")
@@ -569,7 +547,7 @@ def load_wds(name: str, opts: DataOptions):
     """``wds/NAME --data-dir ROOT``: WebDataset shards ``ROOT/train-*.tar`` (or
     ``ROOT/train/*.tar``) as train, ``validation``/``val``/``test`` shards as val, ``v2``
     shards when present; each sample an image and its ``.cls`` class index."""
-    from rsb_tune.data import DatasetSplits, Split
+    from rsb_tune.data.types import DatasetSplits, Split
 
     if not opts.root:
         raise DataError(f"dataset {name!r} needs its root: --data-dir ROOT (a folder of WebDataset shards)")
@@ -620,7 +598,7 @@ def _load_npy(path: Path, what: str, **kw) -> np.ndarray:
 def load_v2(path: str, classes: Sequence[str]):
     """A second test set: a CIFAR-10.1-style .npy pair (uint8 N x H x W x 3 and N labels) or a
     folder of class folders (the train split's classes)."""
-    from rsb_tune.data import Split
+    from rsb_tune.data.types import Split
 
     p = Path(path).expanduser()
     if not p.exists():
@@ -646,7 +624,7 @@ def _holdout(data, fraction: float, seed: int):
     """Hold a class-stratified ``fraction`` of train out as val (the dataset's val unused)."""
     from sklearn.model_selection import train_test_split
 
-    from rsb_tune.data import Split
+    from rsb_tune.data.types import Split
 
     tr = data.train
     idx = np.arange(len(tr))
@@ -747,26 +725,3 @@ def finish_splits(data, opts: DataOptions, *, decode: bool = True):
         ),
     }
     return dataclasses.replace(data, info={**data.info, **storage})
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def dataset_layers(*, data: str | None = None, dataset: str | None = None, data_dir: str | None = None) -> list:
-    """timm train.py's ``--dataset NAME --data-dir ROOT`` and the short ``--data PATH`` (a folder
-    or a .tar; with ``dataset`` it is the root) as config layers. Keyword arguments, so the CLI
-    and the Python API call it alike."""
-    from rsb_tune.config import Layer
-
-    if data and data_dir:
-        raise ConfigError("--data and --data-dir both give the dataset root; use one")
-    root = data_dir or data
-    layers = []
-    if dataset:
-        layers.append(Layer("--dataset", {"dataset": dataset}))
-    elif data:
-        layers.append(Layer("--data", {"dataset": "folder"}))
-    if root:
-        flag = "--data-dir" if data_dir else "--data"
-        layers.append(Layer(flag, {"data_path": str(Path(root).expanduser().resolve())}))
-    return layers

@@ -1,13 +1,16 @@
 """The study contract: the words a study is written in, defined once.
 
-Both the engine (``rsb_tune``) and the analysis package (``analysis``) import these names;
-nothing else spells out a status, a metric, a file name or the default metric. This module
-imports nothing heavy, so every layer can use it.
+The analysis package (``analysis``) reads study directories and their tidy tables in these
+words, and the engine (``rsb_tune``) writes them: the dependency runs one way, from the engine
+to ``analysis``, never back. Nothing else spells out a status, a metric, a file name or the
+default metric. This module imports nothing heavy, so every layer can use it.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "StudyError",
+    "UNKNOWN_SOURCE",
     "FORMAT_VERSION",
     "READABLE_FORMATS",
     "OK",
@@ -47,6 +50,13 @@ __all__ = [
     "pack_correct",
     "unpack_correct",
 ]
+
+class StudyError(ValueError):
+    """A study directory is missing, or one of its files is corrupt; the message names the
+    file. The engine's :class:`rsb_tune.errors.StudyError` is this error and a user error."""
+
+
+UNKNOWN_SOURCE = "unknown"  # a config value whose source was not recorded (a study.yaml written before the sources)
 
 # --- the format of a study directory: written into study.yaml, checked on resume
 FORMAT_VERSION = 1
@@ -121,7 +131,7 @@ ERRORS = "errors"
 RAY = "ray"
 CHECKPOINT_FILE = "state.pt"
 
-# --- kinds of event records in events/<trial>.jsonl (rsb_tune.lifecycle writes and reads them)
+# --- kinds of event records in events/<trial>.jsonl (rsb_tune.runner.lifecycle writes and reads them)
 EVENT_TYPES = ("result", "checkpoint", "error", "restart", STOPPED, ABANDONED)
 
 

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rsb_tune import contract as C
+from analysis import contract as C
 from rsb_tune.store.events import read_events, trial_state
 from rsb_tune.store.manifest import data_sizes
-from rsb_tune.study import StudyDir
+from rsb_tune.store.directory import StudyDir
 
 __all__ = ["build_tables", "write_tables", "write_predictions"]
 

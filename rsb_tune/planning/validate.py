@@ -42,7 +42,7 @@ def check_plan(plan, space=None) -> None:
     import timm.optim
     import torch
 
-    import rsb_tune.models  # noqa: F401 - registers the CIFAR-stem ResNets
+    import rsb_tune.training.models  # noqa: F401 - registers the CIFAR-stem ResNets
 
     optimizers = timm.optim.list_optimizers()
     seen_opt: set[tuple] = set()
@@ -54,7 +54,7 @@ def check_plan(plan, space=None) -> None:
             if opt not in optimizers:
                 raise ConfigError(f"{_source(plan, space, 'opt')}: unknown timm optimizer {cfg['opt']!r}{suggest(opt, optimizers)} (see timm.optim.list_optimizers())")
             if cfg.get("pack", 1) != 1:
-                from rsb_tune.packed import check_optimizer
+                from rsb_tune.training.packed import check_optimizer
 
                 try:
                     check_optimizer(cfg)
