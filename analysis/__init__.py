@@ -40,6 +40,7 @@ __all__ = [
     # two recipes
     "Comparison",
     "compare_studies",
+    "DECISIONS",
     "compare",
     "prob_greater",
     "seeds_needed",
@@ -68,6 +69,7 @@ __all__ = [
 
 _LAZY = {
     "Comparison": "analysis.comparison",
+    "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",
     "grid_summary": "analysis.grid",
     "param_anova": "analysis.grid",

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
 from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
+from rsb_tune.runner.executor import get_executor
 from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 from rsb_tune.store.manifest import data_configs
@@ -234,15 +235,13 @@ def _python_call(fn: str, **kwargs) -> str:
 def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> "Study":
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
-    from rsb_tune.runner.ray_executor import check_address, check_tracking
     from rsb_tune.store.backends import check_writable, locate
     from rsb_tune.store.directory import default_name
 
     opts = run_options(options)
     location = locate(storage)
     check_writable(location)
-    check_address(opts.address)
-    check_tracking(opts.tracking)
+    get_executor(opts.executor).check(opts)
     if plan.space is not None and plan.space.scheduler:
         print(
             "rsb-tune: warning: `scheduler: asha` stops trials on intermediate epochs, while the paper selects on the "
@@ -324,7 +323,6 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     """Continue a study whose driver stopped: finished trials are kept, unfinished ones continue
     from their last checkpoint, the rest start. Run options may differ from the first run's."""
     from rsb_tune.data.registry import load_study_data
-    from rsb_tune.runner.ray_executor import check_address, check_tracking
 
     from rsb_tune.sequential.engine import paired_rule_of
 
@@ -333,12 +331,9 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
-        check_address(opts.address)
-        check_tracking(opts.tracking)
         return _resume_pair(study, opts)
-    check_address(opts.address)
-    check_tracking(opts.tracking)
     data = load_study_data(data_configs(study.meta()))
     return _run(study, data, opts)
 
@@ -347,13 +342,13 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     if not locked:
         with study.lock():
             return _run(study, data, opts, locked=True)
-    from rsb_tune.runner.ray_executor import run_study
+    from rsb_tune.runner.loops import run_study
     from rsb_tune.store.directory import now_iso
 
     lifecycle.check_format(study, study.meta())
     study.update_meta(run_options=opts.recorded())
     try:
-        run_study(study, data, opts)
+        run_study(study, data, opts, get_executor(opts.executor))
     except KeyboardInterrupt:
         raise Interrupted(study.name) from None
     except OSError as e:  # the storage refused a write outside the run (planning, the last tables)
@@ -446,7 +441,6 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
 
 def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> PairedResult:
     """Create (or continue) the two arms of ``paired`` and run them until decided."""
-    from rsb_tune.runner.ray_executor import check_address, check_tracking
     from rsb_tune.sequential.engine import paired_record
     from rsb_tune.store.backends import check_writable, locate
     from rsb_tune.store.directory import default_name
@@ -454,8 +448,7 @@ def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | 
     opts = run_options(options)
     location = locate(storage)
     check_writable(location)
-    check_address(opts.address)
-    check_tracking(opts.tracking)
+    get_executor(opts.executor).check(opts)
     pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
     names = {"a": f"{pair}-a", "b": f"{pair}-b"}
     opened = []
@@ -474,13 +467,14 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
     import os
 
     from rsb_tune.sequential import engine as sequential
-    from rsb_tune.runner.ray_executor import run_trials
+    from rsb_tune.runner.loops import run_trials
     from rsb_tune.store.directory import now_iso
 
     (a, data_a, _), (b, data_b, _) = opened
     for study in (a, b):
         lifecycle.check_format(study, study.meta())
         study.update_meta(run_options=opts.recorded())
+    executor = get_executor(opts.executor)
     batch = opts.max_concurrent or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
     order = sequential.seed_order(a.plan())
     while True:
@@ -494,7 +488,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
             break
         try:
             for study, data in ((a, data_a), (b, data_b)):
-                run_trials(study, data, opts, todo)
+                run_trials(study, data, opts, executor, todo)
         except KeyboardInterrupt:
             raise Interrupted(a.name) from None
         if not all(sequential.statuses(study)[tid] in C.FINISHED for study in (a, b) for tid in todo):

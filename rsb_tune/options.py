@@ -33,6 +33,7 @@ class RunOptions:
     address: str | None = _opt(None, "existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local one)", metavar="ADDRESS")
     tracking: tuple[str, ...] = _opt((), "also log to TensorBoard, MLflow (<study>/mlflow.db) or W&B (repeatable; each needs its extra)", choices=("tensorboard", "mlflow", "wandb"), repeat=True)
     quiet: bool = _opt(False, "no progress display (the summary at the end is still printed)")
+    executor: Any = _opt("ray", "where the trials run: ray (a local Ray, or --address's cluster) or local (one after another in this process, without starting Ray: grids and seed studies on this machine)", choices=("ray", "local"), metavar="{ray,local}")
     reuse_actors: bool = dataclasses.field(default=True, metadata={"cli": False})
 
     def __post_init__(self):
@@ -45,6 +46,9 @@ class RunOptions:
         if self.max_failures < 0:
             raise ConfigError(f"{arg('max_failures')} must be >= 0, got {self.max_failures}")
         object.__setattr__(self, "tracking", tuple(dict.fromkeys(self.tracking or ())))
+        from rsb_tune.runner.executor import get_executor
+
+        get_executor(self.executor)  # an unknown name fails here, before anything is planned
 
     @property
     def threads(self) -> int:
@@ -53,7 +57,9 @@ class RunOptions:
 
     def recorded(self) -> dict[str, Any]:
         """What study.yaml keeps of the options of its last run."""
-        return {f.name: getattr(self, f.name) if f.name != "tracking" else list(self.tracking) for f in dataclasses.fields(self) if f.metadata.get("cli", True)}
+        out = {f.name: getattr(self, f.name) if f.name != "tracking" else list(self.tracking) for f in dataclasses.fields(self) if f.metadata.get("cli", True)}
+        out["executor"] = self.executor if isinstance(self.executor, str) else getattr(self.executor, "name", type(self.executor).__name__)
+        return out
 
 
 RUN_OPTIONS = tuple(f for f in dataclasses.fields(RunOptions) if f.metadata.get("cli", True))

@@ -158,11 +158,11 @@ def test_seeds_needed_table_from_a_finished_study(tmp_path):
     assert table["noise_floor"].iloc[0] == pytest.approx(100 * np.sqrt(p * (1 - p) / 359))  # the val set's binomial std
 
 
-def test_paired_rounds_until_decided(tmp_path, monkeypatch):
+def test_paired_rounds_until_decided(tmp_path):
     """The rounds of a paired study, with the trials' runs replaced by recorded results (a is
     1 point better than b, seed by seed): both arms run the same seeds, batch by batch, stop
     at the first verdict and record it."""
-    import rsb_tune.runner.ray_executor as adapter
+    from rsb_tune.runner.executor import Executor
 
     rng = np.random.default_rng(1)
     noise = {"a": rng.normal(61.0, 0.2, 40), "b": rng.normal(60.0, 0.2, 40)}
@@ -170,13 +170,18 @@ def test_paired_rounds_until_decided(tmp_path, monkeypatch):
     assert expected.reason == "a_better" and 12 < expected.n <= 17  # decided in the second round
     rounds = []
 
-    def fake_run_trials(study, data, opts, trial_ids):
-        rounds.append((study.name, list(trial_ids)))
-        arm = study.name[-1]
-        _finish(study, trial_ids, [noise[arm][study.plan()[tid]["seed"]] for tid in trial_ids])
+    class Recorded(Executor):
+        """The trials' runs replaced by recorded results, through the runner's executor interface."""
 
-    monkeypatch.setattr(adapter, "run_trials", fake_run_trials)
-    result = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True)
+        name = "recorded"
+
+        def fit(self, study, data, opts, plan, *, planned, done, search=None, seeds=None):
+            trial_ids = list(plan.todo)
+            rounds.append((study.name, trial_ids))
+            arm = study.name[-1]
+            _finish(study, trial_ids, [noise[arm][study.plan()[tid]["seed"]] for tid in trial_ids])
+
+    result = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True, executor=Recorded())
     assert result.verdict == "a_better" and result.exit_code == 0
     # the first round runs the rule's least n (12) at once, the next ones a batch (5) each
     assert rounds[0] == ("pair-a", [f"t{i:04d}" for i in range(12)]) and rounds[1] == ("pair-b", rounds[0][1])
@@ -191,9 +196,9 @@ def test_paired_rounds_until_decided(tmp_path, monkeypatch):
         assert status.state == "finished" and status.planned == 17 and status.exit_code == 0
     # the same command again recomputes the verdict from the tables and runs nothing
     rounds.clear()
-    again = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True)
+    again = rsb_tune.ab(40, "A3", overrides=["drop_path=0.05"], epochs=1, storage=str(tmp_path), name="pair", max_concurrent=5, quiet=True, executor=Recorded())
     assert rounds == [] and again.verdict == "a_better"
-    assert rsb_tune.resume("pair", storage=str(tmp_path), quiet=True).verdict == "a_better" and rounds == []
+    assert rsb_tune.resume("pair", storage=str(tmp_path), quiet=True, executor=Recorded()).verdict == "a_better" and rounds == []
 
 
 def test_arms_that_differ_in_what_is_not_named_are_refused():

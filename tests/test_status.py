@@ -28,11 +28,11 @@ def _diverged(storage, name, n=3):
 
 def _sequential(storage, name):
     """A sequential study of 16 seeds whose rule stopped it after 12 (4 never started)."""
-    from rsb_tune.data.registry import load_splits
+    from rsb_tune.data.registry import load_study_data
 
     plan = rsb_tune.plan_seeds(16, "A3", until="halfwidth<=5", epochs=1)
     study = StudyDir(storage, name)
-    manifest = L.build_manifest(kind="seeds", recipe="A3", plan=plan.plan, dataset=plan.dataset, data=load_splits(plan.plan.base.values, decode=False), command="test", stopping=plan.stopping.record())
+    manifest = L.build_manifest(kind="seeds", plan=plan.plan, data=load_study_data(plan.plan.configs(), decode=False), command="test", stopping=plan.stopping.record())
     study.dir.mkdir(parents=True)
     L.create_study(study, manifest, dict(plan.trials))
     values = np.random.default_rng(0).normal(60, 0.5, 12)

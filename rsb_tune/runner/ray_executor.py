@@ -24,9 +24,10 @@ from rsb_tune.sequential import engine as sequential
 from rsb_tune.data.registry import DatasetSplits, StudyData
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
-from rsb_tune.store.directory import StudyDir, now_iso
+from rsb_tune.runner.executor import Executor, inject_fault
+from rsb_tune.store.directory import StudyDir
 
-__all__ = ["run_study", "run_trials", "check_address", "check_tracking", "TRACKERS"]
+__all__ = ["RayExecutor", "check_address", "check_tracking", "TRACKERS"]
 
 
 def _tensorboard(study: StudyDir):
@@ -118,23 +119,6 @@ def _init_ray(opts: RunOptions) -> None:
 # --------------------------------------------------------------------------- trainable
 
 
-def _inject_fault(trial_id: str, epoch: int, marker_dir: str) -> None:
-    """Testing aid: ``RSB_TUNE_FAULTS="t0001@2:raise-once,t0002@1:raise"`` makes trial t0001
-    raise once after its epoch 2, and t0002 raise after epoch 1 on every attempt."""
-    spec = os.environ.get("RSB_TUNE_FAULTS", "")
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        target, _, kind = item.partition(":")
-        tid, _, at = target.partition("@")
-        if tid != trial_id or int(at) != epoch:
-            continue
-        if kind == "raise-once":
-            marker = Path(marker_dir) / f".fault-{trial_id}-{epoch}"
-            if marker.exists():
-                continue
-            marker.touch()
-        raise RuntimeError(f"injected fault in {trial_id} after epoch {epoch} (RSB_TUNE_FAULTS)")
-
-
 def _trial_id(config: Mapping[str, Any], ray_trial_id: str) -> str:
     """A planned trial carries its id; a trial sampled by a search is named after Ray's id."""
     return config.get("trial_id") or f"s-{ray_trial_id}"
@@ -171,7 +155,7 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
     def report(metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None:
         members = metrics if pack else {trial_id: metrics}
         for tid, m in members.items():
-            _inject_fault(tid, m["epoch"], study_dir)
+            inject_fault(tid, m["epoch"], study_dir)
         members = {tid: {**m, **where} for tid, m in members.items()}
         final = all(m.get("status") != C.RUNNING for m in members.values())
         if pack:
@@ -316,30 +300,41 @@ def _error_text(trial) -> str:
     return text or trial.get_error() or "unknown error (the trial's process died without a traceback)"
 
 
-# --------------------------------------------------------------------------- study run
+# --------------------------------------------------------------------------- the executor
 
 
-def run_study(study: StudyDir, data: StudyData, opts: RunOptions) -> None:
-    """Run (or continue) every unfinished trial of ``study`` (the caller holds its lock)."""
-    from rsb_tune.store.tables import write_tables
+class RayExecutor(Executor):
+    """Ray Tune runs the trials: one ``Tuner`` per run of a study, on a local Ray or a cluster."""
 
-    _set_ray_env()
-    rule = sequential.rule_of(study.meta())
-    if rule is not None:  # a sequential seed study (--until): its own searcher
-        return _run_sequential(study, data, opts, rule)
-    space, resolver = lifecycle.search_of(study)
-    plan = lifecycle.prepare_run(study, searching=resolver is not None)
-    if resolver is not None:
-        trials, _ = write_tables(study)
-        used = int(trials["status"].isin([*C.COUNTED, *C.FAILED]).sum()) if not trials.empty else 0
-        remaining = space.num_samples - used
-        if remaining > 0:
-            _init_ray(opts)
-            _fit(study, data, opts, plan, space=space, resolver=resolver, num_samples=remaining, planned=space.num_samples, done=used)
-    elif plan.todo:
+    name = "ray"
+
+    def check(self, opts: RunOptions) -> None:
+        check_address(opts.address)
+        check_tracking(opts.tracking)
+
+    def slots(self, opts: RunOptions, meta: Mapping[str, Any]) -> int:
+        """How many trials can run at once: --max-concurrent, else what the cluster's CPUs (and
+        GPUs) hold at the trial's request (a DDP trial's workers each hold --cpus/--gpus-per-trial)."""
+        import ray
+
+        _set_ray_env()
         _init_ray(opts)
-        _fit(study, data, opts, plan, space=space, planned=len(study.plan()), done=plan.finished)
-    write_tables(study)
+        workers = int(meta["base_config"].get("workers_per_trial", 1) or 1)
+        total = ray.cluster_resources()
+        fits = [int(total.get("CPU", 1) // (opts.cpus_per_trial * workers))]
+        if opts.gpus_per_trial:
+            fits.append(int(total.get("GPU", 0) // (opts.gpus_per_trial * workers)))
+        slots = max(1, min(fits))
+        return min(slots, opts.max_concurrent) if opts.max_concurrent else slots
+
+    def fit(self, study, data, opts, plan, *, planned: int, done: int, search=None, seeds=None) -> None:
+        _set_ray_env()
+        _init_ray(opts)
+        space, resolver = search if search is not None else (None, None)
+        if space is None:
+            space = lifecycle.search_of(study)[0]  # a grid's space: its scheduler (asha)
+        num_samples = max(planned - done, 0) if resolver is not None else 1
+        _fit(study, data, opts, plan, space=space, resolver=resolver, num_samples=num_samples, planned=planned, done=done, scheduler_of_seeds=seeds)
 
 
 def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
@@ -505,7 +500,6 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
         def __init__(self):
             super().__init__()
             self.ids: dict[str, str] = {}  # Ray's trial id -> the study's
-            self.recorded = False
 
         def suggest(self, trial_id):
             nxt = scheduler.next()
@@ -522,11 +516,7 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
                 return
             result = result or {}
             status = C.ERROR if error else result.get("status", C.OK)
-            decision = scheduler.finished(tid, status, None if error else result.get(metric))
-            if decision.stop and not self.recorded:  # written at once: a kill from now on finds it
-                # decided_at: no seed starts after it; the trials still running then finish and are kept
-                lifecycle.record_stopping(study, decision, decided_at=now_iso("microseconds"))
-                self.recorded = True
+            scheduler.finished(tid, status, None if error else result.get(metric))  # records a stop at once
 
         def save(self, checkpoint_path):
             pass  # the study's event logs are the state: a resume recomputes it
@@ -535,55 +525,3 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
             pass
 
     return SeedSearcher()
-
-
-def _slots(opts: RunOptions, meta: Mapping[str, Any]) -> int:
-    """How many trials can run at once: --max-concurrent, else what the cluster's CPUs (and GPUs)
-    hold at the trial's request (a DDP trial's workers each hold --cpus/--gpus-per-trial)."""
-    import ray
-
-    workers = int(meta["base_config"].get("workers_per_trial", 1) or 1)
-    total = ray.cluster_resources()
-    fits = [int(total.get("CPU", 1) // (opts.cpus_per_trial * workers))]
-    if opts.gpus_per_trial:
-        fits.append(int(total.get("GPU", 0) // (opts.gpus_per_trial * workers)))
-    slots = max(1, min(fits))
-    return min(slots, opts.max_concurrent) if opts.max_concurrent else slots
-
-
-def _run_sequential(study: StudyDir, data: StudyData, opts: RunOptions, rule) -> None:
-    """Run a sequential study (the caller holds its lock): the stopping state is recomputed
-    from the tables first; a study its rule stopped only lets the trials that were running
-    when its driver died finish, never starting another seed."""
-    from rsb_tune.store.tables import write_tables
-
-    trials, _ = write_tables(study)
-    decision = sequential.study_decision(study, rule, trials)
-    if decision.stop:
-        plan = lifecycle.prepare_run(study, only=sequential.in_flight(study))
-        if plan.todo:
-            _init_ray(opts)
-            _fit(study, data, opts, plan, planned=len(plan.todo) + plan.finished, done=plan.finished)
-    else:
-        plan = lifecycle.prepare_run(study)
-        if plan.todo:
-            trials, _ = write_tables(study)  # errored trials restarted by prepare_run no longer count as finished
-            order = [(tid, seed) for tid, seed in sequential.seed_order(study.plan()) if tid in plan.todo]
-            seeds = [seed for _, seed in sequential.seed_order(study.plan())]
-            _init_ray(opts)
-            scheduler = sequential.SeedScheduler(rule, seeds, order, trials, slots=_slots(opts, study.meta()))
-            _fit(study, data, opts, plan, planned=rule.cap, done=plan.finished, scheduler_of_seeds=scheduler)
-    trials, _ = write_tables(study)
-    lifecycle.record_stopping(study, sequential.study_decision(study, rule, trials))
-
-
-def run_trials(study: StudyDir, data: StudyData, opts: RunOptions, trial_ids) -> None:
-    """Run only ``trial_ids`` of ``study`` (a round of a paired study; the caller holds its lock)."""
-    from rsb_tune.store.tables import write_tables
-
-    _set_ray_env()
-    plan = lifecycle.prepare_run(study, only=set(trial_ids))
-    if plan.todo:
-        _init_ray(opts)
-        _fit(study, data, opts, plan, planned=len(plan.todo), done=0)
-    write_tables(study)

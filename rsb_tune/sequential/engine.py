@@ -150,10 +150,11 @@ class SeedScheduler:
     ``order``: (trial id, seed) of the trials of this run, in seed order; ``trials``: the
     study's trials table when the run starts (finished trials of earlier runs); ``slots``: at
     most this many trials suggested and not finished at once (suggesting more would queue trials
-    that Ray then runs whatever the rule says).
+    that Ray then runs whatever the rule says); ``on_stop(decision)``: called once, when a
+    finished trial makes the rule stop.
     """
 
-    def __init__(self, rule: stopping.StoppingRule, seeds: Sequence[int], order: Sequence[tuple[str, int]], trials, *, slots: int):
+    def __init__(self, rule: stopping.StoppingRule, seeds: Sequence[int], order: Sequence[tuple[str, int]], trials, *, slots: int, on_stop=None):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.rule, self.seeds, self.slots = rule, [int(s) for s in seeds], int(slots)
@@ -164,6 +165,7 @@ class SeedScheduler:
             for seed, status, value in zip(trials["seed"], trials["status"], trials[rule.metric], strict=True):
                 self.rows[int(seed)] = (str(status), float(value) if value is not None else math.nan)
         self.in_flight: set[str] = set()
+        self.on_stop, self.stop_told = on_stop, False
         self.decision = self._decide()
 
     def _decide(self) -> stopping.Decision:
@@ -192,6 +194,9 @@ class SeedScheduler:
             v = math.nan if value is None else float(value)
             self.rows[self.seed_of[trial_id]] = (status, v)
             self.decision = self._decide()
+        if self.decision.stop and self.on_stop is not None and not self.stop_told:
+            self.stop_told = True
+            self.on_stop(self.decision)  # once, as soon as the rule stops: a kill from now on finds it
         return self.decision
 
 
