@@ -9,7 +9,9 @@ imported only when used::
     rsb_tune.grid("lamb_bce", epochs=1)                   # a shipped space, or a path
     rsb_tune.resume(NAME); rsb_tune.load(NAME).report(); rsb_tune.list_studies()
 
-Every function takes the command line's options as keyword arguments and raises
+Studies live in ``$RSB_TUNE_STORAGE`` when it is set, else in ``./rsb-results``
+(:func:`default_storage`), unless a function is given ``storage=``. Every function takes the
+command line's options as keyword arguments and raises
 :class:`UserError` (the line the CLI prints with exit code 2) on bad input.
 """
 
@@ -41,6 +43,7 @@ __all__ = [
     "spaces",
     # options and errors
     "RunOptions",
+    "default_storage",
     "UserError",
     # building blocks
     "RECIPES",
@@ -53,6 +56,7 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
     "RunOptions": "rsb_tune.options",
+    "default_storage": "rsb_tune.options",
     "UserError": "rsb_tune.errors",
     "RECIPES": "rsb_tune.recipes",
     "get_recipe": "rsb_tune.recipes",
