@@ -13,6 +13,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from synthetic_study import GRID, grid_effects, write_study
 
+from tests.conftest import write_minimal_study
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -88,9 +90,10 @@ def test_a_notebook_opens_on_the_newest_study_of_its_kind(name: str, kind: str, 
     write_study(storage, "old-grid", started_at="2026-01-01T11:00:00", **grid)
     write_study(storage, "new-grid", started_at="2026-01-02T11:00:00", **grid)
     write_study(storage, "newest-of-all", started_at="2026-01-03T10:00:00", kind="other")
+    write_minimal_study(storage, f"running-{kind}", kind=kind, started_at="2026-01-04T10:00:00")  # no trial finished yet
     monkeypatch.setenv("RSB_TUNE_STORAGE", str(storage))
     text = _text(_execute(name, None, monkeypatch))
-    assert f"study: {storage / f'new-{kind}'}" in text and "old-" not in text and "newest-of-all" not in text
+    assert f"study: {storage / f'new-{kind}'}" in text and "old-" not in text and "newest-of-all" not in text and "running-" not in text
 
 
 @pytest.mark.parametrize("name,command", [("seed_study.ipynb", "rsb-tune seeds --n 100 --recipe A2"), ("grid_search.ipynb", "rsb-tune grid --space lamb_bce")])
@@ -98,7 +101,7 @@ def test_a_notebook_without_a_study_says_how_to_make_one(name: str, command: str
     monkeypatch.setenv("RSB_TUNE_STORAGE", str(tmp_path / "empty"))
     with pytest.raises(CellExecutionError) as raised:
         _execute(name, None, monkeypatch)
-    assert f"in {tmp_path / 'empty'}: make one with `{command}`" in str(raised.value)
+    assert f"with a finished trial in {tmp_path / 'empty'}: make one with `{command}`" in str(raised.value)
     assert "RSB_TUNE_STORAGE" in str(raised.value)
 
 
