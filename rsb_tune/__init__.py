@@ -9,9 +9,11 @@ imported only when used::
     rsb_tune.grid("lamb_bce", epochs=1)                   # a shipped space, or a path
     rsb_tune.resume(NAME); rsb_tune.load(NAME).report(); rsb_tune.list_studies()
 
-Every function takes the command line's options as keyword arguments and raises
-:class:`UserError` on bad input (the CLI prints the same message, its arguments spelled as
-flags, with exit code 2); ``rsb_tune.compare(A, B)`` returns a :class:`Comparison`.
+Studies live in ``$RSB_TUNE_STORAGE`` when it is set, else in ``./rsb-results``
+(:func:`default_storage`), unless a function is given ``storage=``. Every function takes the
+command line's options as keyword arguments and raises :class:`UserError` on bad input (the
+CLI prints the same message, its arguments spelled as flags, with exit code 2);
+``rsb_tune.compare(A, B)`` returns a :class:`Comparison`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ __all__ = [
     "spaces",
     # options and errors
     "RunOptions",
+    "default_storage",
     "UserError",
     # building blocks
     "RECIPES",
@@ -56,6 +59,7 @@ _LAZY = {
     **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
+    "default_storage": "rsb_tune.options",
     "UserError": "rsb_tune.errors",
     "RECIPES": "rsb_tune.planning.recipes",
     "get_recipe": "rsb_tune.planning.recipes",

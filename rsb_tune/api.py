@@ -15,9 +15,11 @@ over these functions; every check lives here, so a notebook gets the same errors
 Experiment arguments (what is trained: ``data``, ``model``, ``epochs``, ``batch_size``,
 ``workers_per_trial``, ``overrides``) go into the study's plan. Run options (see
 :class:`rsb_tune.options.RunOptions`: CPUs, GPUs, concurrency, address, tracking) do not.
-Bad input raises :class:`rsb_tune.errors.UserError` before anything is written; its message
-names arguments as the caller spells them (:func:`rsb_tune.errors.arg`: ``storage=`` here,
-``--storage`` when the CLI prints it, with exit code 2).
+Studies live in ``storage``: a directory or an object-store URI, by default
+``$RSB_TUNE_STORAGE`` when set, else ``./rsb-results`` (:func:`rsb_tune.options.default_storage`,
+read at each call). Bad input raises :class:`rsb_tune.errors.UserError` before anything is
+written; its message names arguments as the caller spells them (:func:`rsb_tune.errors.arg`:
+``storage=`` here, ``--storage`` when the CLI prints it, with exit code 2).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from analysis import contract as C
 from rsb_tune.runner import lifecycle
 from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
 from rsb_tune.runner.executor import get_executor
-from rsb_tune.options import DEFAULT_STORAGE, RunOptions, run_options
+from rsb_tune.options import RunOptions, default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, stopping_line
@@ -198,6 +200,11 @@ _EXPERIMENT = frozenset({"data", "dataset", "data_dir", "model", "epochs", "batc
 # --------------------------------------------------------------------------- running
 
 
+def _storage(storage: str | None) -> str:
+    """``storage``, or the default one (:func:`rsb_tune.options.default_storage`) when None."""
+    return default_storage() if storage is None else storage
+
+
 def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     """Keyword arguments -> (experiment arguments, run options)."""
     experiment = {k: v for k, v in kwargs.items() if k in _EXPERIMENT}
@@ -205,7 +212,7 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
@@ -218,7 +225,7 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
     finished :class:`Study`."""
     experiment, options = _split(kwargs)
@@ -232,14 +239,14 @@ def _python_call(fn: str, **kwargs) -> str:
     return f"rsb_tune.{fn}({args})"
 
 
-def start(plan: StudyPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> "Study":
+def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = None, command: str | None = None, **options) -> "Study":
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
     from rsb_tune.store.backends import check_writable, locate
     from rsb_tune.store.directory import default_name
 
     opts = run_options(options)
-    location = locate(storage)
+    location = locate(_storage(storage))
     check_writable(location)
     get_executor(opts.executor).check(opts)
     if plan.space is not None and plan.space.scheduler:
@@ -319,7 +326,7 @@ def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
     return {k: record.get(k) for k in ("rule", "cap", "metric", "level", "method", "bounds", "delta")} if record else {}
 
 
-def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
+def resume(name: str, *, storage: str | None = None, **options) -> "Study":
     """Continue a study whose driver stopped: finished trials are kept, unfinished ones continue
     from their last checkpoint, the rest start. Run options may differ from the first run's."""
     from rsb_tune.data.registry import load_study_data
@@ -327,6 +334,7 @@ def resume(name: str, *, storage: str = DEFAULT_STORAGE, **options) -> "Study":
     from rsb_tune.sequential.engine import paired_rule_of
 
     opts = run_options(options)
+    storage = _storage(storage)
     if not StudyDir(storage, name).exists() and StudyDir(storage, f"{name}-a").exists():
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
@@ -360,7 +368,7 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     status = handle.status()
     if status.unfinished and not status.failed:
         raise Interrupted(study.name)  # Ray Tune returns early on a signal
-    print("\n".join(status.summary(DEFAULT_STORAGE)), file=sys.stderr)  # the result, also when quiet (no progress)
+    print("\n".join(status.summary(default_storage())), file=sys.stderr)  # the result, also when quiet (no progress)
     return handle
 
 
@@ -425,7 +433,7 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     return PairedPlan(a, b, rule)
 
 
-def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str = DEFAULT_STORAGE, name: str | None = None, **kwargs) -> PairedResult:
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
@@ -439,14 +447,14 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     return start_ab(paired, storage=storage, name=name, command=command, **options)
 
 
-def start_ab(paired: PairedPlan, *, storage: str = DEFAULT_STORAGE, name: str | None = None, command: str | None = None, **options) -> PairedResult:
+def start_ab(paired: PairedPlan, *, storage: str | None = None, name: str | None = None, command: str | None = None, **options) -> PairedResult:
     """Create (or continue) the two arms of ``paired`` and run them until decided."""
     from rsb_tune.sequential.engine import paired_record
     from rsb_tune.store.backends import check_writable, locate
     from rsb_tune.store.directory import default_name
 
     opts = run_options(options)
-    location = locate(storage)
+    location = locate(_storage(storage))
     check_writable(location)
     get_executor(opts.executor).check(opts)
     pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
@@ -496,7 +504,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
     for study in (a, b):
         study.update_meta(ended_at=now_iso())
     result = PairedResult(Study(a), Study(b), decision)
-    print("\n".join([*result.a.status().summary(DEFAULT_STORAGE)[:2], *result.b.status().summary(DEFAULT_STORAGE)[:2], *result.lines()]), file=sys.stderr)
+    print("\n".join([*result.a.status().summary(default_storage())[:2], *result.b.status().summary(default_storage())[:2], *result.lines()]), file=sys.stderr)
     return result
 
 
@@ -563,7 +571,7 @@ class Study:
 
     @property
     def trials(self):
-        """One row per finished trial (pandas DataFrame; see README for the columns)."""
+        """One row per finished trial (pandas DataFrame; the columns of ``trials.parquet``, docs/getting-started.md)."""
         return self._tables()[0]
 
     @property
@@ -623,19 +631,22 @@ class Study:
         return written
 
 
-def load(name: str, storage: str = DEFAULT_STORAGE) -> Study:
-    """The study ``name`` in ``storage`` (an object-store study is downloaded, checkpoints aside)."""
-    return Study(StudyDir(storage, name).require())
+def load(name: str, storage: str | None = None) -> Study:
+    """The study ``name`` in ``storage`` (default: ``$RSB_TUNE_STORAGE``, else ``./rsb-results``;
+    an object-store study is downloaded, checkpoints aside)."""
+    return Study(StudyDir(_storage(storage), name).require())
 
 
-def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
-    """Every study in ``storage``, newest first; a directory that does not exist is a
-    :class:`StudyError` naming it (an object-store prefix without studies lists none)."""
+def list_studies(storage: str | None = None, *, kind: str | None = None) -> list[Study]:
+    """Every study in ``storage`` (default: ``$RSB_TUNE_STORAGE``, else ``./rsb-results``),
+    newest first; with ``kind`` (``"seeds"`` or ``"grid"``), only the studies of that kind. A
+    directory that does not exist is a :class:`StudyError` naming it (an object-store prefix
+    without studies lists none)."""
     import pyarrow.fs
 
     from rsb_tune.store.backends import check_listable, locate, one_line
 
-    location = locate(storage)
+    location = locate(_storage(storage))
     check_listable(location)
     if location.remote:
         try:
@@ -649,13 +660,15 @@ def list_studies(storage: str = DEFAULT_STORAGE) -> list[Study]:
     out = []
     for n in names:
         try:
-            out.append(load(n, location))
+            study = load(n, location)
         except StudyError:
             continue  # not a study this version can read, or a name it does not accept
+        if kind is None or study.meta.get("kind") == kind:
+            out.append(study)
     return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
 
 
-def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
+def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
     """Is A really better than B? Compares study ``name_a`` against ``name_b`` on ``metric``
     (default: A's), writes the comparison report (default ``<storage>/compare-A-vs-B``) and
     returns the answer, an :class:`analysis.Comparison`: the difference of the means (A - B)
@@ -686,7 +699,7 @@ def compare(name_a: str, name_b: str, *, storage: str = DEFAULT_STORAGE, out: st
     return dataclasses.replace(result, report=report)
 
 
-def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str = DEFAULT_STORAGE, n_sim: int = 2000):
+def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 0.5, 1.0), vs: str | None = None, metric: str | None = None, storage: str | None = None, n_sim: int = 2000):
     """How many seeds a question needs, from a finished study's seed std and its test set's
     noise floor (:func:`analysis.seeds_needed_table`): per half-width of the mean's interval,
     and per difference delta to detect with power 0.8 at alpha 0.05, for independent and

@@ -15,14 +15,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError, spoken_as_flags
-from rsb_tune.options import DEFAULT_STORAGE, RUN_OPTIONS
+from rsb_tune.options import RUN_OPTIONS, STORAGE_ENV, default_storage
 
 __all__ = ["main", "build_parser"]
 
-_STORAGE_HELP = (
-    f"where studies live: a directory, shared by every node on a cluster (default {DEFAULT_STORAGE}), "
-    "or an object store: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX"
-)
+
+def _add_storage(p) -> None:
+    """``--storage``, whose default is read when the parser is built (``$RSB_TUNE_STORAGE``)."""
+    p.add_argument(
+        "--storage",
+        default=default_storage(),
+        help="where studies live: a directory, shared by every node on a cluster, or an object store: s3://BUCKET/PREFIX, "
+        f"gs://BUCKET/PREFIX (default %(default)s: ${STORAGE_ENV} when set, else ./rsb-results)",
+    )
+
 
 _EPILOG = """\
 examples:
@@ -42,7 +48,7 @@ _EXPERIMENT_FLAGS = ("data", "dataset", "data_dir", "model", "epochs", "batch_si
 def _add_study_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study")
     g.add_argument("--name", help="study name (default: kind, recipe or space, and the time)")
-    g.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(g)
     g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
     c = p.add_argument_group("what is trained (shorthands for --set; part of the study's plan)")
     c.add_argument("--data", metavar="PATH", help="short for a folder dataset: a root with train/, val/ and optional v2/ (folders or .tar files), or one .tar of them (default: the embedded digits)")
@@ -73,7 +79,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
     """The flags of a sequential study's rule (validated by rsb_tune.sequential.rule, defaults there)."""
-    g = p.add_argument_group("sequential study (anytime-valid intervals; see README 'Enough seeds, then stop')")
+    g = p.add_argument_group("sequential study (anytime-valid intervals; see docs/sequential.md)")
     if until:
         g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
     g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
@@ -127,26 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, action="append", help="difference to detect (repeatable; default 0.25 0.5 1.0)")
     p.add_argument("--vs", metavar="OTHER", help="a study on the same seeds: the paired differences' std for the paired rows")
     p.add_argument("--metric", help="the metric (default: the study's)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
 
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
     _add_run_options(p)
 
     p = sub.add_parser("status", help="where a study stands", description="Trials done / running / failed and the best and mean results so far.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
 
     p = sub.add_parser("report", help="figures and statistics of a study", description="Write figures (PNG, SVG), summary.json, summary.md and index.html.")
     p.add_argument("name")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
     p.add_argument("--out", help="output directory (default <study>/report)")
 
     p = sub.add_parser("compare", help="compare two studies", description="Is recipe A really better than recipe B? Prints the verdict (A - B with its 95% Welch interval, P(A > B) over seed pairs, the decision), warns when the studies differ in more than what is compared, and writes a comparison report.")
     p.add_argument("name_a")
     p.add_argument("name_b")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
     p.add_argument("--out", help="output directory (default <storage>/compare-A-vs-B)")
     p.add_argument("--metric", help="the metric (default: A's)")
     p.add_argument("--key", action="append", default=[], metavar="KEY", help="a config key the studies are meant to differ in (repeatable); the recipe and what follows from it always are; other differences are warned about")
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     from rsb_tune.serve import DEFAULT_HOST, DEFAULT_PORT, TOKEN_ENV  # no web stack imported here
 
     p = sub.add_parser("serve", help="browse every study of a storage in a web browser", description="A read-only study browser: every study of the storage, live while they run (figures, trials, comparisons, a JSON API).")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=_STORAGE_HELP)
+    _add_storage(p)
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}: this machine only; any other needs a token)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
     p.add_argument("--token", help=f"token that every request must present (default ${TOKEN_ENV}); required for a non-local --host")
@@ -350,8 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt as e:
         name = e.study if isinstance(e, Interrupted) else getattr(args, "name", None)
-        storage = getattr(args, "storage", DEFAULT_STORAGE)
-        hint = f"; continue with `rsb-tune resume {name}" + (f" --storage {storage}" if storage != DEFAULT_STORAGE else "") + "`" if name else ""
+        storage = getattr(args, "storage", None)
+        hint = f"; continue with `rsb-tune resume {name}" + (f" --storage {storage}" if storage not in (None, default_storage()) else "") + "`" if name else ""
         print(f"rsb-tune: stopped{hint}", file=sys.stderr)
         return 130
 

@@ -9,13 +9,30 @@ its plan; what changes numerics (a trial's torch threads) is recorded per trial 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Mapping
 
 from rsb_tune.errors import ConfigError, arg
 
-__all__ = ["RunOptions", "RUN_OPTIONS", "DEFAULT_STORAGE", "run_options"]
+__all__ = ["RunOptions", "RUN_OPTIONS", "DEFAULT_STORAGE", "STORAGE_ENV", "default_storage", "run_options"]
 
-DEFAULT_STORAGE = "./rsb-results"
+STORAGE_ENV = "RSB_TUNE_STORAGE"
+DEFAULT_STORAGE = "./rsb-results"  # the storage when $RSB_TUNE_STORAGE is not set
+
+
+def default_storage(root: str | os.PathLike | None = None) -> str:
+    """The storage a command, a function or a notebook uses when none is named:
+    ``$RSB_TUNE_STORAGE`` when set, else ``./rsb-results``.
+
+    Read when called, never at import, so setting the variable in a running notebook takes
+    effect at the next call. ``root`` is the folder a relative storage is relative to (default:
+    the working directory); the notebooks pass ``".."``, their project's root, as Jupyter runs
+    them in ``notebooks/``. A URI (``s3://...``) or an absolute path is returned as it is.
+    """
+    storage = os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+    if root is None or "://" in storage or os.path.isabs(os.path.expanduser(storage)):
+        return storage
+    return os.path.normpath(os.path.join(root, storage))
 
 
 def _opt(default, help: str, *, flag_type=None, metavar=None, choices=None, repeat=False):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.pop("RSB_TUNE_STORAGE", None)  # the tests name their storages; a user's default never leaks in
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +44,20 @@ def write_event(study, trial_id: str, event: dict) -> None:
         L.record_error(study, trial_id, rest.get("error", "error"), final=bool(rest.get("final")))
     else:
         {"restart": L.record_restart, "stopped": L.record_stopped, "abandoned": L.record_abandoned}[kind](study, trial_id)
+
+
+def write_minimal_study(storage: Path, name: str, *, kind: str = "seeds", started_at: str = "2026-01-01T00:00:00") -> Path:
+    """A study directory that ``rsb_tune.load`` and ``list_studies`` accept: a manifest and an
+    empty plan, no tables (enough to find it; nothing to analyse)."""
+    import json
+
+    import yaml
+
+    path = storage / name
+    path.mkdir(parents=True)
+    (path / "study.yaml").write_text(yaml.safe_dump({"name": name, "kind": kind, "recipe": "A2", "metric": "val_top1", "mode": "max", "started_at": started_at}))
+    (path / "plan.json").write_text(json.dumps({}))
+    return path
 
 
 def run_cli(*args: str, cwd=None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import zipfile
@@ -12,7 +13,7 @@ import pytest
 import rsb_tune
 from rsb_tune.errors import ConfigError, UserError
 from rsb_tune.options import RUN_OPTIONS, RunOptions
-from tests.conftest import REPO, assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli, write_minimal_study
 
 
 def test_public_surface_is_small_and_lazy():
@@ -149,3 +150,26 @@ def test_a_resumed_trial_keeps_its_threads_and_ray_reserves_them():
     assert reserve({"trial_id": "t1"}).bundles == [{"CPU": 4, "GPU": 0.5}]  # a new trial: 4 threads, 4 CPUs
     assert RunOptions(cpus_per_trial=4).threads == 4 and RunOptions(cpus_per_trial=0.5).threads == 1
     assert _resources(RunOptions(), plan.threads, ddp=True)({"trial_id": "t0"}).bundles == [{"memory": 1.0}]  # its workers hold the CPUs
+
+
+def test_the_default_storage_is_rsb_tune_storage_read_at_each_call(tmp_path, monkeypatch):
+    from rsb_tune.options import default_storage
+
+    monkeypatch.chdir(tmp_path)
+    write_minimal_study(tmp_path / "rsb-results", "here")
+    write_minimal_study(tmp_path / "env", "old", started_at="2026-01-01T00:00:00")
+    write_minimal_study(tmp_path / "env", "new", started_at="2026-01-02T00:00:00")
+    write_minimal_study(tmp_path / "env", "a-grid", kind="grid", started_at="2026-01-03T00:00:00")
+    assert default_storage() == "./rsb-results" and [s.name for s in rsb_tune.list_studies()] == ["here"]
+    monkeypatch.setenv("RSB_TUNE_STORAGE", str(tmp_path / "env"))  # after the import: read when called
+    assert default_storage() == default_storage(root="..") == str(tmp_path / "env")
+    assert [s.name for s in rsb_tune.list_studies()] == ["a-grid", "new", "old"]
+    assert [s.name for s in rsb_tune.list_studies(kind="seeds")] == ["new", "old"]
+    assert rsb_tune.load("new").path == tmp_path / "env" / "new"
+    assert [s.name for s in rsb_tune.list_studies(tmp_path / "rsb-results")] == ["here"]  # a named storage wins
+    with pytest.raises(UserError, match="no study 'here'"):
+        rsb_tune.load("here")
+    monkeypatch.setenv("RSB_TUNE_STORAGE", "rel")  # relative: to the working directory, or to root
+    assert default_storage() == "rel" and default_storage(root="..") == os.path.join("..", "rel")
+    monkeypatch.setenv("RSB_TUNE_STORAGE", "s3://bucket/prefix")
+    assert default_storage(root="..") == "s3://bucket/prefix"

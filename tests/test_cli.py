@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import REPO, assert_user_error, run_cli
+from tests.conftest import REPO, assert_user_error, run_cli, write_minimal_study
 
 
 def test_help_imports_nothing_heavy():
@@ -124,3 +124,25 @@ def test_unwritable_storage(tmp_path):
     proc = run_cli("seeds", "--n", "1", "--storage", str(blocker / "studies"))
     assert_user_error(proc, "--storage", "not writable")
     assert blocker.read_text() == "not a directory"
+
+
+def test_rsb_tune_storage_is_every_command_s_default_storage(tmp_path):
+    env_storage = tmp_path / "env"
+    write_minimal_study(env_storage, "mine")
+    env = {"RSB_TUNE_STORAGE": str(env_storage)}
+    status = run_cli("status", "mine", cwd=tmp_path, env=env)
+    assert status.returncode == 0 and "study mine (seeds, recipe A2)" in status.stdout, status.stderr
+    assert_user_error(run_cli("status", "mine", cwd=tmp_path), "no study 'mine'")  # without it: ./rsb-results
+    assert_user_error(run_cli("status", "mine", "--storage", str(tmp_path / "other"), cwd=tmp_path, env=env), "no study 'mine'")
+    for command in ("seeds", "grid", "ab", "resume", "status", "report", "compare", "plan-seeds", "serve"):
+        help = run_cli(command, "--help", cwd=tmp_path, env={**env, "COLUMNS": "1000"}).stdout  # no wrapped path
+        assert f"(default {env_storage}: $RSB_TUNE_STORAGE when set, else ./rsb-results)" in help, command
+
+
+@pytest.mark.e2e
+def test_a_study_lands_in_rsb_tune_storage(tmp_path):
+    env_storage = tmp_path / "env"
+    proc = run_cli("seeds", "--n", "1", "--epochs", "1", "--name", "one", "--quiet", cwd=tmp_path, env={"RSB_TUNE_STORAGE": str(env_storage)})
+    assert proc.returncode == 0, proc.stderr
+    assert (env_storage / "one" / "trials.parquet").is_file() and not (tmp_path / "rsb-results").exists()
+    assert "look at it: rsb-tune status one ; rsb-tune report one ;" in proc.stderr  # the default storage: no --storage

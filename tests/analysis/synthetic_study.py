@@ -9,6 +9,7 @@ exactly 100 x the mean of the written correctness arrays, as the engine's are.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def write_study(
     n_epochs: int = 5,
     ability_std: float = 0.05,
     seed: int = 0,
+    started_at: str = "2025-01-01T00:00:00",
 ) -> Path:
-    """Write ``<root>/<name>/`` with study.yaml, trials.parquet, epochs.parquet and predictions/."""
+    """Write ``<root>/<name>/`` with study.yaml, plan.json, trials.parquet, epochs.parquet and
+    predictions/ (``rsb_tune.load`` and ``rsb_tune.list_studies`` read it as a study too)."""
     rng = np.random.default_rng(seed)
     difficulty = {"val": rng.normal(-1.0, 1.5, N_VAL), "v2": rng.normal(-0.3, 1.5, N_V2)}
     grid = grid or {}
@@ -130,11 +133,13 @@ def write_study(
         "space": {k: list(v) for k, v in grid.items()} or None,
         "versions": {"python": "3.11", "timm": "1.0.9"},
         "git_commit": None,
-        "started_at": "2025-01-01T00:00:00",
+        "started_at": started_at,
         "ended_at": "2025-01-01T01:00:00",
         "n_trials": len(trial_rows),
     }
     (path / "study.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
+    plan = {row["trial_id"]: {**{k: row[k] for k in hyper}, "seed": int(row["seed"])} for row in trial_rows}
+    (path / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
     return path
 
 

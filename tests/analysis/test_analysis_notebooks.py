@@ -1,4 +1,5 @@
-"""The notebooks are thin, stripped, parametrised by RSB_STUDY, and run against synthetic studies."""
+"""The notebooks are thin, stripped, open on the newest study of their kind in the storage
+(RSB_TUNE_STORAGE) or the one RSB_STUDY names, and run against synthetic studies."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from synthetic_study import GRID, grid_effects, write_study
+
+from tests.conftest import write_minimal_study
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -26,7 +31,7 @@ def test_notebook_is_thin_and_stripped(name: str) -> None:
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code)
     parameters = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1
-    assert 'os.environ.get("RSB_STUDY", "rsb-results/' in parameters[0].source or 'os.environ.get("RSB_STORAGE", "rsb-results")' in parameters[0].source
+    assert 'STORAGE = rsb_tune.default_storage(root="..")' in parameters[0].source  # $RSB_TUNE_STORAGE, else ../rsb-results
     for cell in code:
         tree = ast.parse(cell.source)
         assert not any(
@@ -36,8 +41,11 @@ def test_notebook_is_thin_and_stripped(name: str) -> None:
     assert "import analysis" in "\n".join(cell.source for cell in code)
 
 
-def _execute(name: str, study: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
-    monkeypatch.setenv("RSB_STUDY", str(study))
+def _execute(name: str, study: Path | None, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+    if study is None:
+        monkeypatch.delenv("RSB_STUDY", raising=False)
+    else:
+        monkeypatch.setenv("RSB_STUDY", str(study))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own inline backend
     notebook = _read(name)
@@ -73,10 +81,34 @@ def test_grid_notebook_runs(grid_study: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "a2-grid" in text and "distinguishable_from_next" in text and "share_between" in text
 
 
+@pytest.mark.parametrize("name,kind", [("seed_study.ipynb", "seeds"), ("grid_search.ipynb", "grid")])
+def test_a_notebook_opens_on_the_newest_study_of_its_kind(name: str, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = tmp_path / "storage"
+    grid = dict(kind="grid", grid=GRID, effects=grid_effects, seeds=(0, 1), n_epochs=3)
+    write_study(storage, "old-seeds", started_at="2026-01-01T10:00:00", n_epochs=3)
+    write_study(storage, "new-seeds", started_at="2026-01-02T10:00:00", n_epochs=3)
+    write_study(storage, "old-grid", started_at="2026-01-01T11:00:00", **grid)
+    write_study(storage, "new-grid", started_at="2026-01-02T11:00:00", **grid)
+    write_study(storage, "newest-of-all", started_at="2026-01-03T10:00:00", kind="other")
+    write_minimal_study(storage, f"running-{kind}", kind=kind, started_at="2026-01-04T10:00:00")  # no trial finished yet
+    monkeypatch.setenv("RSB_TUNE_STORAGE", str(storage))
+    text = _text(_execute(name, None, monkeypatch))
+    assert f"study: {storage / f'new-{kind}'}" in text and "old-" not in text and "newest-of-all" not in text and "running-" not in text
+
+
+@pytest.mark.parametrize("name,command", [("seed_study.ipynb", "rsb-tune seeds --n 100 --recipe A2"), ("grid_search.ipynb", "rsb-tune grid --space lamb_bce")])
+def test_a_notebook_without_a_study_says_how_to_make_one(name: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSB_TUNE_STORAGE", str(tmp_path / "empty"))
+    with pytest.raises(CellExecutionError) as raised:
+        _execute(name, None, monkeypatch)
+    assert f"with a finished trial in {tmp_path / 'empty'}: make one with `{command}`" in str(raised.value)
+    assert "RSB_TUNE_STORAGE" in str(raised.value)
+
+
 @pytest.mark.e2e
 def test_run_a_study_notebook_runs_a_real_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The notebook starts a real (tiny) study on a local Ray from Python and analyses it."""
-    monkeypatch.setenv("RSB_STORAGE", str(tmp_path / "st"))
+    monkeypatch.setenv("RSB_TUNE_STORAGE", str(tmp_path / "st"))
     monkeypatch.setenv("RSB_SEEDS", "2")
     monkeypatch.setenv("RSB_EPOCHS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
