@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from analysis.contract import DEFAULT_METRIC, DIVERGED, ERROR, OK, SEED_COLUMNS, STOPPED, UNKNOWN_SOURCE, default_mode
+from analysis.contract import DEFAULT_METRIC, DIVERGED, ERROR, OK, SEED_COLUMNS, STOPPED, UNKNOWN_SOURCE, KeyDifference, default_mode
 
 from analysis import stats
 from analysis.study import StudyPath, StudyTables, load_study
@@ -154,17 +154,7 @@ def _decision(low: float, high: float, mode: str) -> str:
     return NO_DIFFERENCE
 
 
-@dataclasses.dataclass(frozen=True)
-class _Difference:
-    key: str
-    a: Any
-    b: Any
-    source_a: str
-    source_b: str
-    compared: bool
-
-
-def _differences(a: StudyTables, b: StudyTables, keys: tuple[str, ...]) -> tuple[_Difference, ...]:
+def _differences(a: StudyTables, b: StudyTables, keys: tuple[str, ...]) -> tuple[KeyDifference, ...]:
     """The keys whose base values differ (the seeds aside), from the studies' manifests alone."""
     va, vb = dict(a.meta.get("base_config") or {}), dict(b.meta.get("base_config") or {})
     sa, sb = dict(a.meta.get("base_config_sources") or {}), dict(b.meta.get("base_config_sources") or {})
@@ -172,11 +162,11 @@ def _differences(a: StudyTables, b: StudyTables, keys: tuple[str, ...]) -> tuple
     for key in sorted(set(va) | set(vb)):
         if key in SEED_COLUMNS or va.get(key) == vb.get(key):
             continue
-        out.append(_Difference(key, va.get(key), vb.get(key), sa.get(key, UNKNOWN_SOURCE), sb.get(key, UNKNOWN_SOURCE), key == "recipe" or key in keys))
+        out.append(KeyDifference(key, va.get(key), vb.get(key), sa.get(key, UNKNOWN_SOURCE), sb.get(key, UNKNOWN_SOURCE), key == "recipe" or key in keys))
     return tuple(out)
 
 
-def _warnings(a: StudyTables, b: StudyTables, metric: str, diffs: tuple[Any, ...], keys: tuple[str, ...], row: Mapping[str, float]) -> list[str]:
+def _warnings(a: StudyTables, b: StudyTables, metric: str, diffs: tuple[KeyDifference, ...], keys: tuple[str, ...], row: Mapping[str, float]) -> list[str]:
     out = []
     confounds = [d for d in diffs if not d.compared]
     if confounds:
@@ -203,7 +193,7 @@ def _signed(x: float) -> str:
     return f"{x:+.3g}"
 
 
-def _difference(d: Any) -> str:
+def _difference(d: KeyDifference) -> str:
     """``epochs (15 vs 2, both from --epochs)``."""
     a, b = ("unset" if v is None else str(v) for v in (d.a, d.b))
     if d.source_a != d.source_b:

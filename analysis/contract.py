@@ -8,9 +8,13 @@ default metric. This module imports nothing heavy, so every layer can use it.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 __all__ = [
     "StudyError",
     "UNKNOWN_SOURCE",
+    "KeyDifference",
     "FORMAT_VERSION",
     "READABLE_FORMATS",
     "OK",
@@ -57,6 +61,23 @@ class StudyError(ValueError):
 
 
 UNKNOWN_SOURCE = "unknown"  # a config value whose source was not recorded (a study.yaml written before the sources)
+
+# --- a config key whose value differs between two studies (the comparison's confounds)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyDifference:
+    """A key whose value differs between configs A and B, each value with its source.
+    ``compared``: the difference follows from what is compared (the engine's :func:`rsb_tune.planning.config.differences`);
+    otherwise it is a confound, which the comparison of A with B also measures."""
+
+    key: str
+    a: Any
+    b: Any
+    source_a: str
+    source_b: str
+    compared: bool
+
 
 # --- the format of a study directory: written into study.yaml, checked on resume
 FORMAT_VERSION = 1

@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from analysis.contract import SEED_COLUMNS, UNKNOWN_SOURCE
+from analysis.contract import SEED_COLUMNS, UNKNOWN_SOURCE, KeyDifference
 from rsb_tune.data.types import DATA_KEYS, DEFAULT_DATASET, DataOptions
 from rsb_tune.errors import ConfigError, suggest
 
@@ -193,20 +193,6 @@ class ResolvedConfig:
 
 # --------------------------------------------------------------------------- two configs side by side
 
-
-
-@dataclasses.dataclass(frozen=True)
-class KeyDifference:
-    """A key whose value differs between configs A and B, each value with its source.
-    ``compared``: the difference follows from what is compared (see :func:`differences`);
-    otherwise it is a confound, which the comparison of A with B also measures."""
-
-    key: str
-    a: Any
-    b: Any
-    source_a: str
-    source_b: str
-    compared: bool
 
 
 def follows_from_compared(source: str, *, recipes_differ: bool, datasets_differ: bool) -> bool:
