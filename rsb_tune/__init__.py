@@ -27,6 +27,7 @@ __all__ = [
     "resume",
     "load",
     "list_studies",
+    "newest_study",
     "compare",
     "Comparison",
     "Study",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "default_storage": "rsb_tune.options",

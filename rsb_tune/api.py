@@ -32,6 +32,7 @@ from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
+from rsb_tune._log import logger
 from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
 from rsb_tune.runner.executor import get_executor
 from rsb_tune.options import RunOptions, default_storage, run_options
@@ -40,7 +41,7 @@ from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, stopping_line
 from rsb_tune.store.directory import StudyDir
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
+__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -250,10 +251,9 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
     check_writable(location)
     get_executor(opts.executor).check(opts)
     if plan.space is not None and plan.space.scheduler:
-        print(
-            "rsb-tune: warning: `scheduler: asha` stops trials on intermediate epochs, while the paper selects on the "
-            "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs",
-            file=sys.stderr,
+        logger.warning(
+            "`scheduler: asha` stops trials on intermediate epochs, while the paper selects on the "
+            "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs"
         )
     plan = _packs_resolved(plan, opts)
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
@@ -281,7 +281,7 @@ def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mappi
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
         _check_same_plan(study, trials, stopping)
-        print(f"study {study.name!r} exists with the same plan: resuming it", file=sys.stderr)
+        logger.info("study %r exists with the same plan: resuming it", study.name)
         return study, data, study.lock().acquire()
     manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or _command_line(), stopping=stopping)
     created = not study.dir.exists()
@@ -303,7 +303,7 @@ def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mappi
         lock.release()
         raise
     until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
-    print(f"study {study.name}: {plan.planned} trials{until} -> {study.where}", file=sys.stderr)
+    logger.info("study %s: %s trials%s -> %s", study.name, plan.planned, until, study.where)
     return study, data, lock
 
 
@@ -368,7 +368,7 @@ def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Stud
     status = handle.status()
     if status.unfinished and not status.failed:
         raise Interrupted(study.name)  # Ray Tune returns early on a signal
-    print("\n".join(status.summary(default_storage())), file=sys.stderr)  # the result, also when quiet (no progress)
+    logger.info("\n".join(status.summary(default_storage())))  # the result, also when quiet (no progress)
     return handle
 
 
@@ -504,7 +504,7 @@ def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
     for study in (a, b):
         study.update_meta(ended_at=now_iso())
     result = PairedResult(Study(a), Study(b), decision)
-    print("\n".join([*result.a.status().summary(default_storage())[:2], *result.b.status().summary(default_storage())[:2], *result.lines()]), file=sys.stderr)
+    logger.info("\n".join([*result.a.status().summary(default_storage())[:2], *result.b.status().summary(default_storage())[:2], *result.lines()]))
     return result
 
 
@@ -666,6 +666,28 @@ def list_studies(storage: str | None = None, *, kind: str | None = None) -> list
         if kind is None or study.meta.get("kind") == kind:
             out.append(study)
     return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
+
+
+_MAKE_ONE = {"seeds": "rsb-tune seeds --n 100 --recipe A2", "grid": "rsb-tune grid --space lamb_bce"}
+
+
+def newest_study(kind: str | None = None, storage: str | None = None) -> Study:
+    """The newest study (of ``kind``: ``"seeds"`` or ``"grid"``) in ``storage`` that has a
+    finished trial: what a notebook opens on by default. None there (or no such directory) is a
+    :class:`StudyError` saying how to make one."""
+    storage = _storage(storage)
+    try:
+        found = next((s for s in list_studies(storage, kind=kind) if len(s.trials)), None)
+    except StudyError:  # no such directory: no study either
+        found = None
+    if found is None:
+        what = f"{kind} study" if kind else "study"
+        make = _MAKE_ONE.get(kind or "seeds")
+        raise StudyError(
+            f"no {what} with a finished trial in {storage}: make one with `{make}` in the project's root, "
+            "or set RSB_TUNE_STORAGE to the storage that holds yours (RSB_STUDY: one study's directory)"
+        )
+    return found
 
 
 def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from analysis import contract as C
+from rsb_tune._log import logger
 from rsb_tune.errors import StorageFull, StudyError, UserError
 from rsb_tune.store.backends import one_line
 from rsb_tune.store.events import read_events, trial_state
@@ -357,7 +358,7 @@ def resumable_checkpoint(study: StudyDir, trial_id: str, existing: list[str]) ->
             older = existing.index(rel) > 0
             then = "an older checkpoint is tried" if older else "the trial starts over"
             note = f"{trial_id}: checkpoint not used: {e}; {then}"
-            print(f"rsb-tune: warning: {note}", file=sys.stderr, flush=True)
+            logger.warning("%s", note)
             with open(study.errors_dir / f"{trial_id}.txt", "a") as f:
                 f.write(note + "\n")
     return None
@@ -613,7 +614,7 @@ class Recorder:
         try:
             self.study.sync()
         except UserError as e:  # the upload thread retries; the study goes on
-            print(f"rsb-tune: warning: {e}; retrying", file=sys.stderr, flush=True)
+            logger.warning("%s; retrying", e)
 
 
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ESTALE}

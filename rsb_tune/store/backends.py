@@ -40,7 +40,6 @@ import re
 import shutil
 import socket
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -48,6 +47,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from rsb_tune._log import logger
 from rsb_tune.errors import StoreUnreachable, StudyError, UserError, arg
 
 __all__ = ["Location", "locate", "check_writable", "check_listable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
@@ -553,11 +553,11 @@ class Mirror:
             try:
                 self.flush()
                 if self._failing:
-                    print(f"rsb-tune: uploads of study {self.name!r} work again", file=sys.stderr, flush=True)
+                    logger.info("rsb-tune: uploads of study %r work again", self.name)
                 self._failing = False
             except Exception as e:  # noqa: BLE001 - a network blip must not stop the study: retried next tick
                 if not self._failing:
-                    print(f"rsb-tune: warning: uploading study {self.name!r} failed, retrying ({one_line(e)})", file=sys.stderr, flush=True)
+                    logger.warning(f"uploading study {self.name!r} failed, retrying ({one_line(e)})")
                 self._failing = True
             if time.monotonic() - last_renew < _RENEW_S:
                 continue
@@ -567,11 +567,11 @@ class Mirror:
             except StudyError as e:  # taken over: the study belongs to another driver now
                 with self._lock:
                     self._lost = True
-                print(f"rsb-tune: error: {e}", file=sys.stderr, flush=True)
+                logger.error("%s", e)
                 _thread.interrupt_main()  # stops Ray Tune like Ctrl-C
                 return
             except Exception as e:  # noqa: BLE001 - retried next tick; the TTL leaves minutes
-                print(f"rsb-tune: warning: renewing the lease of study {self.name!r} failed, retrying ({one_line(e)})", file=sys.stderr, flush=True)
+                logger.warning(f"renewing the lease of study {self.name!r} failed, retrying ({one_line(e)})")
 
     def stop(self) -> None:
         """Stop the thread, upload the rest and give the lease back. When the last upload
@@ -594,7 +594,7 @@ class Mirror:
         try:
             self.lease.release()
         except OSError as e:
-            print(f"rsb-tune: warning: could not delete the lease of study {self.name!r} ({one_line(e)}); it expires in {self.lease.ttl:g} s", file=sys.stderr)
+            logger.warning(f"could not delete the lease of study {self.name!r} ({one_line(e)}); it expires in {self.lease.ttl:g} s")
 
 
 def _store_timeout() -> float:
