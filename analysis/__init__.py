@@ -14,6 +14,18 @@ Importing :mod:`analysis` is cheap: each name is loaded from its module on first
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
+    from analysis.comparison import Comparison, DECISIONS, compare_studies
+    from analysis.grid import grid_summary, param_anova, variance_components
+    from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_rank_stability, plot_seed_histogram, plot_split_correlation
+    from analysis.plots_sequential import plot_confidence_sequence
+    from analysis.report import write_compare_report, write_report
+    from analysis.sequential import confidence_bounds, confidence_sequence, expected_stopping_n, fixed_t_interval_path, method_record, min_seeds, paired_decision, seeds_needed_table, t_interval_bounds
+    from analysis.stats import compare, epoch_rank_stability, epoch_variance, expected_max, normal_expected_max, prob_greater, seed_summary, seed_table, seeds_needed, split_correlation, test_set_decomposition, test_set_noise
+    from analysis.study import StudyError, StudyTables, load_study
+
 __all__ = [
     # loading
     "StudyTables",
