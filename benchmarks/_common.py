@@ -345,12 +345,12 @@ def _wrap(mod, attr, name):
 t0 = time.time()
 import rsb_tune.cli as cli, rsb_tune.data.registry as data
 _mark("import_cli", t0, time.time())
-import rsb_tune.api as api, rsb_tune.planning.validate as validate, rsb_tune.store.tables as results
-_wrap(api, "_plan", "plan")
+import rsb_tune.api as api, rsb_tune.planning.study_plan as study_plan, rsb_tune.planning.validate as validate, rsb_tune.runner.driver as driver, rsb_tune.store.tables as results
+_wrap(study_plan, "_plan", "plan")
 _wrap(validate, "check_plan", "check_models")
 _wrap(data, "load_splits", "load_splits")
 _wrap(results, "write_tables", "write_tables")
-_orig_run = api._run
+_orig_run = driver.run
 def _run(*a, **k):
     t0 = time.time()
     import rsb_tune.runner.ray_executor as ra
@@ -358,7 +358,7 @@ def _run(*a, **k):
     _wrap(ra, "_init_ray", "ray_init")
     _wrap(ra, "_fit", "tuner_fit")
     return _orig_run(*a, **k)
-api._run = _run
+driver.run = _run
 sys.argv = ["rsb-tune"] + sys.argv[1:]
 t0 = time.time()
 try:

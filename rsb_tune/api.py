@@ -26,176 +26,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
 from rsb_tune._log import logger
-from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
+from rsb_tune.errors import ConfigError, StudyError, arg
 from rsb_tune.runner.executor import get_executor
-from rsb_tune.options import RunOptions, default_storage, run_options
+from rsb_tune.options import default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 from rsb_tune.store.manifest import data_configs
-from rsb_tune.store.status import StudyStatus, stopping_line
+from rsb_tune.store.status import StudyStatus, read_status, stopping_line
+from rsb_tune.planning.study_plan import EXPERIMENT, PairedPlan, StudyPlan, plan_ab, plan_grid, plan_seeds
+from rsb_tune.runner import driver
 from rsb_tune.store.directory import StudyDir
+
+if TYPE_CHECKING:
+    import analysis
 
 __all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
-
-
-@dataclasses.dataclass(frozen=True)
-class StudyPlan:
-    """A validated study before it runs: its kind, recipe, dataset, space and every trial's
-    resolved config (a search's trials are sampled as it runs)."""
-
-    kind: str
-    recipe: Any
-    dataset: Any
-    space: Any
-    plan: Any
-    label: str
-    stopping: Any = None  # a sequential study's rule (rsb_tune.sequential.rule.StoppingRule), or None
-
-    @property
-    def trials(self) -> Mapping[str, Mapping[str, Any]]:
-        return self.plan.trials
-
-    @property
-    def planned(self) -> int:
-        return self.space.num_samples if self.plan.resolver is not None else len(self.plan.trials)
-
-    def describe(self) -> list[str]:
-        """What ``--dry-run`` prints: the count, the base config with the source of every value,
-        and each trial as its difference from the base."""
-        import json
-
-        import yaml
-
-        def scalar(v):
-            return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
-
-        base = self.plan.base
-        recipes, datasets = ", ".join(self.plan.values_of("recipe")), ", ".join(self.plan.values_of("dataset"))
-        if self.stopping is not None:
-            head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
-        elif self.plan.resolver is not None:
-            head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
-        else:
-            head = f"{len(self.trials)} trials ({self.kind}, recipe {recipes}, dataset {datasets}); varied: {', '.join(self.plan.params) or 'seed'}"
-        from rsb_tune.planning.config import DATA_KEYS
-        from rsb_tune.data.registry import data_summary, get_dataset, load_study_data
-
-        data = load_study_data(self.plan.configs(DATA_KEYS), decode=False).splits.items()
-        lines = [head, *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
-        lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
-        if self.plan.resolver is None:
-            lines.append("trials (each: the base config above with these keys changed):")
-            for tid, cfg in self.trials.items():
-                diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
-                lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
-        return lines
-
-
-def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, pack=None, overrides=None):
-    """The command-line layers of the precedence chain, from experiment arguments."""
-    from rsb_tune.planning.config import Layer, coerce, parse_set
-    from rsb_tune.planning.config import dataset_layers
-
-    layers = dataset_layers(data=None if data is None else str(data), dataset=dataset, data_dir=None if data_dir is None else str(data_dir))
-    for flag, key, value in (("--model", "model", model), ("--epochs", "epochs", epochs), ("--batch-size", "batch_size", batch_size), ("--workers-per-trial", "workers_per_trial", workers_per_trial), ("--pack", "pack", pack)):
-        if value is not None:
-            layers.append(Layer(flag, {key: coerce(key, value, flag)}))
-    if overrides:
-        if isinstance(overrides, Mapping):
-            layers.append(Layer("--set", {k: coerce(k, v, "--set") for k, v in overrides.items()}))
-        elif isinstance(overrides, str):
-            layers.append(parse_set([overrides]))
-        else:
-            layers.append(parse_set(list(overrides)))
-    return layers
-
-
-def _dataset_of(layers) -> str:
-    from rsb_tune.planning.config import FIELDS
-
-    dataset = FIELDS["dataset"].default
-    for layer in layers:
-        dataset = layer.values.get("dataset", dataset)
-    return dataset
-
-
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, **experiment) -> StudyPlan:
-    """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
-
-    With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
-    seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.sequential.rule`)
-    of the mean of ``metric`` (val_top1 by default) is at most +-X wide."""
-    from rsb_tune.planning.recipes import get_recipe
-    from rsb_tune.planning.space import seed_list
-
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-    from rsb_tune.planning import packs
-
-    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
-    seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
-    plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
-    if rule is not None:
-        packs.check(plan.trials.values(), unsupported="a sequential study (--until)")
-    return dataclasses.replace(plan, stopping=rule)
-
-
-def _stopping_rule(until, cap, **rule):
-    """The validated ``--until`` rule (None without one; its options alone are refused)."""
-    from rsb_tune.sequential import rule as stopping
-    from rsb_tune.sequential.engine import SEQUENTIAL_METRICS
-
-    if until is None:
-        given = [arg(k) for k, v in rule.items() if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
-        return None
-    return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
-
-
-def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
-    """Plan the grid (or search) of a space file: a path, or the name of a shipped space."""
-    from rsb_tune.planning.recipes import get_recipe
-    from rsb_tune.planning.space import find_space, load_space
-
-    path = find_space(space)
-    loaded = load_space(path)
-    return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment)
-
-
-def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
-    from rsb_tune.data.registry import get_dataset
-    from rsb_tune.planning.recipes import get_recipe
-    from rsb_tune.planning.space import build_plan
-    from rsb_tune.planning.validate import check_plan
-
-    unknown = sorted(set(experiment) - _EXPERIMENT)
-    if unknown:
-        from rsb_tune.errors import suggest
-
-        raise ConfigError(f"unknown argument {unknown[0]!r}{suggest(unknown[0], _EXPERIMENT)}; experiment arguments: {', '.join(sorted(_EXPERIMENT))}")
-    layers = _experiment_layers(**experiment)
-    spec = get_dataset(_dataset_of(layers))
-    from rsb_tune.planning import packs
-
-    plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
-    recipe, spec = get_recipe(plan.base.values["recipe"]), get_dataset(plan.base.values["dataset"])  # as the layers named them
-    check_plan(plan, space)
-    unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
-    packs.check([plan.base.values, *plan.trials.values()], unsupported=unsupported)
-    return StudyPlan(kind, recipe, spec, space, plan, str(label))
-
-
-_EXPERIMENT = frozenset({"data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "pack", "overrides"})
 
 
 # --------------------------------------------------------------------------- running
@@ -208,8 +61,8 @@ def _storage(storage: str | None) -> str:
 
 def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     """Keyword arguments -> (experiment arguments, run options)."""
-    experiment = {k: v for k, v in kwargs.items() if k in _EXPERIMENT}
-    options = {k: v for k, v in kwargs.items() if k not in _EXPERIMENT}
+    experiment = {k: v for k, v in kwargs.items() if k in EXPERIMENT}
+    options = {k: v for k, v in kwargs.items() if k not in EXPERIMENT}
     return experiment, options
 
 
@@ -255,75 +108,18 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
             "`scheduler: asha` stops trials on intermediate epochs, while the paper selects on the "
             "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs"
         )
-    plan = _packs_resolved(plan, opts)
+    plan = driver.packs_resolved(plan, opts)
     study = StudyDir(location, name or default_name(plan.kind, plan.label))
     stopping = plan.stopping.record() if plan.stopping is not None else None
-    study, data, lock = _open(plan, study, command, stopping, opts)
+    study, data, lock = driver.open_study(plan, study, command, stopping, opts)
     with lock:  # held from creation to the end of the run: one driver per study
-        return _run(study, data, opts, locked=True)
+        return _finished(study, driver.run(study, data, opts, locked=True))
 
 
-def _packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
-    """``pack: auto`` made a number for where the trials run (see :mod:`rsb_tune.planning.packs`)."""
-    from rsb_tune.planning import packs
-
-    trials = packs.resolve_auto(plan.trials, gpus_per_trial=opts.gpus_per_trial)
-    return dataclasses.replace(plan, plan=dataclasses.replace(plan.plan, trials=trials))
-
-
-def _open(plan: StudyPlan, study: StudyDir, command: str | None, stopping: Mapping[str, Any] | None, opts: RunOptions):
-    """(study, its data, its acquired lock): the study of ``plan`` created under ``study``'s
-    name, or the existing one when its plan (and stopping rule) are the same."""
-    from rsb_tune.planning.config import DATA_KEYS
-    from rsb_tune.data.registry import load_study_data
-
-    data = load_study_data(plan.plan.configs(DATA_KEYS))  # each dataset the trials name, once
-    trials = lifecycle._jsonable(dict(plan.trials))
-    if study.exists():
-        _check_same_plan(study, trials, stopping)
-        logger.info("study %r exists with the same plan: resuming it", study.name)
-        return study, data, study.lock().acquire()
-    manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or _command_line(), stopping=stopping)
-    created = not study.dir.exists()
-    study.dir.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = study.lock().acquire()
-    except StudyError:
-        if created and {p.name for p in study.dir.iterdir()} <= {".lock"}:
-            import shutil
-
-            shutil.rmtree(study.dir, ignore_errors=True)  # nothing of ours stays, nothing of another driver goes
-        raise
-    try:
-        if study.exists():  # another driver created it between our check and the lock
-            _check_same_plan(study, trials, stopping)
-        else:
-            lifecycle.create_study(study, manifest, trials)
-    except BaseException:
-        lock.release()
-        raise
-    until = f" (at most; until {plan.stopping.text})" if plan.stopping is not None else ""
-    logger.info("study %s: %s trials%s -> %s", study.name, plan.planned, until, study.where)
-    return study, data, lock
-
-
-def _command_line() -> str:
-    argv = sys.argv or [""]
-    return " ".join(["rsb-tune", *argv[1:]]) if argv[0].endswith("rsb-tune") else " ".join(argv)
-
-
-def _check_same_plan(study: StudyDir, trials: Mapping[str, Any], stopping: Mapping[str, Any] | None = None) -> None:
-    recorded = study.require().meta().get("stopping") or {}
-    if study.plan() != trials or _rule_keys(recorded) != _rule_keys(stopping or {}):
-        raise StudyError(
-            f"study {study.name!r} already exists in {study.location.display()} with a different plan; "
-            f"continue it with `rsb-tune resume {study.name}` or pick another name"
-        )
-
-
-def _rule_keys(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a stopping record that defines the rule (not where the study stands)."""
-    return {k: record.get(k) for k in ("rule", "cap", "metric", "level", "method", "bounds", "delta")} if record else {}
+def _finished(study: StudyDir, status: StudyStatus) -> "Study":
+    """The study of a run that ended, its summary logged (also when quiet: there was no progress)."""
+    logger.info("\n".join(status.summary(default_storage())))
+    return Study(study)
 
 
 def resume(name: str, *, storage: str | None = None, **options) -> "Study":
@@ -341,52 +137,12 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
     lifecycle.check_format(study, study.meta())
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
-        return _resume_pair(study, opts)
+        return _paired_result(*driver.resume_pair(study, opts))
     data = load_study_data(data_configs(study.meta()))
-    return _run(study, data, opts)
-
-
-def _run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> "Study":
-    if not locked:
-        with study.lock():
-            return _run(study, data, opts, locked=True)
-    from rsb_tune.runner.loops import run_study
-    from rsb_tune.store.directory import now_iso
-
-    lifecycle.check_format(study, study.meta())
-    study.update_meta(run_options=opts.recorded())
-    try:
-        run_study(study, data, opts, get_executor(opts.executor))
-    except KeyboardInterrupt:
-        raise Interrupted(study.name) from None
-    except OSError as e:  # the storage refused a write outside the run (planning, the last tables)
-        if lifecycle.is_storage_error(e):
-            raise lifecycle.storage_failure(study, e) from None
-        raise
-    study.update_meta(ended_at=now_iso())
-    handle = Study(study)
-    status = handle.status()
-    if status.unfinished and not status.failed:
-        raise Interrupted(study.name)  # Ray Tune returns early on a signal
-    logger.info("\n".join(status.summary(default_storage())))  # the result, also when quiet (no progress)
-    return handle
+    return _finished(study, driver.run(study, data, opts))
 
 
 # --------------------------------------------------------------------------- A against B until decided
-
-
-@dataclasses.dataclass(frozen=True)
-class PairedPlan:
-    """Two validated seed studies on the same seeds, and the rule that decides between them."""
-
-    a: StudyPlan
-    b: StudyPlan
-    rule: Any  # rsb_tune.sequential.rule.PairedRule
-
-    def describe(self) -> list[str]:
-        rule = self.rule
-        head = [f"paired A vs B: up to {rule.cap} seeds per arm, until {rule.record()['rule']} ({rule.method}, level {rule.level:g}, at least {rule.min_seeds} seeds)"]
-        return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,28 +167,6 @@ class PairedResult:
         return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
-def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, **experiment) -> PairedPlan:
-    """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
-    the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
-    and the other experiment arguments. Arms that differ in anything the recipes and overrides
-    do not name are refused."""
-    from rsb_tune.sequential import rule as stopping
-    from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
-
-    metric = metric or C.DEFAULT_METRIC
-    rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
-    from rsb_tune.planning import packs
-
-    a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
-    b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
-    packs.check([*a.trials.values(), *b.trials.values()], unsupported="a paired study (ab)")
-    named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
-    if a.trials == b.trials:
-        raise ConfigError(f"the two arms are the same configuration; give {arg('vs_recipe')} or {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
-    check_arms(a.plan, b.plan, named)
-    return PairedPlan(a, b, rule)
-
-
 def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
@@ -445,6 +179,12 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **experiment)
     command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
     return start_ab(paired, storage=storage, name=name, command=command, **options)
+
+
+def _paired_result(a: StudyDir, b: StudyDir, decision) -> PairedResult:
+    result = PairedResult(Study(a), Study(b), decision)
+    logger.info("\n".join([*result.a.status().summary(default_storage())[:2], *result.b.status().summary(default_storage())[:2], *result.lines()]))
+    return result
 
 
 def start_ab(paired: PairedPlan, *, storage: str | None = None, name: str | None = None, command: str | None = None, **options) -> PairedResult:
@@ -463,64 +203,8 @@ def start_ab(paired: PairedPlan, *, storage: str | None = None, name: str | None
     try:
         for arm, plan, other in (("a", paired.a, "b"), ("b", paired.b, "a")):
             record = paired_record(paired.rule, arm=arm, other=names[other], pair=pair)
-            opened.append(_open(plan, StudyDir(location, names[arm]), command or _command_line(), record, opts))
-        return _run_pair(opened, paired.rule, opts)
-    finally:
-        for _, _, lock in opened:
-            lock.release()
-
-
-def _run_pair(opened, rule, opts: RunOptions) -> PairedResult:
-    """Rounds until the paired rule decides (the caller holds both arms' locks)."""
-    import os
-
-    from rsb_tune.sequential import engine as sequential
-    from rsb_tune.runner.loops import run_trials
-    from rsb_tune.store.directory import now_iso
-
-    (a, data_a, _), (b, data_b, _) = opened
-    for study in (a, b):
-        lifecycle.check_format(study, study.meta())
-        study.update_meta(run_options=opts.recorded())
-    executor = get_executor(opts.executor)
-    batch = opts.max_concurrent or max(1, int((os.cpu_count() or 1) // opts.cpus_per_trial))
-    order = sequential.seed_order(a.plan())
-    while True:
-        decision = sequential.paired_decision(a, b, rule)
-        for study in (a, b):
-            lifecycle.record_stopping(study, decision)
-        states = [sequential.statuses(a), sequential.statuses(b)]
-        finished = {tid: all(s[tid] in C.FINISHED for s in states) for tid, _ in order}
-        todo = [] if decision.stop else sequential.next_round(order, finished, batch, rule.min_seeds)
-        if not todo:
-            break
-        try:
-            for study, data in ((a, data_a), (b, data_b)):
-                run_trials(study, data, opts, executor, todo)
-        except KeyboardInterrupt:
-            raise Interrupted(a.name) from None
-        if not all(sequential.statuses(study)[tid] in C.FINISHED for study in (a, b) for tid in todo):
-            raise Interrupted(a.name)  # Ray Tune returns early on a signal
-    for study in (a, b):
-        study.update_meta(ended_at=now_iso())
-    result = PairedResult(Study(a), Study(b), decision)
-    logger.info("\n".join([*result.a.status().summary(default_storage())[:2], *result.b.status().summary(default_storage())[:2], *result.lines()]))
-    return result
-
-
-def _resume_pair(study: StudyDir, opts: RunOptions) -> PairedResult:
-    """Continue the paired study that ``study`` is an arm of (both arms, from their tables)."""
-    from rsb_tune.data.registry import load_study_data
-    from rsb_tune.sequential.engine import paired_rule_of
-
-    meta = study.meta()
-    rule = paired_rule_of(meta)
-    arms = sorted([study, StudyDir(study.location, meta["stopping"]["other_arm"]).require()], key=lambda d: d.meta()["stopping"]["arm"])
-    opened = []
-    try:
-        for arm in arms:
-            opened.append((arm, load_study_data(data_configs(arm.meta())), arm.lock().acquire()))
-        return _run_pair(opened, rule, opts)
+            opened.append(driver.open_study(plan, StudyDir(location, names[arm]), command or driver.command_line(), record, opts))
+        return _paired_result(opened[0][0], opened[1][0], driver.run_pair(opened, paired.rule, opts))
     finally:
         for _, _, lock in opened:
             lock.release()
@@ -595,18 +279,9 @@ class Study:
         return build_tables(self._dir)  # not written yet: built from the event logs
 
     def status(self) -> StudyStatus:
-        """Where the study stands (:func:`rsb_tune.store.study_status`: the one status that the
-        CLI, the browser and the report show)."""
-        from rsb_tune.sequential.engine import stopping_record
-        from rsb_tune.store.backends import StudyLock
-        from rsb_tune.store import Manifest, read_events, study_status, trial_state
-
-        meta = self.meta
-        states = {tid: trial_state(read_events(self._dir, tid))[:2] for tid in self.plan}
-        return study_status(
-            name=self.name, where=self.where, manifest=Manifest.of(meta), states=states,
-            running_now=StudyLock(self._dir.dir / ".lock").held(), stopping=stopping_record(self._dir, meta),
-        )  # fmt: skip
+        """Where the study stands (:func:`rsb_tune.store.status.read_status`: the one status that
+        the CLI, the browser and the report show)."""
+        return read_status(self._dir)
 
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rsb_tune", "analysis")
 # what stays at rsb_tune's top: the public surface, the CLI, the options and errors
-TOP_LEVEL = {"__init__", "__main__", "api", "cli", "errors", "options", "_jit"}
+TOP_LEVEL = {"__init__", "__main__", "api", "cli", "errors", "options", "_jit", "_log"}
 SUBPACKAGES = {"augment", "data", "planning", "runner", "sequential", "serve", "store", "training", "search_spaces"}
 
 

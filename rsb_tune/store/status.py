@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from analysis import contract as C
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "study_status"]
+__all__ = ["StudyStatus", "study_status", "read_status"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,4 +186,20 @@ def study_status(
         metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
         search=manifest.search, stopping=dict(stopping) if stopping else None,
+    )  # fmt: skip
+
+
+def read_status(study) -> StudyStatus:
+    """The status of the study directory ``study`` (:class:`rsb_tune.store.directory.StudyDir`)
+    from its files now: its manifest, each planned trial's event log, whether a driver holds
+    its lock, and a sequential study's stopping record recomputed from the event logs."""
+    from rsb_tune.sequential.engine import stopping_record
+    from rsb_tune.store.backends import StudyLock
+    from rsb_tune.store.events import read_events, trial_state
+
+    meta = study.meta()
+    states = {tid: trial_state(read_events(study, tid))[:2] for tid in study.plan()}
+    return study_status(
+        name=study.name, where=study.where, manifest=Manifest.of(meta), states=states,
+        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta),
     )  # fmt: skip
