@@ -38,6 +38,10 @@ __all__ = [
     "PACK_RESULTS",
     "DEFAULT_METRIC",
     "default_mode",
+    "is_percent",
+    "PERCENT_BOUNDS",
+    "decimals",
+    "mean_std",
     "better",
     "best_of",
     "KINDS",
@@ -120,6 +124,42 @@ RESULT_KEYS = frozenset(
 def default_mode(metric: str) -> str:
     """The direction in which ``metric`` is better: losses go down, accuracies up."""
     return "min" if metric.endswith("loss") else "max"
+
+
+# --- how numbers are written: every mean ± std of the status, the report and the figures' labels
+PERCENT_BOUNDS = (0.0, 100.0)  # the range of an accuracy (top1, top5)
+
+
+def is_percent(metric: str) -> bool:
+    """Whether ``metric`` is an accuracy in percent (``val_top1``, ``v2_top5``), bounded by :data:`PERCENT_BOUNDS`."""
+    return metric.endswith(("top1", "top5"))
+
+
+def decimals(values=(), *, spread: float | None = None, digits: int = 2) -> int:
+    """The decimals that show numbers at the data's scale: the spread (``spread``, else the std
+    of the finite ``values``) with ``digits`` significant digits, so a loss of 2.30121 with a std
+    of 0.00042 is written 2.30121 ± 0.00042, not 2.30 ± 0.00. Without a spread (one value, all
+    equal), 4 significant digits of the largest magnitude. Between 0 and 8."""
+    import math
+
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if spread is None and len(finite) > 1:
+        mean = sum(finite) / len(finite)
+        spread = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    if spread is not None and math.isfinite(spread) and spread > 0:
+        scale, wanted = abs(spread), digits
+    else:
+        scale, wanted = max((abs(v) for v in finite), default=0.0), 4
+    if not scale:
+        return 2
+    return min(max(wanted - 1 - math.floor(math.log10(scale)), 0), 8)
+
+
+def mean_std(mean: float, std: float, *, digits: int = 2) -> str:
+    """``"mean ± std"`` at the decimals of :func:`decimals` (the std's scale; the mean's when
+    there is no std): ``mean_std(2.301234, 0.000421)`` -> ``"2.30123 ± 0.00042"``."""
+    d = decimals([mean], spread=std, digits=digits)
+    return f"{mean:.{d}f} ± {std:.{d}f}"
 
 
 def better(mode: str):

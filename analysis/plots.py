@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from analysis.contract import DEFAULT_METRIC, best_of
+from analysis.contract import DEFAULT_METRIC, PERCENT_BOUNDS, best_of, decimals, is_percent
 
 from analysis._tables import OK, check_mode, metric_values, require_columns, require_values, select_status
 from analysis.stats import (
@@ -55,6 +56,30 @@ def _axes(ax: Axes | None) -> Axes:
     return plt.subplots()[1]
 
 
+def _clip_percent(ax: Axes, metric: str, values, axis: str = "x") -> None:
+    """An accuracy's axis kept inside [0, 100] (a KDE or a fit may reach beyond; the view is
+    clipped, not the data), still covering every value."""
+    if not is_percent(metric):
+        return
+    get, set_ = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    low, high = get()
+    finite = np.asarray(values, float)
+    finite = finite[np.isfinite(finite)]
+    data_low, data_high = (finite.min(), finite.max()) if finite.size else PERCENT_BOUNDS
+    set_(max(low, min(PERCENT_BOUNDS[0], data_low)), min(high, max(PERCENT_BOUNDS[1], data_high)))
+
+
+def _epoch_axis(ax: Axes) -> None:
+    """Epochs are whole numbers: no tick at 1.5."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _legend_outside(ax: Axes, handles=None) -> None:
+    """The legend beside the Axes (right of it), where it covers no data."""
+    kwargs = {"handles": handles} if handles is not None else {}
+    ax.legend(**kwargs, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
 def plot_seed_histogram(
     trials: pd.DataFrame,
     *,
@@ -86,7 +111,8 @@ def plot_seed_histogram(
         ax.plot(grid, stats.norm.pdf(grid, mean, std), color="k", linestyle=":", label="normal fit")
         ax.axvline(mean - std, color=MEAN_COLOR, linestyle="--", label="mean ± 1 std")
         ax.axvline(mean + std, color=MEAN_COLOR, linestyle="--")
-    ax.axvline(mean, color=MEAN_COLOR, label=f"mean {mean:.2f}")
+    d = decimals(values)
+    ax.axvline(mean, color=MEAN_COLOR, label=f"mean {mean:.{d}f}")
     ordered = ok.sort_values("trial_id", kind="stable") if "trial_id" in ok.columns else ok
     scores = pd.to_numeric(ordered[metric], errors="coerce")
     # the status's tie rule: among tied seeds, the first in trial order
@@ -96,10 +122,11 @@ def plot_seed_histogram(
         float(best[metric]),
         color=BEST_COLOR,
         linewidth=2,
-        label=f"best seed {best['seed']}: {best[metric]:.2f}",
+        label=f"best seed {best['seed']}: {float(best[metric]):.{d}f}",
     )
     ax.set(xlabel=metric, ylabel="density", title=f"{metric} over {values.size} seeds")
-    ax.legend(fontsize="small")
+    _clip_percent(ax, metric, values)
+    _legend_outside(ax)
     return ax
 
 
@@ -120,8 +147,12 @@ def plot_epoch_variance(epochs: pd.DataFrame, *, metric: str = DEFAULT_METRIC, a
     twin = ax.twinx()
     twin.plot(table["epoch"], table["std"], color=MEAN_COLOR, linestyle="--", label="std (right)")
     twin.set_ylabel(f"std of {metric}")
+    _clip_percent(ax, metric, table[["min", "max"]].to_numpy().ravel(), axis="y")
+    _epoch_axis(ax)
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, fontsize="small", loc="lower right")
+    # above the Axes, under the title (the std line crossed a legend inside; the twin's labels are on the right)
+    ax.legend(handles=handles, fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.01), ncols=2, borderaxespad=0.0)
+    ax.set_title(ax.get_title(), pad=44)
     return ax
 
 
@@ -135,7 +166,8 @@ def plot_rank_stability(epochs: pd.DataFrame, *, metric: str = DEFAULT_METRIC, a
     ax.axhline(0, color="0.6", linewidth=0.8)
     ax.set(xlabel="epoch", ylabel="rank correlation with the final epoch", ylim=(-1.05, 1.05))
     ax.set_title(f"When the seeds' final {metric} ranking shows")
-    ax.legend(fontsize="small")
+    _epoch_axis(ax)
+    _legend_outside(ax)
     return ax
 
 
@@ -158,11 +190,15 @@ def plot_expected_max(
     if table["normal"].notna().any():
         ax.plot(table["k"], table["normal"], linestyle=":", color="k", label="normal: mean + e_k std")
     mean = float(table["expected_max"].iloc[0])
-    ax.axhline(mean, color=MEAN_COLOR, linestyle="--", label=f"mean {mean:.2f}")
+    d = decimals(table["expected_max"])
+    ax.axhline(mean, color=MEAN_COLOR, linestyle="--", label=f"mean {mean:.{d}f}")
     if len(table) >= 20:
         ax.set_xscale("log")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is a count
     ax.set(xlabel="k (trials)", ylabel=f"expected best {metric}", title=f"Expected best {metric} of k trials")
-    ax.legend(fontsize="small")
+    _clip_percent(ax, metric, table[["expected_max", "normal"]].to_numpy().ravel(), axis="y")
+    _legend_outside(ax)
     return ax
 
 
@@ -182,6 +218,8 @@ def plot_split_correlation(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # polyfit on degenerate bootstrap resamples
         sns.regplot(data=data, x=x, y=y, ax=ax, fit_reg=fit, ci=95 if len(data) >= 10 else None, seed=0)
+    _clip_percent(ax, x, data[x], axis="x")
+    _clip_percent(ax, y, data[y], axis="y")
     ax.set_title(
         f"{y} against {x}: Pearson r = {corr['pearson']:.2f} "
         f"[{corr['pearson_ci_low']:.2f}, {corr['pearson_ci_high']:.2f}], "
@@ -217,8 +255,10 @@ def plot_compare(
         mean = float(np.mean(values))
         yerr = np.array([[mean - low], [high - mean]]) if np.isfinite(low) else None
         ax.errorbar([position], [mean], yerr=yerr, fmt="D", color="k", capsize=6, zorder=3)
+    _clip_percent(ax, metric, data[metric], axis="y")
+    d = decimals(spread=float(result["delta_ci_high"] - result["delta_ci_low"]) / 2)
     ax.set_title(
-        f"Δ = {result['delta']:.2f} [{result['delta_ci_low']:.2f}, {result['delta_ci_high']:.2f}], "
+        f"Δ = {result['delta']:.{d}f} [{result['delta_ci_low']:.{d}f}, {result['delta_ci_high']:.{d}f}], "
         f"P({labels[0]} > {labels[1]}) = {result['p_a_gt_b']:.2f}",
         fontsize="small",
     )
@@ -243,7 +283,8 @@ def plot_grid_heatmap(
         raise ValueError(f"plot_grid_heatmap: no finite {metric!r} among the trials")
     table = data.pivot_table(index=y, columns=x, values=metric, aggfunc="mean")
     ax = _axes(ax)
-    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", cbar_kws={"label": f"mean {metric}"}, ax=ax)
+    d = decimals(table.to_numpy().ravel())
+    sns.heatmap(table, annot=True, fmt=f".{d}f", cmap="viridis", cbar_kws={"label": f"mean {metric}"}, ax=ax)
     ax.set_title(f"mean {metric} over seeds")
     return ax
 
@@ -271,6 +312,7 @@ def plot_grid_summary(summary: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     high = np.nanmax(np.concatenate([ci[:, 1], table["mean"]]))
     margin = max(high - low, 1e-6) * 0.15
     ax.set_xlim(low - margin, high + margin)
+    _clip_percent(ax, str(table["metric"].iloc[0]), table["mean"])
     ax.invert_yaxis()
     metric = table["metric"].iloc[0]
     ax.set(xlabel=f"mean {metric}", title=f"Grid ranking by mean {metric}, best first")

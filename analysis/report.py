@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from analysis.contract import default_mode
+from analysis.contract import decimals, default_mode
 
 from analysis import grid, plots, stats
 from analysis.comparison import Comparison, compare_studies
@@ -56,6 +56,8 @@ SEED_ROWS = [
     "range_in_std",
     "expected_range_in_std",
 ]
+# the rows in the metric's units: shown at the decimals of the metric's std (analysis.contract.decimals)
+VALUE_ROWS = ("mean", "std", "mean_ci_low", "mean_ci_high", "std_ci_low", "std_ci_high", "median", "iqm", "min", "max", "range", "q05", "q95")
 # how the report names an interval's method (the ``*_ci_method`` columns)
 INTERVAL_NAMES = {"t": "t-interval", "z": "z-interval (the seed std given)"}
 INTERVALS_TEXT = (
@@ -226,6 +228,12 @@ def _seed_display(table: pd.DataFrame, columns: Sequence[str] = ("metric",)) -> 
         table = table.assign(
             mean_ci_method=[_interval_label(m, n) for m, n in zip(table["mean_ci_method"], table["n"], strict=True)]
         )
+    table = table.astype({c: object for c in VALUE_ROWS if c in table.columns})
+    for i, std in zip(table.index, table.get("std", pd.Series(np.nan, index=table.index)), strict=True):
+        d = decimals(spread=float(std) if pd.notna(std) else None)  # a loss's 0.0004 is not "0.00"
+        for c in VALUE_ROWS:
+            if c in table.columns and isinstance(table.at[i, c], (float, np.floating)) and math.isfinite(table.at[i, c]):
+                table.at[i, c] = f"{table.at[i, c]:.{d}f}"
     shown = table.set_index(list(columns))[[c for c in SEED_ROWS if c in table.columns]].T
     shown.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in shown.columns]
     return shown.rename_axis("statistic").reset_index()

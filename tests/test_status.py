@@ -142,4 +142,22 @@ def test_tied_best_seeds_the_first_in_trial_order_everywhere(corpus, browser):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(ax.figure)
     seed = int(trials.set_index("trial_id").loc["t0001", "seed"])
-    assert f"best seed {seed}: 70.00" in labels, labels
+    assert f"best seed {seed}: {70.0:.{C.decimals(trials['val_top1'])}f}" in labels, labels  # at the data's decimals
+
+
+def test_a_status_prints_as_the_cli_s_lines_and_shows_as_one_short_line():
+    """print(study.status()) gives ``rsb-tune status``'s lines; a notebook's bare ``study.status()``
+    (the repr) one short line, not a dataclass of 100 values; a loss at its own decimals."""
+    from rsb_tune.store.status import StudyStatus
+
+    values = tuple(2.3012 + 4e-4 * np.random.default_rng(0).standard_normal(100))
+    status = StudyStatus(
+        name="losses", kind="seeds", recipe="A3", where="/s/losses", planned=100, counts={C.OK: 100},
+        metric="val_loss", mode="min", values=values, best_trial="t0007", started_at="2026-12-01", ended_at=None, running_now=False,
+    )  # fmt: skip
+    assert str(status) == "\n".join(status.lines())
+    assert str(status).splitlines()[0] == "study losses (seeds, recipe A3): 100 trials planned; finished"
+    assert f"mean {C.mean_std(status.mean, status.std)}" in str(status) and " ± 0.00 " not in str(status)
+    shown = repr(status)
+    assert shown == f"StudyStatus(name='losses', state=finished, done=100/100, val_loss={C.mean_std(status.mean, status.std)})"
+    assert len(shown) < 100 and "values=" not in shown

@@ -74,6 +74,10 @@ def _set_ray_env() -> None:
     # glibc gives each trial thread its own malloc arenas; capped, a reused actor stays ~1 GB
     # after many trials instead of growing (benchmarks/RESULTS.md, section 6)
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # no dump of every thread's stack when a notebook kernel is stopped (absl's failure signal
+    # handler, on SIGTERM), unless the user sets RAY_DISABLE_FAILURE_SIGNAL_HANDLER=0; read when
+    # ray is imported. (RAY_BACKEND_LOG_LEVEL is left alone: setting it makes Ray print a line.)
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
@@ -104,8 +108,10 @@ def _init_ray(opts: RunOptions) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in ("RAY_TRAIN_V2_ENABLED", "MALLOC_ARENA_MAX", "RSB_TUNE_FAULTS") if k in os.environ}
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=True, runtime_env={"env_vars": env})
+    env = {k: os.environ[k] for k in ("RAY_TRAIN_V2_ENABLED", "MALLOC_ARENA_MAX", "RSB_TUNE_FAULTS", "RAY_DISABLE_FAILURE_SIGNAL_HANDLER") if k in os.environ}
+    # --quiet: the workers' output (their Ray log lines, "(raylet)" and "(pid=...)" lines) is not
+    # forwarded to this terminal; a trial's error is still in the study's event log
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=not opts.quiet, runtime_env={"env_vars": env})
     try:
         if opts.address:
             ray.init(address=opts.address, **kwargs)

@@ -106,7 +106,17 @@ class StudyStatus:
         }
 
     def __str__(self) -> str:
+        """The CLI's lines (``rsb-tune status``): what ``print(study.status())`` shows."""
         return "\n".join(self.lines())
+
+    def __repr__(self) -> str:
+        """One short line (what a notebook shows for a bare ``study.status()``), not every value."""
+        mean = f", {self.metric}={C.mean_std(self.mean, self.std)}" if self.values else ""
+        return f"StudyStatus(name={self.name!r}, state={self.state}, done={self.done}/{self.planned}{mean})"
+
+    def _number(self, value: float) -> str:
+        """A value of the metric at the decimals of its spread over the trials."""
+        return f"{value:.{C.decimals(self.values)}f}"
 
     def lines(self) -> list[str]:
         """``rsb-tune status``'s text."""
@@ -117,7 +127,7 @@ class StudyStatus:
         shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
         out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:
-            out.append(f"  {self.metric}: mean {self.mean:.2f} ± {self.std:.2f} (std, n={self.n}), best {self.best:.2f} ({self.best_trial})")
+            out.append(f"  {self.metric}: mean {C.mean_std(self.mean, self.std)} (std, n={self.n}), best {self._number(self.best)} ({self.best_trial})")
         if self.stopping:
             out.append("  " + stopping_line(self.stopping))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
@@ -131,7 +141,7 @@ class StudyStatus:
         ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.DIVERGED, C.ERROR))
         out = [f"study {self.name}: {ended}" + (f", {self.unfinished} unfinished" if self.unfinished else "") + f" of {self.planned} -> {self.where}"]
         if self.values:
-            out.append(f"  {self.metric}: {self.mean:.2f} ± {self.std:.2f} (mean ± std over {self.n} ok trials), best {self.best:.2f} ({self.best_trial})")
+            out.append(f"  {self.metric}: {C.mean_std(self.mean, self.std)} (mean ± std over {self.n} ok trials), best {self._number(self.best)} ({self.best_trial})")
         home = self.where[: -len(self.name) - 1]
         default = default_storage is not None and "://" not in home and Path(home).resolve() == Path(default_storage).resolve()
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")

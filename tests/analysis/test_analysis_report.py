@@ -167,3 +167,14 @@ def test_report_of_a_missing_study_is_a_study_error(tmp_path: Path) -> None:
 
     with pytest.raises(StudyError, match="not found"):
         write_report(tmp_path / "missing")
+
+
+def test_seed_table_shows_each_metric_at_its_std_s_decimals() -> None:
+    """A loss whose std is 0.0004 is not shown as 2.30 ± 0.00; an accuracy keeps 2 digits of its std."""
+    from analysis import stats
+    from analysis.report import _seed_display
+
+    trials = pd.DataFrame({"seed": range(4), "status": "ok", "val_loss": [2.3008, 2.3012, 2.3016, 2.3011], "val_top1": [75.1, 75.5, 74.9, 75.3]})
+    shown = _seed_display(stats.seed_table(trials, ["val_loss", "val_top1"])).set_index("statistic")
+    assert shown.loc["std", "val_loss"] == "0.00033" and shown.loc["mean", "val_loss"] == "2.30118"
+    assert shown.loc["std", "val_top1"] == "0.26" and shown.loc["mean", "val_top1"] == "75.20"
