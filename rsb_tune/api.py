@@ -244,8 +244,10 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
     from rsb_tune.store.backends import check_writable, locate
-    from rsb_tune.store.directory import default_name
+    from rsb_tune.store.directory import check_name, default_name
 
+    if name is not None:
+        check_name(name)
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
@@ -256,7 +258,7 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
             "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs"
         )
     plan = _packs_resolved(plan, opts)
-    study = StudyDir(location, name or default_name(plan.kind, plan.label))
+    study = StudyDir(location, default_name(plan.kind, plan.label) if name is None else name)
     stopping = plan.stopping.record() if plan.stopping is not None else None
     study, data, lock = _open(plan, study, command, stopping, opts)
     with lock:  # held from creation to the end of the run: one driver per study
@@ -451,13 +453,15 @@ def start_ab(paired: PairedPlan, *, storage: str | None = None, name: str | None
     """Create (or continue) the two arms of ``paired`` and run them until decided."""
     from rsb_tune.sequential.engine import paired_record
     from rsb_tune.store.backends import check_writable, locate
-    from rsb_tune.store.directory import default_name
+    from rsb_tune.store.directory import check_name, default_name
 
+    if name is not None:
+        check_name(name)
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
     get_executor(opts.executor).check(opts)
-    pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
+    pair = default_name("ab", f"{paired.a.label}-vs-{paired.b.label}") if name is None else name
     names = {"a": f"{pair}-a", "b": f"{pair}-b"}
     opened = []
     try:
@@ -599,13 +603,20 @@ class Study:
         CLI, the browser and the report show)."""
         from rsb_tune.sequential.engine import stopping_record
         from rsb_tune.store.backends import StudyLock
-        from rsb_tune.store import Manifest, read_events, study_status, trial_state
+        from rsb_tune.store import Manifest, damage_line, damaged_status, read_events, study_status, trial_state
 
-        meta = self.meta
-        states = {tid: trial_state(read_events(self._dir, tid))[:2] for tid in self.plan}
+        try:
+            meta, plan = self.meta, self.plan
+        except StudyError as e:  # a damaged manifest or plan: the study's state says it
+            return damaged_status(name=self.name, where=self.where, problem=str(e))
+        states, damaged = {}, None
+        for tid in plan:
+            events = read_events(self._dir, tid)
+            states[tid] = trial_state(events)[:2]
+            damaged = damaged or damage_line(tid, events)
         return study_status(
             name=self.name, where=self.where, manifest=Manifest.of(meta), states=states,
-            running_now=StudyLock(self._dir.dir / ".lock").held(), stopping=stopping_record(self._dir, meta),
+            running_now=StudyLock(self._dir.dir / ".lock").held(), stopping=stopping_record(self._dir, meta), damaged=damaged,
         )  # fmt: skip
 
     def tables(self):
@@ -640,11 +651,14 @@ def load(name: str, storage: str | None = None) -> Study:
 def list_studies(storage: str | None = None, *, kind: str | None = None) -> list[Study]:
     """Every study in ``storage`` (default: ``$RSB_TUNE_STORAGE``, else ``./rsb-results``),
     newest first; with ``kind`` (``"seeds"`` or ``"grid"``), only the studies of that kind. A
+    study whose manifest or plan is damaged is listed last (without ``kind``): its ``status()``
+    is ``damaged`` and names the file, and reading its files raises :class:`StudyError`. A
     directory that does not exist is a :class:`StudyError` naming it (an object-store prefix
     without studies lists none)."""
     import pyarrow.fs
 
     from rsb_tune.store.backends import check_listable, locate, one_line
+    from rsb_tune.store.directory import is_name
 
     location = locate(_storage(storage))
     check_listable(location)
@@ -657,15 +671,18 @@ def list_studies(storage: str | None = None, *, kind: str | None = None) -> list
         names = [n for n in names if location.fs.get_file_info(f"{location.fs_root}/{n}/{C.MANIFEST}").type == pyarrow.fs.FileType.File]
     else:
         names = [p.name for p in location.root.iterdir() if (p / C.MANIFEST).is_file()]
-    out = []
+    out, damaged = [], []
     for n in names:
         try:
             study = load(n, location)
         except StudyError:
-            continue  # not a study this version can read, or a name it does not accept
+            if is_name(n):  # its manifest or plan is damaged: listed, its status says what is wrong
+                damaged.append(Study(StudyDir(location, n)))
+            continue  # else a name this version does not accept
         if kind is None or study.meta.get("kind") == kind:
             out.append(study)
-    return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
+    out.sort(key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
+    return out + (sorted(damaged, key=lambda s: s.name) if kind is None else [])
 
 
 _MAKE_ONE = {"seeds": "rsb-tune seeds --n 100 --recipe A2", "grid": "rsb-tune grid --space lamb_bce"}
@@ -677,7 +694,7 @@ def newest_study(kind: str | None = None, storage: str | None = None) -> Study:
     :class:`StudyError` saying how to make one."""
     storage = _storage(storage)
     try:
-        found = next((s for s in list_studies(storage, kind=kind) if len(s.trials)), None)
+        found = next((s for s in list_studies(storage, kind=kind) if _has_trials(s)), None)
     except StudyError:  # no such directory: no study either
         found = None
     if found is None:
@@ -688,6 +705,14 @@ def newest_study(kind: str | None = None, storage: str | None = None) -> Study:
             "or set RSB_TUNE_STORAGE to the storage that holds yours (RSB_STUDY: one study's directory)"
         )
     return found
+
+
+def _has_trials(study: Study) -> bool:
+    """Whether ``study`` has a finished trial (a damaged study has none to show)."""
+    try:
+        return len(study.trials) > 0
+    except StudyError:
+        return False
 
 
 def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
