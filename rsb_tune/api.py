@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
 from rsb_tune._log import logger
-from rsb_tune.errors import ConfigError, Interrupted, StudyError, arg
+from rsb_tune.errors import ConfigError, Interrupted, StudyError, UserError, arg
 from rsb_tune.runner.executor import get_executor
 from rsb_tune.options import RunOptions, default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
@@ -633,6 +633,7 @@ class Study:
         object-store study's report is uploaded next to it. Returns the report's folder."""
         from analysis.report import write_report
 
+        _check_out(out)
         try:
             written = Path(write_report(self.path, out))
         except ValueError as e:  # analysis's errors and bad tables carry a message
@@ -640,6 +641,12 @@ class Study:
         if self._dir.mirror and written.resolve().is_relative_to(self.path.resolve()):
             self._dir.sync(only=written)
         return written
+
+
+def _check_out(out: str | Path | None) -> None:
+    """A report's folder ``out`` may be new or a directory; an existing file is refused."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"{arg('out', str(out))}: exists and is not a directory; name a new or existing folder")
 
 
 def load(name: str, storage: str | None = None) -> Study:
@@ -738,6 +745,7 @@ def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | 
         raise ConfigError(f"{arg('keys', flag='--key')}: unknown config key {unknown[0]!r}{suggest(unknown[0], FIELDS)} (see `rsb-tune keys`)")
     a, b = load(name_a, storage), load(name_b, storage)
     out = out or a.directory.storage / f"compare-{a.name}-vs-{b.name}"
+    _check_out(out)
     try:
         result = compare_studies(a.path, b.path, metric=metric, keys=keys, differences=differences(a.resolved_config, b.resolved_config, keys))
         report = Path(write_compare_report(a.path, b.path, out, comparison=result))
