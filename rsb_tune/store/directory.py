@@ -31,7 +31,7 @@ from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.errors import StudyError, arg
-from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
+from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line, printable
 
 __all__ = ["StudyDir", "check_name", "default_name", "package_versions", "git_commit", "now_iso", "json_default", "parse_meta", "parse_plan"]
 
@@ -45,7 +45,7 @@ def check_name(name: Any) -> str:
         raise StudyError(f"{arg('name', name)}: a study name is text, not {type(name).__name__}")
     if not _NAME_RE.fullmatch(name):
         why = "empty" if not name else "use letters, digits, '.', '_' and '-' (at most 128, not starting with a symbol)"
-        raise StudyError(f"{arg('name', name)}: {why}")
+        raise StudyError(printable(f"{arg('name', name)}: {why}"))
     return name
 
 
