@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
 from rsb_tune._log import logger
-from rsb_tune.errors import ConfigError, StudyError, arg
+from rsb_tune.errors import ConfigError, StudyError, UserError, arg
 from rsb_tune.runner.executor import get_executor
 from rsb_tune.options import default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
@@ -97,8 +97,10 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
     """Create the study of ``plan`` in ``storage`` and run it; the same plan under an existing
     name resumes that study. Returns the :class:`Study` once its run ends."""
     from rsb_tune.store.backends import check_writable, locate
-    from rsb_tune.store.directory import default_name
+    from rsb_tune.store.directory import check_name, default_name
 
+    if name is not None:
+        check_name(name)
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
@@ -109,7 +111,7 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
             "final checkpoint only; early-stopped trials get status 'stopped' and their metrics are from fewer epochs"
         )
     plan = driver.packs_resolved(plan, opts)
-    study = StudyDir(location, name or default_name(plan.kind, plan.label))
+    study = StudyDir(location, default_name(plan.kind, plan.label) if name is None else name)
     stopping = plan.stopping.record() if plan.stopping is not None else None
     study, data, lock = driver.open_study(plan, study, command, stopping, opts)
     with lock:  # held from creation to the end of the run: one driver per study
@@ -191,13 +193,15 @@ def start_ab(paired: PairedPlan, *, storage: str | None = None, name: str | None
     """Create (or continue) the two arms of ``paired`` and run them until decided."""
     from rsb_tune.sequential.engine import paired_record
     from rsb_tune.store.backends import check_writable, locate
-    from rsb_tune.store.directory import default_name
+    from rsb_tune.store.directory import check_name, default_name
 
+    if name is not None:
+        check_name(name)
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
     get_executor(opts.executor).check(opts)
-    pair = name or default_name("ab", f"{paired.a.label}-vs-{paired.b.label}")
+    pair = default_name("ab", f"{paired.a.label}-vs-{paired.b.label}") if name is None else name
     names = {"a": f"{pair}-a", "b": f"{pair}-b"}
     opened = []
     try:
@@ -297,6 +301,7 @@ class Study:
         object-store study's report is uploaded next to it. Returns the report's folder."""
         from analysis.report import write_report
 
+        _check_out(out)
         try:
             written = Path(write_report(self.path, out))
         except ValueError as e:  # analysis's errors and bad tables carry a message
@@ -304,6 +309,12 @@ class Study:
         if self._dir.mirror and written.resolve().is_relative_to(self.path.resolve()):
             self._dir.sync(only=written)
         return written
+
+
+def _check_out(out: str | Path | None) -> None:
+    """A report's folder ``out`` may be new or a directory; an existing file is refused."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"{arg('out', str(out))}: exists and is not a directory; name a new or existing folder")
 
 
 def load(name: str, storage: str | None = None) -> Study:
@@ -315,11 +326,14 @@ def load(name: str, storage: str | None = None) -> Study:
 def list_studies(storage: str | None = None, *, kind: str | None = None) -> list[Study]:
     """Every study in ``storage`` (default: ``$RSB_TUNE_STORAGE``, else ``./rsb-results``),
     newest first; with ``kind`` (``"seeds"`` or ``"grid"``), only the studies of that kind. A
+    study whose manifest or plan is damaged is listed last (without ``kind``): its ``status()``
+    is ``damaged`` and names the file, and reading its files raises :class:`StudyError`. A
     directory that does not exist is a :class:`StudyError` naming it (an object-store prefix
     without studies lists none)."""
     import pyarrow.fs
 
     from rsb_tune.store.backends import check_listable, locate, one_line
+    from rsb_tune.store.directory import is_name
 
     location = locate(_storage(storage))
     check_listable(location)
@@ -332,15 +346,18 @@ def list_studies(storage: str | None = None, *, kind: str | None = None) -> list
         names = [n for n in names if location.fs.get_file_info(f"{location.fs_root}/{n}/{C.MANIFEST}").type == pyarrow.fs.FileType.File]
     else:
         names = [p.name for p in location.root.iterdir() if (p / C.MANIFEST).is_file()]
-    out = []
+    out, damaged = [], []
     for n in names:
         try:
             study = load(n, location)
         except StudyError:
-            continue  # not a study this version can read, or a name it does not accept
+            if is_name(n):  # its manifest or plan is damaged: listed, its status says what is wrong
+                damaged.append(Study(StudyDir(location, n)))
+            continue  # else a name this version does not accept
         if kind is None or study.meta.get("kind") == kind:
             out.append(study)
-    return sorted(out, key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
+    out.sort(key=lambda s: str(s.meta.get("started_at") or ""), reverse=True)
+    return out + (sorted(damaged, key=lambda s: s.name) if kind is None else [])
 
 
 _MAKE_ONE = {"seeds": "rsb-tune seeds --n 100 --recipe A2", "grid": "rsb-tune grid --space lamb_bce"}
@@ -352,7 +369,7 @@ def newest_study(kind: str | None = None, storage: str | None = None) -> Study:
     :class:`StudyError` saying how to make one."""
     storage = _storage(storage)
     try:
-        found = next((s for s in list_studies(storage, kind=kind) if len(s.trials)), None)
+        found = next((s for s in list_studies(storage, kind=kind) if _has_trials(s)), None)
     except StudyError:  # no such directory: no study either
         found = None
     if found is None:
@@ -363,6 +380,14 @@ def newest_study(kind: str | None = None, storage: str | None = None) -> Study:
             "or set RSB_TUNE_STORAGE to the storage that holds yours (RSB_STUDY: one study's directory)"
         )
     return found
+
+
+def _has_trials(study: Study) -> bool:
+    """Whether ``study`` has a finished trial (a damaged study has none to show)."""
+    try:
+        return len(study.trials) > 0
+    except StudyError:
+        return False
 
 
 def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | Path | None = None, metric: str | None = None, keys=()) -> "analysis.Comparison":
@@ -388,6 +413,7 @@ def compare(name_a: str, name_b: str, *, storage: str | None = None, out: str | 
         raise ConfigError(f"{arg('keys', flag='--key')}: unknown config key {unknown[0]!r}{suggest(unknown[0], FIELDS)} (see `rsb-tune keys`)")
     a, b = load(name_a, storage), load(name_b, storage)
     out = out or a.directory.storage / f"compare-{a.name}-vs-{b.name}"
+    _check_out(out)
     try:
         result = compare_studies(a.path, b.path, metric=metric, keys=keys, differences=differences(a.resolved_config, b.resolved_config, keys))
         report = Path(write_compare_report(a.path, b.path, out, comparison=result))

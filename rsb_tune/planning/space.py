@@ -189,11 +189,13 @@ def load_space(path: str | Path) -> Space:
     """Read and validate a space file; every error names the file and the key."""
     import yaml
 
+    from rsb_tune.store.yamltext import load_yaml
+
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such space file")
     try:
-        raw = yaml.load(p.read_text(), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
+        raw = load_yaml(p.read_bytes(), str(path), ConfigError, loader=_unique_key_loader())  # size, depth and UTF-8 limits
     except DuplicateKeyError as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:

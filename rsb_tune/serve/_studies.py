@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -50,6 +48,12 @@ def _trial_state(events):
     return trial_state(events)
 
 
+def _is_name(name) -> bool:
+    from rsb_tune.store.directory import is_name  # the engine's rule
+
+    return is_name(name)
+
+
 def _epoch_columns() -> tuple[str, ...]:
     from analysis.contract import EPOCH_COLUMNS
 
@@ -58,7 +62,6 @@ def _epoch_columns() -> tuple[str, ...]:
 
 REFRESH_S = 2.0  # an object-store listing and each study's copy are refreshed at most this often
 TABLES = ("trials.parquet", "epochs.parquet")  # downloadable, by these names only
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # the engine's rule (rsb_tune.store.directory)
 _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wrote this recently
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
@@ -116,7 +119,7 @@ class Storage:
 
     def find(self, name: str) -> StudyRef | None:
         """The study called ``name`` in the listing, or None (any other string: None)."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not _is_name(name):
             return None
         if not self.remote:  # the listing, but only the named entry is looked at
             root = self.root.resolve()
@@ -132,7 +135,7 @@ class Storage:
         fs, base = self.location.fs, self.location.fs_root
         infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=False, allow_not_found=True))
         names = [Path(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory]
-        names = [n for n in names if _NAME_RE.match(n)]
+        names = [n for n in names if _is_name(n)]
         has = fs.get_file_info([f"{base}/{n}/study.yaml" for n in names])
         return [n for n, info in zip(names, has) if info.type == pyarrow.fs.FileType.File]
 
@@ -176,10 +179,12 @@ class Storage:
         return tuple(s for s in signature or self.signature(ref) if s[0] in _DRAWN_FROM)
 
     def meta(self, ref: StudyRef) -> dict[str, Any]:
-        return self._parsed(ref.dir / "study.yaml", _parse_meta)
+        """study.yaml, parsed by the store; damaged: a StudyError naming it (for the study's card)."""
+        return _undamaged(self._parsed(ref.dir / "study.yaml", _parse_meta))
 
     def plan(self, ref: StudyRef) -> dict[str, dict[str, Any]]:
-        return self._parsed(ref.dir / "plan.json", _parse_plan)
+        """plan.json, parsed by the store; damaged: a StudyError naming it."""
+        return _undamaged(self._parsed(ref.dir / "plan.json", _parse_plan))
 
     def events(self, ref: StudyRef, trial_id: str) -> list[dict]:
         """The complete lines of a trial's event log."""
@@ -224,7 +229,12 @@ class Storage:
         return self._memo("epochs", ref, self._epoch_rows, sig)
 
     def _trial_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
-        meta, plan = self.meta(ref), self._parsed(ref.dir / "plan.json", _parse_shown_plan)
+        from rsb_tune.errors import StudyError
+
+        try:  # a damaged study has no rows: its card says what is wrong
+            meta, plan = self.meta(ref), _undamaged(self._parsed(ref.dir / "plan.json", _parse_shown_plan))
+        except StudyError:
+            return []
         params = [scrub_text(p) for p in meta.get("params") or [] if isinstance(p, str)]
         rows = []  # scrubbed: the plan once per change of its file, the rest here
         for tid, config in plan.items():
@@ -247,9 +257,15 @@ class Storage:
         return rows
 
     def _epoch_rows(self, ref: StudyRef) -> list[dict[str, Any]]:
+        from rsb_tune.errors import StudyError
+
         columns = _epoch_columns()[3:]
         rows = []
-        for tid, config in self.plan(ref).items():
+        try:
+            plan = self.plan(ref)
+        except StudyError:
+            return []
+        for tid, config in plan.items():
             seed = config.get("seed") if isinstance(config, dict) else None
             _, by_epoch, _ = _trial_state(self.events(ref, tid))
             for epoch in sorted(by_epoch):
@@ -262,16 +278,24 @@ class Storage:
         return self._live(ref, self._memo("summary", ref, self._summary, sig))
 
     def _summary(self, ref: StudyRef) -> tuple[Any, dict[str, Any]]:
-        """(the study's status from the one status function, the page's other facts)."""
-        from rsb_tune.store import Manifest, study_status
+        """(the study's status from the one status function, the page's other facts); a study
+        whose manifest or plan is damaged: a ``damaged`` status naming the file."""
+        from rsb_tune.errors import StudyError
+        from rsb_tune.store import Manifest, damage_line, damaged_status, study_status
 
-        meta = self.meta(ref)
+        try:
+            meta, plan = self.meta(ref), self.plan(ref)
+        except StudyError as e:
+            status = damaged_status(name=ref.name, where=ref.name, problem=str(e))
+            return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
-        states = {}
-        for tid in self.plan(ref):
-            status, by_epoch, _ = _trial_state(self.events(ref, tid))
+        states, damaged = {}, None
+        for tid in plan:
+            events = self.events(ref, tid)
+            status, by_epoch, _ = _trial_state(events)
             states[tid] = (status, by_epoch)
-        status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta))
+            damaged = damaged or damage_line(tid, events)
+        status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta), damaged=damaged)
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
             "params": [p for p in meta.get("params") or [] if isinstance(p, str)],
@@ -376,7 +400,7 @@ def _entries(root: Path) -> list[os.DirEntry]:
 def _listed(entry: os.DirEntry, root: Path) -> StudyRef | None:
     """The study of a storage's listing entry: a directory with a ``study.yaml``, neither a
     symlink leading out of the storage (only a symlink can: ``root`` is resolved)."""
-    if not _NAME_RE.match(entry.name):
+    if not _is_name(entry.name):
         return None
     path = Path(entry.path)
     meta = path / "study.yaml"
@@ -424,26 +448,45 @@ def _served_parquet(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def _parse_meta(data: bytes) -> dict[str, Any]:
-    import yaml
+@dataclasses.dataclass(frozen=True)
+class _Damaged:
+    """What the store said of a file it could not parse (cached as a parse result is)."""
+
+    problem: str
+
+
+def _undamaged(value):
+    """A parsed file, or the StudyError of a damaged one."""
+    if isinstance(value, _Damaged):
+        from rsb_tune.errors import StudyError
+
+        raise StudyError(value.problem)
+    return value
+
+
+def _parse_meta(data: bytes) -> dict[str, Any] | _Damaged:
+    from rsb_tune.errors import StudyError
+    from rsb_tune.store.directory import parse_meta
 
     try:
-        meta = yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~50x faster
-    except (ValueError, yaml.YAMLError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+        return parse_meta(data, "study.yaml")  # named without the server's path
+    except StudyError as e:
+        return _Damaged(str(e))
 
 
-def _parse_plan(data: bytes) -> dict[str, dict[str, Any]]:
+def _parse_plan(data: bytes) -> dict[str, dict[str, Any]] | _Damaged:
+    from rsb_tune.errors import StudyError
+    from rsb_tune.store.directory import parse_plan
+
     try:
-        plan = json.loads(data)
-    except ValueError:
-        return {}
-    return plan if isinstance(plan, dict) else {}
+        return parse_plan(data, "plan.json")
+    except StudyError as e:
+        return _Damaged(str(e))
 
 
-def _parse_shown_plan(data: bytes) -> dict[str, dict[str, Any]]:
-    return scrub(_parse_plan(data))
+def _parse_shown_plan(data: bytes) -> dict[str, dict[str, Any]] | _Damaged:
+    plan = _parse_plan(data)
+    return plan if isinstance(plan, _Damaged) else scrub(plan)
 
 
 def _parse_events(data: bytes) -> list[dict]:

@@ -402,7 +402,8 @@ class _Guard:
             in_query = request.query_params.get("token")
             if in_query is not None and self.tokens.ok(in_query):  # once: a cookie, and the token off the address
                 kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = request.url.path + ("?" + "&".join(f"{k}={v}" for k, v in kept) if kept else "")
+                # the path alone, relative to this server: "//evil.example/" would leave it
+                target = "/" + request.url.path.lstrip("/\\") + ("?" + "&".join(f"{k}={v}" for k, v in kept) if kept else "")
                 response = RedirectResponse(_quote_target(target), status_code=303)
                 response.set_cookie(COOKIE, in_query, httponly=True, samesite="strict", secure=request.url.scheme == "https")
                 return await response(scope, receive, send_with_headers)

@@ -8,8 +8,8 @@
 The study directory's paths, lock and object-store mirror are :class:`rsb_tune.store.directory.StudyDir`.
 """
 
-from rsb_tune.store.events import parse_event_lines, read_events, trial_state
+from rsb_tune.store.events import damage_line, parse_event_lines, read_events, trial_state
 from rsb_tune.store.manifest import Manifest
-from rsb_tune.store.status import StudyStatus, stopping_line, study_status
+from rsb_tune.store.status import StudyStatus, damaged_status, stopping_line, study_status
 
-__all__ = ["Manifest", "StudyStatus", "parse_event_lines", "read_events", "stopping_line", "study_status", "trial_state"]
+__all__ = ["Manifest", "StudyStatus", "damage_line", "damaged_status", "parse_event_lines", "read_events", "stopping_line", "study_status", "trial_state"]

@@ -93,9 +93,21 @@ class Location:
         return f"{base}/{name}" if name else base
 
 
+def printable(text: str) -> str:
+    """``text`` on one line: a control character (a newline in a name) as its escape."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def locate(spec: str | os.PathLike) -> Location:
-    """Parse ``--storage``; a URI is resolved to its pyarrow filesystem (no request yet)."""
-    spec = str(spec)
+    """Parse ``--storage``; a URI is resolved to its pyarrow filesystem (no request yet). Not
+    text or a path, empty, blank or holding a control character: a UserError naming it (an
+    empty one would be the current directory)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UserError(f"{arg('storage', spec)}: a directory or an object-store URI, not {type(spec).__name__}")
+    spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip() or any(ord(c) < 32 or ord(c) == 127 for c in spec):
+        why = "empty" if isinstance(spec, str) and not spec.strip() else "not a usable path (control characters)"
+        raise UserError(printable(f"{arg('storage', spec)}: {why}; name a directory or an object-store URI"))
     if spec.startswith("file://"):
         spec = spec[len("file://") :]
     if not _URI_RE.match(spec):

@@ -31,11 +31,63 @@ from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.errors import StudyError, arg
-from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line
+from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line, printable
 
-__all__ = ["StudyDir", "default_name", "package_versions", "git_commit", "now_iso", "json_default"]
+__all__ = ["StudyDir", "check_name", "default_name", "package_versions", "git_commit", "now_iso", "json_default", "parse_meta", "parse_plan"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # matched whole (re.fullmatch: no trailing newline)
+
+
+def check_name(name: Any) -> str:
+    """``name`` when it is a study name (the one rule, for the API, the CLI and the browser's
+    listing), else a :class:`StudyError` naming the argument (``name=`` or ``--name``)."""
+    if not isinstance(name, str):
+        raise StudyError(f"{arg('name', name)}: a study name is text, not {type(name).__name__}")
+    if not _NAME_RE.fullmatch(name):
+        why = "empty" if not name else "use letters, digits, '.', '_' and '-' (at most 128, not starting with a symbol)"
+        raise StudyError(printable(f"{arg('name', name)}: {why}"))
+    return name
+
+
+def is_name(name: Any) -> bool:
+    """Whether ``name`` is a study name (see :func:`check_name`)."""
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def parse_meta(data: bytes, where: Any) -> dict[str, Any]:
+    """The mapping of a ``study.yaml``'s bytes (``where``: the file, for the message); a file that
+    is not one (binary, too large or too deep, malformed, not a mapping with ``kind``) is a
+    :class:`StudyError` naming it. Timestamps stay the text the tool wrote."""
+    import yaml
+
+    from rsb_tune.store.yamltext import load_yaml
+
+    try:
+        meta = load_yaml(data, str(where), StudyError)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise StudyError(f"{where}: corrupt YAML{at} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    if not isinstance(meta, dict) or "kind" not in meta:
+        raise StudyError(f"{where}: corrupt (not a study.yaml mapping with 'kind')")
+    return meta
+
+
+def parse_plan(data: bytes, where: Any) -> dict[str, dict[str, Any]]:
+    """The trials of a ``plan.json``'s bytes; a file that is not a mapping of trial ids to
+    configs is a :class:`StudyError` naming it."""
+    try:
+        plan = json.loads(data)
+    except ValueError as e:  # UnicodeDecodeError and JSONDecodeError included
+        raise StudyError(f"{where}: corrupt ({type(e).__name__}: {one_line(e)})") from None
+    except RecursionError:
+        raise StudyError(f"{where}: corrupt (nested too deeply)") from None
+    if not isinstance(plan, dict):
+        raise StudyError(f"{where}: corrupt (not a mapping of trial ids)")
+    bad = next((tid for tid, config in plan.items() if not isinstance(config, dict)), None)
+    if bad is not None:
+        raise StudyError(f"{where}: corrupt (trial {bad!r}: its config is not a mapping)")
+    return plan
 
 
 def default_name(kind: str, label: str) -> str:
@@ -76,8 +128,7 @@ class StudyDir:
     manifest, plan, lock and upload. What goes into them is decided by ``rsb_tune.runner.lifecycle``."""
 
     def __init__(self, storage: str | os.PathLike | Location, name: str):
-        if not _NAME_RE.match(name):
-            raise StudyError(f"study name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, not starting with a symbol)")
+        check_name(name)
         self.location = storage if isinstance(storage, Location) else locate(storage)
         self.storage = self.location.root
         self.name = name
@@ -167,24 +218,20 @@ class StudyDir:
             probe.release()
 
     def meta(self) -> dict[str, Any]:
-        import yaml
-
+        """study.yaml (:func:`parse_meta`); unreadable or damaged: a StudyError naming it."""
         try:
-            meta = yaml.safe_load(self.meta_path.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise StudyError(f"{self.meta_path}: unreadable or corrupt ({type(e).__name__})") from None
-        if not isinstance(meta, dict) or "kind" not in meta:
-            raise StudyError(f"{self.meta_path}: corrupt (not a study.yaml mapping with 'kind')")
-        return meta
+            data = self.meta_path.read_bytes()
+        except OSError as e:
+            raise StudyError(f"{self.meta_path}: unreadable ({type(e).__name__})") from None
+        return parse_meta(data, self.meta_path)
 
     def plan(self) -> dict[str, dict[str, Any]]:
+        """plan.json (:func:`parse_plan`); unreadable or damaged: a StudyError naming it."""
         try:
-            plan = json.loads(self.plan_path.read_text())
-        except (OSError, ValueError) as e:
-            raise StudyError(f"{self.plan_path}: unreadable or corrupt ({type(e).__name__})") from None
-        if not isinstance(plan, dict):
-            raise StudyError(f"{self.plan_path}: corrupt (not a mapping of trial ids)")
-        return plan
+            data = self.plan_path.read_bytes()
+        except OSError as e:
+            raise StudyError(f"{self.plan_path}: unreadable ({type(e).__name__})") from None
+        return parse_plan(data, self.plan_path)
 
     def add_trial(self, trial_id: str, config: Mapping[str, Any]) -> None:
         """Record a trial created during a search (its resolved config) in plan.json."""

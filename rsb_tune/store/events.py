@@ -12,31 +12,86 @@ from typing import Any, Mapping
 
 from analysis import contract as C
 
-__all__ = ["parse_event_lines", "read_events", "trial_state"]
+__all__ = ["EventLog", "damage_line", "parse_event_lines", "read_events", "trial_state"]
 
 
-def parse_event_lines(lines) -> list[dict[str, Any]]:
-    """The event records of an event log's lines (str or bytes); a torn line is skipped."""
-    out = []
-    for line in lines:
+class EventLog(list):
+    """A log's event records (a list), and ``damaged``: (line number, what is wrong) of each line
+    that was skipped because it is not an event (a torn line, which a crash leaves, is not)."""
+
+    damaged: list[tuple[int, str]]
+
+    def __init__(self, events=(), damaged=()):
+        super().__init__(events)
+        self.damaged = list(damaged)
+
+
+def _problem(event: Any) -> str | None:
+    """What makes a parsed line not an event record, or None."""
+    if not isinstance(event, dict):
+        return f"not an event record (a JSON {type(event).__name__})"
+    if event.get("type") == "result":
+        epoch = event.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            return f"epoch {epoch!r} is not an integer"
+    return None
+
+
+def parse_event_lines(lines) -> EventLog:
+    """The event records of an event log's lines (str or bytes, each decoded alone). A torn line
+    (not JSON) is skipped; so is a line that is not UTF-8 text (but the last, which may be torn
+    mid-character) or whose record has fields of the wrong type, and it is counted in the
+    result's ``damaged``: the good lines around it stand."""
+    out, damaged = EventLog(), []
+    lines = list(lines)
+    for i, line in enumerate(lines, 1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                if i < len(lines):
+                    damaged.append((i, "not UTF-8 text"))
+                continue
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict):
+        except RecursionError:
+            damaged.append((i, "nested too deeply"))
+            continue
+        problem = _problem(event)
+        if problem:
+            damaged.append((i, problem))
+        else:
             out.append(event)
+    out.damaged = damaged
     return out
 
 
-def read_events(study, trial_id: str) -> list[dict[str, Any]]:
+def damage_line(trial_id: str, events: Any) -> str | None:
+    """One line naming the first damaged line of a trial's log (``events``: an :class:`EventLog`),
+    or None when none is."""
+    damaged = getattr(events, "damaged", None)
+    if not damaged:
+        return None
+    line, what = damaged[0]
+    more = f" (and {len(damaged) - 1} more damaged lines)" if len(damaged) > 1 else ""
+    return f"events/{trial_id}.jsonl line {line}: {what}, skipped{more}"
+
+
+def read_events(study, trial_id: str) -> EventLog:
     """A trial's event records (``study``: a :class:`rsb_tune.store.directory.StudyDir`); a line torn by a
-    crash mid-write is skipped (the trial re-reports that epoch when it continues)."""
+    crash mid-write is skipped (the trial re-reports that epoch when it continues), and so is a
+    damaged line (:func:`parse_event_lines`)."""
     path = study.events_dir / f"{trial_id}.jsonl"
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
-        return []
-    return parse_event_lines(text.splitlines())
+        return EventLog()
+    lines = data.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines.pop()
+    return parse_event_lines(lines)
 
 
 def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:

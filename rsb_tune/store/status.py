@@ -11,8 +11,10 @@ The rules, each decided here:
 - ``planned``: the plan's trials, or a search's ``num_samples`` (plus abandoned points, which
   the search samples again); a sequential study stopped by its rule does not count the seeds it
   never started;
-- ``state``: ``running`` while a driver holds the study, else ``finished`` when nothing is
-  left to run, else ``interrupted``;
+- ``state``: ``damaged`` when a file of the study cannot be read as it should (``damaged``
+  names the file, and the line of an event log, and what is wrong: one study's problem, which
+  no reader of the storage fails on), else ``running`` while a driver holds the study, else
+  ``finished`` when nothing is left to run, else ``interrupted``;
 - ``best``: the best final value in the manifest's direction; among tied trials, the first in
   trial order (:func:`analysis.contract.best_of`).
 """
@@ -27,7 +29,7 @@ from typing import Any, Mapping
 from analysis import contract as C
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "study_status", "read_status"]
+__all__ = ["StudyStatus", "damaged_status", "read_status", "study_status"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,7 @@ class StudyStatus:
     running_now: bool
     search: str | None = None
     stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
+    damaged: str | None = None  # one line: the damaged file (and line) and what is wrong with it
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -63,7 +66,10 @@ class StudyStatus:
 
     @property
     def state(self) -> str:
-        """``running`` (a driver holds it), ``finished`` (nothing left) or ``interrupted``."""
+        """``damaged`` (a file of it is), ``running`` (a driver holds it), ``finished`` (nothing
+        left) or ``interrupted``."""
+        if self.damaged:
+            return "damaged"
         if self.running_now:
             return "running"
         return "finished" if self.unfinished == 0 else "interrupted"
@@ -103,6 +109,7 @@ class StudyStatus:
             "ended_at": self.ended_at,
             "state": self.state,
             "stopped_by_rule": self.stopped_by_rule,
+            "damaged": self.damaged,
         }
 
     def __str__(self) -> str:
@@ -131,6 +138,8 @@ class StudyStatus:
         if self.stopping:
             out.append("  " + stopping_line(self.stopping))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
+        if self.damaged:
+            out.append(f"  damaged: {self.damaged}")
         return out
 
     def summary(self, default_storage: str | None = None) -> list[str]:
@@ -172,13 +181,15 @@ def study_status(
     states: Mapping[str, tuple[str, Mapping[int, Mapping[str, Any]]]],
     running_now: bool,
     stopping: Mapping[str, Any] | None = None,
+    damaged: str | None = None,
 ) -> StudyStatus:
     """The status of a study from its manifest and its trials' states.
 
     ``states``: trial id (every trial of the plan, in plan order) -> (status, {epoch: result})
     as :func:`rsb_tune.store.events.trial_state` reads them; ``running_now``: whether a driver
     holds the study; ``stopping``: a sequential study's stopping record (the manifest's, or the
-    decision recomputed from the event logs), None for other studies."""
+    decision recomputed from the event logs), None for other studies; ``damaged``: one line
+    naming a damaged event log's line (:func:`rsb_tune.store.events.damage_line`), or None."""
     counts: dict[str, int] = {}
     finals: list[tuple[float, str]] = []
     for tid, (status, by_epoch) in states.items():
@@ -195,21 +206,41 @@ def study_status(
         name=name, kind=manifest.kind, recipe=manifest.recipe, where=where, planned=planned, counts=counts,
         metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
-        search=manifest.search, stopping=dict(stopping) if stopping else None,
+        search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged,
+    )  # fmt: skip
+
+
+def damaged_status(*, name: str, where: str, problem: str) -> StudyStatus:
+    """The status of a study whose manifest or plan cannot be read: ``damaged``, with
+    ``problem`` (one line naming the file and what is wrong), and nothing counted."""
+    return StudyStatus(
+        name=name, kind="unknown", recipe=None, where=where, planned=0, counts={}, metric=C.DEFAULT_METRIC,
+        mode=C.default_mode(C.DEFAULT_METRIC), values=(), best_trial=None, started_at=None, ended_at=None,
+        running_now=False, damaged=problem,
     )  # fmt: skip
 
 
 def read_status(study) -> StudyStatus:
     """The status of the study directory ``study`` (:class:`rsb_tune.store.directory.StudyDir`)
     from its files now: its manifest, each planned trial's event log, whether a driver holds
-    its lock, and a sequential study's stopping record recomputed from the event logs."""
+    its lock, and a sequential study's stopping record recomputed from the event logs. A
+    manifest or plan that cannot be read makes the study ``damaged`` (the file and what is
+    wrong), as does a skipped line of an event log (the study is counted without it)."""
+    from rsb_tune.errors import StudyError
     from rsb_tune.sequential.engine import stopping_record
     from rsb_tune.store.backends import StudyLock
-    from rsb_tune.store.events import read_events, trial_state
+    from rsb_tune.store.events import damage_line, read_events, trial_state
 
-    meta = study.meta()
-    states = {tid: trial_state(read_events(study, tid))[:2] for tid in study.plan()}
+    try:
+        meta, plan = study.meta(), study.plan()
+    except StudyError as e:  # a damaged manifest or plan: the study's state says it
+        return damaged_status(name=study.name, where=study.where, problem=str(e))
+    states, damaged = {}, None
+    for tid in plan:
+        events = read_events(study, tid)
+        states[tid] = trial_state(events)[:2]
+        damaged = damaged or damage_line(tid, events)
     return study_status(
         name=study.name, where=study.where, manifest=Manifest.of(meta), states=states,
-        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta),
+        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta), damaged=damaged,
     )  # fmt: skip
