@@ -284,7 +284,7 @@ import json, sys, time
 from pathlib import Path
 import pandas as pd
 import analysis, rsb_tune
-from rsb_tune.errors import StudyError
+from analysis import StudyError  # the engine's StudyError is one too: this catches both
 
 storage, name, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 root = Path(storage) / name
