@@ -281,7 +281,8 @@ class Storage:
         """(the study's status from the one status function, the page's other facts); a study
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
-        from rsb_tune.store import Manifest, damage_line, damaged_status, study_status
+        from rsb_tune.store import Manifest, damaged_status, study_status
+        from rsb_tune.store.status import trial_states
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -289,12 +290,7 @@ class Storage:
             status = damaged_status(name=ref.name, where=ref.name, problem=str(e))
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
-        states, damaged = {}, None
-        for tid in plan:
-            events = self.events(ref, tid)
-            status, by_epoch, _ = _trial_state(events)
-            states[tid] = (status, by_epoch)
-            damaged = damaged or damage_line(tid, events)
+        states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
         status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta), damaged=damaged)
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,

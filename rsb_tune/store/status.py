@@ -29,7 +29,7 @@ from typing import Any, Mapping
 from analysis import contract as C
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "damaged_status", "read_status", "study_status"]
+__all__ = ["StudyStatus", "damaged_status", "read_status", "study_status", "trial_states"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +220,20 @@ def damaged_status(*, name: str, where: str, problem: str) -> StudyStatus:
     )  # fmt: skip
 
 
+def trial_states(plan, events_of) -> tuple[dict[str, tuple[str, Mapping[int, Mapping[str, Any]]]], str | None]:
+    """({trial id: (status, {epoch: result})} over ``plan`` in its order, the first damaged
+    event line or None); ``events_of(trial_id)``: the trial's event records, as the caller reads
+    them (the store from disk, the browser from its cache)."""
+    from rsb_tune.store.events import damage_line, trial_state
+
+    states, damaged = {}, None
+    for tid in plan:
+        events = events_of(tid)
+        states[tid] = trial_state(events)[:2]
+        damaged = damaged or damage_line(tid, events)
+    return states, damaged
+
+
 def read_status(study) -> StudyStatus:
     """The status of the study directory ``study`` (:class:`rsb_tune.store.directory.StudyDir`)
     from its files now: its manifest, each planned trial's event log, whether a driver holds
@@ -229,17 +243,13 @@ def read_status(study) -> StudyStatus:
     from rsb_tune.errors import StudyError
     from rsb_tune.sequential.engine import stopping_record
     from rsb_tune.store.backends import StudyLock
-    from rsb_tune.store.events import damage_line, read_events, trial_state
+    from rsb_tune.store.events import read_events
 
     try:
         meta, plan = study.meta(), study.plan()
     except StudyError as e:  # a damaged manifest or plan: the study's state says it
         return damaged_status(name=study.name, where=study.where, problem=str(e))
-    states, damaged = {}, None
-    for tid in plan:
-        events = read_events(study, tid)
-        states[tid] = trial_state(events)[:2]
-        damaged = damaged or damage_line(tid, events)
+    states, damaged = trial_states(plan, lambda tid: read_events(study, tid))
     return study_status(
         name=study.name, where=study.where, manifest=Manifest.of(meta), states=states,
         running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta), damaged=damaged,
