@@ -153,58 +153,13 @@ def find_space(spec: str | Path) -> str:
     raise ConfigError(f"{spec}: no such space file, and no shipped space of that name{suggest(name, shipped)}; shipped: {', '.join(shipped)} (see `rsb-tune spaces`)")
 
 
-class DuplicateKeyError(ValueError):
-    """A mapping of a YAML file names a key twice (YAML itself would keep the last value)."""
-
-
-def _unique_key_loader():
-    """yaml's SafeLoader that refuses a key given twice in one mapping, at any nesting level,
-    naming the key and both lines (keys brought in by a ``<<`` merge may be overridden)."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                seen: dict = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    mark = key_node.start_mark
-                    try:
-                        first = seen.setdefault(key, mark)
-                    except TypeError:
-                        continue  # an unhashable key: refused by the constructor itself
-                    if first is not mark:
-                        where = f"lines {first.line + 1} and {mark.line + 1}"
-                        if first.line == mark.line:
-                            where = f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
-                        raise DuplicateKeyError(f"key {key!r} is given twice in one mapping ({where})")
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
-
-
 def load_space(path: str | Path) -> Space:
     """Read and validate a space file; every error names the file and the key."""
-    import yaml
+    from rsb_tune.store.yamltext import read_config_file
 
-    from rsb_tune.store.yamltext import load_yaml
-
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise ConfigError(f"{path}: no such space file")
-    try:
-        raw = load_yaml(p.read_bytes(), str(path), ConfigError, loader=_unique_key_loader())  # size, depth and UTF-8 limits
-    except DuplicateKeyError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e})") from None
-    return space_from_mapping(raw, path)
+    return space_from_mapping(read_config_file(path, ConfigError), path)
 
 
 def space_from_mapping(raw: Any, path: str | Path) -> Space:
@@ -382,7 +337,7 @@ def build_plan(
             raise ConfigError(f"{layer.source}: seed is set per trial; use --seed-start / the space file's seeds")
     base = resolve(recipe, profile, layers)
     if searched:
-        resolver = PointResolver(recipe.name, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
+        resolver = PointResolver(recipe.spec, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
         for key, (kind, values) in space.params.items():
             for v in values:
                 resolver({key: v})
