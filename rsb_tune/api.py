@@ -79,13 +79,13 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, n: int | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
-    finished :class:`Study`."""
+    finished :class:`Study`; ``n``: seeds per grid point instead of the space's."""
     experiment, options = _split(kwargs)
     run_options(options)
-    plan = plan_grid(space, **experiment)
-    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), name=name, **experiment), **options)
+    plan = plan_grid(space, n=n, **experiment)
+    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, name=name, **experiment), **options)
 
 
 def _python_call(fn: str, **kwargs) -> str:
