@@ -91,6 +91,18 @@ def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
         ("mode: maximize\n", "allowed: min, max"),
         ("base: {drop_path: 1.5}\n", "drop_path must be < 1.0"),
         ("base: {lr: 1.0e-3}\ngrid: {lr: [1.0e-3]}\n", "both in base and grid"),
+        # cases: errors name the case's index
+        ("cases: {model: resnet10t}\n", "cases must be a non-empty list of mappings"),
+        ("cases: []\n", "cases must be a non-empty list of mappings"),
+        ("cases:\n  - {model: resnet10t}\n  - resnet18\n", "space.yaml: cases[1] must be a non-empty mapping"),
+        ("cases:\n  - {model: resnet10t}\n  - {modle: resnet18}\n", "space.yaml: cases[1]: unknown key 'modle'; did you mean 'model'"),
+        ("cases:\n  - {lr: fast}\n", "space.yaml: cases[0]: lr must be a number"),
+        ("cases:\n  - {seed: 3}\n", "cases[0]: 'seed' cannot be set by a case; list seeds under 'seeds'"),
+        ("cases:\n  - {workers_per_trial: 2}\n", "cases[0]: 'workers_per_trial' cannot be set by a case: it holds one value per study"),
+        ("cases:\n  - {recipe: A2}\ngrid: {recipe: [A2, T2]}\n", "cases[0]: 'recipe' is also in grid"),
+        ("base: {model: resnet18}\ncases:\n  - {model: resnet10t}\n", "cases[0]: 'model' is also in base"),
+        ("cases:\n  - {model: resnet10t}\n  - {model: resnet10t}\n", "cases[1] repeats cases[0]"),
+        ("search: optuna\nnum_samples: 2\ncases:\n  - {model: resnet10t}\nparams: {lr: {loguniform: [1.0e-3, 1.0e-2]}}\n", "`search: optuna` samples `params`; remove `cases`"),
     ],
 )
 def test_space_errors_name_file_and_key(tmp_path, text, message):
@@ -221,29 +233,6 @@ def test_a_case_value_names_its_case_as_its_source(tmp_path):
     assert cfg.sources["lr"] == f"cases[1] in {p}"
     plan = build_plan(get_recipe("A2"), PROFILE, seeds=(0,), space=space)
     assert [c["lr"] for c in plan.trials.values()] == [5e-3, 1e-3]  # the first case keeps the recipe's lr
-
-
-@pytest.mark.parametrize(
-    "text,message",
-    [
-        ("cases: {model: resnet10t}\n", "cases must be a non-empty list of mappings"),
-        ("cases: []\n", "cases must be a non-empty list of mappings"),
-        ("cases:\n  - {model: resnet10t}\n  - resnet18\n", "space.yaml: cases[1] must be a non-empty mapping"),
-        ("cases:\n  - {model: resnet10t}\n  - {modle: resnet18}\n", "space.yaml: cases[1]: unknown key 'modle'; did you mean 'model'"),
-        ("cases:\n  - {lr: fast}\n", "space.yaml: cases[0]: lr must be a number"),
-        ("cases:\n  - {seed: 3}\n", "cases[0]: 'seed' cannot be set by a case; list seeds under 'seeds'"),
-        ("cases:\n  - {workers_per_trial: 2}\n", "cases[0]: 'workers_per_trial' cannot be set by a case: it holds one value per study"),
-        ("cases:\n  - {recipe: A2}\ngrid: {recipe: [A2, T2]}\n", "cases[0]: 'recipe' is also in grid"),
-        ("base: {model: resnet18}\ncases:\n  - {model: resnet10t}\n", "cases[0]: 'model' is also in base"),
-        ("cases:\n  - {model: resnet10t}\n  - {model: resnet10t}\n", "cases[1] repeats cases[0]"),
-        ("search: optuna\nnum_samples: 2\ncases:\n  - {model: resnet10t}\nparams: {lr: {loguniform: [1.0e-3, 1.0e-2]}}\n", "`search: optuna` samples `params`; remove `cases`"),
-    ],
-)
-def test_case_errors_name_the_file_and_the_case(tmp_path, text, message):
-    p = write(tmp_path, text)
-    with pytest.raises(ConfigError) as e:
-        load_space(p)
-    assert message in str(e.value)
 
 
 def test_a_case_whose_model_kwargs_do_not_fit_is_named_by_its_index(tmp_path):

@@ -320,7 +320,6 @@ def _read(path: Path, seen: tuple) -> Recipe:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise ConfigError(f"{where}: {k} must be a number or null, got {v!r}")
         results[k] = None if v is None else float(v)
-    own = f"recipe {name} ({where})"
     if "extends" in raw:
         parent = _parent(raw["extends"], path, (*seen, path.resolve()))
         inherited = parent.hyperparameters()
