@@ -340,10 +340,9 @@ def resolve(recipe, profile, layers: Iterable[Layer] = ()) -> ResolvedConfig:
     ``recipe`` or ``dataset`` puts that recipe, or that dataset's profile, in place of the one
     given: a trial of a grid over recipes is resolved from its own recipe."""
     from rsb_tune.data.registry import get_dataset
-    from rsb_tune.planning.recipes import get_recipe
 
     layers = tuple(layers)
-    recipe = _named(layers, "recipe", get_recipe, recipe)
+    recipe = _named(layers, "recipe", recipe.find, recipe)  # through the recipe: its module reads recipe files with this one's schema
     profile = _named(layers, "dataset", lambda name: get_dataset(name).profile, profile)
     raw: dict[str, Any] = {}
     raw_sources: dict[str, str] = {}

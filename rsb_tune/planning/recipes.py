@@ -86,6 +86,11 @@ class Recipe:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _META}
         return {**out, **self.extra}
 
+    @staticmethod
+    def find(spec: "str | Path") -> "Recipe":
+        """:func:`get_recipe`, for :func:`rsb_tune.planning.config.resolve` (which validates recipe files' values, so cannot import this module)."""
+        return get_recipe(spec)
+
     @property
     def spec(self) -> str:
         """What :func:`get_recipe` finds it by from any directory: its name, or its file's absolute path."""
