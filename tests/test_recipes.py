@@ -196,3 +196,18 @@ def test_recipes_cli_lists_and_shows_a_project_recipe(tmp_path, monkeypatch):
     listing = run_cli("recipes", cwd=tmp_path)
     assert "a2_wd05" in listing.stdout and "(recipes/a2_wd05.yaml)" in listing.stdout and "T2" in listing.stdout
     assert_user_error(run_cli("seeds", "--n", "2", "--recipe", "a2_wd5", "--dry-run", cwd=tmp_path), "unknown recipe 'a2_wd5'", "did you mean 'a2_wd05'")
+
+
+def test_a_search_resolves_a_recipe_file_from_any_directory(tmp_path, monkeypatch):
+    """A search resolves its points as it runs (in the trial too): it names a recipe file by its
+    absolute path, so a trial in another working directory finds it."""
+    import rsb_tune
+
+    _project(tmp_path, monkeypatch, mine="extends: T2\nweight_decay: 0.1\n")
+    space = tmp_path / "search.yaml"
+    space.write_text("recipe: mine\nsearch: optuna\nnum_samples: 2\nparams: {lr: {loguniform: [1.0e-4, 1.0e-2]}}\n")
+    resolver = rsb_tune.plan_grid(space, epochs=1).plan.resolver
+    assert Path(resolver.recipe).is_absolute()
+    monkeypatch.chdir(tmp_path.parent)
+    cfg = resolver({"lr": 2e-3})
+    assert (cfg["recipe"], cfg["weight_decay"], cfg["opt"], cfg["lr"]) == ("mine", 0.1, "adamw", 2e-3)
