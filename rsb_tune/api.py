@@ -66,16 +66,22 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
-    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`)."""
+    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`).
+    ``trainer=my_train`` (a function ``train(config, report)`` or ``"module:function"``) or
+    ``trainer_cmd="python train.py --seed {seed}"``: your own training code under ``n`` seeds,
+    each with ``config`` and its seeds (docs/own-trainer.md)."""
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **experiment)
-    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **own, **experiment)
+    if plan.trainer is not None:
+        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    command = _python_call("seeds", n=n, recipe=None if plan.trainer else recipe, seed_start=seed_start or None, **rule, **own, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
@@ -137,11 +143,22 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    _check_resumable(study.meta())
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
         return _paired_result(*driver.resume_pair(study, opts))
     data = load_study_data(data_configs(study.meta()))
     return _finished(study, driver.run(study, data, opts))
+
+
+def _check_resumable(meta: Mapping[str, Any]) -> None:
+    """An imported study has nothing to run; a study of your own trainer needs it importable."""
+    if meta.get("imported"):
+        raise StudyError(f"study {meta.get('name')!r} was imported from {meta.get('imported')}: it has no plan to run, nothing to resume")
+    if meta.get("trainer"):
+        from rsb_tune.training.custom import load_trainer
+
+        load_trainer(meta["trainer"])
 
 
 # --------------------------------------------------------------------------- A against B until decided

@@ -77,13 +77,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             r.add_argument(flag, type=meta["type"] or str, default=f.default, metavar=meta["metavar"] or "N", help=meta["help"] + shown)
 
 
+def _add_trainer_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own training code (docs/own-trainer.md; --set then gives its config, free-form)")
+    g.add_argument("--trainer", metavar="MODULE:FN", help="a function train(config, report): my_pkg.module:train or path/file.py:train")
+    g.add_argument("--trainer-cmd", metavar="COMMAND", help='a command run per seed, e.g. "python train.py --seed {seed}"; it appends JSON lines {"epoch": 1, ...} to $RSB_TUNE_METRICS ({metrics})')
+
+
+def _trainer(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("trainer", "trainer_cmd") if getattr(args, k, None) is not None}
+
+
 def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
     """The flags of a sequential study's rule (validated by rsb_tune.sequential.rule, defaults there)."""
     g = p.add_argument_group("sequential study (anytime-valid intervals; see docs/sequential.md)")
     if until:
         g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
     g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
-    g.add_argument("--metric", help="final metric the rule follows (default val_top1)")
+    g.add_argument("--metric", help="final metric the rule follows (default val_top1; with --trainer: the metric the study follows, any the trainer reports)")
     g.add_argument("--method", help="confidence sequence: t_mixture (default) or betting")
 
 
@@ -110,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name: A1, A2 or A3 (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=True)
     _add_study_options(p)
 
@@ -240,7 +251,7 @@ def _cmd_study(args) -> int:
     if args.command == "grid":
         plan = api.plan_grid(args.space, **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0

@@ -11,6 +11,7 @@ precedence chain (:mod:`rsb_tune.planning.config`), checked against timm
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +34,7 @@ class StudyPlan:
     plan: Any
     label: str
     stopping: Any = None  # a sequential study's rule (rsb_tune.sequential.rule.StoppingRule), or None
+    trainer: Mapping[str, Any] | None = None  # your own trainer: {"trainer": path} or {"trainer_cmd": text}, its metric and mode
 
     @property
     def trials(self) -> Mapping[str, Mapping[str, Any]]:
@@ -53,6 +55,11 @@ class StudyPlan:
             return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
 
         base = self.plan.base
+        if self.trainer is not None:
+            until = f", until {self.stopping.text}" if self.stopping is not None else ""
+            lines = [f"{len(self.trials)} trials ({self.kind}{until}) of {self.trainer.get('trainer') or self.trainer.get('trainer_cmd')}, metric {self.trainer['metric']} ({self.trainer['mode']})", "config (key: value  # source):"]
+            lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
+            return lines + [f"  {tid}: seed {cfg['seed']}" for tid, cfg in self.trials.items()]
         recipes, datasets = ", ".join(self.plan.values_of("recipe")), ", ".join(self.plan.values_of("dataset"))
         if self.stopping is not None:
             head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
@@ -102,7 +109,7 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, **experiment) -> StudyPlan:
+def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
 
     With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
@@ -115,12 +122,88 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
         raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
     from rsb_tune.planning import packs
 
-    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return plan_trainer(seeds_, trainer=trainer, trainer_cmd=trainer_cmd, config=config, recipe=recipe, until=until, level=level, metric=metric, method=method, **experiment)
+    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
     if rule is not None:
         packs.check(plan.trials.values(), unsupported="a sequential study (--until)")
     return dataclasses.replace(plan, stopping=rule)
+
+
+# the keys of a custom trainer's config that are rsb-tune's: seeds are set per trial, metric and
+# mode name what the study follows (read, not passed on), the rest is where the trial runs
+_SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
+_STUDY_KEYS = ("metric", "mode")
+
+
+def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, recipe: str = DEFAULT_RECIPE, until: str | None = None, level=None, metric=None, method=None, overrides=None, **experiment) -> StudyPlan:
+    """A seed study of your own trainer (a function ``train(config, report)``, see
+    :mod:`rsb_tune.training.custom`) or command: each seed's config is ``config`` with the
+    ``--set`` values over it (free-form: the built-in recipe's keys do not apply) and the three
+    seeds derived from the seed as the built-in trial's are. ``metric``/``mode`` (config keys or
+    arguments) name what the study follows; a sequential rule (``until``) may follow any metric
+    the trainer reports."""
+    from rsb_tune.planning.config import Layer, ResolvedConfig, derive_seeds
+    from rsb_tune.planning.space import Plan
+    from rsb_tune.sequential import rule as stopping
+    from rsb_tune.training import custom
+
+    if (trainer is None) == (trainer_cmd is None):
+        raise ConfigError(f"give one of {arg('trainer')} and {arg('trainer_cmd')}" + (f" (with {arg('config')})" if trainer is None else ""))
+    if recipe != DEFAULT_RECIPE:
+        raise ConfigError(f"{arg('recipe')}: a recipe is the built-in trial's; your trainer takes {arg('config')} / {arg('overrides', flag='--set')}")
+    if experiment:
+        raise ConfigError(f"{arg(sorted(experiment)[0])}: the built-in trial's; with your own trainer, put it in {arg('config')} or {arg('overrides', flag='--set')}")
+    record = {custom.TRAINER: custom.check_trainer(trainer)} if trainer is not None else {custom.TRAINER_CMD: custom.check_command(trainer_cmd)}
+    layers = [Layer("config", dict(config or {}))] if config else []
+    if overrides:
+        layers.append(_free_set(overrides))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.values.items():
+            if key in _SEED_KEYS or key in custom.OURS:
+                raise ConfigError(f"{layer.source}: {key!r} is set by rsb-tune per trial (seeds: --seed-start/--n; the trainer: --trainer; threads: --threads)")
+            values[str(key)], sources[str(key)] = value, layer.source
+    metric = str(metric or values.pop("metric", None) or C.DEFAULT_METRIC)
+    mode = values.pop("mode", None) or C.default_mode(metric)
+    if mode not in ("max", "min"):
+        raise ConfigError(f"{sources.get('mode', 'config')}: mode must be max or min, got {mode!r}")
+    sources.pop("metric", None), sources.pop("mode", None)
+    rule = None
+    if until is not None:
+        rule = stopping.check_rule(until, cap=len(seeds_), metric=metric, level=level, method=method, metrics=(metric,))
+    elif level is not None or method is not None:
+        raise ConfigError(f"{arg('level')}, {arg('method')}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
+    values = json.loads(json.dumps(values, default=str))  # recorded as JSON in the study's plan
+    width = max(4, len(str(len(seeds_) - 1)))
+    trials = {f"t{i:0{width}d}": {**values, **derive_seeds(seed), **record} for i, seed in enumerate(seeds_)}
+    base = ResolvedConfig({**values, **record}, {**sources, **{k: "--trainer" for k in record}})
+    plan = Plan(base=base, trials=trials, params=(), layers=tuple(layers))
+    name = record.get(custom.TRAINER, "").rpartition(":")[2] or "cmd"
+    return StudyPlan("seeds", None, None, None, plan, name, stopping=rule, trainer={**record, "metric": metric, "mode": mode})
+
+
+def _free_set(items) -> Any:
+    """``--set key=value`` for your own trainer: values read as YAML scalars, any key."""
+    import yaml
+
+    from rsb_tune.planning.config import Layer
+
+    if isinstance(items, Mapping):
+        return Layer("--set", dict(items))
+    values = {}
+    for item in [items] if isinstance(items, str) else items:
+        key, eq, raw = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return Layer("--set", values)
 
 
 def _stopping_rule(until, cap, **rule):

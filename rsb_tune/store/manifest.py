@@ -78,6 +78,8 @@ class Manifest:
 def data_configs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The data specs a study recorded (its base config with each spec's data keys), for
     :func:`rsb_tune.data.registry.load_study_data`; a study written before ``data_specs``: its base."""
+    if meta.get("trainer") or meta.get("trainer_cmd") or meta.get("imported"):
+        return []  # your own trainer loads its own data; imported results have none
     base = dict(meta.get("base_config") or {})
     return [{**base, **record["spec"]} for record in meta.get("data_specs") or []] or [base]
 
