@@ -49,6 +49,17 @@ class Manifest:
     format: int
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
 
+    @property
+    def origin(self) -> str:
+        """Where the study's trials come from: ``recipe A2``, ``trainer file.py:train``, ``imported from x.csv``."""
+        raw = self.raw
+        if raw.get("imported"):
+            return f"imported from {raw['imported']}"
+        if raw.get("trainer") or raw.get("trainer_cmd"):
+            spec = str(raw.get("trainer") or raw.get("trainer_cmd"))
+            return f"trainer {spec.replace(chr(92), '/').rsplit('/', 1)[-1]}" if raw.get("trainer") else f"command {spec}"
+        return f"recipe {self.recipe}"
+
     @classmethod
     def of(cls, meta: Mapping[str, Any]) -> "Manifest":
         metric = str(meta.get("metric") or C.DEFAULT_METRIC)

@@ -148,8 +148,7 @@ class _Report:
                 values[name] = float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"report(): metric {name!r} must be a number, got {value!r}") from None
-        self.last = {"epoch": epoch, "values": values}
-        self._send(epoch, values, checkpoint)
+        self.last = {"epoch": epoch, "values": values, "epoch_time_s": self._send(epoch, values, checkpoint)}
 
 
 def _result(epoch: int, values: Mapping[str, float], status: str, started: float) -> dict[str, Any]:
@@ -175,8 +174,10 @@ def train_custom(config: Mapping[str, Any], report, data=None, *, resume: Mappin
         if checkpoint is not None:
             state["model"] = dict(checkpoint)
             ckpt = {"epoch": epoch, "model": state["model"]}
-        report(_result(epoch, values, C.RUNNING, clock["t"]), checkpoint=ckpt)
+        result = _result(epoch, values, C.RUNNING, clock["t"])
+        report(result, checkpoint=ckpt)
         clock["t"] = time.perf_counter()
+        return result["epoch_time_s"]
 
     reporter = _Report(send, state["model"])
     if TRAINER_CMD in config:
@@ -187,8 +188,7 @@ def train_custom(config: Mapping[str, Any], report, data=None, *, resume: Mappin
         raise RuntimeError("the trainer returned without calling report(epoch=..., ...) once")
     values = reporter.last["values"]
     status = C.DIVERGED if any(not math.isfinite(v) for v in values.values()) else C.OK
-    final = _result(reporter.last["epoch"], values, status, time.perf_counter())
-    final["epoch_time_s"] = 0.0
+    final = {**_result(reporter.last["epoch"], values, status, 0.0), "epoch_time_s": reporter.last["epoch_time_s"]}
     report(final, checkpoint={"epoch": reporter.last["epoch"], "model": state["model"]} if state["model"] is not None else None)
     return final
 
