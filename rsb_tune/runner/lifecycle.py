@@ -361,6 +361,9 @@ def prepare_run(study: StudyDir, *, searching: bool = False, only=None) -> Resum
         if good:  # the newest recorded checkpoint that exists and is whole, where the study is now
             resume_from[tid] = ckpts.path(good)
             kept.add(good)
+        elif any(ev.get("type") == "result" for ev in events):
+            own = " (its trainer saves no state: docs/own-trainer.md)" if "trainer" in cfg or "trainer_cmd" in cfg else ""
+            logger.info("%s: no checkpoint to continue from: it starts over%s", tid, own)
         started = trial_threads(events)
         if started:
             threads[tid] = started
