@@ -45,7 +45,7 @@ from rsb_tune.store.directory import StudyDir
 if TYPE_CHECKING:
     import analysis
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
+__all__ = ["import_results", "seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -159,6 +159,22 @@ def _check_resumable(meta: Mapping[str, Any]) -> None:
         from rsb_tune.training.custom import load_trainer
 
         load_trainer(meta["trainer"])
+
+
+def import_results(results, *, name: str, storage: str | None = None, metric: str | None = None, mode: str | None = None, config=()) -> list["Study"]:
+    """Results made elsewhere as studies every command reads (docs/own-trainer.md): ``results``
+    is a DataFrame or the path of a .csv, .tsv, .parquet or .jsonl file, one row per seed (or
+    per seed and epoch) with a ``seed`` column and metric columns; optional ``arm`` (one study
+    per arm, ``NAME-ARM``), ``task``, ``epoch`` and config keys (text and boolean columns, and
+    the numeric ones named in ``config``). ``metric``: the one the studies follow (default
+    val_top1 when it is a column, else the first numeric one). Returns the studies written."""
+    from rsb_tune.runner.imported import import_results as write, read_results
+
+    source = "DataFrame"
+    if isinstance(results, (str, Path)):
+        source, results = str(results), read_results(results)
+    command = _python_call("import_results", results=source, name=name, metric=metric, mode=mode, config=list(config) or None)
+    return [Study(d) for d in write(results, name=name, storage=_storage(storage), metric=metric, mode=mode, config=config, source=source, command=command)]
 
 
 # --------------------------------------------------------------------------- A against B until decided

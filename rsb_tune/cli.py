@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="the metric (default: the study's)")
     _add_storage(p)
 
+    p = sub.add_parser("import", help="results made elsewhere (CSV, parquet) as studies", description="Write a results file as a study every command reads: one row per seed (or seed and epoch), a `seed` column, metric columns, and optionally `arm` (one study NAME-ARM per arm, for compare), `task`, `epoch` and config keys (text columns, or numeric ones named with --config). See docs/own-trainer.md.")
+    p.add_argument("file", help="a .csv, .tsv, .parquet or .jsonl file")
+    p.add_argument("--name", required=True, help="the study's name (with an arm column: NAME-ARM per arm)")
+    p.add_argument("--metric", help="the metric column the study follows (default val_top1 when present, else the first numeric column)")
+    p.add_argument("--mode", choices=("max", "min"), help="whether higher or lower is better (default: min for *loss, else max)")
+    p.add_argument("--config", action="append", default=[], metavar="COLUMN", help="a numeric column that is a config key, not a metric (repeatable)")
+    _add_storage(p)
+
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
     p.add_argument("name")
     _add_storage(p)
@@ -283,6 +291,17 @@ def _cmd_plan_seeds(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    from rsb_tune import api
+
+    studies = api.import_results(args.file, name=args.name, storage=args.storage, metric=args.metric, mode=args.mode, config=args.config)
+    for study in studies:
+        print(f"imported {study.name}: {len(study.plan)} trials, {study.meta['metric']} -> {study.where}")
+    if len(studies) == 2:
+        print(f"compare them: rsb-tune compare {studies[0].name} {studies[1].name}" + (f" --storage {args.storage}" if args.storage != default_storage() else ""))
+    return 0
+
+
 def _cmd_resume(args) -> int:
     from rsb_tune import api
 
@@ -334,6 +353,7 @@ _COMMANDS = {
     "grid": _cmd_study,
     "ab": _cmd_ab,
     "plan-seeds": _cmd_plan_seeds,
+    "import": _cmd_import,
     "resume": _cmd_resume,
     "status": _cmd_status,
     "report": _cmd_report,
