@@ -110,13 +110,13 @@ def import_results(df, *, name: str, storage: str, metric: str | None = None, mo
     epochs = _integers(df, EPOCH, source, least=1) if EPOCH in df.columns else [1] * len(df)
     ours = {SEED, ARM, EPOCH}
     numeric = [c for c in df.columns if c not in ours and c not in config and c != TASK and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    keys = [c for c in df.columns if c not in ours and c not in numeric]  # task, text and boolean columns, named numeric ones
-    metric = metric or (C.DEFAULT_METRIC if C.DEFAULT_METRIC in numeric or not numeric else numeric[0])
+    metric = metric or (C.DEFAULT_METRIC if C.DEFAULT_METRIC in df.columns or not numeric else numeric[0])
+    keys = [c for c in df.columns if c not in ours and c not in numeric and c != metric]  # task, text and boolean columns, named numeric ones
     if metric not in df.columns:
         raise _fail(source, None, metric, f"the metric is not a column ({', '.join(df.columns)}); name it with --metric")
     if metric not in numeric:
-        bad = next(i for i, v in enumerate(df[metric].tolist()) if not isinstance(v, (int, float)) or isinstance(v, bool))
-        raise _fail(source, bad, metric, f"{df[metric].iloc[bad]!r} is not a number")
+        df[metric] = _numbers(df, metric, source)  # names the first cell that is not a number
+        numeric.append(metric)
     mode = mode or C.default_mode(metric)
     if mode not in ("max", "min"):
         raise ResultsError(f"mode: must be max or min, got {mode!r}")

@@ -91,6 +91,7 @@ class StudyStatus:
             "name": self.name,
             "kind": self.kind,
             "recipe": self.recipe,
+            "origin": self.origin or f"recipe {self.recipe or '–'}",
             "search": self.search,
             "metric": self.metric,
             "mode": self.mode,
