@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs-set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of arm b only (repeatable); --set is arm a's")
     p.add_argument("--delta", type=float, help="equivalence margin: stop as 'equivalent' once the interval of mean(a - b) lies inside +-delta")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=False)
     _add_study_options(p)
 
@@ -272,7 +273,7 @@ def _cmd_ab(args) -> int:
 
     experiment = _experiment(args)
     overrides = experiment.pop("overrides", None)
-    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **experiment)
+    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **_trainer(args), **experiment)
     if args.dry_run:
         print("\n".join(paired.describe()))
         return 0

@@ -178,3 +178,17 @@ def test_python_api_with_a_function(tmp_path):
         sys.path.remove(str(ROOT / "examples"))
     assert study.meta["trainer"] == "tiny_mlp:train" and study.status().done == 2
     assert study.trials.val_top1.notna().all()
+
+
+@pytest.mark.e2e
+def test_ab_of_own_trainer_until_decided(tmp_path):
+    """lr 0.1 against 0.01 for two epochs: arm a is clearly better, decided on the same seeds."""
+    run = run_cli("ab", "--n", "20", "--trainer", EXAMPLE, "--set", "epochs=2", "--set", "lr=0.1", "--vs-set", "lr=0.01", "--executor", "local", "--storage", str(tmp_path), "--name", "ab", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert "stopped: a_better" in run.stdout, run.stdout
+    a, b = (pd.read_parquet(tmp_path / f"ab-{arm}" / "trials.parquet") for arm in "ab")
+    assert list(a.seed) == list(b.seed) and (a.lr == 0.1).all() and (b.lr == 0.01).all()
+    with pytest.raises(Exception, match="same configuration"):
+        import rsb_tune
+
+        rsb_tune.plan_ab(20, trainer=EXAMPLE, config={"lr": 0.1})

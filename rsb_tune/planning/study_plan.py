@@ -270,7 +270,7 @@ class PairedPlan:
         return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
 
 
-def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, **experiment) -> PairedPlan:
+def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> PairedPlan:
     """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
     the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
     and the other experiment arguments. Arms that differ in anything the recipes and overrides
@@ -278,6 +278,8 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     from rsb_tune.sequential import rule as stopping
     from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return _plan_ab_trainer(n, recipe, vs_recipe, delta=delta, level=level, metric=metric, method=method, seed_start=seed_start, overrides=overrides, vs_overrides=vs_overrides, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     metric = metric or C.DEFAULT_METRIC
     rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
     from rsb_tune.planning import packs
@@ -289,4 +291,24 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     if a.trials == b.trials:
         raise ConfigError(f"the two arms are the same configuration; give {arg('vs_recipe')} or {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
     check_arms(a.plan, b.plan, named)
+    return PairedPlan(a, b, rule)
+
+
+def _plan_ab_trainer(n, recipe, vs_recipe, *, delta, level, metric, method, seed_start, overrides, vs_overrides, **own) -> PairedPlan:
+    """A paired study of your own trainer: arm a is ``config`` with ``overrides``, arm b
+    ``config`` with ``vs_overrides``, on the same seeds; the rule follows the arms' metric."""
+    from rsb_tune.planning.space import seed_list
+    from rsb_tune.sequential import rule as stopping
+
+    if vs_recipe is not None:
+        raise ConfigError(f"{arg('vs_recipe')}: a recipe is the built-in trial's; give arm b's config with {arg('vs_overrides', flag='--vs-set')}")
+    seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
+    a = plan_trainer(seeds_, recipe=recipe, metric=metric, overrides=overrides, **own)
+    b = plan_trainer(seeds_, recipe=recipe, metric=metric, overrides=vs_overrides, **own)
+    if a.trials == b.trials:
+        raise ConfigError(f"the two arms are the same configuration; give {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
+    if (a.trainer["metric"], a.trainer["mode"]) != (b.trainer["metric"], b.trainer["mode"]):
+        raise ConfigError("the two arms follow different metrics; set metric and mode in config, not per arm")
+    metric, mode = a.trainer["metric"], a.trainer["mode"]
+    rule = stopping.check_paired(cap=n, metric=metric, mode=mode, delta=delta, level=level, method=method, metrics=(metric,))
     return PairedPlan(a, b, rule)
