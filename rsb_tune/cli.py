@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
     p.add_argument("--space", required=True, help="a space YAML file, or the name of a shipped one (lamb_bce, optimizers, ...: see `rsb-tune spaces`); an existing path wins")
+    _add_trainer_options(p)
     _add_study_options(p)
 
     p = sub.add_parser("ab", help="A against B on the same seeds, until decided", description="Run two seed studies NAME-a and NAME-b on the same seeds, in rounds, until the anytime interval of mean(a - b) excludes 0 (one is better) or lies inside +-delta (equivalent), or the cap.")
@@ -258,7 +259,7 @@ def _cmd_study(args) -> int:
     from rsb_tune import api
 
     if args.command == "grid":
-        plan = api.plan_grid(args.space, **_experiment(args))
+        plan = api.plan_grid(args.space, **_trainer(args), **_experiment(args))
     else:
         plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:

@@ -192,3 +192,21 @@ def test_ab_of_own_trainer_until_decided(tmp_path):
         import rsb_tune
 
         rsb_tune.plan_ab(20, trainer=EXAMPLE, config={"lr": 0.1})
+
+
+def test_grid_of_own_trainer_from_a_space_file(tmp_path):
+    space = tmp_path / "mlp.yaml"
+    space.write_text("metric: val_loss\nseeds: {start: 0, n: 2}\nbase: {epochs: 1}\ngrid:\n  lr: [0.1, 0.01]\n  hidden: [8, 16]\n")
+    dry = run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--dry-run")
+    assert dry.returncode == 0 and "8 trials (grid)" in dry.stdout and "t0007: seed 1, lr 0.01, hidden 16" in dry.stdout, dry.stdout + dry.stderr
+    run = run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--executor", "local", "--storage", str(tmp_path), "--name", "g", "--quiet")
+    assert run.returncode == 0, run.stderr
+    trials = pd.read_parquet(tmp_path / "g" / "trials.parquet")
+    assert len(trials) == 8 and (trials.status == "ok").all() and trials.groupby(["lr", "hidden"]).size().eq(2).all()
+    meta = __import__("yaml").safe_load((tmp_path / "g" / "study.yaml").read_text())
+    assert (meta["kind"], meta["params"], meta["metric"], meta["mode"]) == ("grid", ["lr", "hidden"], "val_loss", "min")
+    assert run_cli("report", "g", "--storage", str(tmp_path)).returncode == 0
+    space.write_text("grid: {seed: [1, 2]}\n")
+    assert_user_error(run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--storage", str(tmp_path)), str(space), "'seed' cannot be a grid axis")
+    space.write_text("grid: {lr: [0.1]}\nrecipe: A2\n")
+    assert_user_error(run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--storage", str(tmp_path)), "unknown key 'recipe'")

@@ -59,7 +59,7 @@ class StudyPlan:
             until = f", until {self.stopping.text}" if self.stopping is not None else ""
             lines = [f"{len(self.trials)} trials ({self.kind}{until}) of {self.trainer.get('trainer') or self.trainer.get('trainer_cmd')}, metric {self.trainer['metric']} ({self.trainer['mode']})", "config (key: value  # source):"]
             lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
-            return lines + [f"  {tid}: seed {cfg['seed']}" for tid, cfg in self.trials.items()]
+            return lines + [f"  {tid}: " + ", ".join(f"{k} {scalar(cfg[k])}" for k in ("seed", *self.plan.params)) for tid, cfg in self.trials.items()]
         recipes, datasets = ", ".join(self.plan.values_of("recipe")), ", ".join(self.plan.values_of("dataset"))
         if self.stopping is not None:
             head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
@@ -138,7 +138,7 @@ _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
 _STUDY_KEYS = ("metric", "mode")
 
 
-def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, recipe: str = DEFAULT_RECIPE, until: str | None = None, level=None, metric=None, method=None, overrides=None, **experiment) -> StudyPlan:
+def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, recipe: str = DEFAULT_RECIPE, until: str | None = None, level=None, metric=None, method=None, overrides=None, space: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
     """A seed study of your own trainer (a function ``train(config, report)``, see
     :mod:`rsb_tune.training.custom`) or command: each seed's config is ``config`` with the
     ``--set`` values over it (free-form: the built-in recipe's keys do not apply) and the three
@@ -158,8 +158,15 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
         raise ConfigError(f"{arg(sorted(experiment)[0])}: the built-in trial's; with your own trainer, put it in {arg('config')} or {arg('overrides', flag='--set')}")
     record = {custom.TRAINER: custom.check_trainer(trainer)} if trainer is not None else {custom.TRAINER_CMD: custom.check_command(trainer_cmd)}
     layers = [Layer("config", dict(config or {}))] if config else []
+    grid = dict((space or {}).get("grid") or {})
+    if space is not None and space.get("base"):
+        layers.append(Layer(space["path"], dict(space["base"])))
     if overrides:
         layers.append(_free_set(overrides))
+    for layer in layers:
+        clash = sorted(set(layer.values) & set(grid))
+        if clash and layer.source == "--set":
+            raise ConfigError(f"--set: {', '.join(clash)} is varied by the grid in {space['path']}; remove it from the command line or the space file")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for layer in layers:
@@ -178,12 +185,54 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
     elif level is not None or method is not None:
         raise ConfigError(f"{arg('level')}, {arg('method')}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
     values = json.loads(json.dumps(values, default=str))  # recorded as JSON in the study's plan
-    width = max(4, len(str(len(seeds_) - 1)))
-    trials = {f"t{i:0{width}d}": {**values, **derive_seeds(seed), **record} for i, seed in enumerate(seeds_)}
+    import itertools
+
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    configs = [{**values, **json.loads(json.dumps(point, default=str)), **derive_seeds(seed), **record} for point in points for seed in seeds_]
+    width = max(4, len(str(len(configs) - 1)))
+    trials = {f"t{i:0{width}d}": cfg for i, cfg in enumerate(configs)}
     base = ResolvedConfig({**values, **record}, {**sources, **{k: "--trainer" for k in record}})
-    plan = Plan(base=base, trials=trials, params=(), layers=tuple(layers))
-    name = record.get(custom.TRAINER, "").rpartition(":")[2] or "cmd"
-    return StudyPlan("seeds", None, None, None, plan, name, stopping=rule, trainer={**record, "metric": metric, "mode": mode})
+    plan = Plan(base=base, trials=trials, params=tuple(grid), layers=tuple(layers))
+    name = Path(space["path"]).stem if space else record.get(custom.TRAINER, "").rpartition(":")[2] or "cmd"
+    return StudyPlan("grid" if space else "seeds", None, None, None, plan, name, stopping=rule, trainer={**record, "metric": metric, "mode": mode})
+
+
+_TRAINER_SPACE_KEYS = ("grid", "base", "seeds", "metric", "mode")
+
+
+def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
+    """The grid of a space file for your own trainer: ``grid`` (key: [values], any keys),
+    ``base`` (the config under the grid), ``seeds`` (as the built-in spaces': ``[0, 1]`` or
+    ``{start: 0, n: 3}``), ``metric`` and ``mode``; every point under every seed."""
+    from collections.abc import Mapping as _Mapping
+
+    from rsb_tune.planning.space import seed_list
+    from rsb_tune.store.yamltext import load_yaml
+
+    path = Path(space)
+    if not path.is_file():
+        raise ConfigError(f"{space}: no such space file (with your own trainer, a space is a file with {', '.join(_TRAINER_SPACE_KEYS)})")
+    try:
+        raw = load_yaml(path.read_bytes(), str(path), ConfigError) or {}
+    except Exception as e:  # noqa: BLE001 - malformed YAML, unreadable: one line naming the file
+        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(raw, _Mapping):
+        raise ConfigError(f"{path}: expected a mapping with {', '.join(_TRAINER_SPACE_KEYS)}")
+    unknown = sorted(set(map(str, raw)) - set(_TRAINER_SPACE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; a space for your own trainer has {', '.join(_TRAINER_SPACE_KEYS)}")
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, _Mapping) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
+    for key in grid:
+        if key in _SEED_KEYS or key in _STUDY_KEYS:
+            raise ConfigError(f"{path}: grid: {key!r} cannot be a grid axis (seeds: the file's seeds; metric and mode: one per study)")
+    base = raw.get("base") or {}
+    if not isinstance(base, _Mapping):
+        raise ConfigError(f"{path}: base must be a mapping of config keys")
+    base = {**base, **{k: raw[k] for k in _STUDY_KEYS if raw.get(k) is not None}}
+    seeds_ = seed_list(raw.get("seeds", [0]), f"{path}: seeds")
+    return plan_trainer(seeds_, overrides=overrides, space={"path": str(path), "grid": dict(grid), "base": base}, **own)
 
 
 def _free_set(items) -> Any:
@@ -219,8 +268,12 @@ def _stopping_rule(until, cap, **rule):
     return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
-def plan_grid(space: str | Path = "lamb_bce", **experiment) -> StudyPlan:
-    """Plan the grid (or search) of a space file: a path, or the name of a shipped space."""
+def plan_grid(space: str | Path = "lamb_bce", *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+    """Plan the grid (or search) of a space file: a path, or the name of a shipped space.
+    With ``trainer`` or ``trainer_cmd``: the grid of a space file for your own trainer (see
+    docs/own-trainer.md)."""
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return _plan_trainer_grid(space, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     from rsb_tune.planning.recipes import get_recipe
     from rsb_tune.planning.space import find_space, load_space
 
