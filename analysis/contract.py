@@ -35,6 +35,7 @@ __all__ = [
     "RESULT_KEYS",
     "USER_METRICS",
     "user_metric_names",
+    "result_value",
     "RUNTIME_COLUMNS",
     "PACK_ID",
     "PACK_RESULTS",
@@ -137,6 +138,13 @@ def user_metric_names(events) -> list[str]:
             if k not in RESULT_KEYS and k not in _NOT_METRICS and not k.startswith("runtime_"):
                 names.setdefault(k, None)
     return list(names)
+
+
+def result_value(result, metric: str):
+    """A report's value of ``metric``: a contract metric, or one of a custom trainer's own (None if absent)."""
+    if metric in result:
+        return result[metric]
+    return (result.get(USER_METRICS) or {}).get(metric)
 
 
 def default_mode(metric: str) -> str:

@@ -210,3 +210,15 @@ def test_grid_of_own_trainer_from_a_space_file(tmp_path):
     assert_user_error(run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--storage", str(tmp_path)), str(space), "'seed' cannot be a grid axis")
     space.write_text("grid: {lr: [0.1]}\nrecipe: A2\n")
     assert_user_error(run_cli("grid", "--space", str(space), "--trainer", EXAMPLE, "--storage", str(tmp_path)), "unknown key 'recipe'")
+
+
+def test_sequential_study_follows_a_metric_of_the_trainers_own(tmp_path):
+    """--metric names any metric the command reports; the rule stops at its least seeds (12)."""
+    script = tmp_path / "score.py"
+    script.write_text("import json, os, sys\nseed = int(sys.argv[1])\nopen(os.environ['RSB_TUNE_METRICS'], 'a').write(json.dumps({'epoch': 1, 'score': 50 + (seed % 3 - 1) * 0.5}) + '\\n')\n")
+    run = run_cli("seeds", "--n", "15", "--trainer-cmd", f"{sys.executable} {script} {{seed}}", "--metric", "score", "--until", "halfwidth<=5", "--executor", "local", "--storage", str(tmp_path), "--name", "u", "--quiet")
+    assert run.returncode == 0, run.stderr
+    trials = pd.read_parquet(tmp_path / "u" / "trials.parquet")
+    assert len(trials) == 12 and (trials.status == "ok").all() and trials.score.notna().all()
+    status = run_cli("status", "u", "--storage", str(tmp_path))
+    assert "stopped by its rule" in status.stdout and "score: mean 50" in status.stdout, status.stdout

@@ -133,7 +133,7 @@ class _Reporter:
         inject_fault(self.trial_id, metrics["epoch"], str(self.study.errors_dir))
         metrics = {**metrics, **self.where}
         self.recorder.result(self.trial_id, metrics)
-        self.status, self.value = metrics.get("status", C.RUNNING), metrics.get(self.metric)
+        self.status, self.value = metrics.get("status", C.RUNNING), C.result_value(metrics, self.metric)
         if checkpoint is None:
             return
         if self.status != C.RUNNING:  # weights are enough, resume never needs more

@@ -524,7 +524,7 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
                 return
             result = result or {}
             status = C.ERROR if error else result.get("status", C.OK)
-            scheduler.finished(tid, status, None if error else result.get(metric))  # records a stop at once
+            scheduler.finished(tid, status, None if error else C.result_value(result, metric))  # records a stop at once
 
         def save(self, checkpoint_path):
             pass  # the study's event logs are the state: a resume recomputes it

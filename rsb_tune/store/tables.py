@@ -68,6 +68,9 @@ def build_tables(study: StudyDir):
         trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
     else:
         trials = pd.DataFrame(columns=["trial_id", *C.SEED_COLUMNS, "status", *C.FINAL_METRICS])
+    metric = meta.get("metric")
+    if isinstance(metric, str) and metric not in trials.columns:  # a custom trainer's metric before any trial reported it
+        trials[metric] = np.nan
     epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     for col in ("epoch",):
         epochs[col] = epochs[col].astype("int64")
