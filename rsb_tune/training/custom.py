@@ -90,6 +90,7 @@ def check_trainer(trainer: Any) -> str:
                 raise ConfigError(f"trainer={trainer!r}: a trainer must be a top-level function of a module or file (it is imported again where the trial runs, and by `resume`)")
         else:
             spec = f"{module}:{name}"
+        _LOADED.setdefault(spec, trainer)  # this process has it: not imported again (a script's __main__ would run twice)
     elif isinstance(trainer, str):
         where, _, name = trainer.rpartition(":")
         spec = f"{Path(where).resolve()}:{name}" if where.endswith(".py") else trainer
