@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
     from analysis.comparison import Comparison, DECISIONS, compare_studies
+    from analysis.factorial import Factorial, cell_table, factorial, interaction_2x2, pairwise, ranking_flip, two_way_anova
     from analysis.grid import grid_summary, param_anova, variance_components
-    from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_rank_stability, plot_seed_histogram, plot_split_correlation
+    from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
     from analysis.plots_sequential import plot_confidence_sequence
     from analysis.report import write_compare_report, write_report
     from analysis.sequential import confidence_bounds, confidence_sequence, expected_stopping_n, fixed_t_interval_path, method_record, min_seeds, paired_decision, seeds_needed_table, t_interval_bounds
@@ -63,6 +64,15 @@ __all__ = [
     "plot_grid_heatmap",
     "variance_components",
     "param_anova",
+    # crossed studies (architecture x procedure)
+    "Factorial",
+    "factorial",
+    "cell_table",
+    "two_way_anova",
+    "interaction_2x2",
+    "ranking_flip",
+    "pairwise",
+    "plot_interaction",
     # reports
     "write_report",
     "write_compare_report",
@@ -83,6 +93,14 @@ _LAZY = {
     "Comparison": "analysis.comparison",
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",
+    "Factorial": "analysis.factorial",
+    "cell_table": "analysis.factorial",
+    "factorial": "analysis.factorial",
+    "interaction_2x2": "analysis.factorial",
+    "pairwise": "analysis.factorial",
+    "ranking_flip": "analysis.factorial",
+    "two_way_anova": "analysis.factorial",
+    "plot_interaction": "analysis.plots",
     "grid_summary": "analysis.grid",
     "param_anova": "analysis.grid",
     "variance_components": "analysis.grid",
