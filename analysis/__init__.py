@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
     from analysis.comparison import Comparison, DECISIONS, compare_studies
-    from analysis.factorial import Factorial, cell_table, factorial, interaction_2x2, pairwise, ranking_flip, two_way_anova
+    from analysis.factorial import Factorial, cell_table, factorial_analysis, interaction_2x2, pairwise, ranking_flip, two_way_anova
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
     from analysis.plots_sequential import plot_confidence_sequence
@@ -66,7 +66,7 @@ __all__ = [
     "param_anova",
     # crossed studies (architecture x procedure)
     "Factorial",
-    "factorial",
+    "factorial_analysis",
     "cell_table",
     "two_way_anova",
     "interaction_2x2",
@@ -95,7 +95,7 @@ _LAZY = {
     "compare_studies": "analysis.comparison",
     "Factorial": "analysis.factorial",
     "cell_table": "analysis.factorial",
-    "factorial": "analysis.factorial",
+    "factorial_analysis": "analysis.factorial",
     "interaction_2x2": "analysis.factorial",
     "pairwise": "analysis.factorial",
     "ranking_flip": "analysis.factorial",

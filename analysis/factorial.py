@@ -16,7 +16,7 @@ column per factor, the final metric):
   differs between conditions), by a seeded bootstrap over seeds within cells;
 - :func:`pairwise`: every pair of cells (Welch tests, Holm's correction) and
   :func:`best_set`, the cells that no other cell beats significantly;
-- :func:`factorial`: all of it at once, the two factors detected when not given, with the
+- :func:`factorial_analysis`: all of it at once, the two factors detected when not given, with the
   verdict in one sentence.
 
 Only trials with ``status == "ok"`` count. The plot is :func:`analysis.plots.plot_interaction`.
@@ -48,7 +48,7 @@ __all__ = [
     "Factorial",
     "best_set",
     "cell_table",
-    "factorial",
+    "factorial_analysis",
     "find_factors",
     "holm",
     "interaction_2x2",
@@ -458,7 +458,7 @@ def find_factors(trials: pd.DataFrame, params: Sequence[str] | None = None, *, s
 
 @dataclasses.dataclass(frozen=True)
 class Factorial:
-    """The analysis of a crossed study (:func:`factorial`).
+    """The analysis of a crossed study (:func:`factorial_analysis`).
 
     Attributes:
         factors: ``(arm, condition)``: whose ranking is checked, and across what.
@@ -496,10 +496,12 @@ class Factorial:
     def interaction_line(self) -> str:
         """The interaction in words: the 2 × 2 difference of differences with its interval, or the F-test."""
         if self.interaction is not None:
-            i = self.interaction
+            i, (arm, cond) = self.interaction, self.factors
+            a1, a2 = (_level_name(arm, a) for a in i["arms"])
+            c1, c2 = (_level_name(cond, c) for c in i["conditions"])
             return (
-                f"interaction (difference of differences, {i['arms'][0]} - {i['arms'][1]} under {i['conditions'][0]} "
-                f"minus under {i['conditions'][1]}): {i['delta']:.3g} [{i['ci_low']:.3g}, {i['ci_high']:.3g}] "
+                f"interaction (difference of differences: {a1} - {a2} under {c1} minus under {c2}): "
+                f"{i['delta']:.3g} [{i['ci_low']:.3g}, {i['ci_high']:.3g}] "
                 f"({100 * CONFIDENCE:g} % Welch interval), p = {i['p']:.3g}"
             )
         if self.anova is None:
@@ -516,7 +518,7 @@ def _plain(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def factorial(
+def factorial_analysis(
     trials: pd.DataFrame,
     *,
     factors: Sequence[str] | None = None,
