@@ -490,7 +490,8 @@ class Factorial:
             "factors": list(self.factors), "metric": self.metric, "mode": self.mode, "sentence": self.sentence,
             "interaction_p": None if row is None else _plain(row["PR(>F)"]),
             "interaction_partial_eta_sq": None if row is None else _plain(row["partial_eta_sq"]),
-            "interaction": self.interaction, "flip": self.flip, "best": self.best,
+            "interaction_line": self.interaction_line(), "interaction": self.interaction, "flip": self.flip,
+            "best": self.best,
         }  # fmt: skip
 
     def interaction_line(self) -> str:

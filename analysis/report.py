@@ -404,6 +404,8 @@ def _factorial_section(report: _Report, study: StudyTables) -> None:
         result = factorial.factorial_analysis(study.trials, params=meta["params"], metric=meta["metric"], mode=meta.get("mode"))
     except ValueError:  # not two crossed factors: the grid sections say everything
         return
+    if result.cells["n"].max() < 2:  # one seed per point: a grid search, not a crossed study
+        return
     arm, condition = result.factors
     report.heading(f"Crossed study: {arm} x {condition}")
     report.value("factorial", result.record())
