@@ -5,7 +5,8 @@ grids, as in "ResNet strikes back" (Wightman, Touvron, Jégou 2021). Load a stud
 directory with :func:`load_study`; the statistics are pure functions of its
 tables; each ``plot_*`` draws one of them; :func:`write_report` and
 :func:`write_compare_report` write everything to a folder; :func:`compare_studies`
-answers whether one study's recipe is better than another's. Accuracies are in
+answers whether one study's recipe is better than another's; :func:`factorial_analysis`
+whether a ranking flips between procedures in a crossed study. Accuracies are in
 percent, and only trials with status ``"ok"`` count unless told otherwise.
 
 Importing :mod:`analysis` is cheap: each name is loaded from its module on first use
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
     from analysis.comparison import Comparison, DECISIONS, compare_studies
-    from analysis.factorial import Factorial, cell_table, factorial_analysis, interaction_2x2, pairwise, ranking_flip, two_way_anova
+    from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, interaction_2x2, pairwise, ranking_flip, two_way_anova
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
     from analysis.plots_sequential import plot_confidence_sequence
@@ -72,6 +73,8 @@ __all__ = [
     "interaction_2x2",
     "ranking_flip",
     "pairwise",
+    "best_set",
+    "find_factors",
     "plot_interaction",
     # reports
     "write_report",
@@ -94,7 +97,9 @@ _LAZY = {
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",
     "Factorial": "analysis.factorial",
+    "best_set": "analysis.factorial",
     "cell_table": "analysis.factorial",
+    "find_factors": "analysis.factorial",
     "factorial_analysis": "analysis.factorial",
     "interaction_2x2": "analysis.factorial",
     "pairwise": "analysis.factorial",
