@@ -92,9 +92,10 @@ def _tidy(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: str
     return data[np.isfinite(data["y"])].reset_index(drop=True)
 
 
-def _cells(data: pd.DataFrame, factors: Sequence[str], trials: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
-    """{(level of factor 0, level of factor 1): values}, every combination of the levels in the
-    trials table (an empty array for a cell without counted trials)."""
+def _cells(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: str | None) -> dict[tuple[str, str], np.ndarray]:
+    """{(level of factor 0, level of factor 1): counted values}, every combination of the levels
+    in the trials table (an empty array for a cell without counted trials)."""
+    data = _tidy(trials, factors, metric, status)
     a, b = (_levels(trials[f]) for f in factors)
     grouped = {key: sub["y"].to_numpy() for key, sub in data.groupby(list(factors), sort=False)}
     return {(x, y): grouped.get((x, y), np.zeros(0)) for x in a for y in b}
@@ -111,9 +112,8 @@ def cell_table(
     """One row per cell (every combination of the two factors' levels, as text): ``n``,
     ``mean``, ``std``, ``sem`` and ``ci_low``/``ci_high``, the t-interval of the cell's mean
     over its seeds (:func:`analysis.stats.mean_ci`; NaN below 2 seeds)."""
-    data = _tidy(trials, factors, metric, status)
     rows = []
-    for (x, y), values in _cells(data, factors, trials).items():
+    for (x, y), values in _cells(trials, factors, metric, status).items():
         n = values.size
         with quiet():
             std = float(np.std(values, ddof=1)) if n > 1 else float("nan")
@@ -173,7 +173,7 @@ def two_way_anova(
     if typ not in (2, 3):
         raise ValueError(f"typ must be 2 or 3, got {typ!r}")
     data = _tidy(trials, factors, metric, status)
-    cells = _cells(data, factors, trials)
+    cells = _cells(trials, factors, metric, status)
     empty = [key for key, values in cells.items() if values.size == 0]
     if empty:
         raise ValueError(f"two_way_anova: no counted trial in cell(s) {', '.join(map(str, empty))}")
@@ -239,8 +239,7 @@ def interaction_2x2(
     version (``pooled_*``: MS_residual, N - 4 degrees of freedom) is given too: its p equals
     the interaction's F-test of :func:`two_way_anova` (t² = F). Every cell needs 2 seeds.
     """
-    data = _tidy(trials, factors, metric, status)
-    cells = _cells(data, factors, trials)
+    cells = _cells(trials, factors, metric, status)
     levels = [_levels(trials[f]) for f in factors]
     if [len(lv) for lv in levels] != [2, 2]:
         raise ValueError(f"interaction_2x2 needs 2 levels per factor, the design is {len(levels[0])} x {len(levels[1])}: use two_way_anova")
@@ -317,8 +316,7 @@ def ranking_flip(
     that. Every cell needs 2 counted seeds.
     """
     mode = check_mode(mode or default_mode(metric))
-    data = _tidy(trials, factors, metric, status)
-    cells = _cells(data, factors, trials)
+    cells = _cells(trials, factors, metric, status)
     arms, conditions = (_levels(trials[f]) for f in factors)
     small = {k: v.size for k, v in cells.items() if v.size < 2}
     if small:
@@ -388,9 +386,7 @@ def pairwise(
     ``delta`` (mean a - mean b), ``p`` (Welch's two-sided t-test; NaN below 2 seeds in a cell),
     ``p_holm`` (Holm's correction over all pairs, which holds the family-wise error at
     ``alpha``) and ``significant`` (``p_holm < alpha``)."""
-    table = cell_table(trials, factors=factors, metric=metric, status=status)
-    data = _tidy(trials, factors, metric, status)
-    cells = _cells(data, factors, trials)
+    cells = _cells(trials, factors, metric, status)
     names = {key: f"{key[0]} / {key[1]}" for key in cells}
     rows = []
     for ka, kb in itertools.combinations(cells, 2):
@@ -404,7 +400,6 @@ def pairwise(
     out = pd.DataFrame(rows, columns=["a", "b", "delta", "p"])
     out["p_holm"] = holm(out["p"].to_numpy())
     out["significant"] = out["p_holm"] < alpha
-    out.attrs["cells"] = table
     return out
 
 
@@ -427,15 +422,14 @@ def best_set(pairs: pd.DataFrame, *, mode: str = "max") -> list[str]:
 def find_factors(trials: pd.DataFrame, params: Sequence[str] | None = None, *, status: str | None = OK) -> list[str]:
     """The two factors of a crossed study: ``[arm, condition]``.
 
-    Candidates: ``params`` (a grid's keys) when given, else every column of ``trials`` that is
+    Candidates: ``params`` (a grid's keys; those that are columns of ``trials``) when given, else every column of ``trials`` that is
     not a result, seed or bookkeeping column and has between 2 and n/2 distinct values. Keys
     that vary together (a model with its own kwargs and image size) are one factor, named by
     the first of them. Exactly two must remain, else ``ValueError``. The condition is a
     procedure key (``recipe``) when there is one, the arm a ``model`` key; otherwise the order
     of ``params`` (or of the columns)."""
     rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
-    names = list(params) if params is not None else [c for c in trials.columns if c not in _NOT_FACTORS]
-    require_columns(trials, names, "trials")
+    names = [p for p in params if p in trials.columns] if params is not None else [c for c in trials.columns if c not in _NOT_FACTORS]
     varied, partitions = [], []
     for name in names:
         try:

@@ -184,6 +184,16 @@ def test_holm_matches_multipletests_and_best_set():
     assert any(b.startswith("mixer") for b in F.best_set(pairs, mode="min"))
 
 
+def test_best_set_holds_the_best_cell_at_the_nominal_rate():
+    """The true best cell (0.5 sd ahead of the next, 3 seeds per cell) is in the set in >= 95 % of
+    200 studies (keeping only the observed best would hold it 71 % of the time and fail)."""
+    held = 0
+    for k in range(200):
+        df = crossed(3, lambda a, c: {("vit", "T2"): 0.5, ("resnet", "A2"): 0.0}.get((a, c), -1.0), arms=("resnet", "vit"), seed=100 + k)
+        held += "vit / T2" in F.best_set(F.pairwise(df, factors=["model", "recipe"]), mode="max")
+    assert held / 200 >= 0.93, held / 200
+
+
 def test_find_factors_orders_merges_and_refuses():
     df = crossed(3, arms=("resnet", "vit"))
     assert F.find_factors(df) == ["model", "recipe"]
