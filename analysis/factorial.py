@@ -480,13 +480,13 @@ class Factorial:
         """The numbers as plain values (what a status, a report's summary.json and the browser carry)."""
         term = f"{self.factors[0]}:{self.factors[1]}"
         row = self.anova.loc[term] if self.anova is not None else None
-        return {
+        return _plain_tree({
             "factors": list(self.factors), "metric": self.metric, "mode": self.mode, "sentence": self.sentence,
             "interaction_p": None if row is None else _plain(row["PR(>F)"]),
             "interaction_partial_eta_sq": None if row is None else _plain(row["partial_eta_sq"]),
             "interaction_line": self.interaction_line(), "interaction": self.interaction, "flip": self.flip,
             "best": self.best,
-        }  # fmt: skip
+        })  # fmt: skip
 
     def interaction_line(self) -> str:
         """The interaction in words: the 2 × 2 difference of differences with its interval, or the F-test."""
@@ -511,6 +511,21 @@ class Factorial:
 def _plain(value: Any) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
+
+
+def _plain_tree(value: Any) -> Any:
+    """JSON values: non-finite numbers become None, numpy scalars Python ones (dicts and lists walked)."""
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_tree(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return _plain(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def factorial_analysis(

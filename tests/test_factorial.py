@@ -76,6 +76,7 @@ def test_browser_shows_the_crossed_section(storage):
             time.sleep(0.5)
         assert "interaction" in body["figures"]["figures"]
         assert body["figures"]["summary"]["factorial"]["sentence"] == sentence
+        assert body["factorial"] == rsb_tune.load("crossed", storage=str(storage)).status().as_dict()["factorial"]
         page = client.get("/studies/crossed").text
         assert "Crossed study: lr × weight_decay" in page and html.escape(sentence) in page
         assert "difference of differences" in page

@@ -217,7 +217,7 @@ def test_factorial_analysis_and_plot():
     assert result.interaction is not None and result.interaction["delta"] > 0
     assert "the ranking flips" in result.sentence
     record = result.record()
-    json.dumps(record)
+    json.dumps(record, allow_nan=False)
     assert record["interaction_p"] == pytest.approx(result.anova.loc["model:recipe", "PR(>F)"])
     assert "difference of differences" in result.interaction_line()
     three = F.factorial_analysis(crossed(3, flip_effect, seed=2), n_resamples=100)
