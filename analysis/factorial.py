@@ -87,6 +87,7 @@ def _tidy(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: str
         raise ValueError(f"a crossed study has two distinct factors, got {list(factors)}")
     require_columns(trials, [*factors, metric], "trials")
     rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
+    rows = rows[rows[list(factors)].notna().all(axis=1)]  # a trial without a level is in no cell
     data = pd.DataFrame({f: rows[f].astype(str) for f in factors})
     data["y"] = pd.to_numeric(rows[metric], errors="coerce").to_numpy(float)
     return data[np.isfinite(data["y"])].reset_index(drop=True)
@@ -97,6 +98,8 @@ def _cells(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: st
     in the trials table (an empty array for a cell without counted trials)."""
     data = _tidy(trials, factors, metric, status)
     a, b = (_levels(trials[f]) for f in factors)
+    if min(len(a), len(b)) < 2:
+        raise ValueError(f"a crossed study has 2 levels or more per factor: {factors[0]} has {len(a)}, {factors[1]} {len(b)}")
     grouped = {key: sub["y"].to_numpy() for key, sub in data.groupby(list(factors), sort=False)}
     return {(x, y): grouped.get((x, y), np.zeros(0)) for x in a for y in b}
 

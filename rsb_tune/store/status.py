@@ -242,6 +242,11 @@ def factorial_record(manifest: Manifest, plan: Mapping[str, Mapping[str, Any]], 
         result = factorial_analysis(pd.DataFrame(rows), params=params, metric=manifest.metric, mode=manifest.mode)
     except ValueError:  # not two crossed factors (or no ok trial yet)
         return None
+    except Exception as e:  # noqa: BLE001 - a status never fails on its verdict line: said once, left out
+        from rsb_tune._log import logger
+
+        logger.warning("no crossed-study verdict: %s: %s", type(e).__name__, e)
+        return None
     return result.record()
 
 

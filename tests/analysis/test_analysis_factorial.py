@@ -75,6 +75,12 @@ def test_two_way_anova_one_seed_per_cell_and_empty_cell():
     df.loc[(df["model"] == "vit") & (df["recipe"] == "T2"), "status"] = "error"
     with pytest.raises(ValueError, match="vit"):
         F.two_way_anova(df, factors=["model", "recipe"])
+    # a trial without a level counts in no cell (not in the last one)
+    df = crossed(3, flip_effect, seed=1)
+    extra = df.iloc[:1].assign(model=None, val_top1=1000.0)
+    np.testing.assert_allclose(F.two_way_anova(pd.concat([df, extra]), factors=["model", "recipe"])["sum_sq"], F.two_way_anova(df, factors=["model", "recipe"])["sum_sq"])
+    with pytest.raises(ValueError, match="2 levels or more"):
+        F.cell_table(df[df["recipe"] == "A2"], factors=["model", "recipe"])
 
 
 def test_interaction_2x2_against_ols_contrast_and_by_hand():
