@@ -29,6 +29,7 @@ import statistics
 from typing import Any, Mapping
 
 from analysis import contract as C
+from rsb_tune._log import logger
 from rsb_tune.store.manifest import Manifest
 
 __all__ = ["StudyStatus", "damaged_status", "factorial_record", "read_status", "study_status", "trial_states"]
@@ -243,8 +244,6 @@ def factorial_record(manifest: Manifest, plan: Mapping[str, Mapping[str, Any]], 
     except ValueError:  # not two crossed factors (or no ok trial yet)
         return None
     except Exception as e:  # noqa: BLE001 - a status never fails on its verdict line: said once, left out
-        from rsb_tune._log import logger
-
         logger.warning("no crossed-study verdict: %s: %s", type(e).__name__, e)
         return None
     return result.record()
