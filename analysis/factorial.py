@@ -547,11 +547,21 @@ def factorial_analysis(
 
     ``factors``: ``(arm, condition)``; when None they are found by :func:`find_factors` among
     ``params`` (a grid's keys, e.g. ``study.meta["params"]``) or the table's columns.
-    ``metric`` defaults to ``val_top1``, ``mode`` to the metric's direction.
+    ``metric`` defaults to ``val_top1``, ``mode`` to the metric's direction. Every combination
+    of the factors' levels must have a trial (of any status; a search's sampled points are not
+    crossed), else ``ValueError``; below 2 ok seeds in a cell the sentence says there is no
+    verdict yet.
     """
     metric = metric or DEFAULT_METRIC
     mode = check_mode(mode or default_mode(metric))
     factors = tuple(factors) if factors is not None else tuple(find_factors(trials, params, status=status))
+    require_columns(trials, factors, "trials")
+    planned = trials[list(factors)].dropna().astype(str).drop_duplicates()
+    levels = [_levels(trials[f]) for f in factors]
+    if len(planned) < len(levels[0]) * len(levels[1]):  # a search's points, not a product of levels
+        raise ValueError(
+            f"{factors[0]} x {factors[1]} is not crossed: {len(planned)} of the {len(levels[0])} x {len(levels[1])} cells have a trial"
+        )
     cells = cell_table(trials, factors=factors, metric=metric, status=status)
     try:
         anova = two_way_anova(trials, factors=factors, metric=metric, status=status)
@@ -566,5 +576,6 @@ def factorial_analysis(
     if flip is not None:
         sentence = flip_sentence(flip)
     else:
-        sentence = f"no verdict: every cell needs 2 ok seeds (seeds per cell: {', '.join(str(int(n)) for n in cells['n'])})"
+        fewest = cells.loc[cells["n"].idxmin()]
+        sentence = f"no verdict yet: every cell needs 2 ok seeds ({_level_name(factors[0], fewest[factors[0]])} under {_level_name(factors[1], fewest[factors[1]])} has {int(fewest['n'])})"
     return Factorial(factors, metric, mode, cells, anova, interaction, flip, pairs, best_set(pairs, mode=mode), sentence)

@@ -56,10 +56,12 @@ def test_factorial_record_needs_two_factors_replicated():
     plan2 = {**plan, **{f"u{i}": {**cfg, "seed": 1} for i, cfg in enumerate(plan.values())}}
     states2 = {**states, **{f"u{i}": ("pending", {}) for i in range(4)}}
     record = factorial_record(manifest, plan2, states2)
-    assert record["sentence"].startswith("no verdict: every cell needs 2 ok seeds (seeds per cell: 1, 1, 1, 1)")
+    assert record["sentence"] == "no verdict yet: every cell needs 2 ok seeds (lr=1 under wd=1 has 1)"
     states2 |= {f"u{i}": ("ok", {1: {"val_top1": i + 0.5}}) for i in range(4)}
     assert "wins under" in factorial_record(manifest, plan2, states2)["sentence"]
     assert factorial_record(Manifest.of({"kind": "seeds", "metric": "val_top1", "params": []}), plan2, states2) is None
+    search = Manifest.of({"kind": "grid", "search": "optuna", "num_samples": 4, "metric": "val_top1", "params": ["lr", "wd"]})
+    assert factorial_record(search, plan2, states2) is None
 
 
 def test_browser_shows_the_crossed_section(storage):

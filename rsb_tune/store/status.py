@@ -226,7 +226,7 @@ def factorial_record(manifest: Manifest, plan: Mapping[str, Mapping[str, Any]], 
     None for another study, a grid that does not cross exactly two factors, or one that plans a
     single seed per cell."""
     params = [p for p in manifest.raw.get("params") or [] if isinstance(p, str)]
-    if manifest.kind != "grid" or len(params) < 2:
+    if manifest.kind != "grid" or manifest.search not in (None, "grid") or len(params) < 2:
         return None
     import pandas as pd
 

@@ -226,6 +226,9 @@ def test_factorial_analysis_and_plot():
     json.dumps(record, allow_nan=False)
     assert record["interaction_p"] == pytest.approx(result.anova.loc["model:recipe", "PR(>F)"])
     assert "difference of differences" in result.interaction_line()
+    sampled = df.iloc[[0, 1, 4, 5, 8, 9]]  # a search's points: 3 of the 4 cells
+    with pytest.raises(ValueError, match="not crossed: 3 of the 2 x 2 cells"):
+        F.factorial_analysis(sampled, factors=["model", "recipe"])
     three = F.factorial_analysis(crossed(3, flip_effect, seed=2), n_resamples=100)
     assert three.interaction is None and three.interaction_line().startswith("interaction model x recipe: F(2, 12)")
     ax = plot_interaction(result.cells, x="recipe", hue="model")
