@@ -234,3 +234,14 @@ def test_plots_draw_the_tables() -> None:
     assert len(ax.lines) == 2 and len(ax.collections) == 2 and ax.get_legend() is not None
     ax = analysis.plot_improvement(analysis.improvement_probabilities(data, score="val_top1", n_resamples=100))
     assert [t.get_text() for t in ax.get_yticklabels()] == ["P(A > B)", "P(B > A)"] and len(ax.patches) == 2
+
+
+def test_notebook_runs_on_the_shipped_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_analysis_notebooks import _execute, _text
+
+    monkeypatch.setenv("RSB_SCORES", str(ROOT / "examples" / "aggregate_scores.csv"))  # Jupyter's ../examples from notebooks/
+    notebook = _execute("aggregate_across_tasks.ipynb", None, monkeypatch)
+    text = _text(notebook)
+    assert "optimality_gap" in text and "imagenette" in text and "n_runs_y" in text
+    images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == sum("analysis.plot_" in c.source for c in notebook.cells) == 4
