@@ -18,6 +18,7 @@ def _optuna_trials(study_dir):
     return optuna.load_study(study_name=study_dir.name, storage=storage).trials
 
 
+@pytest.mark.e2e
 def test_the_sampler_sees_the_mean_of_a_points_seeds(tmp_path):
     import optuna
 
