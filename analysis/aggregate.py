@@ -136,12 +136,16 @@ def score_matrices(
     arm: str = "arm",
     task: str = "task",
     seed: str = "seed",
+    status: str | None = OK,
 ) -> dict[Any, np.ndarray]:
     """``{arm: matrix}``, each ``runs x tasks`` (rliable's layout): the arms and the tasks in
     sorted order, a task's runs in the order of ``seed``. Every arm must have the same tasks
     and, within an arm, the same number of finite scores per task (a missing run would bias
-    the stratified bootstrap); the error names the arm and the task."""
+    the stratified bootstrap); the error names the arm and the task. A table with a ``status``
+    column (a study's trials) counts the rows with ``status`` only (``None``: every row)."""
     require_columns(data, [score, arm, task, seed], "data")
+    if status is not None and "status" in data.columns:
+        data = data[data["status"] == status]
     table = data.assign(_score=pd.to_numeric(data[score], errors="coerce"))
     table = table[np.isfinite(table["_score"].to_numpy(dtype=float, na_value=np.nan))]
     if table.empty:
@@ -259,6 +263,7 @@ def aggregate_scores(
     arm: str = "arm",
     task: str = "task",
     seed: str = "seed",
+    status: str | None = OK,
     metrics: str | Sequence[str] = tuple(AGGREGATES),
     gamma: float = GAMMA,
     confidence: float = CONFIDENCE,
@@ -286,7 +291,7 @@ def aggregate_scores(
 
     rng = np.random.RandomState(random_state)
     rows = []
-    for name, matrix in score_matrices(data, score=score, arm=arm, task=task, seed=seed).items():
+    for name, matrix in score_matrices(data, score=score, arm=arm, task=task, seed=seed, status=status).items():
         estimate = statistic(matrix)
         low, high = _interval(_bootstrap([matrix], statistic, n_resamples, rng, task_bootstrap), confidence)
         for i, metric in enumerate(names):
@@ -304,6 +309,7 @@ def score_profiles(
     arm: str = "arm",
     task: str = "task",
     seed: str = "seed",
+    status: str | None = OK,
     taus: Sequence[float] | np.ndarray | None = None,
     per_task_mean: bool = False,
     confidence: float = CONFIDENCE,
@@ -319,7 +325,7 @@ def score_profiles(
     tau: ``arm``, ``tau``, ``fraction``, ``ci_low``, ``ci_high``.
     """
     _check(confidence, n_resamples)
-    matrices = score_matrices(data, score=score, arm=arm, task=task, seed=seed)
+    matrices = score_matrices(data, score=score, arm=arm, task=task, seed=seed, status=status)
     if taus is None:
         pooled = np.concatenate([m.ravel() for m in matrices.values()])
         taus = np.linspace(pooled.min(), pooled.max(), PROFILE_POINTS)
@@ -344,6 +350,7 @@ def improvement_probabilities(
     arm: str = "arm",
     task: str = "task",
     seed: str = "seed",
+    status: str | None = OK,
     pairs: Sequence[tuple[Any, Any]] | None = None,
     confidence: float = CONFIDENCE,
     n_resamples: int = N_RESAMPLES,
@@ -357,7 +364,7 @@ def improvement_probabilities(
     P(X > Y) above 0.5 says X tends to beat Y; 1 - P(X > Y) is P(Y > X).
     """
     _check(confidence, n_resamples)
-    matrices = score_matrices(data, score=score, arm=arm, task=task, seed=seed)
+    matrices = score_matrices(data, score=score, arm=arm, task=task, seed=seed, status=status)
     if pairs is None:
         pairs = [(x, y) for x in matrices for y in matrices if x != y]
     unknown = sorted({a for pair in pairs for a in pair} - set(matrices), key=str)

@@ -205,6 +205,11 @@ def test_bad_input_is_named() -> None:
         analysis.improvement_probabilities(data, pairs=[("a", "c")])
     with pytest.raises(ValueError, match="low names no value for task"):
         analysis.normalize_scores(data, low={"t0": 0.0})
+    # a trials table: only status ok counts (a diverged trial's finite score too is left out)
+    trials = pd.concat([data.assign(status="ok"), data.iloc[:1].assign(status="diverged", score=0.0)])
+    assert np.array_equal(analysis.score_matrices(trials)["a"], np.ones((3, 2)))
+    with pytest.raises(ValueError, match="unequal runs per task"):
+        analysis.score_matrices(trials, status=None)
     with pytest.raises(ValueError, match="confidence"):
         analysis.score_profiles(data, confidence=95)
 
