@@ -43,3 +43,32 @@ def test_asha_with_several_seeds_per_point_is_refused(tmp_path):
     space.write_text("search: optuna\nnum_samples: 2\nseeds: [0, 1]\nscheduler: asha\nparams:\n  lr: {loguniform: [1.0e-3, 3.0e-2]}\n")
     with pytest.raises(ConfigError, match="asha.*stops single trials, not a point's 2 seeds"):
         load_space(space)
+
+
+def test_a_resumed_search_tells_optuna_the_mean_of_a_points_finished_seeds(tmp_path):
+    """A driver died with a point's trials finished but Optuna not yet told: resume completes
+    the point with the mean of its finished seeds (a point with none finished: failed)."""
+    import optuna
+
+    from rsb_tune.planning.space import space_from_mapping
+    from rsb_tune.runner import lifecycle
+    from rsb_tune.store.directory import StudyDir
+    from tests.conftest import write_event, write_minimal_study
+
+    path = write_minimal_study(tmp_path, "s")
+    (path / "events").mkdir()
+    study = StudyDir(str(tmp_path), "s")
+    space = space_from_mapping({"search": "optuna", "num_samples": 2, "seeds": [0, 1, 2], "params": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}}}, "s.yaml")
+    for i, (seed, value, status) in enumerate([(0, 90.0, "ok"), (1, 93.0, "ok"), (2, 50.0, "running")]):
+        study.add_trial(f"s-{i}", {"lr": 0.01, "seed": seed})
+        write_event(study, f"s-{i}", {"type": "result", "epoch": 1, "val_top1": value, "status": status})
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path / 'optuna.db'}")
+    search = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    distributions = {"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)}
+    for lr in (0.01, 0.02):  # two points left RUNNING by the dead driver; 0.02 never finished a seed
+        search.enqueue_trial({"lr": lr})
+        search.ask(distributions)
+    lifecycle.repair_search_history(study, space, "val_top1", storage)
+    done, failed = optuna.load_study(study_name="s", storage=storage).trials
+    assert done.state == optuna.trial.TrialState.COMPLETE and done.value == pytest.approx(91.5)
+    assert failed.state == optuna.trial.TrialState.FAIL
