@@ -8,7 +8,7 @@ import pytest
 
 import rsb_tune
 from rsb_tune.errors import ConfigError
-from rsb_tune.planning.space import load_space
+from rsb_tune.planning.space import load_space, space_from_mapping
 
 
 def _optuna_trials(study_dir):
@@ -36,6 +36,8 @@ def test_the_sampler_sees_the_mean_of_a_points_seeds(tmp_path):
     for t in history:
         assert t.value == pytest.approx(means[t.params["lr"]], abs=1e-9)
     assert sorted(t.params["lr"] for t in history) == sorted(means.index)
+    status = rsb_tune.load("s", storage=str(tmp_path)).status()
+    assert (status.planned, status.done, status.unfinished) == (6, 6, 0)  # 2 points x 3 seeds
 
 
 def test_asha_with_several_seeds_per_point_is_refused(tmp_path):
@@ -45,12 +47,16 @@ def test_asha_with_several_seeds_per_point_is_refused(tmp_path):
         load_space(space)
 
 
+def test_a_search_plans_its_points_times_its_seeds():
+    space = space_from_mapping({"search": "optuna", "num_samples": 4, "seeds": {"start": 0, "n": 3}, "params": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}}}, "s.yaml")
+    assert (space.num_samples, space.seeds, space.search_trials) == (4, (0, 1, 2), 12)
+
+
 def test_a_resumed_search_tells_optuna_the_mean_of_a_points_finished_seeds(tmp_path):
     """A driver died with a point's trials finished but Optuna not yet told: resume completes
     the point with the mean of its finished seeds (a point with none finished: failed)."""
     import optuna
 
-    from rsb_tune.planning.space import space_from_mapping
     from rsb_tune.runner import lifecycle
     from rsb_tune.store.directory import StudyDir
     from tests.conftest import write_event, write_minimal_study

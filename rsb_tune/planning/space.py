@@ -83,6 +83,11 @@ class Space:
     grace_period: int = 1
     reduction_factor: int = 3
 
+    @property
+    def search_trials(self) -> int:
+        """A search's trials: every sampled point trains each seed."""
+        return self.num_samples * len(self.seeds)
+
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]

@@ -162,6 +162,7 @@ def build_manifest(
         "space_file": space.path if space else None,
         "search": space.search if space else "grid",
         "num_samples": space.num_samples if space and space.search != "grid" else None,
+        "seeds_per_sample": len(space.seeds) if space and space.search != "grid" else None,
         "scheduler": space.scheduler if space else None,
         "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
         "dataset": datasets[0] if len(datasets) == 1 else datasets,
