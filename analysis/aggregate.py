@@ -219,8 +219,9 @@ def _bootstrap(
     out = []
     for start in range(0, n_resamples, CHUNK):
         reps = min(CHUNK, n_resamples - start)
-        if len(arrays) == 1 and not task_bootstrap:  # one draw per resample: one call draws them all
-            draws = [[rng.randint(0, shapes[0][0], size=(reps, *shapes[0]))]]
+        if len(set(shapes)) == 1 and not task_bootstrap:  # draws of one bound in a row: one call draws them all
+            together = rng.randint(0, shapes[0][0], size=(reps, len(arrays), *shapes[0]))
+            draws = [[together[:, i]] for i in range(len(arrays))]
         else:  # rliable's order: every draw of one resample before the next resample
             per_rep = [_draw(rng, shapes, task_bootstrap) for _ in range(reps)]
             draws = [[np.stack(d) for d in zip(*(p[i] for p in per_rep), strict=True)] for i in range(len(arrays))]
