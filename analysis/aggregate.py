@@ -51,7 +51,8 @@ __all__ = [
 ]
 
 GAMMA = 1.0  # the optimality gap's target: a normalized score of 1 (rliable's default)
-CHUNK = 1000  # bootstrap resamples drawn and evaluated at once (bounded memory)
+CHUNK = 1000  # at most this many bootstrap resamples drawn and evaluated at once,
+CHUNK_VALUES = 200_000  # and about this many resampled scores (bounded memory; the draws do not depend on it)
 PROFILE_POINTS = 101  # thresholds of a profile when none are given
 
 # --------------------------------------------------------------------------- point estimates on matrices (..., runs, tasks)
@@ -217,8 +218,9 @@ def _bootstrap(
     shapes = [a.shape for a in arrays]
     columns = [np.arange(s[1]) for s in shapes]
     out = []
-    for start in range(0, n_resamples, CHUNK):
-        reps = min(CHUNK, n_resamples - start)
+    chunk = max(1, min(CHUNK, CHUNK_VALUES // sum(a.size for a in arrays)))
+    for start in range(0, n_resamples, chunk):
+        reps = min(chunk, n_resamples - start)
         if len(set(shapes)) == 1 and not task_bootstrap:  # draws of one bound in a row: one call draws them all
             together = rng.randint(0, shapes[0][0], size=(reps, len(arrays), *shapes[0]))
             draws = [[together[:, i]] for i in range(len(arrays))]
