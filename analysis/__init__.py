@@ -3,7 +3,8 @@
 Seed studies (the same recipe trained with N seeds) and coarse hyperparameter
 grids, as in "ResNet strikes back" (Wightman, Touvron, Jégou 2021). Load a study
 directory with :func:`load_study`; the statistics are pure functions of its
-tables; each ``plot_*`` draws one of them; :func:`write_report` and
+tables; each ``plot_*`` draws one of them; :mod:`analysis.aggregate` aggregates
+several tasks (rliable's IQM, profiles and probability of improvement); :func:`write_report` and
 :func:`write_compare_report` write everything to a folder; :func:`compare_studies`
 answers whether one study's recipe is better than another's; :func:`factorial_analysis`
 whether a ranking flips between procedures in a crossed study. Accuracies are in
@@ -18,10 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
+    from analysis.aggregate import AGGREGATES, aggregate_scores, improvement_probabilities, normalize_scores, probability_of_improvement, score_matrices, score_profiles, task_scores
     from analysis.comparison import Comparison, DECISIONS, compare_studies
     from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, interaction_2x2, pairwise, ranking_flip, two_way_anova
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
+    from analysis.plots_aggregate import plot_aggregate, plot_improvement, plot_profiles
     from analysis.plots_sequential import plot_confidence_sequence
     from analysis.report import write_compare_report, write_report
     from analysis.sequential import confidence_bounds, confidence_sequence, expected_stopping_n, fixed_t_interval_path, method_record, min_seeds, paired_decision, seeds_needed_table, t_interval_bounds
@@ -90,9 +93,32 @@ __all__ = [
     "expected_stopping_n",
     "seeds_needed_table",
     "plot_confidence_sequence",
+    # aggregates across tasks (rliable, Agarwal et al. 2021)
+    "task_scores",
+    "normalize_scores",
+    "score_matrices",
+    "AGGREGATES",
+    "aggregate_scores",
+    "score_profiles",
+    "improvement_probabilities",
+    "probability_of_improvement",
+    "plot_aggregate",
+    "plot_profiles",
+    "plot_improvement",
 ]
 
 _LAZY = {
+    "AGGREGATES": "analysis.aggregate",
+    "aggregate_scores": "analysis.aggregate",
+    "improvement_probabilities": "analysis.aggregate",
+    "normalize_scores": "analysis.aggregate",
+    "probability_of_improvement": "analysis.aggregate",
+    "score_matrices": "analysis.aggregate",
+    "score_profiles": "analysis.aggregate",
+    "task_scores": "analysis.aggregate",
+    "plot_aggregate": "analysis.plots_aggregate",
+    "plot_improvement": "analysis.plots_aggregate",
+    "plot_profiles": "analysis.plots_aggregate",
     "Comparison": "analysis.comparison",
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",

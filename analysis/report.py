@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,33 @@ def _cell(value: Any) -> str:
 def _overview(report: _Report, study: StudyTables) -> None:
     report.value("study", study.meta)
     report.value("status_counts", status_counts(study.trials))
-    report.table("overview", pd.DataFrame([_meta_row(study, study.name)]))
+    row = _meta_row(study, study.name)
+    shown = {k: v for k, v in row.items() if k != "study"}  # the name is the page's title and its first row
+    shown["git_commit"] = _provenance(study.meta)
+    report.table("overview", pd.DataFrame([row]), display=_vertical(pd.DataFrame([shown])))
+
+
+def _vertical(row: pd.DataFrame) -> pd.DataFrame:
+    """A one-row table shown as key | value: its columns go down the page, not across it."""
+    return pd.DataFrame({"": list(row.columns), "value": list(row.iloc[0])})
+
+
+def _provenance(meta: Mapping[str, Any]) -> str:
+    """The git commit the study ran from, or the installed version when it ran from a package."""
+    if meta.get("git_commit"):
+        return str(meta["git_commit"])
+    version = (meta.get("versions") or {}).get("rsb-tune")
+    return f"rsb-tune {version} (installed, no git checkout)" if version else "unknown"
+
+
+def _split_names(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """How the report names the val and V2 splits: the paper's names on ImageNet, the study's
+    dataset and split names elsewhere (``digits val``, ``digits v2``)."""
+    dataset = meta.get("dataset")
+    dataset = ", ".join(map(str, dataset)) if isinstance(dataset, list) else str(dataset or "")
+    if dataset.lower().startswith("imagenet"):
+        return "ImageNet-val", "ImageNet-V2"
+    return (f"{dataset} val", f"{dataset} v2") if dataset else ("val", "v2")
 
 
 def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
@@ -266,7 +292,7 @@ def _seed_sections(report: _Report, study: StudyTables, ok: StudyTables) -> None
     _epoch_sections(report, ok, metrics)
     target = study.meta["metric"] if study.meta["metric"] in metrics else metrics[0]
     _expected_max_section(report, ok.trials, target, f"seeds ({target})", _mode_of(study, target))
-    _split_sections(report, ok, metrics)
+    _split_sections(report, ok, metrics, _split_names(study.meta))
 
 
 def _epoch_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
@@ -300,11 +326,12 @@ def _expected_max_section(report: _Report, values: pd.DataFrame, metric: str, wh
     report.figure("expected_max", lambda ax: plots.plot_expected_max(values, metric=metric, mode=mode, ax=ax))
 
 
-def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
+def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str], names: tuple[str, str]) -> None:
     splits = [m for m in stats.SPLIT_METRICS if m in metrics]
     if len(splits) == 2:
-        report.heading("ImageNet-val against ImageNet-V2")
-        report.table("split_correlation", pd.DataFrame([stats.split_correlation(ok.trials, *splits)]))
+        report.heading(f"{names[0]} against {names[1]}")
+        correlation = pd.DataFrame([stats.split_correlation(ok.trials, *splits)])
+        report.table("split_correlation", correlation, display=_vertical(correlation))
         report.figure(
             "split_correlation",
             lambda ax: plots.plot_split_correlation(ok.trials, x=splits[0], y=splits[1], ax=ax),
@@ -320,7 +347,18 @@ def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) ->
         for m in splits
         if stats.split_size_column(m) in ok.trials
     ]
-    report.table("test_set_noise", pd.DataFrame(rows))
+    noise = pd.DataFrame(rows)
+    report.table("test_set_noise", noise, display=_transposed(noise, "metric"))
+
+
+def _transposed(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A wide table of a few rows shown the other way round: its columns down, one column per
+    value of ``column`` across (a page of 1280 px has no room for 15 columns)."""
+    if table.empty or column not in table.columns:
+        return table
+    shown = table.set_index(column).T
+    shown.columns = [str(c) for c in shown.columns]
+    return shown.rename_axis(column).reset_index()
 
 
 def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame | None:
@@ -514,7 +552,8 @@ class _Report:
 _CSS = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-    "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right}"
+    "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right;overflow-wrap:anywhere}"
+    "table{max-width:100%}"
     "img{max-width:100%}figure{margin:1em 0}"
 )
 

@@ -48,6 +48,12 @@ def _trial_state(events):
     return trial_state(events)
 
 
+def _diverged_reason(by_epoch):
+    from rsb_tune.store.events import diverged_reason
+
+    return diverged_reason(by_epoch)
+
+
 def _is_name(name) -> bool:
     from rsb_tune.store.directory import is_name  # the engine's rule
 
@@ -251,7 +257,7 @@ class Storage:
             row.update({k: _num(last.get(k)) for k in _FINAL_KEYS})
             row["run_time_s"] = _num(sum(ev.get("epoch_time_s") or 0.0 for ev in by_epoch.values())) if by_epoch else None
             row["first_time"], row["last_time"] = (_num(min(times)), _num(max(times))) if times else (None, None)
-            row["error"] = scrub((error or {}).get("error")) if error else None
+            row["error"] = scrub((error or {}).get("error")) if error else _diverged_reason(by_epoch) if status == "diverged" else None
             row["config"] = {k: v for k, v in config.items() if k not in _HIDDEN_CONFIG}
             rows.append(row)
         return rows

@@ -8,7 +8,7 @@ The rules, each decided here:
   (:func:`rsb_tune.store.events.trial_state`);
 - ``done``: trials finished with a result (ok, diverged, early-stopped); ``failed``: errors only
   (a diverged trial is a result, not a failure);
-- ``planned``: the plan's trials, or a search's ``num_samples`` (plus abandoned points, which
+- ``planned``: the plan's trials, or a search's ``num_samples`` times its seeds per point (plus abandoned trials, which
   the search samples again); a sequential study stopped by its rule does not count the seeds it
   never started;
 - ``state``: ``damaged`` when a file of the study cannot be read as it should (``damaged``
@@ -207,7 +207,7 @@ def study_status(
             value = by_epoch[max(by_epoch)].get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 finals.append((float(value), tid))
-    planned = manifest.num_samples + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
+    planned = manifest.num_samples * manifest.seeds_per_sample + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
     if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
         planned -= counts.get(C.PENDING, 0)
     best = C.best_of(finals, manifest.mode)
