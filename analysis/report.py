@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from analysis.contract import decimals, default_mode
 
-from analysis import grid, plots, stats
+from analysis import factorial, grid, plots, stats
 from analysis.comparison import Comparison, compare_studies
 from analysis.plots_sequential import plot_confidence_sequence
 from analysis.sequential import confidence_sequence, fixed_t_interval_path
@@ -92,7 +92,9 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
     stability, the expected best of k seeds, the val/V2 correlation and the
     test-set noise. Grid studies get the ranking of the configurations against
     the seed noise, a heatmap of the first two params, the variance components
-    and the expected best of k configurations.
+    and the expected best of k configurations; a grid that crosses two factors with seeds
+    (:func:`analysis.factorial.find_factors`) also gets its cell table, the interaction with its
+    interval or F-test, the ranking-flip verdict and the interaction plot.
     """
     study = load_study(study_dir)
     out = Path(out_dir) if out_dir is not None else study.paths[0] / REPORT_DIR
@@ -103,6 +105,7 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         report.text("No trial finished with status ok: nothing to summarise.")
     elif study.meta["kind"] == "grid" and study.meta["params"]:
         _grid_sections(report, study)
+        _factorial_section(report, study)
     else:
         _seed_sections(report, study, ok)
     if study.meta.get("stopping") and not ok.trials.empty:
@@ -430,6 +433,36 @@ def _grid_sections(report: _Report, study: StudyTables) -> None:
         report.text(f"Variance decomposition not possible: {exc}")
     configs = summary.dropna(subset=["mean"])
     _expected_max_section(report, configs, "mean", f"configurations (their mean {metric})", mode)
+
+
+def _factorial_section(report: _Report, study: StudyTables) -> None:
+    """A crossed grid (two varied factors): does the ranking of one survive a change of the other?"""
+    meta = study.meta
+    try:
+        result = factorial.factorial_analysis(study.trials, params=meta["params"], metric=meta["metric"], mode=meta.get("mode"))
+    except ValueError:  # not two crossed factors: the grid sections say everything
+        return
+    if result.cells["n"].max() < 2:  # one seed per point: a grid search, not a crossed study
+        return
+    arm, condition = result.factors
+    report.heading(f"Crossed study: {arm} x {condition}")
+    report.value("factorial", result.record())
+    report.text(f"Verdict: {result.sentence}.")
+    report.text(result.interaction_line() + ".")
+    report.text(
+        "P: the share of bootstrap resamples of the seeds "
+        f"within each cell in which the arm is the best under its {condition} (with few seeds a bootstrap is overconfident). "
+        f"ci_low/ci_high: {100 * stats.CONFIDENCE:g} % t-interval of each cell's mean over its seeds."
+    )
+    report.table("factorial_cells", result.cells)
+    if result.anova is not None:
+        report.table("factorial_anova", result.anova, index="term")
+    report.figure("interaction", lambda ax: plots.plot_interaction(result.cells, x=condition, hue=arm, ax=ax))
+    report.text(
+        "Every pair of cells: Welch t-test, p_holm: Holm's correction over all pairs (family-wise error 0.05). "
+        f"The best cell's confidence set (no other cell significantly better): {', '.join(result.best)}."
+    )
+    report.table("factorial_pairs", result.pairs)
 
 
 # --------------------------------------------------------------------------- the report builder

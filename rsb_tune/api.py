@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
@@ -295,6 +295,23 @@ class Study:
             return analysis.load_study(self.path)
         except analysis.StudyError as e:  # analysis's own error: here a user error, as every study error
             raise StudyError(str(e)) from None
+
+    def factorial(self, *, factors: Sequence[str] | None = None, metric: str | None = None, **options: Any):
+        """The analysis of a crossed study (:func:`analysis.factorial.factorial_analysis` on its
+        trials): the cell table, the two-way ANOVA, the 2 x 2 interaction with its interval, the
+        ranking-flip verdict (``.sentence``), Holm's pairwise comparisons. ``factors``: ``(arm,
+        condition)``, by default the two keys the grid varies; ``metric``: the study's. A study
+        that does not cross two factors: a user error naming what it varies."""
+        from analysis.factorial import factorial_analysis
+
+        meta = self.meta
+        try:
+            return factorial_analysis(
+                self.trials, factors=factors, params=meta.get("params") or None, metric=metric or meta.get("metric"),
+                mode=None if metric else meta.get("mode"), **options,
+            )
+        except ValueError as e:
+            raise UserError(f"study {self.name}: {e}") from None
 
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an

@@ -288,7 +288,7 @@ class Storage:
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
         from rsb_tune.store import Manifest, damaged_status, study_status
-        from rsb_tune.store.status import trial_states
+        from rsb_tune.store.status import factorial_record, trial_states
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -297,7 +297,11 @@ class Storage:
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
         states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
-        status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta), damaged=damaged)
+        manifest = Manifest.of(meta)
+        status = study_status(
+            name=ref.name, where=ref.name, manifest=manifest, states=states, running_now=False, stopping=self._stopping(ref, meta),
+            damaged=damaged, factorial=factorial_record(manifest, plan, states),
+        )  # fmt: skip
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
             "params": [p for p in meta.get("params") or [] if isinstance(p, str)],

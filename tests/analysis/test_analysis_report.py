@@ -22,7 +22,7 @@ SEED_FIGURES = {
     "expected_max",
     "split_correlation",
 }
-GRID_FIGURES = {"grid_summary", "grid_heatmap", "expected_max"}
+GRID_FIGURES = {"grid_summary", "grid_heatmap", "expected_max", "interaction"}  # the grid crosses lr x weight_decay with 3 seeds
 
 
 def _check_folder(out: Path, figures: set[str]) -> dict:
