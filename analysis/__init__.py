@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
     from analysis.comparison import Comparison, DECISIONS, compare_studies
+    from analysis.evals import crop_table, eval_correct, load_evals, plot_resolution_curve, resolution_curve, test_set_table
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_rank_stability, plot_seed_histogram, plot_split_correlation
     from analysis.plots_sequential import plot_confidence_sequence
@@ -63,6 +64,13 @@ __all__ = [
     "plot_grid_heatmap",
     "variance_components",
     "param_anova",
+    # re-scored weights (rsb-tune eval: Figure 4, Table 9, the test sets)
+    "load_evals",
+    "resolution_curve",
+    "plot_resolution_curve",
+    "crop_table",
+    "test_set_table",
+    "eval_correct",
     # reports
     "write_report",
     "write_compare_report",
@@ -80,6 +88,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    **{name: "analysis.evals" for name in ("load_evals", "resolution_curve", "plot_resolution_curve", "crop_table", "test_set_table", "eval_correct")},
     "Comparison": "analysis.comparison",
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",
