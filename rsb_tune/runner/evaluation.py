@@ -214,8 +214,8 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         if not jobs:
             logger.info("study %s: every setting is evaluated already", study.name)
             return 0, skipped
+        data = load_eval_data(study, grid)  # a bad test set or labels file fails here, before any job
         logger.info("study %s: evaluating %d trial(s) at %d setting(s) and test set(s) left", study.name, len(jobs), sum(len(j[3]) for j in jobs.values()))
-        data = load_eval_data(study, grid)
         written = 0
 
         def on_result(tid: str, rows: list[dict[str, Any]]) -> None:
