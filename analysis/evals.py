@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from analysis._tables import require_columns
-from analysis.contract import EVALS, StudyError, unpack_correct
+from analysis.contract import EVALS, unpack_correct
 from analysis.stats import CONFIDENCE, mean_ci, test_set_noise
+from analysis.study import _read_table
 
 __all__ = ["load_evals", "resolution_curve", "crop_table", "test_set_table", "eval_correct", "plot_resolution_curve"]
 
@@ -35,17 +36,7 @@ def load_evals(study_dir: str | Path) -> pd.DataFrame | None:
     """``<study>/evals.parquet``, or None when the study was never evaluated; a file that cannot
     be read is a :class:`StudyError` naming it."""
     path = Path(study_dir) / EVALS
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as f:
-            table = pd.read_parquet(f)
-    except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise StudyError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from None
-    missing = [c for c in _NEEDED if c not in table.columns]
-    if missing:
-        raise StudyError(f"{path}: the table lacks column(s) {', '.join(missing)}")
-    return table
+    return _read_table(path, _NEEDED) if path.is_file() else None
 
 
 def _trained_setting(evals: pd.DataFrame) -> pd.DataFrame:
