@@ -103,6 +103,18 @@ def test_eval_resumes_reproduces_and_reports(study, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {r["test_set"] for r in summary["eval_test_sets"]} == {"val", "v2", "extra", "real"}
     assert [r["crop_pct"] for r in summary["eval_crop_table"]] == list(CROPS)
+    # and the browser's study page shows the tables and the figure
+    import time
+
+    TestClient = pytest.importorskip("starlette.testclient").TestClient
+    from rsb_tune.serve.app import create_app
+
+    with TestClient(create_app(storage, redraw_s=0.0)) as client:
+        deadline = time.monotonic() + 240
+        while client.get("/api/studies/s").json()["figures"]["status"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        page = client.get("/studies/s").text
+    assert "Re-evaluated weights" in page and "resolution_curve_val.png" in page and "eval-crops" in page
 
 
 @pytest.mark.parametrize(

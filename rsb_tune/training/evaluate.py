@@ -92,6 +92,38 @@ def _score_sets(logits, label_sets: Sequence[frozenset]) -> tuple[dict[str, floa
     return {"top1": 100.0 * float(correct.mean()), "top5": 100.0 * float(top5.mean()), "loss": float("nan")}, correct
 
 
+_CACHE: "dict[tuple, Any]" = {}
+CACHE_BYTES = 512 << 20  # transformed test sets kept per process, for the next trial's job
+
+
+def _evaluator(test_set: TestSet, transform, runtime, batch_size: int, workers: int):
+    """The trial's evaluator of ``test_set`` under ``transform``. A decoded test set's
+    transformed images are the same for every trial of a study (the eval transform is
+    deterministic), so they are kept for the next job in this process (a worker runs many), up
+    to :data:`CACHE_BYTES`; the key is the set's content (its name, files, labels), the
+    transform's description and the device's memory format."""
+    import hashlib
+
+    from rsb_tune.training.trial import _Evaluator
+
+    split = test_set.split
+    if not split.decoded:
+        return _Evaluator(split, transform, runtime, batch_size, workers)
+    labels = hashlib.sha1(np.ascontiguousarray(split.labels).tobytes()).hexdigest()
+    key = (test_set.name, test_set.source, len(split), labels, repr(transform), str(runtime.device), runtime.channels_last, batch_size)
+    if key not in _CACHE:
+        evaluator = _Evaluator(split, transform, runtime, batch_size, workers)
+        size = evaluator.images.element_size() * evaluator.images.nelement()
+        while _CACHE and sum(e.images.element_size() * e.images.nelement() for e in _CACHE.values()) + size > CACHE_BYTES:
+            _CACHE.pop(next(iter(_CACHE)))  # the oldest first
+        if size > CACHE_BYTES:
+            return evaluator
+        _CACHE[key] = evaluator
+    evaluator = _CACHE[key]
+    evaluator.runtime = runtime  # this trial's precision (autocast); device and format are in the key
+    return evaluator
+
+
 def evaluate_weights(config: Mapping[str, Any], weights: Mapping[str, Any], num_classes: int, test_sets: Sequence[TestSet], settings: Sequence[tuple[str, Setting]]) -> list[dict[str, Any]]:
     """Score ``weights`` (of the trial of ``config``) on each ``(test set name, setting)`` of
     ``settings``. One dict per pair: ``test_set``, ``test_img_size``, ``crop_pct``, ``top1``,
@@ -101,7 +133,7 @@ def evaluate_weights(config: Mapping[str, Any], weights: Mapping[str, Any], num_
     import torch
 
     from rsb_tune.data.registry import build_transforms
-    from rsb_tune.training.trial import TrialRuntime, _Evaluator
+    from rsb_tune.training.trial import TrialRuntime
 
     cfg = {**config, "workers_per_trial": 1}
     threads = torch.get_num_threads()
@@ -116,7 +148,7 @@ def evaluate_weights(config: Mapping[str, Any], weights: Mapping[str, Any], num_
             for name in [n for n, s in settings if s == setting]:
                 test_set = by_name[name]
                 t0 = time.perf_counter()
-                evaluator = _Evaluator(test_set.split, transform, runtime, cfg["eval_batch_size"], cfg["workers"])
+                evaluator = _evaluator(test_set, transform, runtime, cfg["eval_batch_size"], cfg["workers"])
                 if test_set.label_sets is None:
                     metrics, correct = evaluator(model)
                 else:
