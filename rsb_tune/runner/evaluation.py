@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -60,13 +61,13 @@ class EvalGrid:
 def eval_grid(*, test_sizes=(), crop_pcts=(), splits=None, test_sets=(), labels=None) -> EvalGrid:
     """An :class:`EvalGrid` from the API's or the command line's values, checked (one line per
     mistake, naming the argument). ``test_sets``: ``"NAME=PATH"`` strings or a mapping."""
-    sizes = tuple(test_sizes or ())
+    sizes = tuple(() if test_sizes is None else test_sizes)
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
             raise ConfigError(f"{arg('test_sizes', s, flag='--test-size')}: a test resolution is a whole number of pixels >= 1")
-    crops = tuple(crop_pcts or ())
+    crops = tuple(() if crop_pcts is None else crop_pcts)
     for c in crops:
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or not 0 < c <= 1:
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(c) or not 0 < c <= 1:
             raise ConfigError(f"{arg('crop_pcts', c, flag='--crop-pct')}: a crop ratio is a number in (0, 1]")
     splits = tuple(dict.fromkeys(splits or ("val",)))
     for s in splits:
@@ -80,7 +81,7 @@ def eval_grid(*, test_sizes=(), crop_pcts=(), splits=None, test_sets=(), labels=
         if name in (*STUDY_SPLITS, MULTI_LABEL_SET) or name in extra or not name.replace("-", "").isalnum():
             raise ConfigError(f"{arg('test_sets', name, flag='--test-set')}: a test set's name is letters, digits and '-', unique, and not val, v2 or {MULTI_LABEL_SET}")
         extra[name] = str(path)
-    return EvalGrid(tuple(dict.fromkeys(sizes)), tuple(dict.fromkeys(float(c) for c in crops)), splits, extra, str(labels) if labels else None)
+    return EvalGrid(tuple(dict.fromkeys(int(s) for s in sizes)), tuple(dict.fromkeys(float(c) for c in crops)), splits, extra, str(labels) if labels else None)
 
 
 # --------------------------------------------------------------------------- weights
