@@ -110,7 +110,7 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         _sequential_section(report, study, ok)
     evals = eval_tables.load_evals(study.paths[0])
     if evals is not None and not evals.empty:
-        _eval_section(report, evals)
+        _eval_section(report, evals, pooled=study.meta["kind"] == "grid" and bool(study.meta["params"]))
     return report.write()
 
 
@@ -333,9 +333,11 @@ def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame 
         return None
 
 
-def _eval_section(report: _Report, evals: pd.DataFrame) -> None:
+def _eval_section(report: _Report, evals: pd.DataFrame, *, pooled: bool = False) -> None:
     """The trained weights re-scored (``rsb-tune eval``): Figure 4, Table 9, the test sets."""
     report.heading("Re-evaluated weights (rsb-tune eval)")
+    if pooled:
+        report.text("A grid: these tables pool every configuration's trials (the paired crop differences stay per trial).")
     report.text(
         "Every ok trial's final weights scored again at other test resolutions, crop ratios and on other test sets "
         "(evals.parquet). Intervals: the 95 % t-interval over the seeds; a crop's diff is paired (the same weights "
