@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from analysis.contract import decimals, default_mode
 
+from analysis import evals as eval_tables
 from analysis import factorial, grid, plots, stats
 from analysis.comparison import Comparison, compare_studies
 from analysis.plots_sequential import plot_confidence_sequence
@@ -110,6 +111,9 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         _seed_sections(report, study, ok)
     if study.meta.get("stopping") and not ok.trials.empty:
         _sequential_section(report, study, ok)
+    evals = eval_tables.load_evals(study.paths[0])
+    if evals is not None and not evals.empty:
+        _eval_section(report, evals, pooled=study.meta["kind"] == "grid" and bool(study.meta["params"]))
     return report.write()
 
 
@@ -368,6 +372,28 @@ def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame 
     except StudyError as exc:
         report.text(f"No test-set decomposition for {metric}: {exc}")
         return None
+
+
+def _eval_section(report: _Report, evals: pd.DataFrame, *, pooled: bool = False) -> None:
+    """The trained weights re-scored (``rsb-tune eval``): Figure 4, Table 9, the test sets."""
+    report.heading("Re-evaluated weights (rsb-tune eval)")
+    if pooled:
+        report.text("A grid: these tables pool every configuration's trials (the paired crop differences stay per trial).")
+    report.text(
+        "Every ok trial's final weights scored again at other test resolutions, crop ratios and on other test sets "
+        "(evals.parquet). Intervals: the 95 % t-interval over the seeds; a crop's diff is paired (the same weights "
+        "at the training crop), its interval over the trials' differences."
+    )
+    for test_set in [t for t in ("val", "v2", "real") if t in set(evals["test_set"])] or sorted(evals["test_set"].unique())[:1]:
+        curve = eval_tables.resolution_curve(evals, test_set=test_set)
+        report.table(f"resolution_curve_{test_set}", curve)
+        if curve["test_img_size"].nunique() > 1:
+            report.figure(f"resolution_curve_{test_set}", lambda ax, c=curve: eval_tables.plot_resolution_curve(c, ax=ax))
+    for what, make in (("crop_table", lambda: eval_tables.crop_table(evals)), ("test_sets", lambda: eval_tables.test_set_table(evals))):
+        try:
+            report.table(f"eval_{what}", make())
+        except ValueError as exc:
+            report.text(f"No {what}: {exc}")
 
 
 def _sequential_section(report: _Report, study: StudyTables, ok: StudyTables) -> None:

@@ -354,6 +354,32 @@ class RayExecutor(Executor):
         num_samples = -(-max(planned - done, 0) // k) * k if resolver is not None else 1  # whole points: k seeds each
         _fit(study, data, opts, plan, space=space, resolver=resolver, num_samples=num_samples, planned=planned, done=done, scheduler_of_seeds=seeds)
 
+    def map(self, fn, jobs, opts, *, shared=None, on_result) -> dict[str, str]:
+        """Each job a Ray task holding ``--cpus-per-trial`` CPUs (and ``--gpus-per-trial`` GPUs),
+        at most ``--max-concurrent`` at once; ``shared`` is put in the object store once."""
+        import ray
+
+        _set_ray_env()
+        _init_ray(opts)
+        task = ray.remote(fn).options(num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial or 0, max_retries=opts.max_failures)
+        ref = ray.put(shared)
+        queue, pending, errors = list(jobs.items()), {}, {}
+        limit = opts.max_concurrent or max(len(queue), 1)
+        while queue or pending:
+            while queue and len(pending) < limit:
+                key, args = queue.pop(0)
+                pending[task.remote(*args, ref)] = key
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ready in done:
+                key = pending.pop(ready)
+                try:
+                    value = ray.get(ready)
+                except ray.exceptions.RayError as e:
+                    errors[key] = lifecycle.error_message(str(e))
+                    continue
+                on_result(key, value)
+        return errors
+
 
 def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
     """Per trial: what it really uses. A trial that started before keeps its torch threads

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis import contract as C
 from rsb_tune.serve._safe import scrub, scrub_text
 
 __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
@@ -72,8 +73,8 @@ _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wr
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
 _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
-_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES)  # the study's files that its pages show
-_DRAWN_FROM = ("study.yaml", *TABLES)
+_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES, C.EVALS)  # the study's files that its pages show
+_DRAWN_FROM = ("study.yaml", *TABLES, C.EVALS)  # evals.parquet: the report's re-evaluation section
 _UNSERVED = ("data_path", "v2_path", "hostname", "node_id")  # table columns that name the machine
 
 
