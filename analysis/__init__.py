@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
     from analysis.aggregate import AGGREGATES, aggregate_scores, improvement_probabilities, normalize_scores, probability_of_improvement, score_matrices, score_profiles, task_scores
     from analysis.comparison import Comparison, DECISIONS, compare_studies
-    from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, interaction_2x2, pairwise, ranking_flip, two_way_anova
+    from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, holm, interaction_2x2, pairwise, ranking_flip, two_way_anova
     from analysis.evals import crop_table, eval_correct, load_evals, plot_resolution_curve, resolution_curve, test_set_table
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
@@ -79,6 +79,7 @@ __all__ = [
     "pairwise",
     "best_set",
     "find_factors",
+    "holm",
     "plot_interaction",
     # re-scored weights (rsb-tune eval: Figure 4, Table 9, the test sets)
     "load_evals",
@@ -135,6 +136,7 @@ _LAZY = {
     "best_set": "analysis.factorial",
     "cell_table": "analysis.factorial",
     "find_factors": "analysis.factorial",
+    "holm": "analysis.factorial",
     "factorial_analysis": "analysis.factorial",
     "interaction_2x2": "analysis.factorial",
     "pairwise": "analysis.factorial",
