@@ -271,6 +271,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
     elif t is str:
         if value is None and field.nullable:
             return None
+        if isinstance(value, bool) and field.choices is not None and {"on", "off"} & set(field.choices):
+            value = "on" if value else "off"  # YAML 1.1 reads `amp: off` / `--set channels_last=on` as booleans
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         if field.nullable and value.lower() in ("null", "none", "off", ""):
