@@ -36,7 +36,7 @@ def a2(seed, **over):
     """The A2 ingredients: LAMB, BCE, mixup + cutmix, RandAugment, drop path (no repeated aug:
     one update per epoch), in float32 (``amp: off``: the equivalence below is float32 rounding;
     bf16 packs are tested on their own)."""
-    cfg = make_config("A2", epochs=UPDATES, seed=seed, repeated_aug=1, threads=1, **{"amp": "off", **over})
+    cfg = make_config("A2", **{"epochs": UPDATES, "seed": seed, "repeated_aug": 1, "threads": 1, "amp": "off", **over})
     assert cfg["opt"] == "lamb" and cfg["loss"] == "bce" and cfg["mixup_alpha"] > 0 and cfg["cutmix_alpha"] > 0 and cfg["drop_path"] > 0 and cfg["auto_augment"]
     return cfg
 
