@@ -167,7 +167,7 @@ def precision_line(precision: Mapping[str, int]) -> str:
     device has bf16 matrix units), with the trial counts when they differ."""
     if len(precision) == 1:
         return f"precision: {next(iter(precision))} (every trial that reported)"
-    return "precision: " + ", ".join(f"{p} in {n} trials" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
+    return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
 
 
 def stopping_line(rec: Mapping[str, Any]) -> str:
