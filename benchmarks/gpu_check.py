@@ -128,7 +128,7 @@ def check_trial(ctx: Ctx) -> dict:
     if ctx.dry:
         cfg, data, want_amp = _config(device="cpu", amp="bf16", channels_last="on", epochs=1, repeated_aug=1), _digits(64), "bf16"
     else:
-        cfg, data = _config(device="cuda", amp="auto", channels_last="auto", epochs=2), _digits()
+        cfg, data = _config(device="cuda", amp="auto", channels_last="auto", epochs=4), _digits()
         want_amp = "bf16" if torch.cuda.is_bf16_supported() else "off"
     t = time.perf_counter()
     last = _train(cfg, data)[-1]
