@@ -56,6 +56,7 @@ class StudyStatus:
     stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
     damaged: str | None = None  # one line: the damaged file (and line) and what is wrong with it
     factorial: Mapping[str, Any] | None = None  # a crossed grid's verdict (analysis.factorial.Factorial.record())
+    precision: Mapping[str, int] | None = None  # trials by the precision they ran (runtime_amp: bf16, fp16, or fp32 for off)
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -115,6 +116,7 @@ class StudyStatus:
             "stopped_by_rule": self.stopped_by_rule,
             "damaged": self.damaged,
             "factorial": dict(self.factorial) if self.factorial else None,
+            "precision": dict(self.precision or {}),
         }
 
     def __str__(self) -> str:
@@ -144,6 +146,8 @@ class StudyStatus:
             out.append("  " + stopping_line(self.stopping))
         if self.factorial:
             out.append(f"  {' x '.join(self.factorial['factors'])}: {self.factorial['sentence']}")
+        if self.precision:
+            out.append("  " + precision_line(self.precision))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
         if self.damaged:
             out.append(f"  damaged: {self.damaged}")
@@ -163,6 +167,14 @@ class StudyStatus:
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
         out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
         return out
+
+
+def precision_line(precision: Mapping[str, int]) -> str:
+    """One line: the precision the trials trained in (``amp: auto`` takes bf16 where the
+    device has bf16 matrix units), with the trial counts when they differ."""
+    if len(precision) == 1:
+        return f"precision: {next(iter(precision))} (every trial that reported)"
+    return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
 
 
 def stopping_line(rec: Mapping[str, Any]) -> str:
@@ -200,9 +212,14 @@ def study_status(
     naming a damaged event log's line (:func:`rsb_tune.store.events.damage_line`), or None;
     ``factorial``: a crossed grid's verdict (:func:`factorial_record`), or None."""
     counts: dict[str, int] = {}
+    precision: dict[str, int] = {}
     finals: list[tuple[float, str]] = []
     for tid, (status, by_epoch) in states.items():
         counts[status] = counts.get(status, 0) + 1
+        amp = by_epoch[max(by_epoch)].get("runtime_amp") if by_epoch else None
+        if isinstance(amp, str):
+            name = "fp32" if amp == "off" else amp
+            precision[name] = precision.get(name, 0) + 1
         if status == C.OK and by_epoch:
             value = by_epoch[max(by_epoch)].get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -217,6 +234,7 @@ def study_status(
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
         search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged,
         factorial=factorial,
+        precision=precision or None,
     )  # fmt: skip
 
 
