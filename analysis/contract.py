@@ -33,6 +33,9 @@ __all__ = [
     "EPOCH_COLUMNS",
     "SEED_COLUMNS",
     "RESULT_KEYS",
+    "USER_METRICS",
+    "user_metric_names",
+    "result_value",
     "RUNTIME_COLUMNS",
     "PACK_ID",
     "PACK_RESULTS",
@@ -49,6 +52,8 @@ __all__ = [
     "PLAN",
     "TRIALS",
     "EPOCHS",
+    "EVALS",
+    "EVAL_KEY",
     "EVENTS",
     "PREDICTIONS",
     "ERRORS",
@@ -121,6 +126,29 @@ RESULT_KEYS = frozenset(
 )
 
 
+# a custom trainer's own metrics (any name) travel in its report under this key; the event log
+# holds them flat, as columns of both tables
+USER_METRICS = "metrics"
+_NOT_METRICS = frozenset({"type", "time", "trial_id", "seed"})
+
+
+def user_metric_names(events) -> list[str]:
+    """The metric names of result events beyond the contract's (a custom trainer's), in order seen."""
+    names: dict[str, None] = {}
+    for ev in events:
+        for k in ev:
+            if k not in RESULT_KEYS and k not in _NOT_METRICS and not k.startswith("runtime_"):
+                names.setdefault(k, None)
+    return list(names)
+
+
+def result_value(result, metric: str):
+    """A report's value of ``metric``: a contract metric, or one of a custom trainer's own (None if absent)."""
+    if metric in result:
+        return result[metric]
+    return (result.get(USER_METRICS) or {}).get(metric)
+
+
 def default_mode(metric: str) -> str:
     """The direction in which ``metric`` is better: losses go down, accuracies up."""
     return "min" if metric.endswith("loss") else "max"
@@ -186,6 +214,8 @@ MANIFEST = "study.yaml"
 PLAN = "plan.json"
 TRIALS = "trials.parquet"
 EPOCHS = "epochs.parquet"
+EVALS = "evals.parquet"  # re-scored trials (rsb-tune eval): one row per trial x setting x test set
+EVAL_KEY = ("trial_id", "test_set", "test_img_size", "crop_pct")  # what makes a row of evals.parquet one
 EVENTS = "events"
 PREDICTIONS = "predictions"
 ERRORS = "errors"

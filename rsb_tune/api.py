@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
@@ -45,7 +45,7 @@ from rsb_tune.store.directory import StudyDir
 if TYPE_CHECKING:
     import analysis
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
+__all__ = ["import_results", "seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -66,26 +66,36 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
-    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`)."""
+    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`).
+    ``trainer=my_train`` (a function ``train(config, report)`` or ``"module:function"``) or
+    ``trainer_cmd="python train.py --seed {seed}"``: your own training code under ``n`` seeds,
+    each with ``config`` and its seeds (docs/own-trainer.md)."""
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **experiment)
-    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **own, **experiment)
+    if plan.trainer is not None:
+        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    command = _python_call("seeds", n=n, recipe=None if plan.trainer else recipe, seed_start=seed_start or None, **rule, **own, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, n: int | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
-    finished :class:`Study`; ``n``: seeds per grid point instead of the space's."""
+    finished :class:`Study`; ``n``: seeds per grid point instead of the space's. ``trainer``/``trainer_cmd``/``config``: as for :func:`seeds`, over
+    the grid of a space file for your own trainer (docs/own-trainer.md)."""
     experiment, options = _split(kwargs)
     run_options(options)
-    plan = plan_grid(space, n=n, **experiment)
-    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, name=name, **experiment), **options)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    plan = plan_grid(space, n=n, **own, **experiment)
+    if plan.trainer is not None:
+        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, **own, name=name, **experiment), **options)
 
 
 def _python_call(fn: str, **kwargs) -> str:
@@ -137,11 +147,38 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    _check_resumable(study.meta())
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
         return _paired_result(*driver.resume_pair(study, opts))
     data = load_study_data(data_configs(study.meta()))
     return _finished(study, driver.run(study, data, opts))
+
+
+def _check_resumable(meta: Mapping[str, Any]) -> None:
+    """An imported study has nothing to run; a study of your own trainer needs it importable."""
+    if meta.get("imported"):
+        raise StudyError(f"study {meta.get('name')!r} was imported from {meta.get('imported')}: it has no plan to run, nothing to resume")
+    if meta.get("trainer"):
+        from rsb_tune.training.custom import load_trainer
+
+        load_trainer(meta["trainer"])
+
+
+def import_results(results, *, name: str, storage: str | None = None, metric: str | None = None, mode: str | None = None, config=()) -> list["Study"]:
+    """Results made elsewhere as studies every command reads (docs/own-trainer.md): ``results``
+    is a DataFrame or the path of a .csv, .tsv, .parquet or .jsonl file, one row per seed (or
+    per seed and epoch) with a ``seed`` column and metric columns; optional ``arm`` (one study
+    per arm, ``NAME-ARM``), ``task``, ``epoch`` and config keys (text and boolean columns, and
+    the numeric ones named in ``config``). ``metric``: the one the studies follow (default
+    val_top1 when it is a column, else the first numeric one). Returns the studies written."""
+    from rsb_tune.runner.imported import import_results as write, read_results
+
+    source = "DataFrame"
+    if isinstance(results, (str, Path)):
+        source, results = str(results), read_results(results)
+    command = _python_call("import_results", results=source, name=name, metric=metric, mode=mode, config=list(config) or None)
+    return [Study(d) for d in write(results, name=name, storage=_storage(storage), metric=metric, mode=mode, config=config, source=source, command=command)]
 
 
 # --------------------------------------------------------------------------- A against B until decided
@@ -169,7 +206,7 @@ class PairedResult:
         return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
-def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
@@ -178,8 +215,11 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     experiment, options = _split(kwargs)
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
-    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **experiment)
-    command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **own, **experiment)
+    if paired.a.trainer is not None:
+        own = {**own, **{k: paired.a.trainer[k] for k in ("trainer",) if k in paired.a.trainer}}
+    command = _python_call("ab", n=n, recipe=None if paired.a.trainer else recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, **own, name=name, **experiment)
     return start_ab(paired, storage=storage, name=name, command=command, **options)
 
 
@@ -287,6 +327,34 @@ class Study:
         the CLI, the browser and the report show)."""
         return read_status(self._dir)
 
+    @property
+    def evals(self):
+        """The re-scored trials (``evals.parquet``, see :meth:`evaluate`): one row per trial x
+        setting x test set (pandas DataFrame; empty before the first evaluation)."""
+        from rsb_tune.store.evals import read_evals
+
+        return read_evals(self._dir)
+
+    def evaluate(self, *, test_sizes=(), crop_pcts=(), splits=("val",), test_sets=(), labels: str | None = None, **options):
+        """Re-score every ok trial's final weights (loaded as data only) at each test size x
+        crop ratio (default: the trial's own) on each test set: ``splits`` of the study
+        (``"val"``, ``"v2"``), ``test_sets`` (``{"name": path}`` or ``"NAME=PATH"`` strings: a
+        ``*_data.npy``/``*_labels.npy`` pair or a folder of class folders) and, with ``labels``
+        (a JSON list of label lists per val image, as ImageNet-ReaL's real.json), the multi-label
+        set ``real``. Runs through the executor of ``options`` (run options: ``executor``,
+        ``cpus_per_trial``, ``gpus_per_trial``, ...), adds the rows to ``evals.parquet`` and
+        returns the whole table; what is there already is not evaluated again (a killed
+        evaluation resumes). A trial that could not be evaluated is a :class:`StudyError` after
+        the others are written."""
+        from rsb_tune.runner.evaluation import eval_grid, evaluate_study
+
+        grid = eval_grid(test_sizes=test_sizes, crop_pcts=crop_pcts, splits=splits, test_sets=test_sets, labels=labels)
+        _, failed = evaluate_study(self._dir, grid, run_options(options))
+        if failed:
+            tid, why = next(iter(failed.items()))
+            raise StudyError(f"study {self.name}: {len(failed)} trial(s) not evaluated ({tid}: {why}); the others are in {C.EVALS}")
+        return self.evals
+
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""
         import analysis
@@ -295,6 +363,23 @@ class Study:
             return analysis.load_study(self.path)
         except analysis.StudyError as e:  # analysis's own error: here a user error, as every study error
             raise StudyError(str(e)) from None
+
+    def factorial(self, *, factors: Sequence[str] | None = None, metric: str | None = None, **options: Any):
+        """The analysis of a crossed study (:func:`analysis.factorial.factorial_analysis` on its
+        trials): the cell table, the two-way ANOVA, the 2 x 2 interaction with its interval, the
+        ranking-flip verdict (``.sentence``), Holm's pairwise comparisons. ``factors``: ``(arm,
+        condition)``, by default the two keys the grid varies; ``metric``: the study's. A study
+        that does not cross two factors: a user error naming what it varies."""
+        from analysis.factorial import factorial_analysis
+
+        meta = self.meta
+        try:
+            return factorial_analysis(
+                self.trials, factors=factors, params=meta.get("params") or None, metric=metric or meta.get("metric"),
+                mode=None if metric else meta.get("mode"), **options,
+            )
+        except ValueError as e:
+            raise UserError(f"study {self.name}: {e}") from None
 
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an

@@ -36,6 +36,7 @@ examples:
   rsb-tune grid --space lamb_bce              a shipped space (see `rsb-tune spaces`), or a path
   rsb-tune seeds --n 5 --recipe A3 --data ~/imagenette --set drop_path=0.05
   rsb-tune status NAME ; rsb-tune resume NAME ; rsb-tune report NAME
+  rsb-tune eval NAME --test-size 24 32 40 --crop-pct 0.875 1.0   re-score the trained weights
   rsb-tune recipes show A2 ; rsb-tune recipes show recipes/mine.yaml ; rsb-tune keys
 
 precedence of config values: recipe < dataset profile < space file < --model/--epochs/... < --set
@@ -77,13 +78,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             r.add_argument(flag, type=meta["type"] or str, default=f.default, metavar=meta["metavar"] or "N", help=meta["help"] + shown)
 
 
+def _add_trainer_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own training code (docs/own-trainer.md; --set then gives its config, free-form)")
+    g.add_argument("--trainer", metavar="MODULE:FN", help="a function train(config, report): my_pkg.module:train or path/file.py:train")
+    g.add_argument("--trainer-cmd", metavar="COMMAND", help='a command run per seed, e.g. "python train.py --seed {seed}"; it appends JSON lines {"epoch": 1, ...} to $RSB_TUNE_METRICS ({metrics})')
+
+
+def _trainer(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("trainer", "trainer_cmd") if getattr(args, k, None) is not None}
+
+
 def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
     """The flags of a sequential study's rule (validated by rsb_tune.sequential.rule, defaults there)."""
     g = p.add_argument_group("sequential study (anytime-valid intervals; see docs/sequential.md)")
     if until:
         g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
     g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
-    g.add_argument("--metric", help="final metric the rule follows (default val_top1)")
+    g.add_argument("--metric", help="final metric the rule follows (default val_top1; with --trainer: the metric the study follows, any the trainer reports)")
     g.add_argument("--method", help="confidence sequence: t_mixture (default) or betting")
 
 
@@ -110,12 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe: A1, A2, A3, T2, a project recipe (recipes/NAME.yaml) or the path of a recipe YAML (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=True)
     _add_study_options(p)
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
     p.add_argument("--space", required=True, help="a space YAML file, or the name of a shipped one (lamb_bce, optimizers, ...: see `rsb-tune spaces`); an existing path wins")
     p.add_argument("--n", type=int, help="seeds per grid point, from the space's first seed (default: the space file's seeds)")
+    _add_trainer_options(p)
     _add_study_options(p)
 
     p = sub.add_parser("ab", help="A against B on the same seeds, until decided", description="Run two seed studies NAME-a and NAME-b on the same seeds, in rounds, until the anytime interval of mean(a - b) excludes 0 (one is better) or lies inside +-delta (equivalent), or the cap.")
@@ -125,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs-set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of arm b only (repeatable); --set is arm a's")
     p.add_argument("--delta", type=float, help="equivalence margin: stop as 'equivalent' once the interval of mean(a - b) lies inside +-delta")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=False)
     _add_study_options(p)
 
@@ -134,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, action="append", help="difference to detect (repeatable; default 0.25 0.5 1.0)")
     p.add_argument("--vs", metavar="OTHER", help="a study on the same seeds: the paired differences' std for the paired rows")
     p.add_argument("--metric", help="the metric (default: the study's)")
+    _add_storage(p)
+
+    p = sub.add_parser("import", help="results made elsewhere (CSV, parquet) as studies", description="Write a results file as a study every command reads: one row per seed (or seed and epoch), a `seed` column, metric columns, and optionally `arm` (one study NAME-ARM per arm, for compare), `task`, `epoch` and config keys (text columns, or numeric ones named with --config). See docs/own-trainer.md.")
+    p.add_argument("file", help="a .csv, .tsv, .parquet or .jsonl file")
+    p.add_argument("--name", required=True, help="the study's name (with an arm column: NAME-ARM per arm)")
+    p.add_argument("--metric", help="the metric column the study follows (default val_top1 when present, else the first numeric column)")
+    p.add_argument("--mode", choices=("max", "min"), help="whether higher or lower is better (default: min for *loss, else max)")
+    p.add_argument("--config", action="append", default=[], metavar="COLUMN", help="a numeric column that is a config key, not a metric (repeatable)")
     _add_storage(p)
 
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
@@ -157,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default <storage>/compare-A-vs-B)")
     p.add_argument("--metric", help="the metric (default: A's)")
     p.add_argument("--key", action="append", default=[], metavar="KEY", help="a config key the studies are meant to differ in (repeatable); the recipe and what follows from it always are; other differences are warned about")
+
+    p = sub.add_parser("eval", help="re-score a study's trained weights at other settings and on other test sets", description="Evaluate every ok trial's final weights at each test resolution x crop ratio (default: the trial's own) on each test set, into <study>/evals.parquet; run again, it evaluates only what is missing.")
+    p.add_argument("name")
+    p.add_argument("--test-size", type=int, nargs="+", default=[], metavar="PX", help="test resolutions (default: the trial's test_img_size)")
+    p.add_argument("--crop-pct", type=float, nargs="+", default=[], metavar="R", help="centre-crop ratios in (0, 1] (default: the trial's crop_pct)")
+    p.add_argument("--split", nargs="+", default=["val"], metavar="SPLIT", help="the study's test splits: val, v2 (default val)")
+    p.add_argument("--test-set", action="append", default=[], metavar="NAME=PATH", help="an extra test set: a *_data.npy/*_labels.npy pair or a folder of class folders (repeatable)")
+    p.add_argument("--labels", metavar="JSON", help="multi-label file for val (ImageNet-ReaL's real.json: a list of label lists, one per val image): adds the test set 'real'")
+    _add_storage(p)
+    _add_run_options(p)
 
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List the recipes (A1/A2/A3, T2 and the project's recipes/*.yaml), or print one as YAML with the source of each value.")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
@@ -245,9 +277,9 @@ def _cmd_study(args) -> int:
     from rsb_tune import api
 
     if args.command == "grid":
-        plan = api.plan_grid(args.space, n=args.n, **_experiment(args))
+        plan = api.plan_grid(args.space, n=args.n, **_trainer(args), **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0
@@ -260,7 +292,7 @@ def _cmd_ab(args) -> int:
 
     experiment = _experiment(args)
     overrides = experiment.pop("overrides", None)
-    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **experiment)
+    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **_trainer(args), **experiment)
     if args.dry_run:
         print("\n".join(paired.describe()))
         return 0
@@ -276,6 +308,21 @@ def _cmd_plan_seeds(args) -> int:
     table = api.seeds_needed_table(args.name, vs=args.vs, metric=args.metric, storage=args.storage, **kwargs)
     print(f"seeds needed, from {args.name} ({table.attrs['n_seeds']} ok seeds of {table.attrs['metric']}; sigma {table['sigma'].iloc[0]:.3g}):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if "n_anytime" in table and table["n_anytime"].isna().any():
+        from analysis.sequential import SIM_LIMIT
+
+        print(f"n_anytime NaN: not simulated, the target needs more than {SIM_LIMIT} seeds at a fixed n")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from rsb_tune import api
+
+    studies = api.import_results(args.file, name=args.name, storage=args.storage, metric=args.metric, mode=args.mode, config=args.config)
+    for study in studies:
+        print(f"imported {study.name}: {len(study.plan)} trials, {study.meta['metric']} -> {study.where}")
+    if len(studies) == 2:
+        print(f"compare them: rsb-tune compare {studies[0].name} {studies[1].name}" + (f" --storage {args.storage}" if args.storage != default_storage() else ""))
     return 0
 
 
@@ -307,6 +354,17 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    from rsb_tune import api
+
+    study = api.load(args.name, args.storage)
+    table = study.evaluate(test_sizes=args.test_size, crop_pcts=args.crop_pct, splits=args.split, test_sets=args.test_set, labels=args.labels, **_run_options(args))
+    summary = table.groupby(["test_set", "test_img_size", "crop_pct"])["top1"].agg(["count", "mean", "std"]).reset_index()
+    print(summary.rename(columns={"count": "trials", "mean": "top1 mean", "std": "top1 std"}).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"evals: {study.path / 'evals.parquet'} ({len(table)} rows)")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from rsb_tune import api
 
@@ -330,10 +388,12 @@ _COMMANDS = {
     "grid": _cmd_study,
     "ab": _cmd_ab,
     "plan-seeds": _cmd_plan_seeds,
+    "import": _cmd_import,
     "resume": _cmd_resume,
     "status": _cmd_status,
     "report": _cmd_report,
     "compare": _cmd_compare,
+    "eval": _cmd_eval,
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
     "spaces": _cmd_spaces,

@@ -48,6 +48,18 @@ class Manifest:
     ended_at: str | None
     format: int
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
+    seeds_per_sample: int = 1  # a search's seeds per sampled point: num_samples x this many trials
+
+    @property
+    def origin(self) -> str:
+        """Where the study's trials come from: ``recipe A2``, ``trainer file.py:train``, ``imported from x.csv``."""
+        raw = self.raw
+        if raw.get("imported"):
+            return f"imported from {raw['imported']}"
+        if raw.get("trainer") or raw.get("trainer_cmd"):
+            spec = str(raw.get("trainer") or raw.get("trainer_cmd"))
+            return f"trainer {spec.replace(chr(92), '/').rsplit('/', 1)[-1]}" if raw.get("trainer") else f"command {spec}"
+        return f"recipe {self.recipe}"
 
     @classmethod
     def of(cls, meta: Mapping[str, Any]) -> "Manifest":
@@ -59,6 +71,10 @@ class Manifest:
             num_samples = int(meta["num_samples"]) if meta.get("num_samples") else None
         except (TypeError, ValueError):
             num_samples = None
+        try:
+            seeds_per_sample = max(int(meta.get("seeds_per_sample") or 1), 1)
+        except (TypeError, ValueError):
+            seeds_per_sample = 1
         stopping = meta.get("stopping")
         return cls(
             kind=str(meta.get("kind")),
@@ -72,12 +88,15 @@ class Manifest:
             ended_at=_text(meta.get("ended_at")),
             format=meta.get("format", 0) if isinstance(meta.get("format", 0), int) else -1,
             raw=dict(meta),
+            seeds_per_sample=seeds_per_sample,
         )
 
 
 def data_configs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The data specs a study recorded (its base config with each spec's data keys), for
     :func:`rsb_tune.data.registry.load_study_data`; a study written before ``data_specs``: its base."""
+    if meta.get("trainer") or meta.get("trainer_cmd") or meta.get("imported"):
+        return []  # your own trainer loads its own data; imported results have none
     base = dict(meta.get("base_config") or {})
     return [{**base, **record["spec"]} for record in meta.get("data_specs") or []] or [base]
 
