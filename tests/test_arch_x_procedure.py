@@ -12,7 +12,8 @@ def test_arch_x_procedure_runs_and_each_trial_trains_its_cell(tmp_path):
     plan = rsb_tune.plan_grid("arch_x_procedure", n=2, epochs=1)
     proc = run_cli("grid", "--space", "arch_x_procedure", "--n", "2", "--epochs", "1", "--executor", "local", "--quiet", "--storage", str(tmp_path), "--name", "ax")
     assert proc.returncode == 0, proc.stderr
-    trials = rsb_tune.load("ax", storage=str(tmp_path)).trials.set_index("trial_id").sort_index()
+    study = rsb_tune.load("ax", storage=str(tmp_path))
+    trials = study.trials.set_index("trial_id").sort_index()
     assert list(trials.index) == list(plan.trials) and (trials["status"] == "ok").all()
     for tid, cfg in plan.trials.items():
         row = trials.loc[tid]
@@ -20,3 +21,5 @@ def test_arch_x_procedure_runs_and_each_trial_trains_its_cell(tmp_path):
         assert (row["opt"], row["loss"]) == (("lamb", "bce") if cfg["recipe"] == "A2" else ("adamw", "ce"))
     cells = trials.groupby(["model", "recipe"])["seed"].apply(sorted).to_dict()
     assert cells == {(m, r): [0, 1] for m in ("resnet10t", "vit_tiny_patch16_224") for r in ("A2", "T2")}
+    # the crossed study's analysis finds its two factors: the cases' model (with its kwargs) and the recipe
+    assert study.factorial().factors == ("model", "recipe")
