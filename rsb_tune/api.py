@@ -85,17 +85,17 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
-    finished :class:`Study`. ``trainer``/``trainer_cmd``/``config``: as for :func:`seeds`, over
+    finished :class:`Study`; ``n``: seeds per grid point instead of the space's. ``trainer``/``trainer_cmd``/``config``: as for :func:`seeds`, over
     the grid of a space file for your own trainer (docs/own-trainer.md)."""
     experiment, options = _split(kwargs)
     run_options(options)
     own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
-    plan = plan_grid(space, **own, **experiment)
+    plan = plan_grid(space, n=n, **own, **experiment)
     if plan.trainer is not None:
         own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
-    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), **own, name=name, **experiment), **options)
+    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, **own, name=name, **experiment), **options)
 
 
 def _python_call(fn: str, **kwargs) -> str:

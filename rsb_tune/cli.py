@@ -37,7 +37,7 @@ examples:
   rsb-tune seeds --n 5 --recipe A3 --data ~/imagenette --set drop_path=0.05
   rsb-tune status NAME ; rsb-tune resume NAME ; rsb-tune report NAME
   rsb-tune eval NAME --test-size 24 32 40 --crop-pct 0.875 1.0   re-score the trained weights
-  rsb-tune recipes show A2 ; rsb-tune keys
+  rsb-tune recipes show A2 ; rsb-tune recipes show recipes/mine.yaml ; rsb-tune keys
 
 precedence of config values: recipe < dataset profile < space file < --model/--epochs/... < --set
 python: import rsb_tune; rsb_tune.seeds(n=4, recipe="A2", epochs=2)  (the same options as keywords)
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("seeds", help="one recipe under many seeds", description="Run a recipe under seeds S..S+N-1 (the paper's 100-seed study of A2).")
     p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name: A1, A2 or A3 (default {DEFAULT_RECIPE})")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe: A1, A2, A3, T2, a project recipe (recipes/NAME.yaml) or the path of a recipe YAML (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
     _add_trainer_options(p)
     _add_rule_options(p, until=True)
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
     p.add_argument("--space", required=True, help="a space YAML file, or the name of a shipped one (lamb_bce, optimizers, ...: see `rsb-tune spaces`); an existing path wins")
+    p.add_argument("--n", type=int, help="seeds per grid point, from the space's first seed (default: the space file's seeds)")
     _add_trainer_options(p)
     _add_study_options(p)
 
@@ -189,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     _add_run_options(p)
 
-    p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List recipes A1/A2/A3, or print one as YAML.")
+    p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List the recipes (A1/A2/A3, T2 and the project's recipes/*.yaml), or print one as YAML with the source of each value.")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    p.add_argument("recipe", nargs="?")
+    p.add_argument("recipe", nargs="?", metavar="NAME|PATH")
 
     sub.add_parser("keys", help="list every config key with its type and help")
     sub.add_parser("spaces", help="list the shipped space files and the question each answers")
@@ -210,29 +211,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_recipes(args) -> int:
-    from rsb_tune.planning.recipes import RECIPES, get_recipe
+    from rsb_tune.planning.recipes import get_recipe, recipe_names
 
     if args.action == "list" or not args.recipe:
         if args.action == "show":
-            raise ConfigError(f"recipes show: name a recipe ({', '.join(RECIPES)})")
-        print(f"{'name':5} {'epochs':>6} {'lr':>7} {'wd':>5} {'res':>8}  description")
-        for r in RECIPES.values():
-            print(f"{r.name:5} {r.epochs:>6} {r.lr:>7g} {r.weight_decay:>5g} {f'{r.img_size}/{r.test_img_size}':>8}  {r.description}")
+            raise ConfigError(f"recipes show: name a recipe ({', '.join(recipe_names())}) or give the path of a recipe file")
+        recipes = [get_recipe(name) for name in recipe_names()]
+        width = max(5, *(len(r.name) for r in recipes))
+        print(f"{'name':{width}} {'epochs':>6} {'opt':>6} {'lr':>7} {'wd':>5} {'res':>8}  description")
+        for r in recipes:
+            where = f" ({r.path})" if r.path else ""
+            print(f"{r.name:{width}} {r.epochs:>6} {r.opt:>6} {r.lr:>7g} {r.weight_decay:>5g} {f'{r.img_size}/{r.test_img_size}':>8}  {r.description}{where}")
         return 0
     print(_recipe_yaml(get_recipe(args.recipe)), end="")
     return 0
 
 
 def _recipe_yaml(recipe) -> str:
+    """A recipe as YAML: each value with a comment naming its source where it is not the recipe itself."""
     import yaml
 
-    lines = [f"# {recipe.name}: {recipe.description}", "# ImageNet-1k / ResNet-50 values of the paper (arXiv 2110.00476)"]
+    lines = [f"# {recipe.name}: {recipe.description}", f"# {recipe.reference}"]
     for key, value in recipe.to_dict().items():
         if key == "unconfirmed":
             continue
         text = yaml.safe_dump({key: value}, default_flow_style=True, width=1000).strip().strip("{}")
-        note = "  # unconfirmed: from community command lines, not the paper" if key in recipe.unconfirmed else ""
-        lines.append(f"{text}{note}")
+        notes = [recipe.source_of(key)] if recipe.path and key not in ("name", "description", "paper_val_top1", "paper_v2_top1") else []
+        if key in recipe.unconfirmed:
+            notes.append("unconfirmed: not in the source, from community command lines")
+        lines.append(text + (f"  # {'; '.join(notes)}" if notes else ""))
     lines.append(f"unconfirmed: {sorted(recipe.unconfirmed)}")
     return "\n".join(lines) + "\n"
 
@@ -270,7 +277,7 @@ def _cmd_study(args) -> int:
     from rsb_tune import api
 
     if args.command == "grid":
-        plan = api.plan_grid(args.space, **_trainer(args), **_experiment(args))
+        plan = api.plan_grid(args.space, n=args.n, **_trainer(args), **_experiment(args))
     else:
         plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:

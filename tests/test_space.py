@@ -91,6 +91,18 @@ def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
         ("mode: maximize\n", "allowed: min, max"),
         ("base: {drop_path: 1.5}\n", "drop_path must be < 1.0"),
         ("base: {lr: 1.0e-3}\ngrid: {lr: [1.0e-3]}\n", "both in base and grid"),
+        # cases: errors name the case's index
+        ("cases: {model: resnet10t}\n", "cases must be a non-empty list of mappings"),
+        ("cases: []\n", "cases must be a non-empty list of mappings"),
+        ("cases:\n  - {model: resnet10t}\n  - resnet18\n", "space.yaml: cases[1] must be a non-empty mapping"),
+        ("cases:\n  - {model: resnet10t}\n  - {modle: resnet18}\n", "space.yaml: cases[1]: unknown key 'modle'; did you mean 'model'"),
+        ("cases:\n  - {lr: fast}\n", "space.yaml: cases[0]: lr must be a number"),
+        ("cases:\n  - {seed: 3}\n", "cases[0]: 'seed' cannot be set by a case; list seeds under 'seeds'"),
+        ("cases:\n  - {workers_per_trial: 2}\n", "cases[0]: 'workers_per_trial' cannot be set by a case: it holds one value per study"),
+        ("cases:\n  - {recipe: A2}\ngrid: {recipe: [A2, T2]}\n", "cases[0]: 'recipe' is also in grid"),
+        ("base: {model: resnet18}\ncases:\n  - {model: resnet10t}\n", "cases[0]: 'model' is also in base"),
+        ("cases:\n  - {model: resnet10t}\n  - {model: resnet10t}\n", "cases[1] repeats cases[0]"),
+        ("search: optuna\nnum_samples: 2\ncases:\n  - {model: resnet10t}\nparams: {lr: {loguniform: [1.0e-3, 1.0e-2]}}\n", "`search: optuna` samples `params`; remove `cases`"),
     ],
 )
 def test_space_errors_name_file_and_key(tmp_path, text, message):
@@ -185,3 +197,64 @@ def test_a_search_over_recipes_resolves_each_point_from_its_recipe(tmp_path):
     assert plan.values_of("recipe") == ["A2", "A3"]
     a3 = plan.resolver({"recipe": "A3", "lr": 2e-3})
     assert (a3["recipe"], a3["lr"], a3["epochs"], a3["drop_path"], a3["repeated_aug"]) == ("A3", 2e-3, 5, 0.0, 1)
+
+
+# --------------------------------------------------------------------------- cases: keys varied together
+
+VIT = {"img_size": 32, "patch_size": 4, "embed_dim": 48, "depth": 2, "num_heads": 3}
+
+
+def test_cases_cross_the_grid_and_the_seeds_and_keep_their_own_kwargs(tmp_path):
+    """Each case is its own layer: the ViT's model_kwargs never reach the ResNet case, which keeps
+    the profile's; every case runs every recipe under every seed."""
+    from rsb_tune.planning.validate import check_plan
+
+    p = write(tmp_path, f"seeds: [0, 1]\ncases:\n  - {{model: resnet10t}}\n  - {{model: vit_tiny_patch16_224, model_kwargs: {VIT}}}\ngrid:\n  recipe: [A2, T2]\n")
+    space = load_space(p)
+    plan = build_plan(get_recipe("A2"), PROFILE, seeds=space.seeds, space=space)
+    assert plan.params == ("model", "model_kwargs", "recipe") and len(plan.trials) == 2 * 2 * 2
+    got = sorted((c["model"], c["recipe"], c["seed"], repr(c["model_kwargs"])) for c in plan.trials.values())
+    resnet_kwargs = repr(dict(PROFILE.values["model_kwargs"]))
+    assert got == sorted((m, r, s, resnet_kwargs if m == "resnet10t" else repr(VIT)) for m in ("resnet10t", "vit_tiny_patch16_224") for r in ("A2", "T2") for s in (0, 1))
+    for cfg in plan.trials.values():  # each trial trains its own recipe
+        assert (cfg["opt"], cfg["loss"]) == (("lamb", "bce") if cfg["recipe"] == "A2" else ("adamw", "ce"))
+    check_plan(plan, space)
+    assert plan.base.values["model_kwargs"] == PROFILE.values["model_kwargs"]  # the base config holds no case
+
+
+def test_a_case_value_names_its_case_as_its_source(tmp_path):
+    from rsb_tune.planning.config import resolve
+
+    p = write(tmp_path, "cases:\n  - {drop_path: 0.0}\n  - {drop_path: 0.2, lr: 1.0e-3}\n")
+    space = load_space(p)
+    assert space.points() == [{"drop_path": 0.0}, {"drop_path": 0.2, "lr": 1e-3}] and space.varied == ("drop_path", "lr")
+    layer = Layer(f"cases[1] in {p}", space.cases[1])
+    cfg = resolve(get_recipe("A2"), PROFILE, [layer])
+    assert cfg.sources["lr"] == f"cases[1] in {p}"
+    plan = build_plan(get_recipe("A2"), PROFILE, seeds=(0,), space=space)
+    assert [c["lr"] for c in plan.trials.values()] == [5e-3, 1e-3]  # the first case keeps the recipe's lr
+
+
+def test_a_case_whose_model_kwargs_do_not_fit_is_named_by_its_index(tmp_path):
+    import rsb_tune
+
+    p = write(tmp_path, "cases:\n  - {model: resnet10t}\n  - {model: vit_tiny_patch16_224, model_kwargs: {img_size: 32, patch_size: 4, heads: 3}}\n")
+    with pytest.raises(ConfigError, match=r"space.yaml: cases\[1\]: model_kwargs: .* do not fit vit_tiny_patch16_224"):
+        rsb_tune.plan_grid(p, epochs=1)
+    p = write(tmp_path, "cases:\n  - {model: resnet10t}\n  - {model: vit_tiny_patch4_32}\n")
+    with pytest.raises(ConfigError, match=r"space.yaml: cases\[1\]: model: unknown timm model 'vit_tiny_patch4_32'"):
+        rsb_tune.plan_grid(p, epochs=1)
+
+
+def test_the_plan_lists_the_cells_and_n_sets_the_seeds_per_cell():
+    import rsb_tune
+
+    plan = rsb_tune.plan_grid("arch_x_procedure", n=3, epochs=1)
+    assert [c["seed"] for c in plan.trials.values()] == [0, 1, 2] * 4 and plan.space.raw["seeds"] == {"start": 0, "n": 3}
+    lines = plan.describe()
+    at = lines.index("cells (4, the grid's points; each runs its seeds):")
+    cells = lines[at + 1 : at + 5]
+    assert [(("resnet10t" in c) + 2 * ("vit_" in c), c.split("recipe=")[1].split(":")[0]) for c in cells] == [(1, "A2"), (1, "T2"), (2, "A2"), (2, "T2")]
+    assert cells[0].endswith("3 trials (t0000..t0002)")
+    with pytest.raises(ConfigError, match="n=? must be >= 1"):
+        rsb_tune.plan_grid("arch_x_procedure", n=0)

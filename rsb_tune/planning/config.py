@@ -108,7 +108,7 @@ _DATA = DataOptions()  # the data keys' defaults (rsb_tune.data.types)
 
 FIELDS: Mapping[str, Field] = {
     # --- what is trained on what
-    "recipe": Field(str, "base recipe name (A1, A2, A3)"),
+    "recipe": Field(str, "base recipe: a shipped name (A1, A2, A3, T2), a project recipe (recipes/NAME.yaml) or the path of a recipe YAML"),
     "dataset": Field(str, "dataset registry name, timm's names (digits: embedded; folder: folder/.tar at data_path; torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME)", default=DEFAULT_DATASET, scope="data"),
     "data_path": Field(str, "dataset root: a folder or .tar with train/, val/, optional v2/ (--data), or the --data-dir of a torch/ dataset", default=_DATA.root, nullable=True, scope="data"),
     "v2_path": Field(str, "second test set as v2: a *_data.npy/*_labels.npy pair (CIFAR-10.1) or its folder, or a folder of class folders", default=_DATA.v2_path, nullable=True, scope="data"),
@@ -353,17 +353,16 @@ def resolve(recipe, profile, layers: Iterable[Layer] = ()) -> ResolvedConfig:
     ``recipe`` or ``dataset`` puts that recipe, or that dataset's profile, in place of the one
     given: a trial of a grid over recipes is resolved from its own recipe."""
     from rsb_tune.data.registry import get_dataset
-    from rsb_tune.planning.recipes import get_recipe
 
     layers = tuple(layers)
-    recipe = _named(layers, "recipe", get_recipe, recipe)
+    recipe = _named(layers, "recipe", recipe.find, recipe)  # through the recipe: its module reads recipe files with this one's schema
     profile = _named(layers, "dataset", lambda name: get_dataset(name).profile, profile)
     raw: dict[str, Any] = {}
     raw_sources: dict[str, str] = {}
     for key, value in recipe.hyperparameters().items():
-        raw[key], raw_sources[key] = value, f"recipe {recipe.name}"
-    raw["recipe"], raw_sources["recipe"] = recipe.name, f"recipe {recipe.name}"
-    raw["lr_base_batch"], raw_sources["lr_base_batch"] = recipe.batch_size, f"recipe {recipe.name}"
+        raw[key], raw_sources[key] = value, recipe.source_of(key)
+    raw["recipe"], raw_sources["recipe"] = recipe.name, recipe.source_of("recipe")
+    raw["lr_base_batch"], raw_sources["lr_base_batch"] = recipe.batch_size, recipe.source_of("batch_size")
     for key, field in FIELDS.items():
         if key not in raw and field.has_default:
             raw[key], raw_sources[key] = field.default, "default"
@@ -387,10 +386,10 @@ def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
     scale = profile.epoch_scale
     if sources["epochs"].startswith("recipe"):
         values["epochs"] = max(1, round(recipe.epochs * scale))
-        sources["epochs"] = f"recipe {recipe.name} x epoch_scale {scale} (profile {profile.name})"
+        sources["epochs"] = f"{sources['epochs']} x epoch_scale {scale} (profile {profile.name})"
     if sources["warmup_epochs"].startswith("recipe"):
         values["warmup_epochs"] = recipe.warmup_epochs * values["epochs"] / recipe.epochs
-        sources["warmup_epochs"] = f"recipe {recipe.name} scaled with epochs"
+        sources["warmup_epochs"] = f"{sources['warmup_epochs']} scaled with epochs"
     values["epoch_scale"] = values["epochs"] / recipe.epochs
     sources["epoch_scale"] = "derived"
     values["lr_resolved"], values["lr_scale_rule"] = resolve_lr(

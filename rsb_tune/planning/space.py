@@ -44,6 +44,16 @@ included: each trial is resolved from its own recipe and its own dataset's profi
       recipe: [A2, A3]          # each trial trains its recipe's epochs, lr, drop path, ...
       dataset: [digits, torch/cifar10]   # each on its own data (data_path from base: or --data-dir)
 
+Axes that vary together are ``cases``: a list of mappings, each a set of keys given together
+(a model with its own ``model_kwargs``), crossed with the grid's axes and with the seeds. Each case
+is its own layer: what one case sets never reaches another::
+
+    cases:                      # 2 cases x 2 recipes x 3 seeds = 12 trials
+      - {model: resnet10t}
+      - {model: vit_tiny_patch16_224, model_kwargs: {img_size: 32, patch_size: 4}}
+    grid:
+      recipe: [A2, T2]
+
 Keys of scope ``seed`` (listed under ``seeds``) and ``study`` (one value per study) are refused
 there. A searched data key is a ``choice:`` (the driver loads each value's data once).
 """
@@ -62,7 +72,7 @@ from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
 
-SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
+SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "cases", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
 
@@ -82,6 +92,18 @@ class Space:
     scheduler: str | None = None
     grace_period: int = 1
     reduction_factor: int = 3
+    cases: tuple[Mapping[str, Any], ...] = ()  # sets of keys varied together, crossed with the grid
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        """The keys a grid varies: those of the cases (in order of appearance), then the grid's axes."""
+        return (*dict.fromkeys(k for case in self.cases for k in case), *self.grid)
+
+    def cells(self) -> list[tuple[int | None, dict[str, Any]]]:
+        """Each case's index (None without cases) with each combination of the grid's axes."""
+        keys = list(self.grid)
+        combos = [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+        return [(i, combo) for i in (range(len(self.cases)) if self.cases else (None,)) for combo in combos]
 
     @property
     def search_trials(self) -> int:
@@ -89,8 +111,8 @@ class Space:
         return self.num_samples * len(self.seeds)
 
     def points(self) -> list[dict[str, Any]]:
-        keys = list(self.grid)
-        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+        """The cells as one mapping each: the case's keys and the grid's."""
+        return [{**(self.cases[i] if i is not None else {}), **combo} for i, combo in self.cells()]
 
 
 def seed_list(spec: Any, where: str) -> tuple[int, ...]:
@@ -162,58 +184,13 @@ def find_space(spec: str | Path) -> str:
     raise ConfigError(f"{spec}: no such space file, and no shipped space of that name{suggest(name, shipped)}; shipped: {', '.join(shipped)} (see `rsb-tune spaces`)")
 
 
-class DuplicateKeyError(ValueError):
-    """A mapping of a YAML file names a key twice (YAML itself would keep the last value)."""
-
-
-def _unique_key_loader():
-    """yaml's SafeLoader that refuses a key given twice in one mapping, at any nesting level,
-    naming the key and both lines (keys brought in by a ``<<`` merge may be overridden)."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                seen: dict = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    mark = key_node.start_mark
-                    try:
-                        first = seen.setdefault(key, mark)
-                    except TypeError:
-                        continue  # an unhashable key: refused by the constructor itself
-                    if first is not mark:
-                        where = f"lines {first.line + 1} and {mark.line + 1}"
-                        if first.line == mark.line:
-                            where = f"line {mark.line + 1}, columns {first.column + 1} and {mark.column + 1}"
-                        raise DuplicateKeyError(f"key {key!r} is given twice in one mapping ({where})")
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
-
-
 def load_space(path: str | Path) -> Space:
     """Read and validate a space file; every error names the file and the key."""
-    import yaml
+    from rsb_tune.store.yamltext import read_config_file
 
-    from rsb_tune.store.yamltext import load_yaml
-
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise ConfigError(f"{path}: no such space file")
-    try:
-        raw = load_yaml(p.read_bytes(), str(path), ConfigError, loader=_unique_key_loader())  # size, depth and UTF-8 limits
-    except DuplicateKeyError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e})") from None
-    return space_from_mapping(raw, path)
+    return space_from_mapping(read_config_file(path, ConfigError), path)
 
 
 def space_from_mapping(raw: Any, path: str | Path) -> Space:
@@ -251,6 +228,7 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
         grid[key] = tuple(coerce(key, v, where) for v in values)
         if key in base:
             raise ConfigError(f"{path}: {key!r} is both in base and grid")
+    cases = _cases(raw.get("cases"), path, base, grid)
     search = raw.get("search", "grid")
     if search not in ("grid", "optuna"):
         raise ConfigError(f"{path}: search {search!r} is not allowed; allowed: grid, optuna")
@@ -258,8 +236,8 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     if search == "grid" and raw.get("params"):
         raise ConfigError(f"{path}: params (distributions) need `search: optuna`; a grid uses `grid:`")
     if search == "optuna":
-        if grid:
-            raise ConfigError(f"{path}: `search: optuna` samples `params`; remove `grid`")
+        if grid or cases:
+            raise ConfigError(f"{path}: `search: optuna` samples `params`; remove `{'grid' if grid else 'cases'}`")
         if len(seeds) > 1 and raw.get("scheduler") == "asha":
             raise ConfigError(f"{path}: `scheduler: asha` stops single trials, not a point's {len(seeds)} seeds; give one seed or leave the scheduler out")
         clash = sorted(set(params) & set(base))
@@ -279,7 +257,30 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")
         knobs[key] = value
-    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
+    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs, cases=cases)
+
+
+def _cases(spec: Any, path, base: Mapping[str, Any], grid: Mapping[str, tuple]) -> tuple[dict[str, Any], ...]:
+    """The validated ``cases:`` list; errors name the file and the case's index."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"{path}: cases must be a non-empty list of mappings (keys set together), got {spec!r}")
+    out = []
+    for i, case in enumerate(spec):
+        where = f"{path}: cases[{i}]"
+        if not isinstance(case, Mapping) or not case:
+            raise ConfigError(f"{where} must be a non-empty mapping of config keys to values, got {case!r}")
+        for key in case:
+            _check_varies(key, where, "set by a case")
+            for other, name in ((base, "base"), (grid, "grid")):
+                if key in other:
+                    raise ConfigError(f"{where}: {key!r} is also in {name}; give it in one place")
+        values = {str(k): coerce(k, v, where) for k, v in case.items()}
+        if values in out:
+            raise ConfigError(f"{where} repeats cases[{out.index(values)}]")
+        out.append(values)
+    return tuple(out)
 
 
 def _check_varies(key: Any, where: str, what: str) -> None:
@@ -382,9 +383,9 @@ def build_plan(
     if space is not None and space.base:
         layers.append(Layer(space.path, space.base))
     layers.extend(command_line)
-    points = space.points() if space is not None and space.grid else [{}]
+    cells = space.cells() if space is not None and (space.grid or space.cases) else [(None, {})]
     searched = space is not None and space.search == "optuna"
-    params = tuple(space.params if searched else space.grid) if space is not None else ()
+    params = tuple(space.params if searched else space.varied) if space is not None else ()
     for layer in command_line:
         clash = sorted(set(layer.values) & set(params))
         if clash:
@@ -394,17 +395,18 @@ def build_plan(
             raise ConfigError(f"{layer.source}: seed is set per trial; use --seed-start / the space file's seeds")
     base = resolve(recipe, profile, layers)
     if searched:
-        resolver = PointResolver(recipe.name, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
+        resolver = PointResolver(recipe.spec, base.values["dataset"], tuple(layers), seeds[0], f"search in {space.path}")
         for key, (kind, values) in space.params.items():
             for v in values:
                 resolver({key: v})
         choices = {key: values for key, (kind, values) in space.params.items() if kind == "choice"}
         return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver, choices=choices)
     trials: dict[str, dict[str, Any]] = {}
-    width = max(4, len(str(len(points) * len(seeds) - 1)))
-    for point in points:
+    width = max(4, len(str(len(cells) * len(seeds) - 1)))
+    for case, point in cells:
+        case_layer = [] if case is None else [Layer(f"cases[{case}] in {space.path}", space.cases[case])]
         grid_layer = Layer(f"grid in {space.path}" if space else "grid", point)
         for seed in seeds:
-            cfg = resolve(recipe, profile, [*layers, grid_layer, Layer("seed", {"seed": seed})])
+            cfg = resolve(recipe, profile, [*layers, *case_layer, grid_layer, Layer("seed", {"seed": seed})])
             trials[f"t{len(trials):0{width}d}"] = cfg.to_dict()
     return Plan(base=base, trials=trials, params=params, layers=tuple(layers))

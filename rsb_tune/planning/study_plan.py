@@ -72,7 +72,7 @@ class StudyPlan:
         from rsb_tune.data.registry import data_summary, get_dataset, load_study_data
 
         data = load_study_data(self.plan.configs(DATA_KEYS), decode=False).splits.items()
-        lines = [head, *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
+        lines = [head, *self._cells(scalar), *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
             lines.append("trials (each: the base config above with these keys changed):")
@@ -80,6 +80,17 @@ class StudyPlan:
                 diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
                 lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return lines
+
+
+    def _cells(self, scalar) -> list[str]:
+        """The cells of a grid (each combination of its varied keys) and their trials."""
+        if self.plan.resolver is not None or not self.plan.params:
+            return []
+        cells: dict[str, list[str]] = {}
+        for tid, cfg in self.trials.items():
+            cells.setdefault(", ".join(f"{k}={scalar(cfg[k])}" for k in self.plan.params), []).append(tid)
+        lines = [f"cells ({len(cells)}, the grid's points; each runs its seeds):"]
+        return lines + [f"  {cell}: {len(tids)} trials ({tids[0]}{'..' + tids[-1] if len(tids) > 1 else ''})" for cell, tids in cells.items()]
 
 
 def _experiment_layers(data=None, dataset=None, data_dir=None, model=None, epochs=None, batch_size=None, workers_per_trial=None, pack=None, overrides=None):
@@ -269,17 +280,25 @@ def _stopping_rule(until, cap, **rule):
     return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
-def plan_grid(space: str | Path = "lamb_bce", *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
     """Plan the grid (or search) of a space file: a path, or the name of a shipped space.
     With ``trainer`` or ``trainer_cmd``: the grid of a space file for your own trainer (see
-    docs/own-trainer.md)."""
+    docs/own-trainer.md). ``n``: seeds per grid point, from the space's first seed on, instead of
+    the space's seeds."""
     if trainer is not None or trainer_cmd is not None or config is not None:
+        if n is not None:
+            raise ConfigError(f"{arg('n')}: the seeds of a grid for your own trainer are its space file's")
         return _plan_trainer_grid(space, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     from rsb_tune.planning.recipes import get_recipe
-    from rsb_tune.planning.space import find_space, load_space
+    from rsb_tune.planning.space import find_space, load_space, seed_list
 
     path = find_space(space)
     loaded = load_space(path)
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
+        seeds = {"start": loaded.seeds[0], "n": n}
+        loaded = dataclasses.replace(loaded, seeds=seed_list(seeds, arg("n")), raw={**loaded.raw, "seeds": seeds})
     return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment)
 
 

@@ -15,8 +15,11 @@ __all__ = ["check_plan"]
 _CHECKED = ("model", "model_kwargs", "opt", "drop_path", "recipe", "dataset")  # a recipe or profile sets some of them
 
 
-def _source(plan, space, key: str) -> str:
-    """Where the value of ``key`` comes from, as an error should name it."""
+def _source(plan, space, key: str, cfg: Mapping[str, Any] | None = None) -> str:
+    """Where the value of ``key`` (in the trial config ``cfg``) comes from, as an error should name it."""
+    for i, case in enumerate(space.cases if space is not None and cfg is not None else ()):
+        if key in case and all(cfg.get(k) == v for k, v in case.items()):
+            return f"{space.path}: cases[{i}]: {key}"
     if space is not None and key in space.grid:
         return f"{space.path}: grid: {key}"
     if space is not None and key in space.params:
@@ -52,7 +55,7 @@ def check_plan(plan, space=None) -> None:
         if (opt, cfg.get("pack", 1) != 1) not in seen_opt:
             seen_opt.add((opt, cfg.get("pack", 1) != 1))
             if opt not in optimizers:
-                raise ConfigError(f"{_source(plan, space, 'opt')}: unknown timm optimizer {cfg['opt']!r}{suggest(opt, optimizers)} (see timm.optim.list_optimizers())")
+                raise ConfigError(f"{_source(plan, space, 'opt', cfg)}: unknown timm optimizer {cfg['opt']!r}{suggest(opt, optimizers)} (see timm.optim.list_optimizers())")
             if cfg.get("pack", 1) != 1:
                 from rsb_tune.training.packed import check_optimizer
 
@@ -65,9 +68,9 @@ def check_plan(plan, space=None) -> None:
             continue
         seen_model.add(key)
         if not timm.is_model(cfg["model"]):
-            raise ConfigError(f"{_source(plan, space, 'model')}: unknown timm model {cfg['model']!r}{suggest(cfg['model'], timm.list_models())}")
+            raise ConfigError(f"{_source(plan, space, 'model', cfg)}: unknown timm model {cfg['model']!r}{suggest(cfg['model'], timm.list_models())}")
         try:
             with torch.device("meta"):  # builds the modules without allocating weights
                 timm.create_model(cfg["model"], num_classes=10, drop_path_rate=cfg["drop_path"], **cfg["model_kwargs"])
         except TypeError as e:
-            raise ConfigError(f"{_source(plan, space, 'model_kwargs')}: {cfg['model_kwargs']} do not fit {cfg['model']}: {e}") from None
+            raise ConfigError(f"{_source(plan, space, 'model_kwargs', cfg)}: {cfg['model_kwargs']} do not fit {cfg['model']}: {e}") from None
