@@ -37,6 +37,7 @@ examples:
   rsb-tune seeds --n 5 --recipe A3 --data ~/imagenette --set drop_path=0.05
   rsb-tune status NAME ; rsb-tune resume NAME ; rsb-tune report NAME
   rsb-tune eval NAME --test-size 24 32 40 --crop-pct 0.875 1.0   re-score the trained weights
+  rsb-tune finetune --from NAME               fine-tune each trial's weights (digits: onto digits-parity)
   rsb-tune recipes show A2 ; rsb-tune keys
 
 precedence of config values: recipe < dataset profile < space file < --model/--epochs/... < --set
@@ -166,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-set", action="append", default=[], metavar="NAME=PATH", help="an extra test set: a *_data.npy/*_labels.npy pair or a folder of class folders (repeatable)")
     p.add_argument("--labels", metavar="JSON", help="multi-label file for val (ImageNet-ReaL's real.json: a list of label lists, one per val image): adds the test set 'real'")
     _add_storage(p)
+    _add_run_options(p)
+
+    p = sub.add_parser("finetune", help="fine-tune a study's trained weights on another dataset", description="A new study (kind finetune) whose trial i starts from trial i of --from's final weights with a new classifier head, trained with DeiT's fine-tuning recipe on --dataset (default for a digits source: digits-parity).")
+    p.add_argument("--from", dest="source", required=True, metavar="NAME", help="the source study (its ok trials with a final checkpoint)")
+    p.add_argument("--name", help="study name (default: finetune-SOURCE-DATASET-time)")
+    _add_storage(p)
+    p.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
+    c = p.add_argument_group("what is trained (part of the study's plan; the model is the source's)")
+    c.add_argument("--dataset", metavar="NAME", help="target dataset (default: the source dataset's transfer target, digits-parity for digits)")
+    c.add_argument("--data", metavar="PATH", help="a folder dataset as the target: a root with train/, val/ and optional v2/")
+    c.add_argument("--data-dir", metavar="ROOT", help="root of --dataset's files (nothing is downloaded)")
+    c.add_argument("--epochs", type=int, help="fine-tuning epochs (default: the source recipe's, scaled by the target's profile)")
+    c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it by the profile's rule)")
+    c.add_argument("--pack", metavar="K", help="train K seeds together in one process (see `rsb-tune seeds --help`)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key (repeatable)")
     _add_run_options(p)
 
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List recipes A1/A2/A3, or print one as YAML.")
@@ -311,6 +327,20 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_finetune(args) -> int:
+    from rsb_tune import api
+
+    experiment = {k: getattr(args, k) for k in ("data", "data_dir", "epochs", "batch_size", "pack") if getattr(args, k) is not None}
+    if args.set:
+        experiment["overrides"] = args.set
+    plan = api.plan_finetune(args.source, dataset=args.dataset, storage=args.storage, **experiment)
+    if args.dry_run:
+        print("\n".join(plan.describe()))
+        return 0
+    study = api.start(plan, storage=args.storage, name=args.name, **_run_options(args))
+    return study.status().exit_code
+
+
 def _cmd_eval(args) -> int:
     from rsb_tune import api
 
@@ -350,6 +380,7 @@ _COMMANDS = {
     "report": _cmd_report,
     "compare": _cmd_compare,
     "eval": _cmd_eval,
+    "finetune": _cmd_finetune,
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
     "spaces": _cmd_spaces,

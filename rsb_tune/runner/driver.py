@@ -45,7 +45,7 @@ def open_study(plan: StudyPlan, study: StudyDir, command: str | None, stopping: 
         _check_same_plan(study, trials, stopping)
         logger.info("study %r exists with the same plan: resuming it", study.name)
         return study, data, study.lock().acquire()
-    manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping)
+    manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping, lineage=plan.lineage)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:
