@@ -90,9 +90,10 @@ def test_lineage_seeds_tables_report(studies, tmp_path):
     status = run_cli("status", "f", "--storage", str(ft.directory.storage))
     assert status.returncode == 0 and "finetune" in status.stdout
     # the same command under the same name continues the study: nothing runs twice
+    before = (ft.path / C.EVENTS / "t0000.jsonl").read_text()
     again = run_cli("finetune", "--from", "s", "--epochs", "1", "--executor", "local", "--quiet", "--storage", str(ft.directory.storage), "--name", "f")
     assert again.returncode == 0, again.stderr
-    assert len(ft.trials) == 2
+    assert len(ft.trials) == 2 and (ft.path / C.EVENTS / "t0000.jsonl").read_text() == before
 
 
 def test_dry_run_names_the_recipe_source(studies):
