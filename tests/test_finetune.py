@@ -86,7 +86,8 @@ def test_lineage_seeds_tables_report(studies, tmp_path):
     assert (ft.path / C.EVENTS / "t0000.jsonl").is_file()
     out = run_cli("report", "f", "--storage", str(ft.directory.storage), "--out", str(tmp_path / "r"))
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "r" / "index.html").is_file()
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Fine-tuned from another study" in page and "transfer_table" in page
     status = run_cli("status", "f", "--storage", str(ft.directory.storage))
     assert status.returncode == 0 and "finetune" in status.stdout
     # the same command under the same name continues the study: nothing runs twice
@@ -124,3 +125,25 @@ def test_digits_parity_is_digits_relabelled():
         assert np.array_equal(np.asarray(a.images), np.asarray(b.images))
         assert np.array_equal(np.asarray(a.labels) % 2, np.asarray(b.labels))
     assert json.dumps(sorted(set(parity.val.labels.tolist()))) == "[0, 1]"
+
+
+def test_transfer_table_against_scipy():
+    import pandas as pd
+    from scipy import stats as sps
+
+    import analysis
+
+    rng = np.random.default_rng(0)
+    rows = [{"recipe": r, "dataset": d, "status": "ok", "val_top1": mu + rng.normal(0, 1)} for r, base in (("A1", 80.0), ("A2", 79.0)) for d, shift in (("x", 0.0), ("y", -5.0)) for mu in [base + shift] * 5]
+    rows.append({"recipe": "A1", "dataset": "x", "status": "error", "val_top1": np.nan})
+    trials = pd.DataFrame(rows)
+    table = analysis.transfer_table(trials).set_index(["recipe", "dataset"])
+    for (r, d), sub in trials[trials.status == "ok"].groupby(["recipe", "dataset"]):
+        v = sub["val_top1"].to_numpy()
+        low, high = sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
+        row = table.loc[(r, d)]
+        assert row["n"] == 5 and np.isclose(row["mean"], v.mean()) and np.isclose(row["ci_low"], low) and np.isclose(row["ci_high"], high)
+    for d in ("x", "y"):
+        assert table.loc[("A1", d), "rank"] == 1 and table.loc[("A2", d), "rank"] == 2
+    with pytest.raises(ValueError, match="no ok trial"):
+        analysis.transfer_table(trials[trials.status == "error"])
