@@ -87,7 +87,9 @@ def test_lineage_seeds_tables_report(studies, tmp_path):
     out = run_cli("report", "f", "--storage", str(ft.directory.storage), "--out", str(tmp_path / "r"))
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "r" / "index.html").read_text()
-    assert "Fine-tuned from another study" in page and "transfer_table" in page
+    assert "Fine-tuned from another study" in page
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["transfer_table"][0]["dataset"] == "digits-parity" and summary["transfer_table"][0]["n"] == 2
     status = run_cli("status", "f", "--storage", str(ft.directory.storage))
     assert status.returncode == 0 and "finetune" in status.stdout
     # the same command under the same name continues the study: nothing runs twice
