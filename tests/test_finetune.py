@@ -84,6 +84,10 @@ def test_lineage_seeds_tables_report(studies, tmp_path):
     assert (trials["opt"] == FINETUNE_RECIPE["opt"]).all() and (trials["dataset"] == "digits-parity").all()
     assert set(ft.epochs["trial_id"]) == {"t0000", "t0001"}
     assert (ft.path / C.EVENTS / "t0000.jsonl").is_file()
+    # a fine-tune is re-scored as any study: at its own setting, its recorded val_top1 exactly
+    evals = ft.evaluate(test_sizes=(24, 32, 40), executor="local")
+    own = evals[evals["trained"].astype(bool)].set_index("trial_id")
+    assert len(evals) == 6 and np.array_equal(own.loc[trials.index, "top1"].to_numpy(), trials["val_top1"].to_numpy())
     out = run_cli("report", "f", "--storage", str(ft.directory.storage), "--out", str(tmp_path / "r"))
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "r" / "index.html").read_text()
