@@ -238,7 +238,16 @@ def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
     meta["params"] = ", ".join(map(str, meta["params"] or [])) or "-"
     if isinstance(meta["recipe"], list):  # a grid over recipes: each trial has its own
         meta["recipe"] = ", ".join(map(str, meta["recipe"]))
-    return {"study": label, **meta, **status_counts(study.trials), "path": str(study.paths[0])}
+    return {"study": label, **meta, "precision": _precision(study.trials), **status_counts(study.trials), "path": str(study.paths[0])}
+
+
+def _precision(trials: pd.DataFrame) -> str:
+    """The precision the trials trained in (``runtime_amp``; ``off`` is fp32), with counts when
+    they differ: ``amp: auto`` takes bf16 where the device has bf16 matrix units."""
+    if "runtime_amp" not in trials or trials["runtime_amp"].dropna().empty:
+        return "-"
+    counts = trials["runtime_amp"].dropna().replace({"off": "fp32"}).value_counts()
+    return str(counts.index[0]) if len(counts) == 1 else ", ".join(f"{p} ({n})" for p, n in counts.items())
 
 
 def _seed_metrics(study: StudyTables) -> list[str]:

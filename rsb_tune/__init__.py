@@ -34,6 +34,8 @@ __all__ = [
     "StudyStatus",
     "finetune",
     "plan_finetune",
+    # results made elsewhere
+    "import_results",
     # sequential: A against B until decided, how many seeds
     "ab",
     "plan_ab",
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table", "finetune", "plan_finetune"], "rsb_tune.api"),
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table", "import_results", "finetune", "plan_finetune"], "rsb_tune.api"),
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "default_storage": "rsb_tune.options",

@@ -47,6 +47,8 @@ __all__ = [
     "parse_set",
     "coerce",
     "resolve_lr",
+    "derive_seeds",
+    "SEED_STREAMS",
 ]
 
 
@@ -168,7 +170,7 @@ FIELDS: Mapping[str, Field] = {
     "aug_seed": Field(int, "augmentation, mixup/cutmix and drop-path seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
     # --- execution
     "device": Field(str, "auto (CUDA when available), cpu or cuda", default="auto", choices=("auto", "cpu", "cuda")),
-    "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it, off on CPU), off, bf16, fp16", default="auto", choices=("auto", "off", "bf16", "fp16")),
+    "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it and on CPUs with bf16 matrix units, AMX or AVX-512 BF16; else off), off, bf16, fp16", default="auto", choices=("auto", "off", "bf16", "fp16")),
     "channels_last": Field(str, "channels-last memory format: auto (on for CUDA), on, off", default="auto", choices=("auto", "on", "off")),
     "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024), scope="study",
                                 why="the driver sizes every trial's Ray resources from the study's value: one coordinator, or the workers of a data-parallel trial"),
@@ -283,6 +285,8 @@ def coerce(key: str, value: Any, source: str) -> Any:
     elif t is str:
         if value is None and field.nullable:
             return None
+        if isinstance(value, bool) and field.choices is not None and {"on", "off"} & set(field.choices):
+            value = "on" if value else "off"  # YAML 1.1 reads `amp: off` / `--set channels_last=on` as booleans
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
         if field.nullable and value.lower() in ("null", "none", "off", ""):
@@ -331,6 +335,15 @@ def _derive_seed(seed: int, stream: int) -> int:
     import numpy as np
 
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+SEED_STREAMS = ("model_seed", "data_seed", "aug_seed")  # stream 0, 1, 2 of a trial's seed
+
+
+def derive_seeds(seed: int) -> dict[str, int]:
+    """A trial's seeds: ``seed`` and the three streams derived from it (weight init, data
+    order, augmentation), as every trial, built-in or your own, gets them."""
+    return {"seed": int(seed), **{key: _derive_seed(int(seed), stream) for stream, key in enumerate(SEED_STREAMS)}}
 
 
 def _named(layers: Sequence[Layer], key: str, lookup: Callable[[Any], Any], given: Any) -> Any:
@@ -396,7 +409,7 @@ def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
         values["lr"], values["opt"], values["batch_size"], values["lr_base_batch"], values["lr_scale"]
     )
     sources["lr_resolved"] = sources["lr_scale_rule"] = "derived"
-    for stream, key in enumerate(("model_seed", "data_seed", "aug_seed")):
+    for stream, key in enumerate(SEED_STREAMS):
         if values[key] is None:
             values[key] = _derive_seed(values["seed"], stream)
             sources[key] = "derived from seed"

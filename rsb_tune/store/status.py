@@ -56,6 +56,8 @@ class StudyStatus:
     stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
     damaged: str | None = None  # one line: the damaged file (and line) and what is wrong with it
     factorial: Mapping[str, Any] | None = None  # a crossed grid's verdict (analysis.factorial.Factorial.record())
+    precision: Mapping[str, int] | None = None  # trials by the precision they ran (runtime_amp: bf16, fp16, or fp32 for off)
+    origin: str | None = None  # recipe A2, trainer file.py:train, imported from x.csv (Manifest.origin)
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -94,6 +96,7 @@ class StudyStatus:
             "name": self.name,
             "kind": self.kind,
             "recipe": self.recipe,
+            "origin": self.origin or f"recipe {self.recipe or '–'}",
             "search": self.search,
             "metric": self.metric,
             "mode": self.mode,
@@ -115,6 +118,7 @@ class StudyStatus:
             "stopped_by_rule": self.stopped_by_rule,
             "damaged": self.damaged,
             "factorial": dict(self.factorial) if self.factorial else None,
+            "precision": dict(self.precision or {}),
         }
 
     def __str__(self) -> str:
@@ -137,13 +141,15 @@ class StudyStatus:
             cap = self.stopping.get("cap")
             planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
         shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
-        out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
+        out = [f"study {self.name} ({self.kind}, {self.origin or f'recipe {self.recipe}'}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:
             out.append(f"  {self.metric}: mean {C.mean_std(self.mean, self.std)} (std, n={self.n}), best {self._number(self.best)} ({self.best_trial})")
         if self.stopping:
             out.append("  " + stopping_line(self.stopping))
         if self.factorial:
             out.append(f"  {' x '.join(self.factorial['factors'])}: {self.factorial['sentence']}")
+        if self.precision:
+            out.append("  " + precision_line(self.precision))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
         if self.damaged:
             out.append(f"  damaged: {self.damaged}")
@@ -163,6 +169,14 @@ class StudyStatus:
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
         out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
         return out
+
+
+def precision_line(precision: Mapping[str, int]) -> str:
+    """One line: the precision the trials trained in (``amp: auto`` takes bf16 where the
+    device has bf16 matrix units), with the trial counts when they differ."""
+    if len(precision) == 1:
+        return f"precision: {next(iter(precision))} (every trial that reported)"
+    return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
 
 
 def stopping_line(rec: Mapping[str, Any]) -> str:
@@ -200,9 +214,14 @@ def study_status(
     naming a damaged event log's line (:func:`rsb_tune.store.events.damage_line`), or None;
     ``factorial``: a crossed grid's verdict (:func:`factorial_record`), or None."""
     counts: dict[str, int] = {}
+    precision: dict[str, int] = {}
     finals: list[tuple[float, str]] = []
     for tid, (status, by_epoch) in states.items():
         counts[status] = counts.get(status, 0) + 1
+        amp = by_epoch[max(by_epoch)].get("runtime_amp") if by_epoch else None
+        if isinstance(amp, str):
+            name = "fp32" if amp == "off" else amp
+            precision[name] = precision.get(name, 0) + 1
         if status == C.OK and by_epoch:
             value = by_epoch[max(by_epoch)].get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -215,8 +234,9 @@ def study_status(
         name=name, kind=manifest.kind, recipe=manifest.recipe, where=where, planned=planned, counts=counts,
         metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
-        search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged,
+        search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged, origin=manifest.origin,
         factorial=factorial,
+        precision=precision or None,
     )  # fmt: skip
 
 
