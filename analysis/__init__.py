@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the names as imports for type checkers and the API referenc
     from analysis.aggregate import AGGREGATES, aggregate_scores, improvement_probabilities, normalize_scores, probability_of_improvement, score_matrices, score_profiles, task_scores
     from analysis.comparison import Comparison, DECISIONS, compare_studies
     from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, holm, interaction_2x2, pairwise, ranking_flip, two_way_anova
-    from analysis.evals import crop_table, eval_correct, load_evals, plot_resolution_curve, resolution_curve, test_set_table
+    from analysis.evals import crop_table, eval_correct, load_evals, plot_resolution_curve, resolution_curve, test_set_table, transfer_table
     from analysis.grid import grid_summary, param_anova, variance_components
     from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
     from analysis.plots_aggregate import plot_aggregate, plot_improvement, plot_profiles
@@ -88,6 +88,7 @@ __all__ = [
     "crop_table",
     "test_set_table",
     "eval_correct",
+    "transfer_table",
     # reports
     "write_report",
     "write_compare_report",
@@ -128,7 +129,7 @@ _LAZY = {
     "plot_aggregate": "analysis.plots_aggregate",
     "plot_improvement": "analysis.plots_aggregate",
     "plot_profiles": "analysis.plots_aggregate",
-    **{name: "analysis.evals" for name in ("load_evals", "resolution_curve", "plot_resolution_curve", "crop_table", "test_set_table", "eval_correct")},
+    **{name: "analysis.evals" for name in ("load_evals", "resolution_curve", "plot_resolution_curve", "crop_table", "test_set_table", "eval_correct", "transfer_table")},
     "Comparison": "analysis.comparison",
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",

@@ -207,7 +207,7 @@ def best_of(pairs, mode: str):
 
 
 # --- study kinds
-KINDS = ("seeds", "grid")
+KINDS = ("seeds", "grid", "finetune")  # finetune: a seed study started from another study's weights
 
 # --- files of a study directory <storage>/<name>/
 MANIFEST = "study.yaml"

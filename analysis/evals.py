@@ -8,7 +8,10 @@ paper's evaluations at other settings, with the seed spread in every number.
   t-interval is over the trials' differences (much narrower than the seeds' spread);
 - :func:`test_set_table`: val, v2, extra test sets and ReaL at the training setting, each with
   the noise floor of its size (:func:`analysis.stats.test_set_noise`: the binomial std, and
-  Jordan (2023)'s test-set part of the seed variance from the per-example correctness).
+  Jordan (2023)'s test-set part of the seed variance from the per-example correctness);
+- :func:`transfer_table`: fine-tuned studies' trials (``rsb-tune finetune``), one row per source
+  recipe x target dataset, mean and t-interval over the seeds, and each recipe's rank per
+  target (Table 5 of the paper, with intervals): does the source recipe's ranking carry over?
 
 Rows of ``evals`` (see :mod:`analysis.contract`'s ``EVAL_KEY``): ``trial_id``, ``test_set``,
 ``test_img_size``, ``crop_pct``, ``trained`` (the trial's own setting), ``top1``, ``top5``,
@@ -27,7 +30,7 @@ from analysis.contract import EVALS, unpack_correct
 from analysis.stats import CONFIDENCE, mean_ci, test_set_noise
 from analysis.study import _read_table
 
-__all__ = ["load_evals", "resolution_curve", "crop_table", "test_set_table", "eval_correct", "plot_resolution_curve"]
+__all__ = ["load_evals", "resolution_curve", "crop_table", "test_set_table", "eval_correct", "plot_resolution_curve", "transfer_table"]
 
 _NEEDED = ("trial_id", "test_set", "test_img_size", "crop_pct", "trained", "top1")
 
@@ -172,3 +175,19 @@ def plot_resolution_curve(curve: pd.DataFrame, *, x: str = "test_img_size", y: s
     ax.set_title("accuracy against test resolution (star: the training setting)")
     ax.legend(fontsize="small")
     return ax
+
+
+def transfer_table(trials: pd.DataFrame, *, metric: str = "val_top1", confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """The transfer table of fine-tuned trials (the trials tables of one or more fine-tune
+    studies, concatenated; ``recipe`` is the source recipe, ``dataset`` the target): one row per
+    ``recipe`` x ``dataset`` with ``n`` (seeds), ``mean``, ``std``, the t-interval of the mean
+    (``ci_low``/``ci_high``) and ``rank`` (1: the best mean on that target). Only ``ok`` trials
+    with ``metric`` count."""
+    require_columns(trials, ["recipe", "dataset", "status", metric], "trials")
+    ok = trials[(trials["status"] == "ok") & trials[metric].notna()]
+    if ok.empty:
+        raise ValueError(f"no ok trial with {metric}")
+    rows = [{"recipe": r, "dataset": d, **_interval_row(pd.to_numeric(sub[metric]).to_numpy(float), confidence)} for (r, d), sub in ok.groupby(["recipe", "dataset"], sort=True)]
+    out = pd.DataFrame(rows)
+    out["rank"] = out.groupby("dataset")["mean"].rank(ascending=False, method="min").astype(int)
+    return out

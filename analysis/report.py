@@ -111,6 +111,8 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         _seed_sections(report, study, ok)
     if study.meta.get("stopping") and not ok.trials.empty:
         _sequential_section(report, study, ok)
+    if study.meta.get("finetune_from"):
+        _finetune_section(report, study)
     evals = eval_tables.load_evals(study.paths[0])
     if evals is not None and not evals.empty:
         _eval_section(report, evals, pooled=study.meta["kind"] == "grid" and bool(study.meta["params"]))
@@ -403,6 +405,22 @@ def _eval_section(report: _Report, evals: pd.DataFrame, *, pooled: bool = False)
             report.table(f"eval_{what}", make())
         except ValueError as exc:
             report.text(f"No {what}: {exc}")
+
+
+def _finetune_section(report: _Report, study: StudyTables) -> None:
+    """A fine-tune study (``rsb-tune finetune``): where its weights came from, the transfer table."""
+    src = study.meta["finetune_from"]
+    report.heading("Fine-tuned from another study (rsb-tune finetune)")
+    report.text(
+        f"Trial i started from trial i of study {src['study']} (recipe {src['recipe']}, trained on {src['dataset']}): its final "
+        f"weights on every layer but a new classifier head, then trained with {src.get('recipe_source', 'the fine-tuning recipe')}; "
+        f"seeds: the source trial's + {src.get('seed_offset')}. Interval: the 95 % t-interval over the seeds."
+    )
+    report.table("finetune_sources", pd.DataFrame([{"trial_id": tid, **rec} for tid, rec in src["trials"].items()]))
+    try:
+        report.table("transfer_table", eval_tables.transfer_table(study.trials, metric=study.meta.get("metric", "val_top1")))
+    except ValueError as exc:
+        report.text(f"No transfer table: {exc}")
 
 
 def _sequential_section(report: _Report, study: StudyTables, ok: StudyTables) -> None:

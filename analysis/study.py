@@ -187,7 +187,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if missing:
         raise StudyError(f"{path}: the study manifest lacks {', '.join(missing)}")
     if meta["kind"] not in KINDS:
-        raise StudyError(f"{path}: kind must be 'seeds' or 'grid', got {meta['kind']!r}")
+        raise StudyError(f"{path}: kind must be one of {', '.join(KINDS)}, got {meta['kind']!r}")
     if not isinstance(meta["params"] or [], list):
         raise StudyError(f"{path}: params must be a list of config keys, got {meta['params']!r}")
     return meta

@@ -32,6 +32,8 @@ __all__ = [
     "Comparison",
     "Study",
     "StudyStatus",
+    "finetune",
+    "plan_finetune",
     # results made elsewhere
     "import_results",
     # sequential: A against B until decided, how many seeds
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table", "import_results"], "rsb_tune.api"),
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table", "import_results", "finetune", "plan_finetune"], "rsb_tune.api"),
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "default_storage": "rsb_tune.options",

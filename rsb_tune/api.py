@@ -11,6 +11,7 @@ over these functions; every check lives here, so a notebook gets the same errors
     rsb_tune.seeds(200, "A2", until="halfwidth<=0.3")      # sequential: stops when the anytime interval is narrow
     rsb_tune.ab(100, "A2", "A3", delta=0.2)                 # A against B on the same seeds, until decided
     rsb_tune.seeds_needed_table("seeds-A2-20261201-101502")  # how many seeds a question needs
+    rsb_tune.finetune("seeds-A2-20261201-101502")           # each trial's weights fine-tuned on digits-parity
 
 Experiment arguments (what is trained: ``data``, ``model``, ``epochs``, ``batch_size``,
 ``workers_per_trial``, ``overrides``) go into the study's plan. Run options (see
@@ -45,7 +46,7 @@ from rsb_tune.store.directory import StudyDir
 if TYPE_CHECKING:
     import analysis
 
-__all__ = ["import_results", "seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
+__all__ = ["import_results", "seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table", "finetune", "plan_finetune"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -96,6 +97,38 @@ def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, 
     if plan.trainer is not None:
         own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
     return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, **own, name=name, **experiment), **options)
+
+
+def plan_finetune(source: str, *, dataset: str | None = None, storage: str | None = None, **experiment) -> StudyPlan:
+    """Plan the fine-tune of study ``source`` on ``dataset`` (default: its dataset's transfer
+    target, ``digits-parity`` for digits): trial i starts from source trial i's final weights
+    with a new head (see :mod:`rsb_tune.planning.finetune`). A source that is missing or has no
+    ok trial with its final checkpoint is a :class:`StudyError`."""
+    from rsb_tune.planning import finetune as ft
+    from rsb_tune.runner.evaluation import final_checkpoint
+    from rsb_tune.store.tables import build_tables
+
+    study = StudyDir(_storage(storage), source).require()
+    if study.mirror is not None:
+        raise StudyError(f"study {study.where}: a fine-tune reads checkpoints from a directory; an object-store study cannot be a source yet (copy it to a directory)")
+    trials, _ = build_tables(study)
+    ok = [] if trials.empty else list(trials.loc[trials["status"] == C.OK, "trial_id"])
+    plan = study.plan()
+    sources = {tid: ft.SourceTrial(plan[tid], str(Path(path).resolve())) for tid in sorted(ok) if (path := final_checkpoint(study, tid)) is not None}
+    if not sources:
+        raise StudyError(f"{arg('source', source, flag='--from')}: study {source!r} has no ok trial with its final checkpoint to fine-tune from")
+    return ft.plan_finetune(source, sources, dataset=dataset, **experiment)
+
+
+def finetune(source: str, *, dataset: str | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+    """Fine-tune every ok trial of study ``source`` on ``dataset`` (:func:`plan_finetune`) as a
+    new study of kind ``finetune`` in the same ``storage``, run it and return it. ``kwargs``:
+    experiment arguments (``epochs=1``, ``overrides={...}``) and run options."""
+    experiment, options = _split(kwargs)
+    run_options(options)
+    plan = plan_finetune(source, dataset=dataset, storage=storage, **experiment)
+    command = _python_call("finetune", source=source, dataset=dataset, name=name, **experiment)
+    return start(plan, storage=storage, name=name, command=command, **options)
 
 
 def _python_call(fn: str, **kwargs) -> str:

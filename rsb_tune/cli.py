@@ -37,6 +37,7 @@ examples:
   rsb-tune seeds --n 5 --recipe A3 --data ~/imagenette --set drop_path=0.05
   rsb-tune status NAME ; rsb-tune resume NAME ; rsb-tune report NAME
   rsb-tune eval NAME --test-size 24 32 40 --crop-pct 0.875 1.0   re-score the trained weights
+  rsb-tune finetune --from NAME               fine-tune each trial's weights (digits: onto digits-parity)
   rsb-tune recipes show A2 ; rsb-tune recipes show recipes/mine.yaml ; rsb-tune keys
 
 precedence of config values: recipe < dataset profile < space file < --model/--epochs/... < --set
@@ -46,7 +47,8 @@ python: import rsb_tune; rsb_tune.seeds(n=4, recipe="A2", epochs=2)  (the same o
 _EXPERIMENT_FLAGS = ("data", "dataset", "data_dir", "model", "epochs", "batch_size", "workers_per_trial", "pack")
 
 
-def _add_study_options(p: argparse.ArgumentParser) -> None:
+def _add_study_options(p: argparse.ArgumentParser, *, without: Sequence[str] = ()) -> None:
+    """The study's flags, those named in ``without`` left out (a fine-tune keeps its source's model)."""
     g = p.add_argument_group("study")
     g.add_argument("--name", help="study name (default: kind, recipe or space, and the time)")
     _add_storage(g)
@@ -55,10 +57,12 @@ def _add_study_options(p: argparse.ArgumentParser) -> None:
     c.add_argument("--data", metavar="PATH", help="short for a folder dataset: a root with train/, val/ and optional v2/ (folders or .tar files), or one .tar of them (default: the embedded digits)")
     c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME, folder (with --data-dir)")
     c.add_argument("--data-dir", metavar="ROOT", help="root of --dataset's files (nothing is downloaded)")
-    c.add_argument("--model", help="timm model name (default: the dataset profile's)")
+    if "--model" not in without:
+        c.add_argument("--model", help="timm model name (default: the dataset profile's)")
     c.add_argument("--epochs", type=int, help="epochs (default: the recipe's, scaled by the dataset profile)")
     c.add_argument("--batch-size", type=int, help="global batch size (the lr is rescaled to it)")
-    c.add_argument("--workers-per-trial", type=int, help="data-parallel (DDP) workers per trial through Ray Train, each with --cpus/--gpus-per-trial; the global batch is kept (default 1)")
+    if "--workers-per-trial" not in without:
+        c.add_argument("--workers-per-trial", type=int, help="data-parallel (DDP) workers per trial through Ray Train, each with --cpus/--gpus-per-trial; the global batch is kept (default 1)")
     c.add_argument("--pack", metavar="K", help="train K seeds together in one process, batched (torch.func.vmap); auto: up to 32 on a GPU, 1 on CPU (default 1)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key (repeatable; see `rsb-tune keys`)")
     _add_run_options(p)
@@ -190,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(p)
     _add_run_options(p)
 
+    p = sub.add_parser("finetune", help="fine-tune a study's trained weights on another dataset", description="A new study (kind finetune) whose trial i starts from trial i of --from's final weights with a new classifier head, trained with DeiT's fine-tuning recipe on --dataset (default for a digits source: digits-parity).")
+    p.add_argument("--from", dest="source", required=True, metavar="NAME", help="the source study (its ok trials with a final checkpoint)")
+    _add_study_options(p, without=("--model", "--workers-per-trial"))
+
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List the recipes (A1/A2/A3, T2 and the project's recipes/*.yaml), or print one as YAML with the source of each value.")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     p.add_argument("recipe", nargs="?", metavar="NAME|PATH")
@@ -267,7 +275,7 @@ def _cmd_spaces(args) -> int:
 
 
 def _experiment(args) -> dict[str, Any]:
-    out = {k: getattr(args, k) for k in _EXPERIMENT_FLAGS if getattr(args, k) is not None}
+    out = {k: getattr(args, k) for k in _EXPERIMENT_FLAGS if getattr(args, k, None) is not None}
     if args.set:
         out["overrides"] = args.set
     return out
@@ -354,6 +362,18 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_finetune(args) -> int:
+    from rsb_tune import api
+
+    experiment = _experiment(args)
+    plan = api.plan_finetune(args.source, dataset=experiment.pop("dataset", None), storage=args.storage, **experiment)
+    if args.dry_run:
+        print("\n".join(plan.describe()))
+        return 0
+    study = api.start(plan, storage=args.storage, name=args.name, **_run_options(args))
+    return study.status().exit_code
+
+
 def _cmd_eval(args) -> int:
     from rsb_tune import api
 
@@ -394,6 +414,7 @@ _COMMANDS = {
     "report": _cmd_report,
     "compare": _cmd_compare,
     "eval": _cmd_eval,
+    "finetune": _cmd_finetune,
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
     "spaces": _cmd_spaces,

@@ -61,7 +61,7 @@ BAD = [
     (["seeds", "--n", "2", "--batch-size", "63"], ["batch_size 63 must be even"]),
     (["seeds", "--n", "2", "--epochs", "0"], ["epochs must be >= 1"]),
     (["seeds", "--n", "2", "--set", "sched=cosin"], ["did you mean 'cosine'"]),
-    (["seeds", "--n", "2", "--set", "dataset=imagenet"], ["unknown dataset 'imagenet'", "digits, folder"]),
+    (["seeds", "--n", "2", "--set", "dataset=imagenet"], ["unknown dataset 'imagenet'", "digits, digits-parity, folder"]),
     (["grid", "--space", "nope.yaml"], ["nope.yaml: no such space file", "shipped: ", "lamb_bce"]),
     (["seeds", "--n", "2", "--cpus-per-trial", "0"], ["--cpus-per-trial must be > 0"]),
     (["status", "nope"], ["no study 'nope'"]),

@@ -95,6 +95,17 @@ class Field:
         return self.default != "<required>"
 
 
+INIT_FROM_KEYS = ("study", "trial_id", "checkpoint")
+
+
+def _check_init_from(value) -> str | None:
+    missing = [k for k in INIT_FROM_KEYS if not isinstance(value.get(k), str) or not value.get(k)]
+    extra = sorted(set(value) - set(INIT_FROM_KEYS))
+    if missing or extra:
+        return f"must be a mapping of exactly {', '.join(INIT_FROM_KEYS)} (strings)"
+    return None
+
+
 _NONNEG = _range(0.0)
 _POS = _range(0.0, low_open=True)
 _PROB = _range(0.0, 1.0)
@@ -117,6 +128,7 @@ FIELDS: Mapping[str, Field] = {
     "memory_budget_mb": Field(int, "decoded datasets up to this size train from memory (Ray object store); larger ones stream through loader workers", default=_DATA.memory_budget_mb, check=_range(0), scope="data"),
     "model": Field(str, "timm model name"),
     "model_kwargs": Field(dict, "extra keyword arguments for timm.create_model", default={}),
+    "init_from": Field(dict, "start from another study's trained weights (set by `rsb-tune finetune`): {study, trial_id, checkpoint: its final checkpoint's directory}; the classifier head is new", default=None, nullable=True, check=lambda v: _check_init_from(v)),
     "img_size": Field(int, "train resolution (px)", check=_range(8, 1024)),
     "test_img_size": Field(int, "eval resolution (px)", check=_range(8, 1024)),
     "batch_size": Field(int, "global batch size of the run", check=_range(1, 65536)),

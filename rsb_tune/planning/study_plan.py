@@ -34,6 +34,7 @@ class StudyPlan:
     plan: Any
     label: str
     stopping: Any = None  # a sequential study's rule (rsb_tune.sequential.rule.StoppingRule), or None
+    lineage: Mapping[str, Any] | None = None  # a fine-tune's source (rsb_tune.planning.finetune), recorded in its manifest
     trainer: Mapping[str, Any] | None = None  # your own trainer: {"trainer": path} or {"trainer_cmd": text}, its metric and mode
 
     @property

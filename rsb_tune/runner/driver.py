@@ -49,7 +49,7 @@ def open_study(plan: StudyPlan, study: StudyDir, command: str | None, stopping: 
     if plan.trainer is not None:
         manifest = lifecycle.trainer_manifest(kind=plan.kind, plan=plan.plan, trainer=plan.trainer, command=command or command_line(), stopping=stopping)
     else:
-        manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping)
+        manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping, lineage=plan.lineage)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:

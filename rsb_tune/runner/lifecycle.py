@@ -137,10 +137,12 @@ def build_manifest(
     data,
     command: str,
     stopping: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """study.yaml's content, built in this one place (creation adds name, counts and times).
     ``data``: the study's :class:`rsb_tune.data.registry.StudyData`. ``stopping``: a sequential study's
-    rule record (its metric becomes the study's). ``recipe`` and ``dataset`` are recorded as
+    rule record (its metric becomes the study's). ``lineage``: a fine-tune's source study
+    (:mod:`rsb_tune.planning.finetune`), recorded as ``finetune_from``. ``recipe`` and ``dataset`` are recorded as
     one name, or as the list of the trials' names when they vary; ``data_specs`` holds each
     data spec the trials train on with its split sizes (a trial's ``n_val`` is its own)."""
     from rsb_tune.data.registry import get_dataset
@@ -175,6 +177,7 @@ def build_manifest(
         "versions": package_versions(),
         "git_commit": git_commit(),
         **({"stopping": _jsonable(dict(stopping))} if stopping else {}),
+        **({"finetune_from": _jsonable(dict(lineage))} if lineage else {}),
     }
 
 

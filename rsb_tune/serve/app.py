@@ -37,6 +37,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from analysis import contract as C
 from rsb_tune.serve._figures import Figures
 from rsb_tune.serve._safe import COOKIE, TOKEN_ENV, TokenCheck
 from rsb_tune.serve._studies import TABLES, Storage
@@ -45,7 +46,7 @@ __all__ = ["create_app", "POLL_S"]
 
 POLL_S = 2  # how often an open page asks whether its study changed (the issue: at most every 5 s)
 _HERE = Path(__file__).resolve().parent
-_KINDS = ("seeds", "grid")
+_KINDS = C.KINDS
 _CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 _REPORT_CSP = "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; object-src 'none'; frame-ancestors 'none'"
 log = logging.getLogger("rsb_tune.serve")

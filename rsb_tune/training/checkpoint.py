@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["save", "load", "check", "CheckpointRefused", "CheckpointCorrupt", "SAFE_GLOBALS"]
+__all__ = ["save", "load", "weights_of", "check", "CheckpointRefused", "CheckpointCorrupt", "SAFE_GLOBALS"]
 
 
 class CheckpointRefused(ValueError):
@@ -119,3 +119,17 @@ def _unsafe_globals(text: str) -> str:
     found = dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>", text))
     found = dict.fromkeys(a or b for a, b in found)
     return ", ".join(found)
+
+
+def weights_of(state: Mapping[str, Any], trial_id: str) -> dict[str, Any]:
+    """The model weights of ``trial_id`` in a checkpoint ``state`` (loaded as data only, by
+    :func:`load`): its ``model``, or its slice of a pack's stacked
+    ``model`` (``pack``: the trials, in the order of the leading dimension)."""
+    model = state["model"]
+    if "pack" not in state:
+        return dict(model)
+    members = list(state["pack"])
+    if trial_id not in members:
+        raise ValueError(f"checkpoint of pack {members} holds no weights of {trial_id}")
+    i = members.index(trial_id)
+    return {name: tensor[i] for name, tensor in model.items()}

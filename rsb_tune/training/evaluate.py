@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from rsb_tune.training.checkpoint import weights_of
+
 __all__ = ["Setting", "TestSet", "weights_of", "model_with_weights", "evaluate_weights", "EVAL_METRICS"]
 
 EVAL_METRICS = ("top1", "top5", "loss")
@@ -49,20 +51,6 @@ class TestSet:
     label_sets: tuple[frozenset, ...] | None = None
 
     __test__ = False  # not a pytest class despite the name
-
-
-def weights_of(state: Mapping[str, Any], trial_id: str) -> dict[str, Any]:
-    """The model weights of ``trial_id`` in a checkpoint ``state`` (loaded as data only, by
-    :func:`rsb_tune.training.checkpoint.load`): its ``model``, or its slice of a pack's stacked
-    ``model`` (``pack``: the trials, in the order of the leading dimension)."""
-    model = state["model"]
-    if "pack" not in state:
-        return dict(model)
-    members = list(state["pack"])
-    if trial_id not in members:
-        raise ValueError(f"checkpoint of pack {members} holds no weights of {trial_id}")
-    i = members.index(trial_id)
-    return {name: tensor[i] for name, tensor in model.items()}
 
 
 def model_with_weights(config: Mapping[str, Any], num_classes: int, weights: Mapping[str, Any], runtime):

@@ -47,6 +47,7 @@ from rsb_tune.training.trial import (
     build_evaluators,
     build_mixup,
     build_model,
+    initial_model,
     build_scheduler,
     build_train_loader,
     epoch_result,
@@ -308,7 +309,7 @@ def train_pack(configs: Mapping[str, Mapping[str, Any]], report: PackReporter, d
     for tid in ids:
         cfg = configs[tid]
         if resume is None or not models:
-            models.append(build_model(cfg, data.num_classes).to(runtime.device))
+            models.append(initial_model(cfg, data.num_classes).to(runtime.device))
         gen = _seed_augmentation(cfg["aug_seed"])
         loader, sampler, normalize, steps = build_train_loader(cfg, data, runtime, gen)
         mixup = build_mixup(cfg, data.num_classes)

@@ -30,7 +30,7 @@ from rsb_tune.data.registry import DatasetSplits, DecodedBatches, SplitDataset, 
 from analysis import contract as C
 from analysis.contract import pack_correct
 
-__all__ = ["train", "Reporter", "TrialRuntime", "cpu_bf16_units", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
+__all__ = ["train", "initial_model", "Reporter", "TrialRuntime", "cpu_bf16_units", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
 
 
 
@@ -138,6 +138,27 @@ def build_model(config: Mapping[str, Any], num_classes: int):
 
     torch.manual_seed(config["model_seed"])
     return timm.create_model(config["model"], num_classes=num_classes, drop_path_rate=config["drop_path"], **config["model_kwargs"])
+
+
+def initial_model(config: Mapping[str, Any], num_classes: int):
+    """The trial's model before training: :func:`build_model`'s (weights seeded by
+    ``model_seed``), or, with ``init_from`` (a fine-tune, :mod:`rsb_tune.planning.finetune`),
+    the source trial's final weights (loaded as data only) on every layer but the classifier,
+    which stays the new, seeded head for this dataset's ``num_classes`` (as timm's
+    ``reset_classifier`` would make it)."""
+    from rsb_tune.training import checkpoint
+
+    model = build_model(config, num_classes)
+    source = config.get("init_from")
+    if not source:
+        return model
+    state = checkpoint.load(f"{source['checkpoint']}/{C.CHECKPOINT_FILE}", map_location="cpu")
+    head = model.pretrained_cfg.get("classifier") or "fc"
+    weights = {k: v for k, v in checkpoint.weights_of(state, source["trial_id"]).items() if not (k == head or k.startswith(head + "."))}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not (k == head or k.startswith(head + ".")) for k in missing):
+        raise ValueError(f"{source['checkpoint']}: the weights of {source['study']}/{source['trial_id']} do not fit model {config['model']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
 
 
 def build_criterion(config: Mapping[str, Any], mixing: bool):
@@ -423,7 +444,7 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
     if on_cuda:
         torch.backends.cudnn.benchmark = False  # keep runs reproducible; timm's train.py turns it on
 
-    model = build_model(config, data.num_classes).to(runtime.device)
+    model = initial_model(config, data.num_classes).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if runtime.distributed:  # same init on every rank (model_seed); DDP averages the gradients
