@@ -271,10 +271,11 @@ class Study:
         import pandas as pd
 
         if self._dir.trials_path.exists() and self._dir.epochs_path.exists():
+            trials_path, epochs_path = self._dir.confined(self._dir.trials_path), self._dir.confined(self._dir.epochs_path)
             try:
                 # through one open file each: pandas opens a path twice (schema, then data), and
                 # a table rewritten in between (os.replace) would be read half old, half new
-                with open(self._dir.trials_path, "rb") as t, open(self._dir.epochs_path, "rb") as e:
+                with open(trials_path, "rb") as t, open(epochs_path, "rb") as e:
                     return pd.read_parquet(t), pd.read_parquet(e)
             except Exception as e:  # a corrupt table: pyarrow raises several unrelated types
                 raise StudyError(f"{self._dir.dir}: cannot read its tables ({type(e).__name__}: {e})") from None
