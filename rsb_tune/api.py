@@ -34,7 +34,7 @@ from rsb_tune.runner import lifecycle
 from rsb_tune._log import logger
 from rsb_tune.errors import ConfigError, StudyError, UserError, arg
 from rsb_tune.runner.executor import get_executor
-from rsb_tune.options import default_storage, run_options
+from rsb_tune.options import MAX_TRIALS, default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, read_status, stopping_line
@@ -66,7 +66,7 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
@@ -74,17 +74,18 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **experiment)
+    plan = plan_seeds(n, recipe, seed_start=seed_start, max_trials=max_trials, **rule, **experiment)
     command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
-    finished :class:`Study`."""
+    finished :class:`Study`. A space of more than ``max_trials`` trials is refused before
+    anything is expanded."""
     experiment, options = _split(kwargs)
     run_options(options)
-    plan = plan_grid(space, **experiment)
+    plan = plan_grid(space, max_trials=max_trials, **experiment)
     return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), name=name, **experiment), **options)
 
 
@@ -101,6 +102,8 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
 
     if name is not None:
         check_name(name)
+    if not isinstance(plan.trials, dict) and plan.plan.resolver is None:
+        raise ConfigError("this plan was made with lazy=True, to describe it (a dry run); plan it again without lazy= to run it")
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
@@ -169,7 +172,7 @@ class PairedResult:
         return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
-def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
@@ -178,7 +181,7 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     experiment, options = _split(kwargs)
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
-    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **experiment)
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, max_trials=max_trials, **rule_args, **experiment)
     command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
     return start_ab(paired, storage=storage, name=name, command=command, **options)
 

@@ -48,15 +48,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rsb_tune.planning.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
 from analysis.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
+from rsb_tune.options import MAX_TRIALS, check_size
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
-__all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
+__all__ = ["Space", "GridTrials", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
 
 SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -68,7 +70,7 @@ class Space:
     recipe: str
     metric: str
     mode: str
-    seeds: tuple[int, ...]
+    seeds: Sequence[int]  # a tuple, or a range for `seeds: {start, n}`
     base: Mapping[str, Any]
     grid: Mapping[str, tuple]
     raw: Mapping[str, Any]
@@ -83,9 +85,18 @@ class Space:
         keys = list(self.grid)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
 
+    @property
+    def size(self) -> int:
+        """How many trials the space plans, computed without expanding it: a search's
+        ``num_samples``, else the product of the grid's axis lengths times the seeds."""
+        if self.search == "optuna":
+            return self.num_samples
+        return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
 
-def seed_list(spec: Any, where: str) -> tuple[int, ...]:
-    """``[0, 1, 2]`` or ``{start: 0, n: 3}`` -> (0, 1, 2); errors name ``where``."""
+
+def seed_list(spec: Any, where: str, max_trials: int | None = None) -> Sequence[int]:
+    """``[0, 1, 2]`` -> (0, 1, 2) or ``{start: 0, n: 3}`` -> range(0, 3); errors name ``where``,
+    and more than ``max_trials`` seeds is refused before any is listed."""
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"start", "n"}
         if unknown:
@@ -94,7 +105,8 @@ def seed_list(spec: Any, where: str) -> tuple[int, ...]:
         n = spec.get("n")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{where}.n must be an integer >= 1, got {n!r}")
-        seeds = tuple(range(start, start + n))
+        check_size(n, f"{where}.n", max_trials)
+        return range(start, start + n)  # never materialised here: a plan takes the seeds it runs
     elif isinstance(spec, (list, tuple)):
         if not spec:
             raise ConfigError(f"{where}: empty list; give at least one seed")
@@ -185,8 +197,9 @@ def _unique_key_loader():
     return UniqueKeyLoader
 
 
-def load_space(path: str | Path) -> Space:
-    """Read and validate a space file; every error names the file and the key."""
+def load_space(path: str | Path, max_trials: int | None = MAX_TRIALS) -> Space:
+    """Read and validate a space file; every error names the file and the key. A space of more
+    than ``max_trials`` trials is refused before anything is expanded."""
     import yaml
 
     from rsb_tune.store.yamltext import load_yaml
@@ -204,11 +217,12 @@ def load_space(path: str | Path) -> Space:
         raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: unreadable ({e})") from None
-    return space_from_mapping(raw, path)
+    return space_from_mapping(raw, path, max_trials)
 
 
-def space_from_mapping(raw: Any, path: str | Path) -> Space:
-    """Validate a parsed space file (also used to rebuild a study's space from study.yaml)."""
+def space_from_mapping(raw: Any, path: str | Path, max_trials: int | None = None) -> Space:
+    """Validate a parsed space file (also used to rebuild a study's space from study.yaml, with
+    no cap: its plan was checked when it was made)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(SPACE_KEYS)}")
     for key in raw:
@@ -221,7 +235,7 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     mode = raw.get("mode", default_mode(str(metric)))
     if mode not in ("min", "max"):
         raise ConfigError(f"{path}: mode {mode!r} is not allowed; allowed: min, max")
-    seeds = seed_list(raw.get("seeds", [0]), f"{path}: seeds")
+    seeds = seed_list(raw.get("seeds", [0]), f"{path}: seeds", max_trials)
     base = raw.get("base") or {}
     if not isinstance(base, Mapping):
         raise ConfigError(f"{path}: base must be a mapping of config keys to values")
@@ -270,7 +284,10 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")
         knobs[key] = value
-    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
+    space = Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
+    what = f"{path}: num_samples" if search == "optuna" else f"{path}: grid ({' x '.join(str(len(v)) for v in grid.values()) or '1'} points x {len(seeds)} seeds)"
+    check_size(space.size, what, max_trials)
+    return space
 
 
 def _check_varies(key: Any, where: str, what: str) -> None:
@@ -332,7 +349,8 @@ class PointResolver:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A study's trials: id -> fully resolved config (plus the sources of the base config).
-    A search (``resolver`` set) has no trials up front: they are recorded as they start."""
+    A search (``resolver`` set) has no trials up front: they are recorded as they start. A
+    lazy plan's trials are a :class:`GridTrials` (resolved when read; for a dry run)."""
 
     base: ResolvedConfig
     trials: Mapping[str, Mapping[str, Any]]
@@ -346,6 +364,8 @@ class Plan:
         the base config with each combination of the ``choice:`` values its params give
         ``keys`` (a searched data key is always a choice)."""
         if self.resolver is None:
+            if isinstance(self.trials, GridTrials):
+                return self.trials.samples(keys)
             return list(self.trials.values()) or [self.base.values]
         varied = [k for k in keys if k in self.choices]
         return [self.resolver(dict(zip(varied, combo))) for combo in itertools.product(*(self.choices[k] for k in varied))]
@@ -362,15 +382,16 @@ def build_plan(
     seeds: Sequence[int],
     space: Space | None = None,
     command_line: Sequence[Layer] = (),
+    lazy: bool = False,
 ) -> Plan:
     """Resolve every trial: recipe < profile < space base < command line < grid point < seed.
+    ``lazy``: the trials as a :class:`GridTrials`, each resolved when read (a dry run).
     ``recipe`` and ``profile`` are the study's; a trial whose grid point (or any layer) names
     ``recipe`` or ``dataset`` is resolved from that recipe or that dataset's profile."""
     layers: list[Layer] = []
     if space is not None and space.base:
         layers.append(Layer(space.path, space.base))
     layers.extend(command_line)
-    points = space.points() if space is not None and space.grid else [{}]
     searched = space is not None and space.search == "optuna"
     params = tuple(space.params if searched else space.grid) if space is not None else ()
     for layer in command_line:
@@ -388,11 +409,54 @@ def build_plan(
                 resolver({key: v})
         choices = {key: values for key, (kind, values) in space.params.items() if kind == "choice"}
         return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver, choices=choices)
-    trials: dict[str, dict[str, Any]] = {}
-    width = max(4, len(str(len(points) * len(seeds) - 1)))
-    for point in points:
-        grid_layer = Layer(f"grid in {space.path}" if space else "grid", point)
-        for seed in seeds:
-            cfg = resolve(recipe, profile, [*layers, grid_layer, Layer("seed", {"seed": seed})])
-            trials[f"t{len(trials):0{width}d}"] = cfg.to_dict()
-    return Plan(base=base, trials=trials, params=params, layers=tuple(layers))
+    trials = GridTrials(recipe, profile, tuple(layers), space, seeds)
+    return Plan(base=base, trials=trials if lazy else dict(trials.items()), params=params, layers=tuple(layers))
+
+
+class GridTrials(Mapping):
+    """A grid's (or seed study's) trials, id -> resolved config, each resolved when it is read:
+    the order and ids of the plan (grid points in the order of their product, the last axis
+    fastest; each point under every seed), without holding them. A dry run of a large plan
+    reads its count and first trials from here, in microseconds and no memory."""
+
+    def __init__(self, recipe, profile, layers: tuple[Layer, ...], space: Space | None, seeds: Sequence[int]):
+        self._recipe, self._profile, self._layers, self._seeds = recipe, profile, layers, seeds
+        self._source = f"grid in {space.path}" if space else "grid"
+        self._axes = list(space.grid.items()) if space is not None and space.grid else []
+        self._n = math.prod(len(values) for _, values in self._axes) * len(seeds)
+        self._width = max(4, len(str(self._n - 1)))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        return (f"t{i:0{self._width}d}" for i in range(self._n))
+
+    def __getitem__(self, trial_id: str) -> dict[str, Any]:
+        digits = trial_id[1:] if isinstance(trial_id, str) and trial_id.startswith("t") else ""
+        if len(digits) != self._width or not digits.isdigit() or int(digits) >= self._n:
+            raise KeyError(trial_id)
+        point_index, seed_index = divmod(int(digits), len(self._seeds))
+        indices = []
+        for _, values in reversed(self._axes):
+            point_index, j = divmod(point_index, len(values))
+            indices.append(j)
+        return self._resolve(list(reversed(indices)), self._seeds[seed_index])
+
+    def _resolve(self, indices: Sequence[int], seed: int) -> dict[str, Any]:
+        point = {key: values[j] for (key, values), j in zip(self._axes, indices)}
+        layers = [*self._layers, Layer(self._source, point), Layer("seed", {"seed": seed})]
+        return resolve(self._recipe, self._profile, layers).to_dict()
+
+    def samples(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Configs that show every value of the plan's axes without its product: with ``keys``,
+        each combination of the axes among them (the others at their first value); without,
+        each value of each axis in turn, the others at their first. Under the first seed."""
+        if keys is not None:
+            varied = [i for i, (key, _) in enumerate(self._axes) if key in keys]
+            combos = itertools.product(*(range(len(self._axes[i][1])) for i in varied))
+            return [self._resolve([dict(zip(varied, combo)).get(i, 0) for i in range(len(self._axes))], self._seeds[0]) for combo in combos]
+        out = [self._resolve([0] * len(self._axes), self._seeds[0])]
+        for i, (_, values) in enumerate(self._axes):
+            out += [self._resolve([j if k == i else 0 for k in range(len(self._axes))], self._seeds[0]) for j in range(1, len(values))]
+        return out
