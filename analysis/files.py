@@ -21,7 +21,7 @@ from typing import Any
 
 from analysis.contract import StudyError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "confined", "read_confined", "load_yaml", "text_timestamps"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "confined", "read_confined", "load_yaml", "text_timestamps", "yaml_problem"]
 
 MAX_BYTES = 4 << 20  # a study.yaml is a few kB, a space file less
 MAX_DEPTH = 100
@@ -45,6 +45,13 @@ def confined(path: str | os.PathLike, root: str | os.PathLike, what: str = "the 
 def read_confined(path: str | os.PathLike, root: str | os.PathLike) -> bytes:
     """The bytes of ``path`` (:func:`confined` to ``root``); OSErrors (a missing file) propagate."""
     return confined(path, root).read_bytes()
+
+
+def yaml_problem(e: Exception) -> str:
+    """What a YAMLError says is wrong, on one line (a reader's error, a control character in
+    the file, has no ``problem`` and spans lines)."""
+    text = getattr(e, "problem", None) or str(e) or type(e).__name__
+    return " ".join(str(text).split()[:40])
 
 
 def text_timestamps(loader: type) -> type:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from analysis.contract import EPOCHS, KINDS, MANIFEST, OK, PREDICTIONS, TRIALS
 from analysis.contract import StudyError
-from analysis.files import confined, load_yaml, read_confined
+from analysis.files import confined, load_yaml, read_confined, yaml_problem
 
 __all__ = ["StudyTables", "StudyError", "load_study"]
 
@@ -184,8 +184,10 @@ def _read_meta(path: Path, root: Path) -> dict[str, Any]:
         meta = load_yaml(read_confined(path, root), str(path))
     except FileNotFoundError:
         raise StudyError(f"{path}: study manifest not found") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise StudyError(f"{path}: cannot read the study manifest ({' '.join(str(exc).split())[:300]})") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: cannot read the study manifest ({yaml_problem(exc)})") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read the study manifest ({type(exc).__name__})") from None
     if not isinstance(meta, dict):
         raise StudyError(f"{path}: the study manifest must be a YAML mapping, got {type(meta).__name__}")
     missing = [key for key in REQUIRED_META if key not in meta]

@@ -202,7 +202,7 @@ def load_space(path: str | Path, max_trials: int | None = MAX_TRIALS) -> Space:
     than ``max_trials`` trials is refused before anything is expanded."""
     import yaml
 
-    from rsb_tune.store.yamltext import load_yaml
+    from rsb_tune.store.yamltext import load_yaml, yaml_problem
 
     p = Path(path)
     if not p.is_file():
@@ -214,7 +214,7 @@ def load_space(path: str | Path, max_trials: int | None = MAX_TRIALS) -> Space:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: malformed YAML{at}: {getattr(e, 'problem', None) or e}") from None
+        raise ConfigError(f"{path}: malformed YAML{at}: {yaml_problem(e)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: unreadable ({e})") from None
     return space_from_mapping(raw, path, max_trials)

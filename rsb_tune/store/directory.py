@@ -61,14 +61,14 @@ def parse_meta(data: bytes, where: Any) -> dict[str, Any]:
     :class:`StudyError` naming it. Timestamps stay the text the tool wrote."""
     import yaml
 
-    from rsb_tune.store.yamltext import load_yaml
+    from rsb_tune.store.yamltext import load_yaml, yaml_problem
 
     try:
         meta = load_yaml(data, str(where), StudyError)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise StudyError(f"{where}: corrupt YAML{at} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+        raise StudyError(f"{where}: corrupt YAML{at} ({yaml_problem(e)})") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise StudyError(f"{where}: corrupt (not a study.yaml mapping with 'kind')")
     return meta

@@ -33,8 +33,17 @@ def _problem(event: Any) -> str | None:
     if event.get("type") == "result":
         epoch = event.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool):
-            return f"epoch {epoch!r} is not an integer"
+            return f"epoch {_short(epoch)} is not an integer"
+        status = event.get("status", C.RUNNING)
+        if not isinstance(status, str) or status not in (C.RUNNING, *C.FINISHED):
+            return f"status {_short(status)} is not a trial status"
     return None
+
+
+def _short(value: Any) -> str:
+    """A value for a message: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_event_lines(lines) -> EventLog:

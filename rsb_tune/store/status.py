@@ -247,10 +247,11 @@ def read_status(study) -> StudyStatus:
 
     try:
         meta, plan = study.meta(), study.plan()
-    except StudyError as e:  # a damaged manifest or plan: the study's state says it
+        stopping = stopping_record(study, meta)
+    except StudyError as e:  # a damaged manifest, plan or stopping record: the study's state says it
         return damaged_status(name=study.name, where=study.where, problem=str(e))
     states, damaged = trial_states(plan, lambda tid: read_events(study, tid))
     return study_status(
         name=study.name, where=study.where, manifest=Manifest.of(meta), states=states,
-        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta), damaged=damaged,
+        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping, damaged=damaged,
     )  # fmt: skip

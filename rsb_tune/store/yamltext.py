@@ -5,6 +5,6 @@ too, and never imports the engine); this module is the engine's name for it."""
 
 from __future__ import annotations
 
-from analysis.files import MAX_BYTES, MAX_DEPTH, load_yaml, text_timestamps
+from analysis.files import MAX_BYTES, MAX_DEPTH, load_yaml, text_timestamps, yaml_problem
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "load_yaml", "text_timestamps"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "load_yaml", "text_timestamps", "yaml_problem"]
