@@ -140,6 +140,7 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    driver.check_logs(study)  # before the data is loaded: a lost log is one line at once
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
         return _paired_result(*driver.resume_pair(study, opts))

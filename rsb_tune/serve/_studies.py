@@ -293,7 +293,7 @@ class Storage:
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
         from rsb_tune.store import Manifest, damaged_status, study_status
-        from rsb_tune.store.status import trial_states
+        from rsb_tune.store.status import lost_logs, trial_states
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -302,6 +302,7 @@ class Storage:
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
         states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
+        damaged = damaged or lost_logs(ref.dir, states)
         status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta), damaged=damaged)
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
