@@ -6,8 +6,8 @@ symlink followed) and refuses one that leads out of the study directory with one
 so a planted link (``plan.json`` or ``trials.parquet`` pointing at a file elsewhere) is a damaged
 study, never a read of the planted file.
 
-YAML with limits: a file larger than :data:`MAX_BYTES`, not UTF-8 text, or nested deeper than
-:data:`MAX_DEPTH` is refused with one line naming it (YAML's own composer recurses, and a
+YAML with limits: a file larger than :data:`MAX_BYTES`, not UTF-8 text, nested deeper than
+:data:`MAX_DEPTH` or holding more than :data:`MAX_NODES` values is refused with one line naming it (YAML's own composer recurses, and a
 2000-deep value would escape as a RecursionError). The nesting is measured on the parser's
 events, which are read without recursion, before anything is built. A timestamp is read as the
 text the tool wrote, not as a datetime (which JSON cannot carry).
@@ -21,10 +21,11 @@ from typing import Any
 
 from analysis.contract import StudyError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "confined", "read_confined", "load_yaml", "text_timestamps", "yaml_problem"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "confined", "read_confined", "load_yaml", "text_timestamps", "yaml_problem"]
 
 MAX_BYTES = 4 << 20  # a study.yaml is a few kB, a space file less
 MAX_DEPTH = 100
+MAX_NODES = 100_000  # values and collections in one file: a space's axes, a manifest, are far fewer
 
 
 def confined(path: str | os.PathLike, root: str | os.PathLike, what: str = "the study directory") -> Path:
@@ -92,7 +93,9 @@ def load_yaml(data: bytes | str, where: str, error: type[Exception] = StudyError
             raise error(f"{where}: not UTF-8 text (a binary file? byte {e.start} cannot be decoded)") from None
     loader = loader or _default_loader()
     depth = 0
-    for event in yaml.parse(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    for nodes, event in enumerate(yaml.parse(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))):
+        if nodes > MAX_NODES:  # a million-value axis would take minutes to build and check
+            raise error(f"{where}: more than {MAX_NODES:,} values (line {event.start_mark.line + 1 if event.start_mark else '?'})")
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:

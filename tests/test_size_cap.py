@@ -48,6 +48,12 @@ def test_a_million_point_space_is_one_line(tmp_path):
         load_space(space)
     assert time.perf_counter() - t0 < 2.0
     assert_user_error(run_cli("grid", "--space", str(space), "--dry-run", cwd=tmp_path), "million.yaml", "1,000,000", "--max-trials")
+    one_axis = tmp_path / "axis.yaml"  # a million values on one line: refused while it is parsed
+    one_axis.write_text("grid: {lr: [" + ",".join(["1"] * 10**6) + "]}\n")
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="axis.yaml: more than 100,000 values"):
+        load_space(one_axis)
+    assert time.perf_counter() - t0 < 2.0  # minutes before
 
 
 @pytest.mark.parametrize(
