@@ -304,9 +304,11 @@ class Study:
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an
         object-store study's report is uploaded next to it. Returns the report's folder."""
-        from analysis.report import write_report
+        from analysis.report import REPORT_DIR, write_report
 
         _check_out(out)
+        if out is None:  # <study>/report: never written through a link leading out of the study
+            self._dir.confined(self.path / REPORT_DIR)
         try:
             written = Path(write_report(self.path, out))
         except ValueError as e:  # analysis's errors and bad tables carry a message

@@ -142,3 +142,15 @@ def test_the_writer_never_appends_through_a_link_out(storage):
     with pytest.raises(StudyError, match="refused"):
         _append(victim, "t0000", {"type": "result", "epoch": 9})
     assert target.read_bytes() == before
+
+
+def test_the_default_report_folder_is_not_written_through_a_link_out(storage, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (storage / "healthy" / "report").symlink_to(elsewhere, target_is_directory=True)
+    try:
+        with pytest.raises(StudyError, match="report: a link leading out of the study directory; refused"):
+            rsb_tune.load("healthy", str(storage)).report()
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        (storage / "healthy" / "report").unlink()
