@@ -96,10 +96,18 @@ def _run_options(args) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in RUN_OPTIONS}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals (a missing or malformed flag) on one line with exit code 2, as every
+    other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rsb-tune",
         description="ResNet-strikes-back style hyperparameter grids and seed studies (timm + Ray Tune).",
         epilog=_EPILOG,
