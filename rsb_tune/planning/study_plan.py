@@ -22,7 +22,7 @@ from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["StudyPlan", "PairedPlan", "plan_seeds", "plan_grid", "plan_ab", "EXPERIMENT"]
 
-_SHOWN = 5  # trials a lazy plan's dry run lists
+_ALL, _SHOWN = 100, 5  # a lazy plan's dry run lists every trial up to _ALL, else its first _SHOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +73,9 @@ class StudyPlan:
         if self.plan.resolver is None:
             from rsb_tune.planning.space import GridTrials
 
-            lazy = isinstance(self.trials, GridTrials)
-            lines.append("trials (each: the base config above with these keys changed)" + (f"; the first {min(_SHOWN, len(self.trials))} of {len(self.trials):,}:" if lazy else ":"))
-            for tid, cfg in itertools.islice(self.trials.items(), _SHOWN if lazy else None):
+            cut = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a large lazy plan: its first trials
+            lines.append("trials (each: the base config above with these keys changed)" + (f"; the first {_SHOWN} of {len(self.trials):,}:" if cut else ":"))
+            for tid, cfg in itertools.islice(self.trials.items(), _SHOWN if cut else None):
                 diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
                 lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return lines
