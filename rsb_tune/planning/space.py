@@ -413,6 +413,9 @@ def build_plan(
     return Plan(base=base, trials=trials if lazy else dict(trials.items()), params=params, layers=tuple(layers))
 
 
+_EVERY = 1000  # a lazy plan this small is checked trial by trial
+
+
 class GridTrials(Mapping):
     """A grid's (or seed study's) trials, id -> resolved config, each resolved when it is read:
     the order and ids of the plan (grid points in the order of their product, the last axis
@@ -451,11 +454,14 @@ class GridTrials(Mapping):
     def samples(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Configs that show every value of the plan's axes without its product: with ``keys``,
         each combination of the axes among them (the others at their first value); without,
-        each value of each axis in turn, the others at their first. Under the first seed."""
+        each value of each axis in turn, the others at their first (under the first seed); every
+        trial of a plan of at most :data:`_EVERY` trials, which a dry run checks as a run would."""
         if keys is not None:
             varied = [i for i, (key, _) in enumerate(self._axes) if key in keys]
             combos = itertools.product(*(range(len(self._axes[i][1])) for i in varied))
             return [self._resolve([dict(zip(varied, combo)).get(i, 0) for i in range(len(self._axes))], self._seeds[0]) for combo in combos]
+        if self._n <= _EVERY:
+            return list(self.values())
         out = [self._resolve([0] * len(self._axes), self._seeds[0])]
         for i, (_, values) in enumerate(self._axes):
             out += [self._resolve([j if k == i else 0 for k in range(len(self._axes))], self._seeds[0]) for j in range(1, len(values))]
