@@ -135,7 +135,7 @@ def test_a_bad_name_or_storage_on_the_command_line_is_one_line(tmp_path, monkeyp
     assert_user_error(run_cli("seeds", "--n", "1", "--epochs", "1", "--storage", str(tmp_path), "--name", "", cwd=tmp_path), "--name")
     assert_user_error(run_cli("status", "x", "--storage", "", cwd=tmp_path), "--storage")
     assert list(tmp_path.iterdir()) == []
-    for bad in ("", "  ", "a\nb", 123):
+    for bad in ("", "  ", "a\nb", "a\x00b", 123):
         with pytest.raises(UserError, match="storage="):
             rsb_tune.list_studies(bad)
 

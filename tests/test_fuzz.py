@@ -83,6 +83,7 @@ def test_a_space_mapping_is_a_space_or_one_line(tmp_path_factory, space):
 @example(data=b"\xff\xfe\x00\x01grid: {}")  # a UnicodeDecodeError before
 @example(data=b"grid: {lr: [1, 2]}\ngrid: {lr: [3]}\n")  # a key given twice
 @example(data=b"a: &x [*x]")  # a recursive alias
+@example(data=b"\x1f")  # found here: yaml's reader error spans two lines
 def test_any_bytes_as_a_space_file_are_a_space_or_one_line(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("space") / "s.yaml"
     path.write_bytes(data)
@@ -109,7 +110,7 @@ def study(tmp_path_factory):
 
 @given(lines=st.lists(_event_lines, max_size=8))
 @example(lines=[json.dumps({"type": "result", "epoch": "two", "status": "ok"}).encode()])  # a 500 of the whole browser before
-@example(lines=[json.dumps({"type": "result", "epoch": 1, "status": ["ok"]}).encode()])  # an unhashable status
+@example(lines=[json.dumps({"type": "result", "epoch": 1, "status": ["ok"]}).encode()])  # found here: an unhashable status crashed every status
 @example(lines=[b'{"type": "result", "epoch": 1, "val_top1": 1.0, "status": "ok"}', b"\xff\xfe", b'{"type": "result", "epoch": 2, "status": "ok"}'])
 def test_an_event_log_is_read_or_reported_damaged(study, lines):
     events = parse_event_lines(lines)
@@ -137,7 +138,8 @@ _manifests = st.dictionaries(
 
 @given(meta=_manifests)
 @example(meta={"kind": "seeds", "metric": ["val_top1"], "mode": {"a": 1}})
-@example(meta={"kind": "seeds", "stopping": {"stopped": True, "rule": None}, "num_samples": "many"})
+@example(meta={"kind": "seeds", "stopping": {"stopped": True, "rule": None}, "num_samples": "many"})  # found here: a KeyError
+@example(meta={"kind": "seeds", "stopping": ["not", "a", "mapping"]})
 @example(meta={"kind": "seeds", "format": 99})  # a newer version's study
 def test_a_manifest_is_read_or_the_study_is_damaged(study, meta):
     study.meta_path.write_text(yaml.safe_dump(meta))
@@ -150,6 +152,7 @@ def test_a_manifest_is_read_or_the_study_is_damaged(study, meta):
 @given(data=st.binary(max_size=200))
 @example(data=b"kind: seeds\nx: " + b"[" * 2000 + b"]" * 2000)
 @example(data=b"kind: seeds\nstarted_at: 2026-11-30 10:00:00\n")
+@example(data=b"kind: seeds\n\x1f")  # found by the space-file test: yaml's reader error spans two lines
 def test_any_bytes_as_a_manifest_are_a_mapping_or_one_line(data):
     try:
         meta = parse_meta(data, "study.yaml")
