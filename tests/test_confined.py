@@ -154,3 +154,15 @@ def test_the_default_report_folder_is_not_written_through_a_link_out(storage, tm
         assert list(elsewhere.iterdir()) == []
     finally:
         (storage / "healthy" / "report").unlink()
+
+
+def test_a_figure_planted_as_a_link_is_replaced_not_written_through(storage, tmp_path):
+    target = tmp_path / "precious.png"
+    target.write_bytes(b"mine")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "histogram_val_top1.png").symlink_to(target)
+    (out / "index.html").symlink_to(target)
+    analysis.write_report(storage / "healthy", out)
+    assert target.read_bytes() == b"mine"
+    assert not (out / "index.html").is_symlink() and not (out / "histogram_val_top1.png").is_symlink()
