@@ -14,6 +14,11 @@ runner an executor of its own instead of patching private functions.
   this process, without starting Ray: a grid or a seed study (sequential ones too) on this
   machine's storage. It refuses what needs Ray (a search, ASHA, DDP, packs, ``--address``,
   tracking) with one line.
+
+Besides trials, an executor runs independent jobs (:meth:`Executor.map`): the evaluation of a
+study's trained weights (:mod:`rsb_tune.runner.evaluation`), one job per trial, in parallel
+under Ray (tasks with ``--cpus-per-trial``/``--gpus-per-trial`` each), one after another in this
+process under ``local``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rsb_tune.errors import ConfigError, suggest
 
@@ -51,6 +56,27 @@ class Executor(abc.ABC):
         display's counts. ``search``: ``(space, resolver)`` of a search, whose trials are
         sampled as it runs; ``seeds``: a sequential study's
         :class:`~rsb_tune.sequential.engine.SeedScheduler`, which says which seed starts next."""
+
+    def map(self, fn: Callable[..., Any], jobs: Mapping[str, tuple], opts, *, shared: Any = None, on_result: Callable[[str, Any], None]) -> dict[str, str]:
+        """Run ``fn(*args, shared)`` for each ``key: args`` of ``jobs`` (``fn``: a module-level
+        function; ``shared``: what every job reads, shipped once) and call ``on_result(key,
+        value)`` here, in the driver, as each one finishes. Returns ``{key: error line}`` of the
+        jobs that raised; the others go on. This default runs them in this process, in order."""
+        import traceback
+
+        from rsb_tune.runner.lifecycle import error_message
+
+        errors = {}
+        for key, args in jobs.items():
+            try:
+                value = fn(*args, shared)
+            except KeyboardInterrupt:
+                raise
+            except Exception:  # noqa: BLE001 - a job's failure is its record; the others go on
+                errors[key] = error_message(traceback.format_exc())
+                continue
+            on_result(key, value)
+        return errors
 
 
 def get_executor(spec: "str | Executor") -> Executor:
