@@ -60,7 +60,7 @@ def test_a_million_point_space_is_one_line(tmp_path):
     "text,needle",
     [
         ("seeds: {start: 0, n: 1000000000}\n", "seeds.n: 1,000,000,000 trials"),
-        ("search: optuna\nnum_samples: 100000000\nparams:\n  lr: {loguniform: [1.0e-3, 1.0e-1]}\n", "num_samples: 100,000,000 trials"),
+        ("search: optuna\nnum_samples: 100000000\nparams:\n  lr: {loguniform: [1.0e-3, 1.0e-1]}\n", "num_samples (100000000 points x 1 seeds): 100,000,000 trials"),
         ("seeds: {start: 0, n: 1000}\ngrid:\n  lr: [" + ", ".join(["1.0e-3"] * 1) + ", 2.0e-3]\n  weight_decay: [" + ", ".join(str(i / 1000) for i in range(100)) + "]\n", "(2 x 100 points x 1000 seeds): 200,000 trials"),
     ],
 )

@@ -97,9 +97,9 @@ class Space:
     @property
     def size(self) -> int:
         """How many trials the space plans, computed without expanding it: a search's
-        ``num_samples``, else the product of the grid's axis lengths times the seeds."""
+        ``num_samples`` times its seeds, else the product of the grid's axis lengths times the seeds."""
         if self.search == "optuna":
-            return self.num_samples
+            return self.search_trials
         return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
 
 
@@ -294,7 +294,7 @@ def space_from_mapping(raw: Any, path: str | Path, max_trials: int | None = None
             raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")
         knobs[key] = value
     space = Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs)
-    what = f"{path}: num_samples" if search == "optuna" else f"{path}: grid ({' x '.join(str(len(v)) for v in grid.values()) or '1'} points x {len(seeds)} seeds)"
+    what = f"{path}: num_samples ({num_samples} points x {len(seeds)} seeds)" if search == "optuna" else f"{path}: grid ({' x '.join(str(len(v)) for v in grid.values()) or '1'} points x {len(seeds)} seeds)"
     check_size(space.size, what, max_trials)
     return space
 
