@@ -59,7 +59,7 @@ from typing import Any, Mapping, Sequence
 from rsb_tune.planning.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
 from analysis.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
-from rsb_tune.options import MAX_TRIALS, check_size
+from rsb_tune.planning.limits import MAX_TRIALS, check_size
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["Space", "GridTrials", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]

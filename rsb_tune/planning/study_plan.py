@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.errors import ConfigError, arg
-from rsb_tune.options import MAX_TRIALS, check_max_trials, check_size
+from rsb_tune.planning.limits import MAX_TRIALS, check_max_trials, check_size
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["StudyPlan", "PairedPlan", "plan_seeds", "plan_grid", "plan_ab", "EXPERIMENT"]
