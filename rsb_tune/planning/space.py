@@ -74,7 +74,7 @@ class Space:
     recipe: str
     metric: str
     mode: str
-    seeds: Sequence[int]  # a tuple, or a range for `seeds: {start, n}`
+    seeds: tuple[int, ...]
     base: Mapping[str, Any]
     grid: Mapping[str, tuple]
     raw: Mapping[str, Any]
@@ -103,9 +103,9 @@ class Space:
         return math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
 
 
-def seed_list(spec: Any, where: str, max_trials: int | None = None) -> Sequence[int]:
-    """``[0, 1, 2]`` -> (0, 1, 2) or ``{start: 0, n: 3}`` -> range(0, 3); errors name ``where``,
-    and more than ``max_trials`` seeds is refused before any is listed."""
+def seed_list(spec: Any, where: str, max_trials: int | None = None) -> tuple[int, ...]:
+    """``[0, 1, 2]`` or ``{start: 0, n: 3}`` -> (0, 1, 2); errors name ``where``, and more than
+    ``max_trials`` seeds is refused before any is listed."""
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"start", "n"}
         if unknown:
@@ -115,7 +115,7 @@ def seed_list(spec: Any, where: str, max_trials: int | None = None) -> Sequence[
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{where}.n must be an integer >= 1, got {n!r}")
         check_size(n, f"{where}.n", max_trials)
-        return range(start, start + n)  # never materialised here: a plan takes the seeds it runs
+        return tuple(range(start, start + n))  # at most max_trials of them: counted before listed
     elif isinstance(spec, (list, tuple)):
         if not spec:
             raise ConfigError(f"{where}: empty list; give at least one seed")
