@@ -33,6 +33,9 @@ __all__ = [
     "EPOCH_COLUMNS",
     "SEED_COLUMNS",
     "RESULT_KEYS",
+    "USER_METRICS",
+    "user_metric_names",
+    "result_value",
     "RUNTIME_COLUMNS",
     "PACK_ID",
     "PACK_RESULTS",
@@ -121,6 +124,29 @@ PACK_RESULTS = "pack_results"
 RESULT_KEYS = frozenset(
     {*EPOCH_COLUMNS[2:], "status", "val_correct", "v2_correct", "hostname", "node_id", "pid"}
 )
+
+
+# a custom trainer's own metrics (any name) travel in its report under this key; the event log
+# holds them flat, as columns of both tables
+USER_METRICS = "metrics"
+_NOT_METRICS = frozenset({"type", "time", "trial_id", "seed"})
+
+
+def user_metric_names(events) -> list[str]:
+    """The metric names of result events beyond the contract's (a custom trainer's), in order seen."""
+    names: dict[str, None] = {}
+    for ev in events:
+        for k in ev:
+            if k not in RESULT_KEYS and k not in _NOT_METRICS and not k.startswith("runtime_"):
+                names.setdefault(k, None)
+    return list(names)
+
+
+def result_value(result, metric: str):
+    """A report's value of ``metric``: a contract metric, or one of a custom trainer's own (None if absent)."""
+    if metric in result:
+        return result[metric]
+    return (result.get(USER_METRICS) or {}).get(metric)
 
 
 def default_mode(metric: str) -> str:

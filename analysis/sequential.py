@@ -564,6 +564,9 @@ def _fixed_halfwidth_n(sigma: float, halfwidth: float, level: float) -> int:
     return n
 
 
+SIM_LIMIT = 2000  # fixed-n seeds above which the anytime n is not simulated (n_anytime: NaN)
+
+
 def _sim_horizon(n_fixed: int) -> int:
     """Seeds simulated per anytime study: far beyond what it needs (about 2-3x the fixed n)."""
     return max(200, 8 * int(n_fixed))
@@ -613,7 +616,9 @@ def seeds_needed_table(
     :func:`analysis.test_set_noise`'s ``binomial_std``, the std one run's
     accuracy has from the finite test set alone) flags targets below
     ``z * noise_floor``: more seeds narrow the interval for this test set's
-    mean, not for the accuracy on fresh data (Jordan 2023).
+    mean, not for the accuracy on fresh data (Jordan 2023). A target that needs more
+    than :data:`SIM_LIMIT` seeds at a fixed n gets ``n_anytime`` NaN (not simulated: the
+    simulation would grow with the square of sigma / target, to minutes and gigabytes).
     """
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
@@ -624,7 +629,9 @@ def seeds_needed_table(
     for h in halfwidths:
         row = {"question": "halfwidth", "target": float(h), "sigma": float(sigma)}
         row["n_fixed"] = _fixed_halfwidth_n(sigma, h, level)
-        if anytime:
+        if anytime and row["n_fixed"] > SIM_LIMIT:
+            row["n_anytime"] = math.nan  # beyond any study: simulating it would take minutes and gigabytes
+        elif anytime:
             stop = expected_stopping_n(
                 sigma, halfwidth=h, level=level, n_sim=n_sim, max_n=_sim_horizon(row["n_fixed"]), random_state=random_state
             )
@@ -636,7 +643,9 @@ def seeds_needed_table(
     ):
         for d in deltas:
             row = {"question": question, "target": float(d), "sigma": sd, "n_fixed": math.ceil(solve(d))}
-            if anytime:
+            if anytime and row["n_fixed"] > SIM_LIMIT:
+                row["n_anytime"] = math.nan
+            elif anytime:
                 # independent arms run pair by pair are paired differences with std sigma * sqrt(2)
                 sd_diff = sd_pair if question == "delta_paired" else float(sigma) * math.sqrt(2)
                 stop = expected_stopping_n(

@@ -32,6 +32,8 @@ __all__ = [
     "Comparison",
     "Study",
     "StudyStatus",
+    # results made elsewhere
+    "import_results",
     # sequential: A against B until decided, how many seeds
     "ab",
     "plan_ab",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table"], "rsb_tune.api"),
+    **dict.fromkeys(["seeds", "grid", "resume", "load", "list_studies", "newest_study", "compare", "Study", "StudyStatus", "plan_seeds", "plan_grid", "start", "StudyPlan", "spaces", "ab", "plan_ab", "start_ab", "PairedResult", "seeds_needed_table", "import_results"], "rsb_tune.api"),
     "Comparison": "analysis.comparison",
     "RunOptions": "rsb_tune.options",
     "default_storage": "rsb_tune.options",

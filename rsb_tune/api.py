@@ -45,7 +45,7 @@ from rsb_tune.store.directory import StudyDir
 if TYPE_CHECKING:
     import analysis
 
-__all__ = ["seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
+__all__ = ["import_results", "seeds", "grid", "plan_seeds", "plan_grid", "start", "resume", "load", "list_studies", "newest_study", "Study", "StudyPlan", "StudyStatus", "compare", "spaces", "ab", "plan_ab", "start_ab", "PairedPlan", "PairedResult", "seeds_needed_table"]
 
 
 # --------------------------------------------------------------------------- planning
@@ -66,27 +66,37 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
-    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`)."""
+    ``until="halfwidth<=0.25"``: a sequential study capped at ``n`` seeds (see :func:`plan_seeds`).
+    ``trainer=my_train`` (a function ``train(config, report)`` or ``"module:function"``) or
+    ``trainer_cmd="python train.py --seed {seed}"``: your own training code under ``n`` seeds,
+    each with ``config`` and its seeds (docs/own-trainer.md)."""
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
-    plan = plan_seeds(n, recipe, seed_start=seed_start, max_trials=max_trials, **rule, **experiment)
-    command = _python_call("seeds", n=n, recipe=recipe, seed_start=seed_start or None, **rule, name=name, **experiment)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    plan = plan_seeds(n, recipe, seed_start=seed_start, max_trials=max_trials, **rule, **own, **experiment)
+    if plan.trainer is not None:
+        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    command = _python_call("seeds", n=n, recipe=None if plan.trainer else recipe, seed_start=seed_start or None, **rule, **own, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
-    finished :class:`Study`. A space of more than ``max_trials`` trials is refused before
-    anything is expanded."""
+    finished :class:`Study`. ``trainer``/``trainer_cmd``/``config``: as for :func:`seeds`, over
+    the grid of a space file for your own trainer (docs/own-trainer.md). A space of more than
+    ``max_trials`` trials is refused before anything is expanded."""
     experiment, options = _split(kwargs)
     run_options(options)
-    plan = plan_grid(space, max_trials=max_trials, **experiment)
-    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), name=name, **experiment), **options)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    plan = plan_grid(space, max_trials=max_trials, **own, **experiment)
+    if plan.trainer is not None:
+        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), **own, name=name, **experiment), **options)
 
 
 def _python_call(fn: str, **kwargs) -> str:
@@ -140,12 +150,39 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
         name = f"{name}-a"  # the name of a paired study: continue both arms
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
+    _check_resumable(study.meta())
     driver.check_logs(study)  # before the data is loaded: a lost log is one line at once
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
         return _paired_result(*driver.resume_pair(study, opts))
     data = load_study_data(data_configs(study.meta()))
     return _finished(study, driver.run(study, data, opts))
+
+
+def _check_resumable(meta: Mapping[str, Any]) -> None:
+    """An imported study has nothing to run; a study of your own trainer needs it importable."""
+    if meta.get("imported"):
+        raise StudyError(f"study {meta.get('name')!r} was imported from {meta.get('imported')}: it has no plan to run, nothing to resume")
+    if meta.get("trainer"):
+        from rsb_tune.training.custom import load_trainer
+
+        load_trainer(meta["trainer"])
+
+
+def import_results(results, *, name: str, storage: str | None = None, metric: str | None = None, mode: str | None = None, config=()) -> list["Study"]:
+    """Results made elsewhere as studies every command reads (docs/own-trainer.md): ``results``
+    is a DataFrame or the path of a .csv, .tsv, .parquet or .jsonl file, one row per seed (or
+    per seed and epoch) with a ``seed`` column and metric columns; optional ``arm`` (one study
+    per arm, ``NAME-ARM``), ``task``, ``epoch`` and config keys (text and boolean columns, and
+    the numeric ones named in ``config``). ``metric``: the one the studies follow (default
+    val_top1 when it is a column, else the first numeric one). Returns the studies written."""
+    from rsb_tune.runner.imported import import_results as write, read_results
+
+    source = "DataFrame"
+    if isinstance(results, (str, Path)):
+        source, results = str(results), read_results(results)
+    command = _python_call("import_results", results=source, name=name, metric=metric, mode=mode, config=list(config) or None)
+    return [Study(d) for d in write(results, name=name, storage=_storage(storage), metric=metric, mode=mode, config=config, source=source, command=command)]
 
 
 # --------------------------------------------------------------------------- A against B until decided
@@ -173,7 +210,7 @@ class PairedResult:
         return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
-def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> PairedResult:
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
@@ -182,8 +219,11 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     experiment, options = _split(kwargs)
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
-    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, max_trials=max_trials, **rule_args, **experiment)
-    command = _python_call("ab", n=n, recipe=recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, name=name, **experiment)
+    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, max_trials=max_trials, **rule_args, **own, **experiment)
+    if paired.a.trainer is not None:
+        own = {**own, **{k: paired.a.trainer[k] for k in ("trainer",) if k in paired.a.trainer}}
+    command = _python_call("ab", n=n, recipe=None if paired.a.trainer else recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, **own, name=name, **experiment)
     return start_ab(paired, storage=storage, name=name, command=command, **options)
 
 

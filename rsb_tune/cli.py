@@ -79,13 +79,23 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
             r.add_argument(flag, type=meta["type"] or str, default=f.default, metavar=meta["metavar"] or "N", help=meta["help"] + shown)
 
 
+def _add_trainer_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("your own training code (docs/own-trainer.md; --set then gives its config, free-form)")
+    g.add_argument("--trainer", metavar="MODULE:FN", help="a function train(config, report): my_pkg.module:train or path/file.py:train")
+    g.add_argument("--trainer-cmd", metavar="COMMAND", help='a command run per seed, e.g. "python train.py --seed {seed}"; it appends JSON lines {"epoch": 1, ...} to $RSB_TUNE_METRICS ({metrics})')
+
+
+def _trainer(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("trainer", "trainer_cmd") if getattr(args, k, None) is not None}
+
+
 def _add_rule_options(p: argparse.ArgumentParser, *, until: bool) -> None:
     """The flags of a sequential study's rule (validated by rsb_tune.sequential.rule, defaults there)."""
     g = p.add_argument_group("sequential study (anytime-valid intervals; see docs/sequential.md)")
     if until:
         g.add_argument("--until", metavar="RULE", help="stop once the anytime interval of the mean is this narrow: 'halfwidth<=X'; --n is then the cap")
     g.add_argument("--level", type=float, help="confidence level of the anytime interval (default 0.95)")
-    g.add_argument("--metric", help="final metric the rule follows (default val_top1)")
+    g.add_argument("--metric", help="final metric the rule follows (default val_top1; with --trainer: the metric the study follows, any the trainer reports)")
     g.add_argument("--method", help="confidence sequence: t_mixture (default) or betting")
 
 
@@ -120,11 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of seeds (with --until: the cap)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe name: A1, A2 or A3 (default {DEFAULT_RECIPE})")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=True)
     _add_study_options(p)
 
     p = sub.add_parser("grid", help="a coarse grid from a space file", description="Run the grid (or search) of a space file under each of its seeds.")
     p.add_argument("--space", required=True, help="a space YAML file, or the name of a shipped one (lamb_bce, optimizers, ...: see `rsb-tune spaces`); an existing path wins")
+    _add_trainer_options(p)
     _add_study_options(p)
 
     p = sub.add_parser("ab", help="A against B on the same seeds, until decided", description="Run two seed studies NAME-a and NAME-b on the same seeds, in rounds, until the anytime interval of mean(a - b) excludes 0 (one is better) or lies inside +-delta (equivalent), or the cap.")
@@ -134,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs-set", action="append", default=[], metavar="KEY=VALUE", help="override a config key of arm b only (repeatable); --set is arm a's")
     p.add_argument("--delta", type=float, help="equivalence margin: stop as 'equivalent' once the interval of mean(a - b) lies inside +-delta")
     p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    _add_trainer_options(p)
     _add_rule_options(p, until=False)
     _add_study_options(p)
 
@@ -143,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=float, action="append", help="difference to detect (repeatable; default 0.25 0.5 1.0)")
     p.add_argument("--vs", metavar="OTHER", help="a study on the same seeds: the paired differences' std for the paired rows")
     p.add_argument("--metric", help="the metric (default: the study's)")
+    _add_storage(p)
+
+    p = sub.add_parser("import", help="results made elsewhere (CSV, parquet) as studies", description="Write a results file as a study every command reads: one row per seed (or seed and epoch), a `seed` column, metric columns, and optionally `arm` (one study NAME-ARM per arm, for compare), `task`, `epoch` and config keys (text columns, or numeric ones named with --config). See docs/own-trainer.md.")
+    p.add_argument("file", help="a .csv, .tsv, .parquet or .jsonl file")
+    p.add_argument("--name", required=True, help="the study's name (with an arm column: NAME-ARM per arm)")
+    p.add_argument("--metric", help="the metric column the study follows (default val_top1 when present, else the first numeric column)")
+    p.add_argument("--mode", choices=("max", "min"), help="whether higher or lower is better (default: min for *loss, else max)")
+    p.add_argument("--config", action="append", default=[], metavar="COLUMN", help="a numeric column that is a config key, not a metric (repeatable)")
     _add_storage(p)
 
     p = sub.add_parser("resume", help="continue a study whose driver stopped", description="Continue a study: finished trials are kept, unfinished ones continue from their last checkpoint.")
@@ -259,9 +280,9 @@ def _cmd_study(args) -> int:
 
     size = {"max_trials": args.max_trials, "lazy": args.dry_run}  # a dry run never expands the plan
     if args.command == "grid":
-        plan = api.plan_grid(args.space, **size, **_experiment(args))
+        plan = api.plan_grid(args.space, **size, **_trainer(args), **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **size, **_rule(args), **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **size, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0
@@ -274,7 +295,7 @@ def _cmd_ab(args) -> int:
 
     experiment = _experiment(args)
     overrides = experiment.pop("overrides", None)
-    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, max_trials=args.max_trials, **_rule(args), **experiment)
+    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, max_trials=args.max_trials, **_rule(args), **_trainer(args), **experiment)
     if args.dry_run:
         print("\n".join(paired.describe()))
         return 0
@@ -290,6 +311,21 @@ def _cmd_plan_seeds(args) -> int:
     table = api.seeds_needed_table(args.name, vs=args.vs, metric=args.metric, storage=args.storage, **kwargs)
     print(f"seeds needed, from {args.name} ({table.attrs['n_seeds']} ok seeds of {table.attrs['metric']}; sigma {table['sigma'].iloc[0]:.3g}):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if "n_anytime" in table and table["n_anytime"].isna().any():
+        from analysis.sequential import SIM_LIMIT
+
+        print(f"n_anytime NaN: not simulated, the target needs more than {SIM_LIMIT} seeds at a fixed n")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from rsb_tune import api
+
+    studies = api.import_results(args.file, name=args.name, storage=args.storage, metric=args.metric, mode=args.mode, config=args.config)
+    for study in studies:
+        print(f"imported {study.name}: {len(study.plan)} trials, {study.meta['metric']} -> {study.where}")
+    if len(studies) == 2:
+        print(f"compare them: rsb-tune compare {studies[0].name} {studies[1].name}" + (f" --storage {args.storage}" if args.storage != default_storage() else ""))
     return 0
 
 
@@ -355,6 +391,7 @@ _COMMANDS = {
     "grid": _cmd_study,
     "ab": _cmd_ab,
     "plan-seeds": _cmd_plan_seeds,
+    "import": _cmd_import,
     "resume": _cmd_resume,
     "status": _cmd_status,
     "report": _cmd_report,

@@ -47,6 +47,8 @@ __all__ = [
     "parse_set",
     "coerce",
     "resolve_lr",
+    "derive_seeds",
+    "SEED_STREAMS",
 ]
 
 
@@ -323,6 +325,15 @@ def _derive_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
+SEED_STREAMS = ("model_seed", "data_seed", "aug_seed")  # stream 0, 1, 2 of a trial's seed
+
+
+def derive_seeds(seed: int) -> dict[str, int]:
+    """A trial's seeds: ``seed`` and the three streams derived from it (weight init, data
+    order, augmentation), as every trial, built-in or your own, gets them."""
+    return {"seed": int(seed), **{key: _derive_seed(int(seed), stream) for stream, key in enumerate(SEED_STREAMS)}}
+
+
 def _named(layers: Sequence[Layer], key: str, lookup: Callable[[Any], Any], given: Any) -> Any:
     """What ``lookup`` finds for the value the highest layer gives ``key`` (as for any key,
     the highest wins), else ``given``; an unknown name is an error naming that layer."""
@@ -386,7 +397,7 @@ def _finish(raw, raw_sources, layers, recipe, profile) -> ResolvedConfig:
         values["lr"], values["opt"], values["batch_size"], values["lr_base_batch"], values["lr_scale"]
     )
     sources["lr_resolved"] = sources["lr_scale_rule"] = "derived"
-    for stream, key in enumerate(("model_seed", "data_seed", "aug_seed")):
+    for stream, key in enumerate(SEED_STREAMS):
         if values[key] is None:
             values[key] = _derive_seed(values["seed"], stream)
             sources[key] = "derived from seed"

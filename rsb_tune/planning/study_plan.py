@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,6 +38,7 @@ class StudyPlan:
     plan: Any
     label: str
     stopping: Any = None  # a sequential study's rule (rsb_tune.sequential.rule.StoppingRule), or None
+    trainer: Mapping[str, Any] | None = None  # your own trainer: {"trainer": path} or {"trainer_cmd": text}, its metric and mode
 
     @property
     def trials(self) -> Mapping[str, Mapping[str, Any]]:
@@ -57,6 +59,11 @@ class StudyPlan:
             return json.dumps(v) if isinstance(v, (dict, list)) or v is None else str(v)
 
         base = self.plan.base
+        if self.trainer is not None:
+            until = f", until {self.stopping.text}" if self.stopping is not None else ""
+            lines = [f"{len(self.trials)} trials ({self.kind}{until}) of {self.trainer.get('trainer') or self.trainer.get('trainer_cmd')}, metric {self.trainer['metric']} ({self.trainer['mode']})", "config (key: value  # source):"]
+            lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
+            return lines + [f"  {tid}: " + ", ".join(f"{k} {scalar(cfg[k])}" for k in ("seed", *self.plan.params)) for tid, cfg in self.trials.items()]
         recipes, datasets = ", ".join(self.plan.values_of("recipe")), ", ".join(self.plan.values_of("dataset"))
         if self.stopping is not None:
             head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
@@ -110,7 +117,7 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
+def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
 
     More than ``max_trials`` seeds (:data:`rsb_tune.options.MAX_TRIALS` by default) is refused
@@ -128,12 +135,137 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     check_size(n, arg("n", n), check_max_trials(max_trials))
     from rsb_tune.planning import packs
 
-    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return plan_trainer(seeds_, trainer=trainer, trainer_cmd=trainer_cmd, config=config, recipe=recipe, until=until, level=level, metric=metric, method=method, **experiment)
+    rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment, lazy)
     if rule is not None:
         packs.check(_checked(plan.plan), unsupported="a sequential study (--until)")
     return dataclasses.replace(plan, stopping=rule)
+
+
+# the keys of a custom trainer's config that are rsb-tune's: seeds are set per trial, metric and
+# mode name what the study follows (read, not passed on), the rest is where the trial runs
+_SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
+_STUDY_KEYS = ("metric", "mode")
+
+
+def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, recipe: str = DEFAULT_RECIPE, until: str | None = None, level=None, metric=None, method=None, overrides=None, space: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+    """A seed study of your own trainer (a function ``train(config, report)``, see
+    :mod:`rsb_tune.training.custom`) or command: each seed's config is ``config`` with the
+    ``--set`` values over it (free-form: the built-in recipe's keys do not apply) and the three
+    seeds derived from the seed as the built-in trial's are. ``metric``/``mode`` (config keys or
+    arguments) name what the study follows; a sequential rule (``until``) may follow any metric
+    the trainer reports."""
+    from rsb_tune.planning.config import Layer, ResolvedConfig, derive_seeds
+    from rsb_tune.planning.space import Plan
+    from rsb_tune.sequential import rule as stopping
+    from rsb_tune.training import custom
+
+    if (trainer is None) == (trainer_cmd is None):
+        raise ConfigError(f"give one of {arg('trainer')} and {arg('trainer_cmd')}" + (f" (with {arg('config')})" if trainer is None else ""))
+    if recipe != DEFAULT_RECIPE:
+        raise ConfigError(f"{arg('recipe')}: a recipe is the built-in trial's; your trainer takes {arg('config')} / {arg('overrides', flag='--set')}")
+    if experiment:
+        raise ConfigError(f"{arg(sorted(experiment)[0])}: the built-in trial's; with your own trainer, put it in {arg('config')} or {arg('overrides', flag='--set')}")
+    record = {custom.TRAINER: custom.check_trainer(trainer)} if trainer is not None else {custom.TRAINER_CMD: custom.check_command(trainer_cmd)}
+    layers = [Layer("config", dict(config or {}))] if config else []
+    grid = dict((space or {}).get("grid") or {})
+    if space is not None and space.get("base"):
+        layers.append(Layer(space["path"], dict(space["base"])))
+    if overrides:
+        layers.append(_free_set(overrides))
+    for layer in layers:
+        clash = sorted(set(layer.values) & set(grid))
+        if clash and layer.source == "--set":
+            raise ConfigError(f"--set: {', '.join(clash)} is varied by the grid in {space['path']}; remove it from the command line or the space file")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.values.items():
+            if key in _SEED_KEYS or key in custom.OURS:
+                raise ConfigError(f"{layer.source}: {key!r} is set by rsb-tune per trial (seeds: --seed-start/--n; the trainer: --trainer; threads: --threads)")
+            values[str(key)], sources[str(key)] = value, layer.source
+    metric = str(metric or values.pop("metric", None) or C.DEFAULT_METRIC)
+    mode = values.pop("mode", None) or C.default_mode(metric)
+    if mode not in ("max", "min"):
+        raise ConfigError(f"{sources.get('mode', 'config')}: mode must be max or min, got {mode!r}")
+    sources.pop("metric", None), sources.pop("mode", None)
+    rule = None
+    if until is not None:
+        rule = stopping.check_rule(until, cap=len(seeds_), metric=metric, level=level, method=method, metrics=(metric,))
+    elif level is not None or method is not None:
+        raise ConfigError(f"{arg('level')}, {arg('method')}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
+    values = json.loads(json.dumps(values, default=str))  # recorded as JSON in the study's plan
+    import itertools
+
+    points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    configs = [{**values, **json.loads(json.dumps(point, default=str)), **derive_seeds(seed), **record} for point in points for seed in seeds_]
+    width = max(4, len(str(len(configs) - 1)))
+    trials = {f"t{i:0{width}d}": cfg for i, cfg in enumerate(configs)}
+    base = ResolvedConfig({**values, **record}, {**sources, **{k: "--trainer" for k in record}})
+    plan = Plan(base=base, trials=trials, params=tuple(grid), layers=tuple(layers))
+    name = Path(space["path"]).stem if space else record.get(custom.TRAINER, "").rpartition(":")[2] or "cmd"
+    return StudyPlan("grid" if space else "seeds", None, None, None, plan, name, stopping=rule, trainer={**record, "metric": metric, "mode": mode})
+
+
+_TRAINER_SPACE_KEYS = ("grid", "base", "seeds", "metric", "mode")
+
+
+def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
+    """The grid of a space file for your own trainer: ``grid`` (key: [values], any keys),
+    ``base`` (the config under the grid), ``seeds`` (as the built-in spaces': ``[0, 1]`` or
+    ``{start: 0, n: 3}``), ``metric`` and ``mode``; every point under every seed."""
+    from collections.abc import Mapping as _Mapping
+
+    from rsb_tune.planning.space import seed_list
+    from rsb_tune.store.yamltext import load_yaml
+
+    path = Path(space)
+    if not path.is_file():
+        raise ConfigError(f"{space}: no such space file (with your own trainer, a space is a file with {', '.join(_TRAINER_SPACE_KEYS)})")
+    try:
+        raw = load_yaml(path.read_bytes(), str(path), ConfigError) or {}
+    except Exception as e:  # noqa: BLE001 - malformed YAML, unreadable: one line naming the file
+        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(raw, _Mapping):
+        raise ConfigError(f"{path}: expected a mapping with {', '.join(_TRAINER_SPACE_KEYS)}")
+    unknown = sorted(set(map(str, raw)) - set(_TRAINER_SPACE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; a space for your own trainer has {', '.join(_TRAINER_SPACE_KEYS)}")
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, _Mapping) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
+    for key in grid:
+        if key in _SEED_KEYS or key in _STUDY_KEYS:
+            raise ConfigError(f"{path}: grid: {key!r} cannot be a grid axis (seeds: the file's seeds; metric and mode: one per study)")
+    base = raw.get("base") or {}
+    if not isinstance(base, _Mapping):
+        raise ConfigError(f"{path}: base must be a mapping of config keys")
+    base = {**base, **{k: raw[k] for k in _STUDY_KEYS if raw.get(k) is not None}}
+    seeds_ = seed_list(raw.get("seeds", [0]), f"{path}: seeds")
+    return plan_trainer(seeds_, overrides=overrides, space={"path": str(path), "grid": dict(grid), "base": base}, **own)
+
+
+def _free_set(items) -> Any:
+    """``--set key=value`` for your own trainer: values read as YAML scalars, any key."""
+    import yaml
+
+    from rsb_tune.planning.config import Layer
+
+    if isinstance(items, Mapping):
+        return Layer("--set", dict(items))
+    values = {}
+    for item in [items] if isinstance(items, str) else items:
+        key, eq, raw = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return Layer("--set", values)
 
 
 def _stopping_rule(until, cap, **rule):
@@ -149,11 +281,14 @@ def _stopping_rule(until, cap, **rule):
     return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
-def plan_grid(space: str | Path = "lamb_bce", *, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
-    """Plan the grid (or search) of a space file: a path, or the name of a shipped space. A
-    space of more than ``max_trials`` trials (its grid's product of axis lengths times its
-    seeds, or a search's ``num_samples``) is refused before anything is expanded; ``lazy`` as
-    in :func:`plan_seeds`."""
+def plan_grid(space: str | Path = "lamb_bce", *, max_trials: int = MAX_TRIALS, lazy: bool = False, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+    """Plan the grid (or search) of a space file: a path, or the name of a shipped space.
+    With ``trainer`` or ``trainer_cmd``: the grid of a space file for your own trainer (see
+    docs/own-trainer.md). A space of more than ``max_trials`` trials (its grid's product of
+    axis lengths times its seeds, or a search's points times its seeds) is refused before
+    anything is expanded; ``lazy`` as in :func:`plan_seeds`."""
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return _plan_trainer_grid(space, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     from rsb_tune.planning.recipes import get_recipe
     from rsb_tune.planning.space import find_space, load_space
 
@@ -210,7 +345,7 @@ class PairedPlan:
         return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
 
 
-def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, max_trials: int = MAX_TRIALS, **experiment) -> PairedPlan:
+def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, **experiment) -> PairedPlan:
     """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
     the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
     and the other experiment arguments. Arms that differ in anything the recipes and overrides
@@ -218,11 +353,13 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     from rsb_tune.sequential import rule as stopping
     from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
+    check_size(n, arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
+    if trainer is not None or trainer_cmd is not None or config is not None:
+        return _plan_ab_trainer(n, recipe, vs_recipe, delta=delta, level=level, metric=metric, method=method, seed_start=seed_start, overrides=overrides, vs_overrides=vs_overrides, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     metric = metric or C.DEFAULT_METRIC
     rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
     from rsb_tune.planning import packs
 
-    check_size(n, arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
     a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, max_trials=max_trials, **experiment)
     b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, max_trials=max_trials, **experiment)
     packs.check([*a.trials.values(), *b.trials.values()], unsupported="a paired study (ab)")
@@ -230,4 +367,24 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     if a.trials == b.trials:
         raise ConfigError(f"the two arms are the same configuration; give {arg('vs_recipe')} or {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
     check_arms(a.plan, b.plan, named)
+    return PairedPlan(a, b, rule)
+
+
+def _plan_ab_trainer(n, recipe, vs_recipe, *, delta, level, metric, method, seed_start, overrides, vs_overrides, **own) -> PairedPlan:
+    """A paired study of your own trainer: arm a is ``config`` with ``overrides``, arm b
+    ``config`` with ``vs_overrides``, on the same seeds; the rule follows the arms' metric."""
+    from rsb_tune.planning.space import seed_list
+    from rsb_tune.sequential import rule as stopping
+
+    if vs_recipe is not None:
+        raise ConfigError(f"{arg('vs_recipe')}: a recipe is the built-in trial's; give arm b's config with {arg('vs_overrides', flag='--vs-set')}")
+    seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
+    a = plan_trainer(seeds_, recipe=recipe, metric=metric, overrides=overrides, **own)
+    b = plan_trainer(seeds_, recipe=recipe, metric=metric, overrides=vs_overrides, **own)
+    if a.trials == b.trials:
+        raise ConfigError(f"the two arms are the same configuration; give {arg('overrides', flag='--set')} / {arg('vs_overrides', flag='--vs-set')} that differ")
+    if (a.trainer["metric"], a.trainer["mode"]) != (b.trainer["metric"], b.trainer["mode"]):
+        raise ConfigError("the two arms follow different metrics; set metric and mode in config, not per arm")
+    metric, mode = a.trainer["metric"], a.trainer["mode"]
+    rule = stopping.check_paired(cap=n, metric=metric, mode=mode, delta=delta, level=level, method=method, metrics=(metric,))
     return PairedPlan(a, b, rule)

@@ -39,13 +39,17 @@ def open_study(plan: StudyPlan, study: StudyDir, command: str | None, stopping: 
     from rsb_tune.planning.config import DATA_KEYS
     from rsb_tune.data.registry import load_study_data
 
-    data = load_study_data(plan.plan.configs(DATA_KEYS))  # each dataset the trials name, once
+    # each dataset the trials name, once (your own trainer loads its own)
+    data = load_study_data([] if plan.trainer is not None else plan.plan.configs(DATA_KEYS))
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
         _check_same_plan(study, trials, stopping)
         logger.info("study %r exists with the same plan: resuming it", study.name)
         return study, data, study.lock().acquire()
-    manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping)
+    if plan.trainer is not None:
+        manifest = lifecycle.trainer_manifest(kind=plan.kind, plan=plan.plan, trainer=plan.trainer, command=command or command_line(), stopping=stopping)
+    else:
+        manifest = lifecycle.build_manifest(kind=plan.kind, plan=plan.plan, space=plan.space, data=data, command=command or command_line(), stopping=stopping)
     created = not study.dir.exists()
     study.dir.mkdir(parents=True, exist_ok=True)
     try:

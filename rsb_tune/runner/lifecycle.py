@@ -44,6 +44,7 @@ __all__ = [
     "record_abandoned",
     "record_stopping",
     "build_manifest",
+    "trainer_manifest",
     "create_study",
     "check_format",
     "Checkpoints",
@@ -86,7 +87,8 @@ def _append(study: StudyDir, trial_id: str, event: Mapping[str, Any]) -> None:
 def record_result(study: StudyDir, trial_id: str, result: Mapping[str, Any]) -> None:
     """One epoch's report of a trial (the keys of the contract, and runtime_* keys)."""
     keep = {k: v for k, v in result.items() if k in C.RESULT_KEYS or k.startswith("runtime_")}
-    _append(study, trial_id, {"type": "result", **keep})
+    theirs = result.get(C.USER_METRICS) or {}  # a custom trainer's own metrics, kept flat
+    _append(study, trial_id, {"type": "result", **{k: v for k, v in theirs.items() if k not in keep}, **keep})
 
 
 def record_checkpoint(study: StudyDir, trial_id: str, path: str) -> None:
@@ -170,6 +172,34 @@ def build_manifest(
         "data": _jsonable(records[0]["data"] if one else [r["data"] for r in records]),
         "data_specs": _jsonable([{"spec": r["spec"], "sizes": r["sizes"]} for r in records]),
         "profile_notes": dict(get_dataset(datasets[0]).profile.why) if len(datasets) == 1 else {d: dict(get_dataset(d).profile.why) for d in datasets},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        **({"stopping": _jsonable(dict(stopping))} if stopping else {}),
+    }
+
+
+def trainer_manifest(*, kind: str, plan, trainer: Mapping[str, Any], command: str, stopping: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """study.yaml of a study of your own trainer: the keys of :func:`build_manifest` that
+    apply, and ``trainer`` (its import path, which ``resume`` imports again) or ``trainer_cmd``.
+    No recipe and no dataset: the trainer brings its own."""
+    from rsb_tune.store.directory import git_commit, package_versions
+
+    return {
+        "format": C.FORMAT_VERSION,
+        "kind": kind,
+        "recipe": None,
+        "metric": trainer["metric"],
+        "mode": trainer["mode"],
+        "params": list(plan.params),
+        "command": command,
+        "base_config": _jsonable(plan.base.values),
+        "base_config_sources": dict(plan.base.sources),
+        "space": None,
+        "search": "grid",
+        "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
+        "dataset": None,
+        "data_specs": [],
+        **{k: trainer[k] for k in ("trainer", "trainer_cmd") if k in trainer},
         "versions": package_versions(),
         "git_commit": git_commit(),
         **({"stopping": _jsonable(dict(stopping))} if stopping else {}),
@@ -332,6 +362,9 @@ def prepare_run(study: StudyDir, *, searching: bool = False, only=None) -> Resum
         if good:  # the newest recorded checkpoint that exists and is whole, where the study is now
             resume_from[tid] = ckpts.path(good)
             kept.add(good)
+        elif any(ev.get("type") == "result" for ev in events):
+            own = " (its trainer saves no state: docs/own-trainer.md)" if "trainer" in cfg or "trainer_cmd" in cfg else ""
+            logger.info("%s: no checkpoint to continue from: it starts over%s", tid, own)
         started = trial_threads(events)
         if started:
             threads[tid] = started

@@ -87,7 +87,7 @@ class LocalExecutor(Executor):
         import torch
 
         from rsb_tune.training import checkpoint as ckpt_file
-        from rsb_tune.training.trial import train
+        from rsb_tune.training.custom import trial_function
 
         cfg = dict(plan.todo[trial_id])
         cfg["threads"] = cfg.get("threads") or plan.threads.get(trial_id) or opts.threads
@@ -101,7 +101,8 @@ class LocalExecutor(Executor):
                 if resume is not None and resume.get("final"):
                     break  # finished already (its last result is on disk)
                 try:
-                    train(cfg, reporter, data.for_config(cfg), resume=resume)
+                    train = trial_function(cfg)  # the built-in trial, or your own trainer
+                    train(cfg, reporter, data.for_config(cfg) if data.splits else None, resume=resume)
                     break
                 except KeyboardInterrupt:
                     raise
@@ -132,7 +133,7 @@ class _Reporter:
         inject_fault(self.trial_id, metrics["epoch"], str(self.study.errors_dir))
         metrics = {**metrics, **self.where}
         self.recorder.result(self.trial_id, metrics)
-        self.status, self.value = metrics.get("status", C.RUNNING), metrics.get(self.metric)
+        self.status, self.value = metrics.get("status", C.RUNNING), C.result_value(metrics, self.metric)
         if checkpoint is None:
             return
         if self.status != C.RUNNING:  # weights are enough, resume never needs more

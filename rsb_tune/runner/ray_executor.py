@@ -201,16 +201,18 @@ def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[st
 
     from ray import tune
 
-    from rsb_tune.training.trial import train
+    from rsb_tune.training.custom import trial_function
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
 
     trial_id = _trial_id(config, tune.get_context().get_trial_id())
     cfg = dict(config.get("config") or resolver(_point(config, run["seeds"])))
-    cfg["threads"] = cfg["threads"] or run["threads"].get(trial_id) or run["default_threads"]
-    data = study_data.for_config(cfg)  # the trial's own dataset (a pack's trials share theirs)
+    cfg["threads"] = cfg.get("threads") or run["threads"].get(trial_id) or run["default_threads"]
+    # the trial's own dataset (a pack's trials share theirs); your own trainer loads its own
+    data = study_data.for_config(cfg) if study_data.splits else None
     resume_path = run["resume_from"].get(trial_id)
-    if cfg["workers_per_trial"] > 1:
+    train = trial_function(cfg)  # the built-in trial, or your own trainer
+    if cfg.get("workers_per_trial", 1) > 1:
         _fit_ddp(trial_id, cfg, data, resume_path, run)
         return
     resume = _load_resume(tune.get_checkpoint(), resume_path, tune.Checkpoint, run["storage"][1])
@@ -408,7 +410,7 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
     first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
     for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
         first.setdefault(data_spec(cfg), cfg)
-    for spec, cfg in first.items():
+    for spec, cfg in first.items() if data.splits else ():  # your own trainer: nothing of ours to warm
         warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
@@ -568,7 +570,7 @@ def _seed_searcher(study: StudyDir, scheduler: sequential.SeedScheduler, todo: M
                 return
             result = result or {}
             status = C.ERROR if error else result.get("status", C.OK)
-            scheduler.finished(tid, status, None if error else result.get(metric))  # records a stop at once
+            scheduler.finished(tid, status, None if error else C.result_value(result, metric))  # records a stop at once
 
         def save(self, checkpoint_path):
             pass  # the study's event logs are the state: a resume recomputes it

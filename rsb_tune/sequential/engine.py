@@ -49,6 +49,11 @@ SEQUENTIAL_METRICS = C.FINAL_METRICS  # the final metrics a rule can follow (a t
 # --------------------------------------------------------------------------- rules from study.yaml
 
 
+def _metrics(meta: Mapping[str, Any]):
+    """The metrics a recorded rule may follow: a custom trainer's study follows any it reports."""
+    return (meta["stopping"]["metric"],) if meta.get("trainer") or meta.get("trainer_cmd") else SEQUENTIAL_METRICS
+
+
 def rule_of(meta: Mapping[str, Any]) -> stopping.StoppingRule | None:
     """The ``--until`` rule recorded in a study's manifest (None for an ordinary study); a
     damaged record is a StudyError naming it."""
@@ -58,7 +63,7 @@ def rule_of(meta: Mapping[str, Any]) -> stopping.StoppingRule | None:
     with _damaged_record():
         return stopping.check_rule(
             rec["rule"], cap=int(rec["cap"]), metric=rec["metric"], level=rec["level"], method=rec["method"],
-            bounds=rec["bounds"], metrics=SEQUENTIAL_METRICS,
+            bounds=rec["bounds"], metrics=_metrics(meta),
         )  # fmt: skip
 
 
@@ -71,7 +76,7 @@ def paired_rule_of(meta: Mapping[str, Any]) -> stopping.PairedRule | None:
     with _damaged_record():
         return stopping.check_paired(
             cap=int(rec["cap"]), metric=rec["metric"], mode=rec["mode"], delta=rec.get("delta"), level=rec["level"],
-            method=rec["method"], bounds=rec["outcome_bounds"], metrics=SEQUENTIAL_METRICS,
+            method=rec["method"], bounds=rec["outcome_bounds"], metrics=_metrics(meta),
         )  # fmt: skip
 
 

@@ -50,6 +50,17 @@ class Manifest:
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
     seeds_per_sample: int = 1  # a search's seeds per sampled point: num_samples x this many trials
 
+    @property
+    def origin(self) -> str:
+        """Where the study's trials come from: ``recipe A2``, ``trainer file.py:train``, ``imported from x.csv``."""
+        raw = self.raw
+        if raw.get("imported"):
+            return f"imported from {raw['imported']}"
+        if raw.get("trainer") or raw.get("trainer_cmd"):
+            spec = str(raw.get("trainer") or raw.get("trainer_cmd"))
+            return f"trainer {spec.replace(chr(92), '/').rsplit('/', 1)[-1]}" if raw.get("trainer") else f"command {spec}"
+        return f"recipe {self.recipe}"
+
     @classmethod
     def of(cls, meta: Mapping[str, Any]) -> "Manifest":
         metric = str(meta.get("metric") or C.DEFAULT_METRIC)
@@ -84,6 +95,8 @@ class Manifest:
 def data_configs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The data specs a study recorded (its base config with each spec's data keys), for
     :func:`rsb_tune.data.registry.load_study_data`; a study written before ``data_specs``: its base."""
+    if meta.get("trainer") or meta.get("trainer_cmd") or meta.get("imported"):
+        return []  # your own trainer loads its own data; imported results have none
     base = dict(meta.get("base_config") or {})
     return [{**base, **record["spec"]} for record in meta.get("data_specs") or []] or [base]
 

@@ -58,6 +58,7 @@ class StudyStatus:
     damaged: str | None = None  # one line: the damaged file (and line) and what is wrong with it
     factorial: Mapping[str, Any] | None = None  # a crossed grid's verdict (analysis.factorial.Factorial.record())
     precision: Mapping[str, int] | None = None  # trials by the precision they ran (runtime_amp: bf16, fp16, or fp32 for off)
+    origin: str | None = None  # recipe A2, trainer file.py:train, imported from x.csv (Manifest.origin)
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -96,6 +97,7 @@ class StudyStatus:
             "name": self.name,
             "kind": self.kind,
             "recipe": self.recipe,
+            "origin": self.origin or f"recipe {self.recipe or '–'}",
             "search": self.search,
             "metric": self.metric,
             "mode": self.mode,
@@ -140,7 +142,7 @@ class StudyStatus:
             cap = self.stopping.get("cap")
             planned = f"{self.planned} of {cap} seeds started, stopped by its rule" if self.stopping.get("stopped") else f"up to {cap} seeds (sequential)"
         shown = [s for s in (*C.FINISHED, C.RUNNING, C.PENDING) if self.counts.get(s) or s in (C.OK, C.ERROR, C.RUNNING)]
-        out = [f"study {self.name} ({self.kind}, recipe {self.recipe}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
+        out = [f"study {self.name} ({self.kind}, {self.origin or f'recipe {self.recipe}'}): {planned}; {self.state}", "  " + ", ".join(f"{self.counts.get(s, 0)} {s}" for s in shown)]
         if self.values:
             out.append(f"  {self.metric}: mean {C.mean_std(self.mean, self.std)} (std, n={self.n}), best {self._number(self.best)} ({self.best_trial})")
         if self.stopping:
@@ -232,7 +234,7 @@ def study_status(
         name=name, kind=manifest.kind, recipe=manifest.recipe, where=where, planned=planned, counts=counts,
         metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
-        search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged,
+        search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged, origin=manifest.origin,
         factorial=factorial,
         precision=precision or None,
     )  # fmt: skip

@@ -33,20 +33,22 @@ def build_tables(study: StudyDir):
 
     plan = study.plan()
     meta = study.meta()
-    trial_rows, epoch_rows = [], []
+    trial_rows, epoch_rows, theirs = [], [], {}
     for tid, config in plan.items():
         sizes = data_sizes(meta, config)  # of the trial's own data (a grid may vary the dataset)
         events = read_events(study, tid)
         status, by_epoch, error = trial_state(events)
+        extra = C.user_metric_names(by_epoch.values())  # a custom trainer's own metrics
+        theirs.update(dict.fromkeys(extra))
         for epoch in sorted(by_epoch):
             ev = by_epoch[epoch]
-            epoch_rows.append({"trial_id": tid, "seed": config["seed"], **{k: ev.get(k) for k in C.EPOCH_COLUMNS[2:]}})
+            epoch_rows.append({"trial_id": tid, "seed": config["seed"], **{k: ev.get(k) for k in C.EPOCH_COLUMNS[2:]}, **{k: ev.get(k, np.nan) for k in extra}})
         if status not in C.FINISHED:
             continue
         last = by_epoch[max(by_epoch)] if by_epoch else {}
         row: dict[str, Any] = {"trial_id": tid, **{k: config[k] for k in C.SEED_COLUMNS}, "status": status}
         row.update({k: _scalar(v) for k, v in config.items() if k not in row})
-        row.update({k: last.get(k, np.nan) if status not in (C.ERROR, C.ABANDONED) else np.nan for k in C.FINAL_METRICS})
+        row.update({k: last.get(k, np.nan) if status not in (C.ERROR, C.ABANDONED) else np.nan for k in (*C.FINAL_METRICS, *extra)})
         row.update(
             n_val=sizes.get("n_val"),
             n_v2=sizes.get("n_v2"),
@@ -61,11 +63,14 @@ def build_tables(study: StudyDir):
         )
         trial_rows.append(row)
     trials = pd.DataFrame(trial_rows)
-    epochs = pd.DataFrame(epoch_rows, columns=list(C.EPOCH_COLUMNS))
+    epochs = pd.DataFrame(epoch_rows, columns=[*C.EPOCH_COLUMNS, *(k for k in theirs if k not in C.EPOCH_COLUMNS)])
     if not trials.empty:
         trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
     else:
         trials = pd.DataFrame(columns=["trial_id", *C.SEED_COLUMNS, "status", *C.FINAL_METRICS])
+    metric = meta.get("metric")
+    if isinstance(metric, str) and metric not in trials.columns:  # a custom trainer's metric before any trial reported it
+        trials[metric] = np.nan
     epochs = epochs.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
     for col in ("epoch",):
         epochs[col] = epochs[col].astype("int64")

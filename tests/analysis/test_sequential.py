@@ -334,3 +334,17 @@ def test_betting_handles_values_on_the_bounds():
     path = sq.confidence_sequence([0.0, 1.0] * 20 + [1.0] * 10, method="betting", bounds=(0, 1))
     assert np.isfinite(path[["lower", "upper"]].to_numpy()).all()
     assert (path["lower"] <= path["mean"]).all() and (path["mean"] <= path["upper"]).all()
+
+
+def test_seeds_needed_table_does_not_simulate_beyond_any_study():
+    """A pooled std of 11 points against a 0.25 half-width needs ~7,500 seeds: the anytime
+    column is NaN at once instead of a simulation of minutes and gigabytes (plan-seeds hung)."""
+    import time
+
+    start = time.process_time()
+    table = sq.seeds_needed_table(11.0)
+    assert time.process_time() - start < 30
+    big = table[table["n_fixed"] > sq.SIM_LIMIT]
+    assert len(big) > 0 and big["n_anytime"].isna().all()
+    small = table[table["n_fixed"] <= sq.SIM_LIMIT]
+    assert small["n_anytime"].notna().all()
