@@ -39,7 +39,7 @@ def load_evals(study_dir: str | Path) -> pd.DataFrame | None:
     """``<study>/evals.parquet``, or None when the study was never evaluated; a file that cannot
     be read is a :class:`StudyError` naming it."""
     path = Path(study_dir) / EVALS
-    return _read_table(path, _NEEDED) if path.is_file() else None
+    return _read_table(path, _NEEDED, Path(study_dir)) if path.is_file() else None
 
 
 def _trained_setting(evals: pd.DataFrame) -> pd.DataFrame:

@@ -563,17 +563,25 @@ class _Report:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in FIGURE_FORMATS:
-            fig.savefig(self.out_dir / f"{name}.{fmt}", dpi=120)
+            fig.savefig(self._file(f"{name}.{fmt}"), dpi=120)
         self.figures.append(name)
         self.blocks.append(("figure", name))
 
     def write(self) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"title": self.title, **self.summary, "figures": self.figures}
-        (self.out_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2), encoding="utf-8")
-        (self.out_dir / "summary.md").write_text(self._markdown(), encoding="utf-8")
-        (self.out_dir / "index.html").write_text(self._html(), encoding="utf-8")
+        self._file("summary.json").write_text(json.dumps(_jsonable(summary), indent=2), encoding="utf-8")
+        self._file("summary.md").write_text(self._markdown(), encoding="utf-8")
+        self._file("index.html").write_text(self._html(), encoding="utf-8")
         return self.out_dir
+
+    def _file(self, name: str) -> Path:
+        """A file of the report to write: a symbolic link there is removed first, so the report
+        never writes through one to wherever it points."""
+        path = self.out_dir / name
+        if path.is_symlink():
+            path.unlink()
+        return path
 
     def _markdown(self) -> str:
         render = {

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from analysis.contract import EPOCHS, KINDS, MANIFEST, OK, PREDICTIONS, TRIALS
 from analysis.contract import StudyError
+from analysis.files import confined, load_yaml, read_confined, yaml_problem
 
 __all__ = ["StudyTables", "StudyError", "load_study"]
 
@@ -122,8 +122,9 @@ class StudyTables:
         root = self.paths[list(self.metas).index(study)] if study is not None else self.paths[0]
         path = root / PREDICTIONS / f"{row.trial_id}.npz"
         key = f"{split}_correct"
+        real = confined(path, root)  # a link out of the study is refused, never read
         try:
-            with np.load(path) as npz:
+            with np.load(real) as npz:
                 correct = np.asarray(npz[key], dtype=bool)
         except FileNotFoundError:
             raise StudyError(f"{path}: prediction file missing for ok trial {row.trial_id}") from None
@@ -168,19 +169,25 @@ def load_study(path: StudyPath | Sequence[StudyPath]) -> StudyTables:
 def _load_one(root: Path) -> StudyTables:
     if not root.is_dir():
         raise StudyError(f"{root}: study directory not found")
-    meta = _read_meta(root / MANIFEST)
-    trials = _read_table(root / TRIALS, REQUIRED_TRIALS)
-    epochs = _read_table(root / EPOCHS, REQUIRED_EPOCHS)
+    meta = _read_meta(root / MANIFEST, root)
+    trials = _read_table(root / TRIALS, REQUIRED_TRIALS, root)
+    epochs = _read_table(root / EPOCHS, REQUIRED_EPOCHS, root)
     return StudyTables((root,), {str(meta["name"]): meta}, trials, epochs)
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+def _read_meta(path: Path, root: Path) -> dict[str, Any]:
+    """study.yaml, confined to the study directory, with the size and depth limits of
+    :func:`analysis.files.load_yaml` (timestamps as text)."""
+    import yaml
+
     try:
-        meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+        meta = load_yaml(read_confined(path, root), str(path))
     except FileNotFoundError:
         raise StudyError(f"{path}: study manifest not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise StudyError(f"{path}: cannot read the study manifest ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: cannot read the study manifest ({yaml_problem(exc)})") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read the study manifest ({type(exc).__name__})") from None
     if not isinstance(meta, dict):
         raise StudyError(f"{path}: the study manifest must be a YAML mapping, got {type(meta).__name__}")
     missing = [key for key in REQUIRED_META if key not in meta]
@@ -193,11 +200,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_table(path: Path, required: Sequence[str]) -> pd.DataFrame:
+def _read_table(path: Path, required: Sequence[str], root: Path) -> pd.DataFrame:
     if not path.is_file():
         raise StudyError(f"{path}: table not found")
+    real = confined(path, root)  # a link out of the study is refused, never read
     try:  # through one open file: pandas opens a path twice, and a study that runs replaces it
-        with open(path, "rb") as f:
+        with open(real, "rb") as f:
             table = pd.read_parquet(f)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise StudyError(f"{path}: cannot read the table ({type(exc).__name__}: {exc})") from None

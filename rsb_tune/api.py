@@ -35,7 +35,7 @@ from rsb_tune.runner import lifecycle
 from rsb_tune._log import logger
 from rsb_tune.errors import ConfigError, StudyError, UserError, arg
 from rsb_tune.runner.executor import get_executor
-from rsb_tune.options import default_storage, run_options
+from rsb_tune.options import MAX_TRIALS, default_storage, run_options
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, read_status, stopping_line
@@ -67,7 +67,7 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
-def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
     ``overrides={"drop_path": 0.05}``) and run options (``cpus_per_trial=2``, ...).
@@ -79,21 +79,22 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
     own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
-    plan = plan_seeds(n, recipe, seed_start=seed_start, **rule, **own, **experiment)
+    plan = plan_seeds(n, recipe, seed_start=seed_start, max_trials=max_trials, **rule, **own, **experiment)
     if plan.trainer is not None:
         own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
     command = _python_call("seeds", n=n, recipe=None if plan.trainer else recipe, seed_start=seed_start or None, **rule, **own, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
 
-def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> "Study":
+def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run the grid (or search) of ``space`` (a path, or a shipped space's name) and return the
     finished :class:`Study`; ``n``: seeds per grid point instead of the space's. ``trainer``/``trainer_cmd``/``config``: as for :func:`seeds`, over
-    the grid of a space file for your own trainer (docs/own-trainer.md)."""
+    the grid of a space file for your own trainer (docs/own-trainer.md). A space of more than
+    ``max_trials`` trials is refused before anything is expanded."""
     experiment, options = _split(kwargs)
     run_options(options)
     own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
-    plan = plan_grid(space, n=n, **own, **experiment)
+    plan = plan_grid(space, n=n, max_trials=max_trials, **own, **experiment)
     if plan.trainer is not None:
         own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
     return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, **own, name=name, **experiment), **options)
@@ -144,6 +145,8 @@ def start(plan: StudyPlan, *, storage: str | None = None, name: str | None = Non
 
     if name is not None:
         check_name(name)
+    if not isinstance(plan.trials, dict) and plan.plan.resolver is None:
+        raise ConfigError("this plan was made with lazy=True, to describe it (a dry run); plan it again without lazy= to run it")
     opts = run_options(options)
     location = locate(_storage(storage))
     check_writable(location)
@@ -181,6 +184,7 @@ def resume(name: str, *, storage: str | None = None, **options) -> "Study":
     study = StudyDir(storage, name).require()
     lifecycle.check_format(study, study.meta())
     _check_resumable(study.meta())
+    driver.check_logs(study)  # before the data is loaded: a lost log is one line at once
     get_executor(opts.executor).check(opts)
     if paired_rule_of(study.meta()) is not None:
         return _paired_result(*driver.resume_pair(study, opts))
@@ -239,7 +243,7 @@ class PairedResult:
         return [f"A vs B: {self.a.name} against {self.b.name}", "  " + stopping_line(self.a.meta.get("stopping") or {})]
 
 
-def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, **kwargs) -> PairedResult:
+def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> PairedResult:
     """Run A against B on the same seeds until the anytime interval of mean(a - b) excludes 0
     (one is better) or lies inside +-``delta`` (equivalent), or ``n`` seeds (the cap). The arms
     are ordinary seed studies ``NAME-a`` and ``NAME-b``, run in rounds: each round runs the next
@@ -249,7 +253,7 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
     own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
-    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, **rule_args, **own, **experiment)
+    paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, max_trials=max_trials, **rule_args, **own, **experiment)
     if paired.a.trainer is not None:
         own = {**own, **{k: paired.a.trainer[k] for k in ("trainer",) if k in paired.a.trainer}}
     command = _python_call("ab", n=n, recipe=None if paired.a.trainer else recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, **own, name=name, **experiment)
@@ -344,10 +348,11 @@ class Study:
         import pandas as pd
 
         if self._dir.trials_path.exists() and self._dir.epochs_path.exists():
+            trials_path, epochs_path = self._dir.confined(self._dir.trials_path), self._dir.confined(self._dir.epochs_path)
             try:
                 # through one open file each: pandas opens a path twice (schema, then data), and
                 # a table rewritten in between (os.replace) would be read half old, half new
-                with open(self._dir.trials_path, "rb") as t, open(self._dir.epochs_path, "rb") as e:
+                with open(trials_path, "rb") as t, open(epochs_path, "rb") as e:
                     return pd.read_parquet(t), pd.read_parquet(e)
             except Exception as e:  # a corrupt table: pyarrow raises several unrelated types
                 raise StudyError(f"{self._dir.dir}: cannot read its tables ({type(e).__name__}: {e})") from None
@@ -417,9 +422,11 @@ class Study:
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an
         object-store study's report is uploaded next to it. Returns the report's folder."""
-        from analysis.report import write_report
+        from analysis.report import REPORT_DIR, write_report
 
         _check_out(out)
+        if out is None:  # <study>/report: never written through a link leading out of the study
+            self._dir.confined(self.path / REPORT_DIR)
         try:
             written = Path(write_report(self.path, out))
         except ValueError as e:  # analysis's errors and bad tables carry a message

@@ -11,11 +11,10 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from rsb_tune.errors import ConfigError, Interrupted, StoreUnreachable, UserError, spoken_as_flags
-from rsb_tune.options import RUN_OPTIONS, STORAGE_ENV, default_storage
+from rsb_tune.options import MAX_TRIALS, RUN_OPTIONS, STORAGE_ENV, default_storage
 
 __all__ = ["main", "build_parser"]
 
@@ -52,7 +51,8 @@ def _add_study_options(p: argparse.ArgumentParser, *, without: Sequence[str] = (
     g = p.add_argument_group("study")
     g.add_argument("--name", help="study name (default: kind, recipe or space, and the time)")
     _add_storage(g)
-    g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config, then exit")
+    g.add_argument("--dry-run", action="store_true", help="print how many trials would run and each resolved config (of a large plan: the first few), then exit")
+    g.add_argument("--max-trials", type=int, default=MAX_TRIALS, metavar="N", help=f"refuse a study of more trials than this, before anything is planned (default {MAX_TRIALS:,})")
     c = p.add_argument_group("what is trained (shorthands for --set; part of the study's plan)")
     c.add_argument("--data", metavar="PATH", help="short for a folder dataset: a root with train/, val/ and optional v2/ (folders or .tar files), or one .tar of them (default: the embedded digits)")
     c.add_argument("--dataset", metavar="NAME", help="timm dataset name: torch/cifar10, torch/cifar100, torch/mnist, ..., hfds/NAME, wds/NAME, folder (with --data-dir)")
@@ -110,10 +110,18 @@ def _run_options(args) -> dict[str, Any]:
     return {f.name: getattr(args, f.name) for f in RUN_OPTIONS}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's refusals (a missing or malformed flag) on one line with exit code 2, as every
+    other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rsb-tune",
         description="ResNet-strikes-back style hyperparameter grids and seed studies (timm + Ray Tune).",
         epilog=_EPILOG,
@@ -284,10 +292,11 @@ def _experiment(args) -> dict[str, Any]:
 def _cmd_study(args) -> int:
     from rsb_tune import api
 
+    size = {"max_trials": args.max_trials, "lazy": args.dry_run}  # a dry run never expands the plan
     if args.command == "grid":
-        plan = api.plan_grid(args.space, n=args.n, **_trainer(args), **_experiment(args))
+        plan = api.plan_grid(args.space, n=args.n, **size, **_trainer(args), **_experiment(args))
     else:
-        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **_rule(args), **_trainer(args), **_experiment(args))
+        plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **size, **_rule(args), **_trainer(args), **_experiment(args))
     if args.dry_run:
         print("\n".join(plan.describe()))
         return 0
@@ -300,7 +309,7 @@ def _cmd_ab(args) -> int:
 
     experiment = _experiment(args)
     overrides = experiment.pop("overrides", None)
-    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, **_rule(args), **_trainer(args), **experiment)
+    paired = api.plan_ab(args.n, args.recipe, args.vs_recipe, delta=args.delta, seed_start=args.seed_start, overrides=overrides, vs_overrides=args.vs_set or None, max_trials=args.max_trials, **_rule(args), **_trainer(args), **experiment)
     if args.dry_run:
         print("\n".join(paired.describe()))
         return 0

@@ -13,8 +13,9 @@ import os
 from typing import Any, Mapping
 
 from rsb_tune.errors import ConfigError, arg
+from rsb_tune.planning.limits import MAX_TRIALS, check_max_trials, check_size  # the size cap, shared by the CLI and the API
 
-__all__ = ["RunOptions", "RUN_OPTIONS", "DEFAULT_STORAGE", "STORAGE_ENV", "default_storage", "run_options"]
+__all__ = ["RunOptions", "RUN_OPTIONS", "DEFAULT_STORAGE", "STORAGE_ENV", "MAX_TRIALS", "check_max_trials", "check_size", "default_storage", "run_options"]
 
 STORAGE_ENV = "RSB_TUNE_STORAGE"
 DEFAULT_STORAGE = "./rsb-results"  # the storage when $RSB_TUNE_STORAGE is not set

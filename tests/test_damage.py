@@ -135,7 +135,7 @@ def test_a_bad_name_or_storage_on_the_command_line_is_one_line(tmp_path, monkeyp
     assert_user_error(run_cli("seeds", "--n", "1", "--epochs", "1", "--storage", str(tmp_path), "--name", "", cwd=tmp_path), "--name")
     assert_user_error(run_cli("status", "x", "--storage", "", cwd=tmp_path), "--storage")
     assert list(tmp_path.iterdir()) == []
-    for bad in ("", "  ", "a\nb", 123):
+    for bad in ("", "  ", "a\nb", "a\x00b", 123):
         with pytest.raises(UserError, match="storage="):
             rsb_tune.list_studies(bad)
 
@@ -155,3 +155,18 @@ def test_the_token_redirect_stays_on_the_server(storage):
             r = client.get("http://testserver" + target, follow_redirects=False)
             assert r.status_code == 303, (target, r.status_code)
             assert r.headers["location"] == kept, r.headers["location"]
+
+
+def test_a_finished_trials_lost_event_log_is_reported_not_replanned(tmp_path):
+    study = make_study(tmp_path, "lost", n=2)
+    (study.events_dir / "t0001.jsonl").unlink()
+    status = rsb_tune.load("lost", str(tmp_path)).status()
+    assert status.state == "damaged" and "events/t0001.jsonl: missing" in status.damaged and "trials.parquet" in status.damaged
+    with TestClient(create_app(str(tmp_path))) as client:
+        card = client.get("/api/studies").json()["studies"][0]
+        assert card["state"] == "damaged" and "events/t0001.jsonl" in card["damaged"]
+    before = sorted(p.name for p in study.dir.rglob("*"))
+    with pytest.raises(StudyError, match="t0001.jsonl: missing.*train the trial again"):
+        rsb_tune.resume("lost", storage=str(tmp_path), executor="local")
+    assert sorted(p.name for p in study.dir.rglob("*")) == before
+    assert_user_error(run_cli("resume", "lost", "--storage", str(tmp_path), "--executor", "local"), "t0001.jsonl: missing")

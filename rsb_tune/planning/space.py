@@ -62,15 +62,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rsb_tune.planning.config import FIELDS, Layer, ResolvedConfig, coerce, resolve
 from analysis.contract import DEFAULT_METRIC, METRICS, default_mode
 from rsb_tune.errors import ConfigError, suggest
+from rsb_tune.planning.limits import MAX_TRIALS, check_size
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
-__all__ = ["Space", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
+__all__ = ["Space", "GridTrials", "load_space", "space_from_mapping", "Plan", "PointResolver", "build_plan", "seed_list", "find_space", "shipped_spaces"]
 
 SPACE_KEYS = ("description", "recipe", "metric", "mode", "seeds", "base", "cases", "grid", "search", "num_samples", "params", "scheduler", "grace_period", "reduction_factor")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -114,9 +116,19 @@ class Space:
         """The cells as one mapping each: the case's keys and the grid's."""
         return [{**(self.cases[i] if i is not None else {}), **combo} for i, combo in self.cells()]
 
+    @property
+    def size(self) -> int:
+        """How many trials the space plans, computed without expanding it: a search's
+        ``num_samples`` times its seeds, else its cases times the product of the grid's axis
+        lengths times the seeds."""
+        if self.search == "optuna":
+            return self.search_trials
+        return max(1, len(self.cases)) * math.prod(len(v) for v in self.grid.values()) * len(self.seeds)
 
-def seed_list(spec: Any, where: str) -> tuple[int, ...]:
-    """``[0, 1, 2]`` or ``{start: 0, n: 3}`` -> (0, 1, 2); errors name ``where``."""
+
+def seed_list(spec: Any, where: str, max_trials: int | None = None) -> tuple[int, ...]:
+    """``[0, 1, 2]`` or ``{start: 0, n: 3}`` -> (0, 1, 2); errors name ``where``, and more than
+    ``max_trials`` seeds is refused before any is listed."""
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"start", "n"}
         if unknown:
@@ -125,7 +137,8 @@ def seed_list(spec: Any, where: str) -> tuple[int, ...]:
         n = spec.get("n")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{where}.n must be an integer >= 1, got {n!r}")
-        seeds = tuple(range(start, start + n))
+        check_size(n, f"{where}.n", max_trials)
+        return tuple(range(start, start + n))  # at most max_trials of them: counted before listed
     elif isinstance(spec, (list, tuple)):
         if not spec:
             raise ConfigError(f"{where}: empty list; give at least one seed")
@@ -184,17 +197,19 @@ def find_space(spec: str | Path) -> str:
     raise ConfigError(f"{spec}: no such space file, and no shipped space of that name{suggest(name, shipped)}; shipped: {', '.join(shipped)} (see `rsb-tune spaces`)")
 
 
-def load_space(path: str | Path) -> Space:
-    """Read and validate a space file; every error names the file and the key."""
+def load_space(path: str | Path, max_trials: int | None = MAX_TRIALS) -> Space:
+    """Read and validate a space file; every error names the file and the key. A space of more
+    than ``max_trials`` trials is refused before anything is expanded."""
     from rsb_tune.store.yamltext import read_config_file
 
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such space file")
-    return space_from_mapping(read_config_file(path, ConfigError), path)
+    return space_from_mapping(read_config_file(path, ConfigError), path, max_trials)
 
 
-def space_from_mapping(raw: Any, path: str | Path) -> Space:
-    """Validate a parsed space file (also used to rebuild a study's space from study.yaml)."""
+def space_from_mapping(raw: Any, path: str | Path, max_trials: int | None = None) -> Space:
+    """Validate a parsed space file (also used to rebuild a study's space from study.yaml, with
+    no cap: its plan was checked when it was made)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(SPACE_KEYS)}")
     for key in raw:
@@ -207,7 +222,7 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     mode = raw.get("mode", default_mode(str(metric)))
     if mode not in ("min", "max"):
         raise ConfigError(f"{path}: mode {mode!r} is not allowed; allowed: min, max")
-    seeds = seed_list(raw.get("seeds", [0]), f"{path}: seeds")
+    seeds = seed_list(raw.get("seeds", [0]), f"{path}: seeds", max_trials)
     base = raw.get("base") or {}
     if not isinstance(base, Mapping):
         raise ConfigError(f"{path}: base must be a mapping of config keys to values")
@@ -257,7 +272,11 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{path}: {key} must be an integer >= {low}, got {value!r}")
         knobs[key] = value
-    return Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs, cases=cases)
+    space = Space(str(path), str(recipe), metric, mode, seeds, base, grid, raw, search, num_samples or 0, params, scheduler, **knobs, cases=cases)
+    cells = " x ".join([*([str(len(cases))] if cases else []), *(str(len(v)) for v in grid.values())]) or "1"
+    what = f"{path}: num_samples ({num_samples} points x {len(seeds)} seeds)" if search == "optuna" else f"{path}: grid ({cells} points x {len(seeds)} seeds)"
+    check_size(space.size, what, max_trials)
+    return space
 
 
 def _cases(spec: Any, path, base: Mapping[str, Any], grid: Mapping[str, tuple]) -> tuple[dict[str, Any], ...]:
@@ -345,7 +364,8 @@ class PointResolver:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A study's trials: id -> fully resolved config (plus the sources of the base config).
-    A search (``resolver`` set) has no trials up front: they are recorded as they start."""
+    A search (``resolver`` set) has no trials up front: they are recorded as they start. A
+    lazy plan's trials are a :class:`GridTrials` (resolved when read; for a dry run)."""
 
     base: ResolvedConfig
     trials: Mapping[str, Mapping[str, Any]]
@@ -359,6 +379,8 @@ class Plan:
         the base config with each combination of the ``choice:`` values its params give
         ``keys`` (a searched data key is always a choice)."""
         if self.resolver is None:
+            if isinstance(self.trials, GridTrials):
+                return self.trials.samples(keys)
             return list(self.trials.values()) or [self.base.values]
         varied = [k for k in keys if k in self.choices]
         return [self.resolver(dict(zip(varied, combo))) for combo in itertools.product(*(self.choices[k] for k in varied))]
@@ -375,15 +397,16 @@ def build_plan(
     seeds: Sequence[int],
     space: Space | None = None,
     command_line: Sequence[Layer] = (),
+    lazy: bool = False,
 ) -> Plan:
     """Resolve every trial: recipe < profile < space base < command line < grid point < seed.
+    ``lazy``: the trials as a :class:`GridTrials`, each resolved when read (a dry run).
     ``recipe`` and ``profile`` are the study's; a trial whose grid point (or any layer) names
     ``recipe`` or ``dataset`` is resolved from that recipe or that dataset's profile."""
     layers: list[Layer] = []
     if space is not None and space.base:
         layers.append(Layer(space.path, space.base))
     layers.extend(command_line)
-    cells = space.cells() if space is not None and (space.grid or space.cases) else [(None, {})]
     searched = space is not None and space.search == "optuna"
     params = tuple(space.params if searched else space.varied) if space is not None else ()
     for layer in command_line:
@@ -401,12 +424,65 @@ def build_plan(
                 resolver({key: v})
         choices = {key: values for key, (kind, values) in space.params.items() if kind == "choice"}
         return Plan(base=base, trials={}, params=params, layers=tuple(layers), resolver=resolver, choices=choices)
-    trials: dict[str, dict[str, Any]] = {}
-    width = max(4, len(str(len(cells) * len(seeds) - 1)))
-    for case, point in cells:
-        case_layer = [] if case is None else [Layer(f"cases[{case}] in {space.path}", space.cases[case])]
-        grid_layer = Layer(f"grid in {space.path}" if space else "grid", point)
-        for seed in seeds:
-            cfg = resolve(recipe, profile, [*layers, *case_layer, grid_layer, Layer("seed", {"seed": seed})])
-            trials[f"t{len(trials):0{width}d}"] = cfg.to_dict()
-    return Plan(base=base, trials=trials, params=params, layers=tuple(layers))
+    trials = GridTrials(recipe, profile, tuple(layers), space, seeds)
+    return Plan(base=base, trials=trials if lazy else dict(trials.items()), params=params, layers=tuple(layers))
+
+
+_EVERY = 1000  # a lazy plan this small is checked trial by trial
+
+
+class GridTrials(Mapping):
+    """A grid's (or seed study's) trials, id -> resolved config, each resolved when it is read:
+    the order and ids of the plan (grid points in the order of their product, the last axis
+    fastest; each point under every seed), without holding them. A dry run of a large plan
+    reads its count and first trials from here, in microseconds and no memory."""
+
+    def __init__(self, recipe, profile, layers: tuple[Layer, ...], space: Space | None, seeds: Sequence[int]):
+        self._recipe, self._profile, self._layers, self._seeds = recipe, profile, layers, seeds
+        self._source = f"grid in {space.path}" if space else "grid"
+        self._axes = list(space.grid.items()) if space is not None and space.grid else []
+        # cases (keys set together) are the outermost axis: each case under every grid point
+        self._cases = [Layer(f"cases[{i}] in {space.path}", case) for i, case in enumerate(space.cases)] if space is not None and space.cases else [None]
+        self._points = math.prod(len(values) for _, values in self._axes)
+        self._n = len(self._cases) * self._points * len(seeds)
+        self._width = max(4, len(str(self._n - 1)))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self):
+        return (f"t{i:0{self._width}d}" for i in range(self._n))
+
+    def __getitem__(self, trial_id: str) -> dict[str, Any]:
+        digits = trial_id[1:] if isinstance(trial_id, str) and trial_id.startswith("t") else ""
+        if len(digits) != self._width or not digits.isdigit() or int(digits) >= self._n:
+            raise KeyError(trial_id)
+        cell_index, seed_index = divmod(int(digits), len(self._seeds))
+        case_index, point_index = divmod(cell_index, self._points)
+        indices = []
+        for _, values in reversed(self._axes):
+            point_index, j = divmod(point_index, len(values))
+            indices.append(j)
+        return self._resolve(list(reversed(indices)), self._seeds[seed_index], case_index)
+
+    def _resolve(self, indices: Sequence[int], seed: int, case: int = 0) -> dict[str, Any]:
+        point = {key: values[j] for (key, values), j in zip(self._axes, indices)}
+        case_layer = [self._cases[case]] if self._cases[case] is not None else []
+        layers = [*self._layers, *case_layer, Layer(self._source, point), Layer("seed", {"seed": seed})]
+        return resolve(self._recipe, self._profile, layers).to_dict()
+
+    def samples(self, keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Configs that show every value of the plan's axes without its product: with ``keys``,
+        each combination of the axes among them (the others at their first value); without,
+        each case, and each value of each axis in turn, the others at their first (under the first seed); every
+        trial of a plan of at most :data:`_EVERY` trials, which a dry run checks as a run would."""
+        if keys is not None:
+            varied = [i for i, (key, _) in enumerate(self._axes) if key in keys]
+            combos = itertools.product(*(range(len(self._axes[i][1])) for i in varied))
+            return [self._resolve([dict(zip(varied, combo)).get(i, 0) for i in range(len(self._axes))], self._seeds[0], c) for c in range(len(self._cases)) for combo in combos]
+        if self._n <= _EVERY:
+            return list(self.values())
+        out = [self._resolve([0] * len(self._axes), self._seeds[0], c) for c in range(len(self._cases))]
+        for i, (_, values) in enumerate(self._axes):
+            out += [self._resolve([j if k == i else 0 for k in range(len(self._axes))], self._seeds[0]) for j in range(1, len(values))]
+        return out

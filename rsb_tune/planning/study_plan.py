@@ -11,15 +11,19 @@ precedence chain (:mod:`rsb_tune.planning.config`), checked against timm
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune.errors import ConfigError, arg
+from rsb_tune.planning.limits import MAX_TRIALS, check_max_trials, check_size
 from rsb_tune.planning.recipes import DEFAULT_RECIPE
 
 __all__ = ["StudyPlan", "PairedPlan", "plan_seeds", "plan_grid", "plan_ab", "EXPERIMENT"]
+
+_ALL, _SHOWN = 100, 5  # a lazy plan's dry run lists every trial up to _ALL, else its first _SHOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +80,11 @@ class StudyPlan:
         lines = [head, *self._cells(scalar), *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
-            lines.append("trials (each: the base config above with these keys changed):")
-            for tid, cfg in self.trials.items():
+            from rsb_tune.planning.space import GridTrials
+
+            cut = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a large lazy plan: its first trials
+            lines.append("trials (each: the base config above with these keys changed)" + (f"; the first {_SHOWN} of {len(self.trials):,}:" if cut else ":"))
+            for tid, cfg in itertools.islice(self.trials.items(), _SHOWN if cut else None):
                 diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
                 lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return lines
@@ -122,8 +129,12 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
-def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
+
+    More than ``max_trials`` seeds (:data:`rsb_tune.options.MAX_TRIALS` by default) is refused
+    before anything is planned. ``lazy``: each trial resolved when read (what ``--dry-run``
+    shows of a large plan; such a plan describes, it does not run).
 
     With ``until="halfwidth<=X"`` it is a sequential study: ``n`` is the cap, and seeds run in
     seed order until the anytime ``level`` interval (``method``; see :mod:`rsb_tune.sequential.rule`)
@@ -133,15 +144,16 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
+    check_size(n, arg("n", n), check_max_trials(max_trials))
     from rsb_tune.planning import packs
 
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
     if trainer is not None or trainer_cmd is not None or config is not None:
         return plan_trainer(seeds_, trainer=trainer, trainer_cmd=trainer_cmd, config=config, recipe=recipe, until=until, level=level, metric=metric, method=method, **experiment)
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
-    plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment)
+    plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment, lazy)
     if rule is not None:
-        packs.check(plan.trials.values(), unsupported="a sequential study (--until)")
+        packs.check(_checked(plan.plan), unsupported="a sequential study (--until)")
     return dataclasses.replace(plan, stopping=rule)
 
 
@@ -281,11 +293,13 @@ def _stopping_rule(until, cap, **rule):
     return stopping.check_rule(until, cap=cap, metric=rule["metric"] or C.DEFAULT_METRIC, level=rule["level"], method=rule["method"], metrics=SEQUENTIAL_METRICS)
 
 
-def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
+def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> StudyPlan:
     """Plan the grid (or search) of a space file: a path, or the name of a shipped space.
     With ``trainer`` or ``trainer_cmd``: the grid of a space file for your own trainer (see
     docs/own-trainer.md). ``n``: seeds per grid point, from the space's first seed on, instead of
-    the space's seeds."""
+    the space's seeds. A space of more than ``max_trials`` trials (its cases times its grid's
+    product of axis lengths times its seeds, or a search's points times its seeds) is refused
+    before anything is expanded; ``lazy`` as in :func:`plan_seeds`."""
     if trainer is not None or trainer_cmd is not None or config is not None:
         if n is not None:
             raise ConfigError(f"{arg('n')}: the seeds of a grid for your own trainer are its space file's")
@@ -294,16 +308,24 @@ def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=N
     from rsb_tune.planning.space import find_space, load_space, seed_list
 
     path = find_space(space)
-    loaded = load_space(path)
+    loaded = load_space(path, check_max_trials(max_trials))
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
+        check_size(loaded.size // len(loaded.seeds) * n, f"{path}: {loaded.size // len(loaded.seeds)} cells x {arg('n')} {n} seeds", max_trials)
         seeds = {"start": loaded.seeds[0], "n": n}
         loaded = dataclasses.replace(loaded, seeds=seed_list(seeds, arg("n")), raw={**loaded.raw, "seeds": seeds})
-    return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment)
+    return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment, lazy)
 
 
-def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
+def _checked(plan) -> list[Mapping[str, Any]]:
+    """The configs a plan's checks look at: every trial, or a lazy plan's samples of each axis value."""
+    from rsb_tune.planning.space import GridTrials
+
+    return plan.trials.samples() if isinstance(plan.trials, GridTrials) else list(plan.trials.values())
+
+
+def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> StudyPlan:
     from rsb_tune.data.registry import get_dataset
     from rsb_tune.planning.recipes import get_recipe
     from rsb_tune.planning.space import build_plan
@@ -318,11 +340,11 @@ def _plan(kind, recipe, seed_values, space, label, experiment) -> StudyPlan:
     spec = get_dataset(_dataset_of(layers))
     from rsb_tune.planning import packs
 
-    plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers)
+    plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers, lazy=lazy)
     recipe, spec = get_recipe(plan.base.values["recipe"]), get_dataset(plan.base.values["dataset"])  # as the layers named them
     check_plan(plan, space)
     unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
-    packs.check([plan.base.values, *plan.trials.values()], unsupported=unsupported)
+    packs.check([plan.base.values, *_checked(plan)], unsupported=unsupported)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 
@@ -344,7 +366,7 @@ class PairedPlan:
         return head + [f"arm {arm}: " + line for arm, plan in (("a", self.a), ("b", self.b)) for line in plan.describe()[:1]]
 
 
-def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, **experiment) -> PairedPlan:
+def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None, *, delta: float | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, seed_start: int = 0, overrides=None, vs_overrides=None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, **experiment) -> PairedPlan:
     """Plan a paired study: arm a is ``recipe`` with ``overrides``, arm b ``vs_recipe`` (default:
     the same recipe) with ``vs_overrides``, both on seeds ``seed_start .. seed_start + n - 1``
     and the other experiment arguments. Arms that differ in anything the recipes and overrides
@@ -352,14 +374,15 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     from rsb_tune.sequential import rule as stopping
     from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
+    check_size(n, arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
     if trainer is not None or trainer_cmd is not None or config is not None:
         return _plan_ab_trainer(n, recipe, vs_recipe, delta=delta, level=level, metric=metric, method=method, seed_start=seed_start, overrides=overrides, vs_overrides=vs_overrides, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     metric = metric or C.DEFAULT_METRIC
     rule = stopping.check_paired(cap=n, metric=metric, mode=C.default_mode(metric), delta=delta, level=level, method=method, metrics=SEQUENTIAL_METRICS)
     from rsb_tune.planning import packs
 
-    a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, **experiment)
-    b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, **experiment)
+    a = plan_seeds(n, recipe, seed_start=seed_start, overrides=overrides, max_trials=max_trials, **experiment)
+    b = plan_seeds(n, vs_recipe or recipe, seed_start=seed_start, overrides=vs_overrides, max_trials=max_trials, **experiment)
     packs.check([*a.trials.values(), *b.trials.values()], unsupported="a paired study (ab)")
     named = {arm: [k for layer in p.plan.layers if layer.source == "--set" for k in layer.values] for arm, p in (("a", a), ("b", b))}
     if a.trials == b.trials:

@@ -22,7 +22,7 @@ from rsb_tune.store.directory import StudyDir
 from rsb_tune.store.manifest import data_configs
 from rsb_tune.store.status import StudyStatus, read_status
 
-__all__ = ["packs_resolved", "open_study", "command_line", "run", "run_pair", "resume_pair"]
+__all__ = ["packs_resolved", "open_study", "command_line", "check_logs", "run", "run_pair", "resume_pair"]
 
 
 def packs_resolved(plan: StudyPlan, opts: RunOptions) -> StudyPlan:
@@ -101,6 +101,7 @@ def run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> StudyS
     from rsb_tune.store.directory import now_iso
 
     lifecycle.check_format(study, study.meta())
+    check_logs(study)
     study.update_meta(run_options=opts.recorded())
     try:
         run_study(study, data, opts, get_executor(opts.executor))
@@ -115,6 +116,16 @@ def run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> StudyS
     if status.unfinished and not status.failed:
         raise Interrupted(study.name)  # Ray Tune returns early on a signal
     return status
+
+
+def check_logs(study: StudyDir) -> None:
+    """Refuse to run a study whose finished trial lost its event log (it would run again)."""
+    from rsb_tune.store.events import read_events
+    from rsb_tune.store.status import lost_logs, trial_states
+
+    lost = lost_logs(study.dir, trial_states(study.plan(), lambda tid: read_events(study, tid))[0])
+    if lost:
+        raise StudyError(f"study {study.name!r}: {lost}")
 
 
 def run_pair(opened, rule, opts: RunOptions):

@@ -71,7 +71,7 @@ def _append(study: StudyDir, trial_id: str, event: Mapping[str, Any]) -> None:
     that fails (a full disk) is cut off again, and a line torn by a crash before is ended first,
     so a record never runs into the next one."""
     line = (json.dumps({**event, "time": time.time()}, default=json_default) + "\n").encode()
-    with open(study.events_dir / f"{trial_id}.jsonl", "a+b") as f:
+    with open(study.confined(study.events_dir / f"{trial_id}.jsonl"), "a+b") as f:  # never through a link out
         start = f.seek(0, os.SEEK_END)
         if start and (f.seek(start - 1), f.read(1))[1] != b"\n":
             line = b"\n" + line

@@ -12,6 +12,7 @@ value beyond the stopping n changes neither the reason nor the n of the decision
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from analysis import contract as C
 from rsb_tune.sequential import rule as stopping
 from rsb_tune.planning.config import follows_from_compared
-from rsb_tune.errors import ConfigError
+from rsb_tune.errors import ConfigError, StudyError, UserError
 from rsb_tune.store.directory import StudyDir
 
 __all__ = [
@@ -54,25 +55,45 @@ def _metrics(meta: Mapping[str, Any]):
 
 
 def rule_of(meta: Mapping[str, Any]) -> stopping.StoppingRule | None:
-    """The ``--until`` rule recorded in a study's manifest (None for an ordinary study)."""
+    """The ``--until`` rule recorded in a study's manifest (None for an ordinary study); a
+    damaged record is a StudyError naming it."""
     rec = meta.get("stopping")
-    if not rec or rec.get("paired"):
+    if not rec or _record(rec).get("paired"):
         return None
-    return stopping.check_rule(
-        rec["rule"], cap=int(rec["cap"]), metric=rec["metric"], level=rec["level"], method=rec["method"],
-        bounds=rec["bounds"], metrics=_metrics(meta),
-    )  # fmt: skip
+    with _damaged_record():
+        return stopping.check_rule(
+            rec["rule"], cap=int(rec["cap"]), metric=rec["metric"], level=rec["level"], method=rec["method"],
+            bounds=rec["bounds"], metrics=_metrics(meta),
+        )  # fmt: skip
 
 
 def paired_rule_of(meta: Mapping[str, Any]) -> stopping.PairedRule | None:
-    """The A-vs-B rule recorded in an arm's manifest (None for any other study)."""
+    """The A-vs-B rule recorded in an arm's manifest (None for any other study); a damaged
+    record is a StudyError naming it."""
     rec = meta.get("stopping")
-    if not rec or not rec.get("paired"):
+    if not rec or not _record(rec).get("paired"):
         return None
-    return stopping.check_paired(
-        cap=int(rec["cap"]), metric=rec["metric"], mode=rec["mode"], delta=rec.get("delta"), level=rec["level"],
-        method=rec["method"], bounds=rec["outcome_bounds"], metrics=_metrics(meta),
-    )  # fmt: skip
+    with _damaged_record():
+        return stopping.check_paired(
+            cap=int(rec["cap"]), metric=rec["metric"], mode=rec["mode"], delta=rec.get("delta"), level=rec["level"],
+            method=rec["method"], bounds=rec["outcome_bounds"], metrics=_metrics(meta),
+        )  # fmt: skip
+
+
+def _record(rec: Any) -> Mapping[str, Any]:
+    if not isinstance(rec, Mapping):
+        raise StudyError(f"{C.MANIFEST}: stopping: a damaged record (not a mapping)")
+    return rec
+
+
+@contextlib.contextmanager
+def _damaged_record():
+    """A stopping record that does not make a rule: a StudyError naming the manifest's key."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, UserError) as e:
+        what = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:200]
+        raise StudyError(f"{C.MANIFEST}: stopping: a damaged record ({what})") from None
 
 
 def paired_record(rule: stopping.PairedRule, *, arm: str, other: str, pair: str) -> dict[str, Any]:

@@ -195,21 +195,32 @@ class Storage:
 
     def events(self, ref: StudyRef, trial_id: str) -> list[dict]:
         """The complete lines of a trial's event log."""
-        return self._parsed(ref.dir / "events" / f"{trial_id}.jsonl", _parse_events, inside=ref.dir)
+        events = self._parsed(ref.dir / "events" / f"{trial_id}.jsonl", _parse_events)
+        if isinstance(events, _Damaged):  # a link out of the study: counted as a damaged log
+            from rsb_tune.store.events import EventLog
 
-    def _parsed(self, path: Path, parse, inside: Path | None = None):
-        """``parse(bytes)`` of a file, read and parsed again only when its size or mtime changes
-        (a poll of a running study re-reads the event logs that grew, not its manifest)."""
+            return EventLog(damaged=[(None, "a link leading out of the study directory, refused")])
+        return events
+
+    def _parsed(self, path: Path, parse):
+        """``parse(bytes)`` of a file of a study (``path``: ``<study>/<file>``, confined to the
+        study's directory as the store confines every read), read and parsed again only when its
+        size or mtime changes (a poll of a running study re-reads the event logs that grew, not
+        its manifest). A link leading out of the study is not read: a damaged file."""
         sig = _sig(path)
         with self._lock:
             cached = self._files.get((path, parse))
         if cached and cached[0] == sig:
             return cached[1]
-        try:
-            data = path.read_bytes() if inside is None or _inside(path, inside.resolve()) else b""
-        except OSError:
-            data = b""
-        value = parse(data)
+        study = path.parent if path.parent.name != "events" else path.parent.parent
+        if not _inside(path, study):
+            value = _Damaged(f"{path.relative_to(study).as_posix()}: a link leading out of the study directory; refused")
+        else:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""
+            value = parse(data)
         with self._lock:
             self._files[(path, parse)] = (sig, value)
         return value
@@ -289,7 +300,7 @@ class Storage:
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
         from rsb_tune.store import Manifest, damaged_status, study_status
-        from rsb_tune.store.status import factorial_record, trial_states
+        from rsb_tune.store.status import factorial_record, lost_logs, trial_states
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -298,6 +309,7 @@ class Storage:
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
         states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
+        damaged = damaged or lost_logs(ref.dir, states)
         manifest = Manifest.of(meta)
         status = study_status(
             name=ref.name, where=ref.name, manifest=manifest, states=states, running_now=False, stopping=self._stopping(ref, meta),
@@ -358,7 +370,7 @@ class Storage:
         if filename not in TABLES:
             return None
         path = ref.dir / filename
-        return path if path.is_file() and (not path.is_symlink() or _inside(path, self.root.resolve())) else None
+        return path if path.is_file() and _inside(path, ref.dir) else None
 
     def served_table(self, ref: StudyRef, filename: str) -> bytes | None:
         """A downloadable table as parquet bytes, without what names the server's machine: the
@@ -389,11 +401,15 @@ def _recent(ref: StudyRef, last: float) -> bool:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    """``path`` with every symlink followed stays under ``root`` (resolved)."""
+    """``path`` with every symlink followed stays under ``root`` (the store's one guard,
+    :func:`analysis.files.confined`)."""
+    from analysis.files import confined
+
     try:
-        return path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):
+        confined(path, root)
+    except ValueError:  # analysis.StudyError
         return False
+    return True
 
 
 def _entries(root: Path) -> list[os.DirEntry]:
@@ -405,13 +421,14 @@ def _entries(root: Path) -> list[os.DirEntry]:
 
 
 def _listed(entry: os.DirEntry, root: Path) -> StudyRef | None:
-    """The study of a storage's listing entry: a directory with a ``study.yaml``, neither a
-    symlink leading out of the storage (only a symlink can: ``root`` is resolved)."""
+    """The study of a storage's listing entry: a directory with a ``study.yaml``, not a symlink
+    leading out of the storage (only a symlink can: ``root`` is resolved). A ``study.yaml`` that
+    links out is listed, and read as damaged (:meth:`Storage._parsed` refuses it)."""
     if not _is_name(entry.name):
         return None
     path = Path(entry.path)
     meta = path / "study.yaml"
-    if (entry.is_symlink() or meta.is_symlink()) and not (_inside(path, root) and _inside(meta, root)):
+    if entry.is_symlink() and not _inside(path, root):
         return None
     return StudyRef(entry.name, path) if entry.is_dir() and meta.is_file() else None
 

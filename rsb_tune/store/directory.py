@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis import contract as C
+from analysis.files import confined
 from rsb_tune.errors import StudyError, arg
 from rsb_tune.store.backends import Location, Mirror, MirrorLock, StudyLock, atomic_write_text, bounded, locate, one_line, printable
 
@@ -60,14 +61,14 @@ def parse_meta(data: bytes, where: Any) -> dict[str, Any]:
     :class:`StudyError` naming it. Timestamps stay the text the tool wrote."""
     import yaml
 
-    from rsb_tune.store.yamltext import load_yaml
+    from rsb_tune.store.yamltext import load_yaml, yaml_problem
 
     try:
         meta = load_yaml(data, str(where), StudyError)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise StudyError(f"{where}: corrupt YAML{at} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+        raise StudyError(f"{where}: corrupt YAML{at} ({yaml_problem(e)})") from None
     if not isinstance(meta, dict) or "kind" not in meta:
         raise StudyError(f"{where}: corrupt (not a study.yaml mapping with 'kind')")
     return meta
@@ -187,6 +188,21 @@ class StudyDir:
         atomic_write_text(self.meta_path, yaml.safe_dump(meta, sort_keys=False))
 
     # --- reading (errors name the file)
+    def confined(self, path: Path) -> Path:
+        """``path`` (a file of the study) resolved, when it stays inside the study directory and
+        that inside the storage with every symlink followed; else a :class:`StudyError` naming it.
+        Every read of a study's files passes through here (:func:`analysis.files.confined`): a
+        link planted to a file outside is refused, never read."""
+        try:
+            confined(self.dir, self.storage, "the storage")
+            return confined(path, self.dir)
+        except C.StudyError as e:
+            raise StudyError(str(e)) from None
+
+    def read_bytes(self, path: Path) -> bytes:
+        """The bytes of a file of the study (:meth:`confined`); OSErrors (a missing file) propagate."""
+        return self.confined(path).read_bytes()
+
     def require(self) -> "StudyDir":
         if self.mirror:
             if not self.exists():
@@ -196,6 +212,7 @@ class StudyDir:
             raise StudyError(f"no study {self.name!r} in {self.storage} (see `ls {self.storage}` or pass {arg('storage')})")
         if not self.meta_path.exists():
             raise StudyError(f"{self.meta_path}: missing; {self.dir} is not an rsb-tune study")
+        self.confined(self.dir)
         self.meta()
         self.plan()
         return self
@@ -220,7 +237,7 @@ class StudyDir:
     def meta(self) -> dict[str, Any]:
         """study.yaml (:func:`parse_meta`); unreadable or damaged: a StudyError naming it."""
         try:
-            data = self.meta_path.read_bytes()
+            data = self.read_bytes(self.meta_path)
         except OSError as e:
             raise StudyError(f"{self.meta_path}: unreadable ({type(e).__name__})") from None
         return parse_meta(data, self.meta_path)
@@ -228,7 +245,7 @@ class StudyDir:
     def plan(self) -> dict[str, dict[str, Any]]:
         """plan.json (:func:`parse_plan`); unreadable or damaged: a StudyError naming it."""
         try:
-            data = self.plan_path.read_bytes()
+            data = self.read_bytes(self.plan_path)
         except OSError as e:
             raise StudyError(f"{self.plan_path}: unreadable ({type(e).__name__})") from None
         return parse_plan(data, self.plan_path)

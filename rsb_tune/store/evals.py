@@ -47,8 +47,9 @@ def read_evals(study: StudyDir):
     path = evals_path(study)
     if not path.exists():
         return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    real = study.confined(path)  # a link leading out of the study is refused, never read
     try:
-        with open(path, "rb") as f:  # one open file: a table replaced meanwhile is read whole
+        with open(real, "rb") as f:  # one open file: a table replaced meanwhile is read whole
             return pd.read_parquet(f)
     except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
         raise StudyError(f"{path}: cannot read it ({type(e).__name__}: {e}); delete it to evaluate again") from None

@@ -33,8 +33,17 @@ def _problem(event: Any) -> str | None:
     if event.get("type") == "result":
         epoch = event.get("epoch")
         if not isinstance(epoch, int) or isinstance(epoch, bool):
-            return f"epoch {epoch!r} is not an integer"
+            return f"epoch {_short(epoch)} is not an integer"
+        status = event.get("status", C.RUNNING)
+        if not isinstance(status, str) or status not in (C.RUNNING, *C.FINISHED):
+            return f"status {_short(status)} is not a trial status"
     return None
+
+
+def _short(value: Any) -> str:
+    """A value for a message: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_event_lines(lines) -> EventLog:
@@ -75,6 +84,8 @@ def damage_line(trial_id: str, events: Any) -> str | None:
     if not damaged:
         return None
     line, what = damaged[0]
+    if line is None:  # the whole file
+        return f"events/{trial_id}.jsonl: {what}"
     more = f" (and {len(damaged) - 1} more damaged lines)" if len(damaged) > 1 else ""
     return f"events/{trial_id}.jsonl line {line}: {what}, skipped{more}"
 
@@ -83,11 +94,15 @@ def read_events(study, trial_id: str) -> EventLog:
     """A trial's event records (``study``: a :class:`rsb_tune.store.directory.StudyDir`); a line torn by a
     crash mid-write is skipped (the trial re-reports that epoch when it continues), and so is a
     damaged line (:func:`parse_event_lines`)."""
+    from rsb_tune.errors import StudyError
+
     path = study.events_dir / f"{trial_id}.jsonl"
     try:
-        data = path.read_bytes()
+        data = study.read_bytes(path)
     except FileNotFoundError:
         return EventLog()
+    except StudyError:  # a link out of the study: not read, and the study is damaged
+        return EventLog(damaged=[(None, "a link leading out of the study directory, refused")])
     lines = data.split(b"\n")
     if lines and not lines[-1].strip():
         lines.pop()

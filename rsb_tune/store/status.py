@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from pathlib import Path
 from typing import Any, Mapping
 
 from analysis import contract as C
 from rsb_tune._log import logger
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "damaged_status", "factorial_record", "read_status", "study_status", "trial_states"]
+__all__ = ["StudyStatus", "damaged_status", "factorial_record", "lost_logs", "read_status", "study_status", "trial_states"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +159,6 @@ class StudyStatus:
     def summary(self, default_storage: str | None = None) -> list[str]:
         """What a run prints at its end: trials, the metric, where, and how to look at it
         (``default_storage``: the storage the commands need not name)."""
-        from pathlib import Path
 
         ended = ", ".join(f"{self.counts.get(s, 0)} {s}" for s in C.FINISHED if self.counts.get(s) or s in (C.OK, C.DIVERGED, C.ERROR))
         out = [f"study {self.name}: {ended}" + (f", {self.unfinished} unfinished" if self.unfinished else "") + f" of {self.planned} -> {self.where}"]
@@ -293,12 +293,37 @@ def trial_states(plan, events_of) -> tuple[dict[str, tuple[str, Mapping[int, Map
     return states, damaged
 
 
+def lost_logs(directory, states) -> str | None:
+    """One line naming a trial whose event log is gone (deleted by hand, lost in a copy) while
+    the study's ``trials.parquet`` records it as finished, or None. Without the check such a
+    trial reads as pending: the status and the tables would disagree, and a resume would train
+    it again. ``directory``: the study's directory; ``states``: :func:`trial_states`' first result.
+    Reads two columns of the table, and only when a trial is pending."""
+    pending = {tid for tid, (status, _) in states.items() if status == C.PENDING}
+    path = Path(directory) / C.TRIALS
+    if not pending or not path.is_file():
+        return None
+    from analysis.files import confined
+
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(confined(path, directory), columns=["trial_id", "status"])
+    except Exception:  # noqa: BLE001 - a torn or foreign table: its readers report it
+        return None
+    for tid, status in zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist()):
+        if tid in pending:
+            return f"events/{tid}.jsonl: missing, while {C.TRIALS} records trial {tid} as {status}; restore the log (a resume would train the trial again)"
+    return None
+
+
 def read_status(study) -> StudyStatus:
     """The status of the study directory ``study`` (:class:`rsb_tune.store.directory.StudyDir`)
     from its files now: its manifest, each planned trial's event log, whether a driver holds
     its lock, and a sequential study's stopping record recomputed from the event logs. A
     manifest or plan that cannot be read makes the study ``damaged`` (the file and what is
-    wrong), as does a skipped line of an event log (the study is counted without it)."""
+    wrong), as does a skipped line of an event log (the study is counted without it) or a
+    finished trial's event log that is gone (:func:`lost_logs`)."""
     from rsb_tune.errors import StudyError
     from rsb_tune.sequential.engine import stopping_record
     from rsb_tune.store.backends import StudyLock
@@ -306,12 +331,14 @@ def read_status(study) -> StudyStatus:
 
     try:
         meta, plan = study.meta(), study.plan()
-    except StudyError as e:  # a damaged manifest or plan: the study's state says it
+        stopping = stopping_record(study, meta)
+    except StudyError as e:  # a damaged manifest, plan or stopping record: the study's state says it
         return damaged_status(name=study.name, where=study.where, problem=str(e))
     states, damaged = trial_states(plan, lambda tid: read_events(study, tid))
+    damaged = damaged or lost_logs(study.dir, states)
     manifest = Manifest.of(meta)
     return study_status(
         name=study.name, where=study.where, manifest=manifest, states=states,
-        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta), damaged=damaged,
+        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping, damaged=damaged,
         factorial=factorial_record(manifest, plan, states),
     )  # fmt: skip
