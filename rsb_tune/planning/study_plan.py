@@ -94,10 +94,17 @@ class StudyPlan:
         """The cells of a grid (each combination of its varied keys) and their trials."""
         if self.plan.resolver is not None or not self.plan.params:
             return []
+        from rsb_tune.planning.space import GridTrials
+
+        large = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a lazy plan: its first cells only
         cells: dict[str, list[str]] = {}
-        for tid, cfg in self.trials.items():
+        for tid, cfg in itertools.islice(self.trials.items(), _SHOWN * max(1, len(self.space.seeds) if self.space is not None else 1) if large else None):
             cells.setdefault(", ".join(f"{k}={scalar(cfg[k])}" for k in self.plan.params), []).append(tid)
-        lines = [f"cells ({len(cells)}, the grid's points; each runs its seeds):"]
+        if large:
+            total = len(self.trials) // max(1, len(self.space.seeds) if self.space is not None else 1)
+            lines = [f"cells ({total:,}, the grid's points; each runs its seeds); the first {len(cells)}:"]
+        else:
+            lines = [f"cells ({len(cells)}, the grid's points; each runs its seeds):"]
         return lines + [f"  {cell}: {len(tids)} trials ({tids[0]}{'..' + tids[-1] if len(tids) > 1 else ''})" for cell, tids in cells.items()]
 
 
