@@ -24,7 +24,7 @@ from rsb_tune.sequential import engine as sequential
 from rsb_tune.data.registry import DatasetSplits, StudyData
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
-from rsb_tune.runner.executor import Executor, inject_fault
+from rsb_tune.runner.executor import Executor, inject_fault, warm_up
 from rsb_tune.store.directory import StudyDir
 
 __all__ = ["RayExecutor", "check_address", "check_tracking", "TRACKERS"]
@@ -363,15 +363,8 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
     from ray import tune
 
     from rsb_tune.planning import packs
-    from rsb_tune.data.types import data_spec
-    from rsb_tune.training.trial import warm_cpu_kernels
 
-    # the trials' compiled CPU loops, compiled (or loaded) here once rather than in each trial
-    first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
-    for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
-        first.setdefault(data_spec(cfg), cfg)
-    for spec, cfg in first.items():
-        warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
+    warm_up(study, data, plan)  # the trials' compiled CPU loops, here once rather than in each trial
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
     # Packs (pack: K): one Ray trial trains the unfinished trials of a pack together.
