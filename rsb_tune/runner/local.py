@@ -140,7 +140,15 @@ def _run_trial(job: Mapping[str, Any], data, send) -> tuple[str, float | None]:
 _WORKER: dict[str, Any] = {}  # in a worker process: its message queue and the study's data
 
 
+def _ignore_interrupts() -> None:
+    """Ctrl-C interrupts the driver, which stops the pool; its processes do not act on it themselves."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _worker_init(messages, data) -> None:
+    _ignore_interrupts()
     _WORKER.update(messages=messages, data=data)
 
 
@@ -166,7 +174,13 @@ class _Pool:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
-        messages = context.Queue()
+        # a manager's queue, not a pipe shared under a lock: a worker killed while it writes
+        # (SIGKILL, the OOM killer) cannot leave the lock held and the other workers blocked
+        from multiprocessing.managers import SyncManager
+
+        manager = SyncManager(ctx=context)
+        manager.start(_ignore_interrupts)
+        messages = manager.Queue()
         pool = context.Pool(self.workers, initializer=_worker_init, initargs=(messages, self.data))
         todo = iter(self.plan.todo) if seeds is None else None
         finished = False
@@ -197,13 +211,12 @@ class _Pool:
                     if kind == "checkpoint":
                         self.running[trial_id]["job"]["resume_path"] = rest[0]
                     _deliver(self.recorder, message)
-        except BaseException:
-            pool.terminate()  # an interrupted or failed run: the trials stop with it, resumable
-            raise
-        else:
-            pool.close()
         finally:
+            # every trial has ended (or the run was interrupted: they stop with it, resumable);
+            # terminate, not close: a killed worker's lost task would keep close's join waiting
+            pool.terminate()
             pool.join()
+            manager.shutdown()
 
     def _submit(self, pool, trial_id: str) -> None:
         entry = self.running[trial_id]
