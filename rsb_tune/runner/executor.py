@@ -169,8 +169,11 @@ def warm_up(study, data, plan) -> None:
     first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
     for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
         first.setdefault(data_spec(cfg), cfg)
-    for spec, cfg in first.items():
-        warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
+    from rsb_tune._log import timed
+
+    with timed("kernels_warm_up"):
+        for spec, cfg in first.items():
+            warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
 
 
 def inject_fault(trial_id: str, epoch: int, marker_dir: str) -> None:

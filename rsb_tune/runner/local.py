@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis import contract as C
+from rsb_tune._log import timed
 from rsb_tune.errors import ConfigError, arg
 from rsb_tune.runner import lifecycle
 from rsb_tune.runner.executor import Executor, inject_fault, local_slots, needs_ray, needs_ray_options, warm_up
@@ -51,16 +52,18 @@ class LocalExecutor(Executor):
         try:
             if workers > 1:
                 warm_up(study, data, plan)  # compiled once here, loaded from numba's cache by each worker
-                _Pool(study, data, opts, plan, recorder, run, workers).run(seeds)
-            else:
-                for trial_id in _order(plan, seeds):
-                    recorder.trial_started(trial_id)
-                    send = lambda *message: _deliver(recorder, message)  # noqa: E731
-                    status, value = _run_trial(_job(study, opts, plan, trial_id, run), data.for_config(plan.todo[trial_id]), send)
-                    recorder.trial_completed(trial_id)
-                    if seeds is not None:
-                        seeds.finished(trial_id, status, value)
-                    recorder.raise_if_halted()
+            with timed("trials"):
+                if workers > 1:
+                    _Pool(study, data, opts, plan, recorder, run, workers).run(seeds)
+                else:
+                    for trial_id in _order(plan, seeds):
+                        recorder.trial_started(trial_id)
+                        send = lambda *message: _deliver(recorder, message)  # noqa: E731
+                        status, value = _run_trial(_job(study, opts, plan, trial_id, run), data.for_config(plan.todo[trial_id]), send)
+                        recorder.trial_completed(trial_id)
+                        if seeds is not None:
+                            seeds.finished(trial_id, status, value)
+                        recorder.raise_if_halted()
             recorder.ended()
         finally:
             progress.close()
@@ -141,10 +144,22 @@ _WORKER: dict[str, Any] = {}  # in a worker process: its message queue and the s
 
 
 def _ignore_interrupts() -> None:
-    """Ctrl-C interrupts the driver, which stops the pool; its processes do not act on it themselves."""
+    """A pool's process follows the driver: Ctrl-C interrupts the driver, which stops the pool
+    (the process ignores it), and a driver that died (SIGKILL) takes the process with it within
+    a second, so that no orphan writes to a study that another driver may resume."""
     import signal
+    import threading
+    import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="rsb-tune-driver-watch").start()
 
 
 def _worker_init(messages, data) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from analysis import contract as C
+from rsb_tune._log import timed
 from rsb_tune.runner import lifecycle
 from rsb_tune.sequential import engine as sequential
 from rsb_tune.data.registry import DatasetSplits, StudyData
@@ -104,7 +105,8 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
 def _init_ray(opts: RunOptions) -> None:
     import logging
 
-    import ray
+    with timed("import_ray"):
+        import ray
 
     if ray.is_initialized():
         return
@@ -113,10 +115,11 @@ def _init_ray(opts: RunOptions) -> None:
     # forwarded to this terminal; a trial's error is still in the study's event log
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=not opts.quiet, runtime_env={"env_vars": env})
     try:
-        if opts.address:
-            ray.init(address=opts.address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        with timed("ray_init"):
+            if opts.address:
+                ray.init(address=opts.address, **kwargs)
+            else:
+                ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"--address {opts.address}" if opts.address else "a local Ray instance"
         raise UserError(f"could not connect to {where}: {str(e).splitlines()[0]}") from None
@@ -440,7 +443,8 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
         ),
     )
     try:
-        tuner.fit()
+        with timed("trials"):
+            tuner.fit()
     except Exception as e:  # Ray's own writes to the study's storage (its experiment state)
         recorder.raise_if_halted()
         if lifecycle.is_storage_error(e):
