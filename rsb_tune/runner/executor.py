@@ -140,10 +140,12 @@ class AutoExecutor(Executor):
         why = needs_ray(study, opts, plan, search) or ("trials on GPUs" if _wants_gpu(opts, plan) else None)
         chosen = get_executor("ray" if why else "local")
         rule = f"auto: {why} needs Ray" if why else f"auto: nothing needs Ray; {min(local_slots(opts), max(1, len(plan.todo)))} trial(s) at once on this machine"
-        from rsb_tune._log import logger
+        recorded = study.meta().get("run_options") or {}
+        if (recorded.get("executor"), recorded.get("executor_rule")) != (chosen.name, rule):  # once per run, not per round of a paired study
+            from rsb_tune._log import logger
 
-        logger.info("study %s: executor %s (%s)", study.name, chosen.name, rule)
-        study.update_meta(run_options={**(study.meta().get("run_options") or {}), "executor": chosen.name, "executor_rule": rule})
+            logger.info("study %s: executor %s (%s)", study.name, chosen.name, rule)
+            study.update_meta(run_options={**recorded, "executor": chosen.name, "executor_rule": rule})
         return chosen
 
     def fit(self, study, data, opts, plan, *, planned: int, done: int, search=None, seeds=None) -> None:

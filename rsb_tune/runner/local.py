@@ -223,8 +223,9 @@ class _Pool:
                 elif kind == "done":
                     self._ended(trial_id, seeds, *rest)
                 else:
-                    if kind == "checkpoint":
-                        self.running[trial_id]["job"]["resume_path"] = rest[0]
+                    if kind == "checkpoint":  # a retry continues from it, numbering its own after it
+                        job = self.running[trial_id]["job"]
+                        job["resume_path"], job["first_checkpoint"] = rest[0], job.get("first_checkpoint", 0) + 1
                     _deliver(self.recorder, message)
         finally:
             # every trial has ended (or the run was interrupted: they stop with it, resumable);
@@ -293,7 +294,7 @@ class _Reporter:
     def __init__(self, job: Mapping[str, Any], send):
         self.job, self.send, self.trial_id = job, send, job["trial_id"]
         self.where = {"hostname": socket.gethostname(), "pid": os.getpid()}
-        self.saved, self.last = 0, None
+        self.saved, self.last = job.get("first_checkpoint", 0), None
         self.status, self.value = C.RUNNING, None
 
     def __call__(self, metrics: Mapping[str, Any], *, checkpoint: Mapping[str, Any] | None = None) -> None:
