@@ -24,6 +24,7 @@ from analysis import contract as C
 from rsb_tune._log import timed
 from rsb_tune.errors import ConfigError, arg
 from rsb_tune.runner import lifecycle
+from rsb_tune.store.backends import pid_alive
 from rsb_tune.runner.executor import Executor, inject_fault, local_slots, needs_ray, needs_ray_options, warm_up
 
 __all__ = ["LocalExecutor"]
@@ -263,7 +264,7 @@ class _Pool:
                     pending.get()
                 except BaseException as e:  # noqa: BLE001 - reported as the trial's error
                     error = "".join(traceback.format_exception(e))
-            elif entry["pid"] is not None and not _alive(entry["pid"]):
+            elif entry["pid"] is not None and not pid_alive(entry["pid"]):
                 error = f"the trial's process (pid {entry['pid']}) died"
             if error is None:
                 continue
@@ -274,16 +275,6 @@ class _Pool:
                 self._submit(pool, trial_id)
             else:
                 self._ended(trial_id, seeds, C.ERROR, None)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Reporter:
