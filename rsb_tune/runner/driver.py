@@ -101,7 +101,7 @@ def run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> StudyS
     lifecycle.check_format(study, study.meta())
     study.update_meta(run_options=opts.recorded())
     try:
-        with timed("run"):
+        with timed("run_study"):
             run_study(study, data, opts, get_executor(opts.executor))
     except KeyboardInterrupt:
         raise Interrupted(study.name) from None
