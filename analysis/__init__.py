@@ -3,9 +3,11 @@
 Seed studies (the same recipe trained with N seeds) and coarse hyperparameter
 grids, as in "ResNet strikes back" (Wightman, Touvron, Jégou 2021). Load a study
 directory with :func:`load_study`; the statistics are pure functions of its
-tables; each ``plot_*`` draws one of them; :func:`write_report` and
+tables; each ``plot_*`` draws one of them; :mod:`analysis.aggregate` aggregates
+several tasks (rliable's IQM, profiles and probability of improvement); :func:`write_report` and
 :func:`write_compare_report` write everything to a folder; :func:`compare_studies`
-answers whether one study's recipe is better than another's. Accuracies are in
+answers whether one study's recipe is better than another's; :func:`factorial_analysis`
+whether a ranking flips between procedures in a crossed study. Accuracies are in
 percent, and only trials with status ``"ok"`` count unless told otherwise.
 
 Importing :mod:`analysis` is cheap: each name is loaded from its module on first use
@@ -17,9 +19,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names as imports for type checkers and the API reference (griffe); at run time: _LAZY
+    from analysis.aggregate import AGGREGATES, aggregate_scores, improvement_probabilities, normalize_scores, probability_of_improvement, score_matrices, score_profiles, task_scores
     from analysis.comparison import Comparison, DECISIONS, compare_studies
+    from analysis.factorial import Factorial, best_set, cell_table, factorial_analysis, find_factors, holm, interaction_2x2, pairwise, ranking_flip, two_way_anova
+    from analysis.evals import crop_table, eval_correct, load_evals, plot_resolution_curve, resolution_curve, test_set_table
     from analysis.grid import grid_summary, param_anova, variance_components
-    from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_rank_stability, plot_seed_histogram, plot_split_correlation
+    from analysis.plots import plot_compare, plot_epoch_variance, plot_expected_max, plot_grid_heatmap, plot_grid_summary, plot_interaction, plot_rank_stability, plot_seed_histogram, plot_split_correlation
+    from analysis.plots_aggregate import plot_aggregate, plot_improvement, plot_profiles
     from analysis.plots_sequential import plot_confidence_sequence
     from analysis.report import write_compare_report, write_report
     from analysis.sequential import confidence_bounds, confidence_sequence, expected_stopping_n, fixed_t_interval_path, method_record, min_seeds, paired_decision, seeds_needed_table, t_interval_bounds
@@ -63,6 +69,25 @@ __all__ = [
     "plot_grid_heatmap",
     "variance_components",
     "param_anova",
+    # crossed studies (architecture x procedure)
+    "Factorial",
+    "factorial_analysis",
+    "cell_table",
+    "two_way_anova",
+    "interaction_2x2",
+    "ranking_flip",
+    "pairwise",
+    "best_set",
+    "find_factors",
+    "holm",
+    "plot_interaction",
+    # re-scored weights (rsb-tune eval: Figure 4, Table 9, the test sets)
+    "load_evals",
+    "resolution_curve",
+    "plot_resolution_curve",
+    "crop_table",
+    "test_set_table",
+    "eval_correct",
     # reports
     "write_report",
     "write_compare_report",
@@ -77,12 +102,47 @@ __all__ = [
     "expected_stopping_n",
     "seeds_needed_table",
     "plot_confidence_sequence",
+    # aggregates across tasks (rliable, Agarwal et al. 2021)
+    "task_scores",
+    "normalize_scores",
+    "score_matrices",
+    "AGGREGATES",
+    "aggregate_scores",
+    "score_profiles",
+    "improvement_probabilities",
+    "probability_of_improvement",
+    "plot_aggregate",
+    "plot_profiles",
+    "plot_improvement",
 ]
 
 _LAZY = {
+    "AGGREGATES": "analysis.aggregate",
+    "aggregate_scores": "analysis.aggregate",
+    "improvement_probabilities": "analysis.aggregate",
+    "normalize_scores": "analysis.aggregate",
+    "probability_of_improvement": "analysis.aggregate",
+    "score_matrices": "analysis.aggregate",
+    "score_profiles": "analysis.aggregate",
+    "task_scores": "analysis.aggregate",
+    "plot_aggregate": "analysis.plots_aggregate",
+    "plot_improvement": "analysis.plots_aggregate",
+    "plot_profiles": "analysis.plots_aggregate",
+    **{name: "analysis.evals" for name in ("load_evals", "resolution_curve", "plot_resolution_curve", "crop_table", "test_set_table", "eval_correct")},
     "Comparison": "analysis.comparison",
     "DECISIONS": "analysis.comparison",
     "compare_studies": "analysis.comparison",
+    "Factorial": "analysis.factorial",
+    "best_set": "analysis.factorial",
+    "cell_table": "analysis.factorial",
+    "find_factors": "analysis.factorial",
+    "holm": "analysis.factorial",
+    "factorial_analysis": "analysis.factorial",
+    "interaction_2x2": "analysis.factorial",
+    "pairwise": "analysis.factorial",
+    "ranking_flip": "analysis.factorial",
+    "two_way_anova": "analysis.factorial",
+    "plot_interaction": "analysis.plots",
     "grid_summary": "analysis.grid",
     "param_anova": "analysis.grid",
     "variance_components": "analysis.grid",

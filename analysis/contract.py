@@ -49,6 +49,8 @@ __all__ = [
     "PLAN",
     "TRIALS",
     "EPOCHS",
+    "EVALS",
+    "EVAL_KEY",
     "EVENTS",
     "PREDICTIONS",
     "ERRORS",
@@ -186,6 +188,8 @@ MANIFEST = "study.yaml"
 PLAN = "plan.json"
 TRIALS = "trials.parquet"
 EPOCHS = "epochs.parquet"
+EVALS = "evals.parquet"  # re-scored trials (rsb-tune eval): one row per trial x setting x test set
+EVAL_KEY = ("trial_id", "test_set", "test_img_size", "crop_pct")  # what makes a row of evals.parquet one
 EVENTS = "events"
 PREDICTIONS = "predictions"
 ERRORS = "errors"

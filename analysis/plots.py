@@ -37,6 +37,7 @@ __all__ = [
     "plot_expected_max",
     "plot_grid_heatmap",
     "plot_grid_summary",
+    "plot_interaction",
     "plot_rank_stability",
     "plot_seed_histogram",
     "plot_split_correlation",
@@ -316,4 +317,29 @@ def plot_grid_summary(summary: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     ax.invert_yaxis()
     metric = table["metric"].iloc[0]
     ax.set(xlabel=f"mean {metric}", title=f"Grid ranking by mean {metric}, best first")
+    return ax
+
+
+def plot_interaction(table: pd.DataFrame, *, x: str, hue: str, y: str = "mean", ax: Axes | None = None) -> Axes:
+    """Draw a crossed study's :func:`analysis.factorial.cell_table`: the cell means (``y``) with
+    their intervals (``ci_low``/``ci_high``), the levels of ``x`` (the procedures) along the x
+    axis and one line per level of ``hue`` (the architectures). Lines that cross are a ranking
+    that flips. The lines are dodged a little so that their intervals do not overlap."""
+    require_columns(table, [x, hue, y, "ci_low", "ci_high"], "table")
+    if table[y].notna().sum() == 0:
+        raise ValueError("plot_interaction: no cell with a mean")
+    ax = _axes(ax)
+    xs = list(dict.fromkeys(table[x].astype(str)))
+    hues = list(dict.fromkeys(table[hue].astype(str)))
+    width = 0.15 / max(len(hues) - 1, 1)
+    for k, level in enumerate(hues):
+        rows = table[table[hue].astype(str) == level].set_index(table[x].astype(str)[table[hue].astype(str) == level]).reindex(xs)
+        pos = np.arange(len(xs)) + (k - (len(hues) - 1) / 2) * width
+        means = rows[y].to_numpy(float)
+        err = np.nan_to_num(np.abs(rows[["ci_low", "ci_high"]].to_numpy(float) - means[:, None]).T, nan=0.0)
+        ax.errorbar(pos, means, yerr=err, marker="o", capsize=3, label=f"{hue}={level}")
+    ax.set_xticks(np.arange(len(xs)), xs)
+    metric = str(table["metric"].iloc[0]) if "metric" in table.columns else y
+    ax.set(xlabel=x, ylabel=f"{y} {metric}" if metric != y else y, title=f"{hue} across {x}: cell means and intervals")
+    ax.legend(title=None, fontsize="small")
     return ax

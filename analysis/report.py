@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 
 from analysis.contract import decimals, default_mode
 
-from analysis import grid, plots, stats
+from analysis import evals as eval_tables
+from analysis import factorial, grid, plots, stats
 from analysis.comparison import Comparison, compare_studies
 from analysis.plots_sequential import plot_confidence_sequence
 from analysis.sequential import confidence_sequence, fixed_t_interval_path
@@ -92,7 +93,9 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
     stability, the expected best of k seeds, the val/V2 correlation and the
     test-set noise. Grid studies get the ranking of the configurations against
     the seed noise, a heatmap of the first two params, the variance components
-    and the expected best of k configurations.
+    and the expected best of k configurations; a grid that crosses two factors with seeds
+    (:func:`analysis.factorial.find_factors`) also gets its cell table, the interaction with its
+    interval or F-test, the ranking-flip verdict and the interaction plot.
     """
     study = load_study(study_dir)
     out = Path(out_dir) if out_dir is not None else study.paths[0] / REPORT_DIR
@@ -103,10 +106,14 @@ def write_report(study_dir: StudyPath, out_dir: StudyPath | None = None) -> Path
         report.text("No trial finished with status ok: nothing to summarise.")
     elif study.meta["kind"] == "grid" and study.meta["params"]:
         _grid_sections(report, study)
+        _factorial_section(report, study)
     else:
         _seed_sections(report, study, ok)
     if study.meta.get("stopping") and not ok.trials.empty:
         _sequential_section(report, study, ok)
+    evals = eval_tables.load_evals(study.paths[0])
+    if evals is not None and not evals.empty:
+        _eval_section(report, evals, pooled=study.meta["kind"] == "grid" and bool(study.meta["params"]))
     return report.write()
 
 
@@ -195,7 +202,33 @@ def _cell(value: Any) -> str:
 def _overview(report: _Report, study: StudyTables) -> None:
     report.value("study", study.meta)
     report.value("status_counts", status_counts(study.trials))
-    report.table("overview", pd.DataFrame([_meta_row(study, study.name)]))
+    row = _meta_row(study, study.name)
+    shown = {k: v for k, v in row.items() if k != "study"}  # the name is the page's title and its first row
+    shown["git_commit"] = _provenance(study.meta)
+    report.table("overview", pd.DataFrame([row]), display=_vertical(pd.DataFrame([shown])))
+
+
+def _vertical(row: pd.DataFrame) -> pd.DataFrame:
+    """A one-row table shown as key | value: its columns go down the page, not across it."""
+    return pd.DataFrame({"": list(row.columns), "value": list(row.iloc[0])})
+
+
+def _provenance(meta: Mapping[str, Any]) -> str:
+    """The git commit the study ran from, or the installed version when it ran from a package."""
+    if meta.get("git_commit"):
+        return str(meta["git_commit"])
+    version = (meta.get("versions") or {}).get("rsb-tune")
+    return f"rsb-tune {version} (installed, no git checkout)" if version else "unknown"
+
+
+def _split_names(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """How the report names the val and V2 splits: the paper's names on ImageNet, the study's
+    dataset and split names elsewhere (``digits val``, ``digits v2``)."""
+    dataset = meta.get("dataset")
+    dataset = ", ".join(map(str, dataset)) if isinstance(dataset, list) else str(dataset or "")
+    if dataset.lower().startswith("imagenet"):
+        return "ImageNet-val", "ImageNet-V2"
+    return (f"{dataset} val", f"{dataset} v2") if dataset else ("val", "v2")
 
 
 def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
@@ -203,7 +236,16 @@ def _meta_row(study: StudyTables, label: str) -> dict[str, Any]:
     meta["params"] = ", ".join(map(str, meta["params"] or [])) or "-"
     if isinstance(meta["recipe"], list):  # a grid over recipes: each trial has its own
         meta["recipe"] = ", ".join(map(str, meta["recipe"]))
-    return {"study": label, **meta, **status_counts(study.trials), "path": str(study.paths[0])}
+    return {"study": label, **meta, "precision": _precision(study.trials), **status_counts(study.trials), "path": str(study.paths[0])}
+
+
+def _precision(trials: pd.DataFrame) -> str:
+    """The precision the trials trained in (``runtime_amp``; ``off`` is fp32), with counts when
+    they differ: ``amp: auto`` takes bf16 where the device has bf16 matrix units."""
+    if "runtime_amp" not in trials or trials["runtime_amp"].dropna().empty:
+        return "-"
+    counts = trials["runtime_amp"].dropna().replace({"off": "fp32"}).value_counts()
+    return str(counts.index[0]) if len(counts) == 1 else ", ".join(f"{p} ({n})" for p, n in counts.items())
 
 
 def _seed_metrics(study: StudyTables) -> list[str]:
@@ -263,7 +305,7 @@ def _seed_sections(report: _Report, study: StudyTables, ok: StudyTables) -> None
     _epoch_sections(report, ok, metrics)
     target = study.meta["metric"] if study.meta["metric"] in metrics else metrics[0]
     _expected_max_section(report, ok.trials, target, f"seeds ({target})", _mode_of(study, target))
-    _split_sections(report, ok, metrics)
+    _split_sections(report, ok, metrics, _split_names(study.meta))
 
 
 def _epoch_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
@@ -297,11 +339,12 @@ def _expected_max_section(report: _Report, values: pd.DataFrame, metric: str, wh
     report.figure("expected_max", lambda ax: plots.plot_expected_max(values, metric=metric, mode=mode, ax=ax))
 
 
-def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) -> None:
+def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str], names: tuple[str, str]) -> None:
     splits = [m for m in stats.SPLIT_METRICS if m in metrics]
     if len(splits) == 2:
-        report.heading("ImageNet-val against ImageNet-V2")
-        report.table("split_correlation", pd.DataFrame([stats.split_correlation(ok.trials, *splits)]))
+        report.heading(f"{names[0]} against {names[1]}")
+        correlation = pd.DataFrame([stats.split_correlation(ok.trials, *splits)])
+        report.table("split_correlation", correlation, display=_vertical(correlation))
         report.figure(
             "split_correlation",
             lambda ax: plots.plot_split_correlation(ok.trials, x=splits[0], y=splits[1], ax=ax),
@@ -317,7 +360,18 @@ def _split_sections(report: _Report, ok: StudyTables, metrics: Sequence[str]) ->
         for m in splits
         if stats.split_size_column(m) in ok.trials
     ]
-    report.table("test_set_noise", pd.DataFrame(rows))
+    noise = pd.DataFrame(rows)
+    report.table("test_set_noise", noise, display=_transposed(noise, "metric"))
+
+
+def _transposed(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """A wide table of a few rows shown the other way round: its columns down, one column per
+    value of ``column`` across (a page of 1280 px has no room for 15 columns)."""
+    if table.empty or column not in table.columns:
+        return table
+    shown = table.set_index(column).T
+    shown.columns = [str(c) for c in shown.columns]
+    return shown.rename_axis(column).reset_index()
 
 
 def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame | None:
@@ -327,6 +381,28 @@ def _predictions(ok: StudyTables, metric: str, report: _Report) -> pd.DataFrame 
     except StudyError as exc:
         report.text(f"No test-set decomposition for {metric}: {exc}")
         return None
+
+
+def _eval_section(report: _Report, evals: pd.DataFrame, *, pooled: bool = False) -> None:
+    """The trained weights re-scored (``rsb-tune eval``): Figure 4, Table 9, the test sets."""
+    report.heading("Re-evaluated weights (rsb-tune eval)")
+    if pooled:
+        report.text("A grid: these tables pool every configuration's trials (the paired crop differences stay per trial).")
+    report.text(
+        "Every ok trial's final weights scored again at other test resolutions, crop ratios and on other test sets "
+        "(evals.parquet). Intervals: the 95 % t-interval over the seeds; a crop's diff is paired (the same weights "
+        "at the training crop), its interval over the trials' differences."
+    )
+    for test_set in [t for t in ("val", "v2", "real") if t in set(evals["test_set"])] or sorted(evals["test_set"].unique())[:1]:
+        curve = eval_tables.resolution_curve(evals, test_set=test_set)
+        report.table(f"resolution_curve_{test_set}", curve)
+        if curve["test_img_size"].nunique() > 1:
+            report.figure(f"resolution_curve_{test_set}", lambda ax, c=curve: eval_tables.plot_resolution_curve(c, ax=ax))
+    for what, make in (("crop_table", lambda: eval_tables.crop_table(evals)), ("test_sets", lambda: eval_tables.test_set_table(evals))):
+        try:
+            report.table(f"eval_{what}", make())
+        except ValueError as exc:
+            report.text(f"No {what}: {exc}")
 
 
 def _sequential_section(report: _Report, study: StudyTables, ok: StudyTables) -> None:
@@ -392,6 +468,36 @@ def _grid_sections(report: _Report, study: StudyTables) -> None:
         report.text(f"Variance decomposition not possible: {exc}")
     configs = summary.dropna(subset=["mean"])
     _expected_max_section(report, configs, "mean", f"configurations (their mean {metric})", mode)
+
+
+def _factorial_section(report: _Report, study: StudyTables) -> None:
+    """A crossed grid (two varied factors): does the ranking of one survive a change of the other?"""
+    meta = study.meta
+    try:
+        result = factorial.factorial_analysis(study.trials, params=meta["params"], metric=meta["metric"], mode=meta.get("mode"))
+    except ValueError:  # not two crossed factors: the grid sections say everything
+        return
+    if result.cells["n"].max() < 2:  # one seed per point: a grid search, not a crossed study
+        return
+    arm, condition = result.factors
+    report.heading(f"Crossed study: {arm} x {condition}")
+    report.value("factorial", result.record())
+    report.text(f"Verdict: {result.sentence}.")
+    report.text(result.interaction_line() + ".")
+    report.text(
+        "P: the share of bootstrap resamples of the seeds "
+        f"within each cell in which the arm is the best under its {condition} (with few seeds a bootstrap is overconfident). "
+        f"ci_low/ci_high: {100 * stats.CONFIDENCE:g} % t-interval of each cell's mean over its seeds."
+    )
+    report.table("factorial_cells", result.cells)
+    if result.anova is not None:
+        report.table("factorial_anova", result.anova, index="term")
+    report.figure("interaction", lambda ax: plots.plot_interaction(result.cells, x=condition, hue=arm, ax=ax))
+    report.text(
+        "Every pair of cells: Welch t-test, p_holm: Holm's correction over all pairs (family-wise error 0.05). "
+        f"The best cell's confidence set (no other cell significantly better): {', '.join(result.best)}."
+    )
+    report.table("factorial_pairs", result.pairs)
 
 
 # --------------------------------------------------------------------------- the report builder
@@ -481,7 +587,8 @@ class _Report:
 _CSS = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-    "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right}"
+    "td,th{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right;overflow-wrap:anywhere}"
+    "table{max-width:100%}"
     "img{max-width:100%}figure{margin:1em 0}"
 )
 

@@ -23,6 +23,12 @@ time goes.
     python benchmarks/trial_throughput.py                 # default model, resnet18 and full-width resnet10t at 32 px
     python benchmarks/trial_throughput.py --quick         # default model and resnet18, fewer steps
     python benchmarks/trial_throughput.py --device cuda   # AMP bf16 + channels-last (the trial's CUDA defaults)
+    python benchmarks/trial_throughput.py --amp-compare   # fp32 against bf16 autocast, the same trial, one run
+
+``--amp-compare`` times the real trial twice, ``amp: off`` (fp32) and ``amp: bf16``, alternating
+whole epochs and fixed-batch steps, and prints the bf16 / fp32 throughput ratio, what ``amp:
+auto`` picks on this machine (bf16 where torch reports bf16 matrix units: AMX or AVX-512 BF16),
+and each precision's peak resident memory (a fresh process each: two epochs and an evaluation).
 """
 
 from __future__ import annotations
@@ -331,6 +337,77 @@ def bench_model(name: str, args, data) -> dict:
     }
 
 
+_PEAK_RSS = """
+import json, resource, sys, types
+sys.path[:0] = sys.argv[1:3]
+import trial_throughput as tt
+from rsb_tune.data.registry import load_splits
+args = types.SimpleNamespace(**json.loads(sys.argv[3]))
+trial = tt.Trial(tt.make_config(json.loads(sys.argv[4]), args), load_splits("digits"), args.steps)
+trial.train_epoch(); trial.eval_epoch(); trial.train_epoch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_rss_mb(overrides: dict, args) -> float:
+    """Peak resident memory (MiB) of a fresh process that builds the trial and runs two
+    training epochs and an evaluation (the same for both precisions but ``amp``)."""
+    import json
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    fields = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, type(None)))}
+    out = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(here), str(here.parent), json.dumps(fields), json.dumps(overrides)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return round(float(out.strip().splitlines()[-1]), 1)
+
+
+def bench_amp(name: str, args, data) -> dict:
+    """fp32 against bf16 autocast on one model: the whole training epoch and the step alone."""
+    import torch
+
+    from rsb_tune.training.trial import TrialRuntime, cpu_bf16_units
+
+    overrides, desc = MODELS[name]
+    trials = {amp: Trial(make_config({**overrides, "amp": amp}, args), data, args.steps) for amp in ("off", "bf16")}
+    device = trials["off"].parts.runtime.device
+    for t in trials.values():
+        t.train_epoch()  # warm-up
+    epoch = {k: [] for k in trials}
+    step = {k: [] for k in trials}
+    reps = len(trials["off"].parts.loader)
+    for r in range(args.repeats):
+        for amp in ("off", "bf16") if r % 2 == 0 else ("bf16", "off"):
+            wall, _, n = _timed(trials[amp].train_epoch, device)
+            epoch[amp].append(n / wall)
+            wall, _, n = _timed(lambda: trials[amp].step_only(reps), device)
+            step[amp].append(n / wall)
+    med = {k: statistics.median(v) for k, v in epoch.items()}
+    smed = {k: statistics.median(v) for k, v in step.items()}
+    rss = {amp: peak_rss_mb({**overrides, "amp": amp}, args) for amp in ("off", "bf16")}
+    caps = torch.cpu.get_capabilities() if device.type == "cpu" else {}
+    return {
+        "model": name,
+        "description": desc,
+        "device": device.type,
+        "cpu_units": "amx" if caps.get("amx_bf16") else "avx512_bf16" if caps.get("avx512_bf16") else "none" if device.type == "cpu" else "-",
+        "auto_picks": TrialRuntime(make_config({**overrides, "amp": "auto"}, args)).amp,
+        "bf16_units": cpu_bf16_units() if device.type == "cpu" else None,
+        "threads": args.threads,
+        "fp32_train_ips": round(med["off"], 1),
+        "bf16_train_ips": round(med["bf16"], 1),
+        "train_ratio_bf16_over_fp32": round(med["bf16"] / med["off"], 3),
+        "fp32_step_ips": round(smed["off"], 1),
+        "bf16_step_ips": round(smed["bf16"], 1),
+        "step_ratio_bf16_over_fp32": round(smed["bf16"] / smed["off"], 3),
+        "fp32_peak_rss_mb": rss["off"],
+        "bf16_peak_rss_mb": rss["bf16"],
+        "repeats": args.repeats,
+        "fp32_ips_all": [round(v, 1) for v in epoch["off"]],
+        "bf16_ips_all": [round(v, 1) for v in epoch["bf16"]],
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=list(MODELS), help="default: all (--quick: default and resnet18)")
@@ -343,6 +420,7 @@ def main(argv=None) -> int:
     p.add_argument("--recipe", default="A2")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config overrides")
     p.add_argument("--quick", action="store_true", help="default and resnet18 only, 3 repeats, 8 steps an epoch")
+    p.add_argument("--amp-compare", action="store_true", help="fp32 against bf16 autocast on the same trial, alternating, one run")
     args = p.parse_args(argv)
     if args.quick:
         args.models = args.models or ["default", "resnet18"]
@@ -353,6 +431,15 @@ def main(argv=None) -> int:
     from rsb_tune.data.registry import load_splits
 
     data = load_splits("digits")
+    if args.amp_compare:
+        rows = [bench_amp(name, args, data) for name in (args.models or ["default"])]
+        print_table(
+            rows,
+            ["model", "device", "cpu_units", "auto_picks", "threads", "fp32_train_ips", "bf16_train_ips", "train_ratio_bf16_over_fp32", "fp32_step_ips", "bf16_step_ips", "step_ratio_bf16_over_fp32", "fp32_peak_rss_mb", "bf16_peak_rss_mb"],
+            title=f"images/s, fp32 against bf16 autocast, median of {args.repeats} alternating epochs (ratio = bf16 / fp32; > 1: bf16 faster)",
+        )
+        emit_result("trial_throughput_amp", {"args": vars(args), "models": rows})
+        return 0
     rows = [bench_model(name, args, data) for name in models]
     print_table(
         rows,

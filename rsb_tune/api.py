@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from analysis import contract as C
 from rsb_tune.runner import lifecycle
@@ -287,6 +287,34 @@ class Study:
         the CLI, the browser and the report show)."""
         return read_status(self._dir)
 
+    @property
+    def evals(self):
+        """The re-scored trials (``evals.parquet``, see :meth:`evaluate`): one row per trial x
+        setting x test set (pandas DataFrame; empty before the first evaluation)."""
+        from rsb_tune.store.evals import read_evals
+
+        return read_evals(self._dir)
+
+    def evaluate(self, *, test_sizes=(), crop_pcts=(), splits=("val",), test_sets=(), labels: str | None = None, **options):
+        """Re-score every ok trial's final weights (loaded as data only) at each test size x
+        crop ratio (default: the trial's own) on each test set: ``splits`` of the study
+        (``"val"``, ``"v2"``), ``test_sets`` (``{"name": path}`` or ``"NAME=PATH"`` strings: a
+        ``*_data.npy``/``*_labels.npy`` pair or a folder of class folders) and, with ``labels``
+        (a JSON list of label lists per val image, as ImageNet-ReaL's real.json), the multi-label
+        set ``real``. Runs through the executor of ``options`` (run options: ``executor``,
+        ``cpus_per_trial``, ``gpus_per_trial``, ...), adds the rows to ``evals.parquet`` and
+        returns the whole table; what is there already is not evaluated again (a killed
+        evaluation resumes). A trial that could not be evaluated is a :class:`StudyError` after
+        the others are written."""
+        from rsb_tune.runner.evaluation import eval_grid, evaluate_study
+
+        grid = eval_grid(test_sizes=test_sizes, crop_pcts=crop_pcts, splits=splits, test_sets=test_sets, labels=labels)
+        _, failed = evaluate_study(self._dir, grid, run_options(options))
+        if failed:
+            tid, why = next(iter(failed.items()))
+            raise StudyError(f"study {self.name}: {len(failed)} trial(s) not evaluated ({tid}: {why}); the others are in {C.EVALS}")
+        return self.evals
+
     def tables(self):
         """The study as :class:`analysis.StudyTables` (statistics and figures)."""
         import analysis
@@ -295,6 +323,23 @@ class Study:
             return analysis.load_study(self.path)
         except analysis.StudyError as e:  # analysis's own error: here a user error, as every study error
             raise StudyError(str(e)) from None
+
+    def factorial(self, *, factors: Sequence[str] | None = None, metric: str | None = None, **options: Any):
+        """The analysis of a crossed study (:func:`analysis.factorial.factorial_analysis` on its
+        trials): the cell table, the two-way ANOVA, the 2 x 2 interaction with its interval, the
+        ranking-flip verdict (``.sentence``), Holm's pairwise comparisons. ``factors``: ``(arm,
+        condition)``, by default the two keys the grid varies; ``metric``: the study's. A study
+        that does not cross two factors: a user error naming what it varies."""
+        from analysis.factorial import factorial_analysis
+
+        meta = self.meta
+        try:
+            return factorial_analysis(
+                self.trials, factors=factors, params=meta.get("params") or None, metric=metric or meta.get("metric"),
+                mode=None if metric else meta.get("mode"), **options,
+            )
+        except ValueError as e:
+            raise UserError(f"study {self.name}: {e}") from None
 
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an

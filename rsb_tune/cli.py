@@ -36,6 +36,7 @@ examples:
   rsb-tune grid --space lamb_bce              a shipped space (see `rsb-tune spaces`), or a path
   rsb-tune seeds --n 5 --recipe A3 --data ~/imagenette --set drop_path=0.05
   rsb-tune status NAME ; rsb-tune resume NAME ; rsb-tune report NAME
+  rsb-tune eval NAME --test-size 24 32 40 --crop-pct 0.875 1.0   re-score the trained weights
   rsb-tune recipes show A2 ; rsb-tune keys
 
 precedence of config values: recipe < dataset profile < space file < --model/--epochs/... < --set
@@ -156,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default <storage>/compare-A-vs-B)")
     p.add_argument("--metric", help="the metric (default: A's)")
     p.add_argument("--key", action="append", default=[], metavar="KEY", help="a config key the studies are meant to differ in (repeatable); the recipe and what follows from it always are; other differences are warned about")
+
+    p = sub.add_parser("eval", help="re-score a study's trained weights at other settings and on other test sets", description="Evaluate every ok trial's final weights at each test resolution x crop ratio (default: the trial's own) on each test set, into <study>/evals.parquet; run again, it evaluates only what is missing.")
+    p.add_argument("name")
+    p.add_argument("--test-size", type=int, nargs="+", default=[], metavar="PX", help="test resolutions (default: the trial's test_img_size)")
+    p.add_argument("--crop-pct", type=float, nargs="+", default=[], metavar="R", help="centre-crop ratios in (0, 1] (default: the trial's crop_pct)")
+    p.add_argument("--split", nargs="+", default=["val"], metavar="SPLIT", help="the study's test splits: val, v2 (default val)")
+    p.add_argument("--test-set", action="append", default=[], metavar="NAME=PATH", help="an extra test set: a *_data.npy/*_labels.npy pair or a folder of class folders (repeatable)")
+    p.add_argument("--labels", metavar="JSON", help="multi-label file for val (ImageNet-ReaL's real.json: a list of label lists, one per val image): adds the test set 'real'")
+    _add_storage(p)
+    _add_run_options(p)
 
     p = sub.add_parser("recipes", help="list the recipes, or show one as YAML", description="List recipes A1/A2/A3, or print one as YAML.")
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
@@ -300,6 +311,17 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_eval(args) -> int:
+    from rsb_tune import api
+
+    study = api.load(args.name, args.storage)
+    table = study.evaluate(test_sizes=args.test_size, crop_pcts=args.crop_pct, splits=args.split, test_sets=args.test_set, labels=args.labels, **_run_options(args))
+    summary = table.groupby(["test_set", "test_img_size", "crop_pct"])["top1"].agg(["count", "mean", "std"]).reset_index()
+    print(summary.rename(columns={"count": "trials", "mean": "top1 mean", "std": "top1 std"}).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"evals: {study.path / 'evals.parquet'} ({len(table)} rows)")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from rsb_tune import api
 
@@ -327,6 +349,7 @@ _COMMANDS = {
     "status": _cmd_status,
     "report": _cmd_report,
     "compare": _cmd_compare,
+    "eval": _cmd_eval,
     "recipes": _cmd_recipes,
     "keys": _cmd_keys,
     "spaces": _cmd_spaces,

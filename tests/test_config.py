@@ -100,6 +100,14 @@ def test_numbers_from_strings_and_yaml_nulls():
     assert coerce("bce_target_thresh", None, "x") is None
 
 
+def test_on_and_off_read_as_yaml_booleans_are_the_choices():
+    """`--set amp=off` and `channels_last: on` in a space file: YAML 1.1 reads booleans."""
+    layer = parse_set(["amp=off", "channels_last=on"])
+    assert coerce("amp", layer.values["amp"], "x") == "off" and coerce("channels_last", layer.values["channels_last"], "x") == "on"
+    with pytest.raises(ConfigError, match="must be a string"):
+        coerce("opt", False, "x")
+
+
 def test_parse_set():
     layer = parse_set(["lr=1e-3", "auto_augment=null", "model_kwargs={channels: [8, 16, 32, 64]}"])
     assert layer.values == {"lr": 1e-3, "auto_augment": None, "model_kwargs": {"channels": [8, 16, 32, 64]}}

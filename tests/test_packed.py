@@ -34,8 +34,9 @@ def small(digits):
 
 def a2(seed, **over):
     """The A2 ingredients: LAMB, BCE, mixup + cutmix, RandAugment, drop path (no repeated aug:
-    one update per epoch)."""
-    cfg = make_config("A2", epochs=UPDATES, seed=seed, repeated_aug=1, threads=1, **over)
+    one update per epoch), in float32 (``amp: off``: the equivalence below is float32 rounding;
+    bf16 packs are tested on their own)."""
+    cfg = make_config("A2", **{"epochs": UPDATES, "seed": seed, "repeated_aug": 1, "threads": 1, "amp": "off", **over})
     assert cfg["opt"] == "lamb" and cfg["loss"] == "bce" and cfg["mixup_alpha"] > 0 and cfg["cutmix_alpha"] > 0 and cfg["drop_path"] > 0 and cfg["auto_augment"]
     return cfg
 
@@ -148,6 +149,23 @@ def test_packed_seeds_match_their_unpacked_runs_in_float64(small, float64, augme
         for e in range(UPDATES):
             assert reports[e][tid]["train_loss"] == pytest.approx(ref_reports[e]["train_loss"], rel=1e-12)
             assert rel_diff(ref_weights[e], weights[e][tid]) < 1e-12
+
+
+def test_bf16_pack_follows_its_unpacked_runs_and_resumes_bit_identically(small):
+    """Under bf16 autocast (what ``amp: auto`` takes on a CPU with bf16 matrix units) each seed
+    of a pack of 2 starts from its unpacked bf16 run's loss (bf16 rounds at 4e-3, so 2 %), the
+    pack records the precision, and a resumed pack repeats its epochs exactly."""
+    configs = {f"t{s:04d}": a2(s, amp="bf16", epochs=3) for s in range(2)}
+    reports, _, checkpoints = packed(configs, small)
+    for tid, cfg in configs.items():
+        ref_reports, _ = unpacked(cfg, small)
+        assert reports[0][tid]["train_loss"] == pytest.approx(ref_reports[0]["train_loss"], rel=2e-2)
+        assert reports[-1][tid]["runtime_amp"] == "bf16" and math.isfinite(reports[-1][tid]["val_top1"])
+    again, _, _ = packed(configs, small, resume=checkpoints[0])
+    drop = {"epoch_time_s", "images_per_s"}
+    assert [{t: {k: v for k, v in m.items() if k not in drop} for t, m in r.items()} for r in again] == [
+        {t: {k: v for k, v in m.items() if k not in drop} for t, m in r.items()} for r in reports[1:]
+    ]
 
 
 def test_packed_seeds_differ_and_report_like_trials(pack_and_refs):

@@ -150,6 +150,48 @@ def test_a_running_studys_figures_are_redrawn_within_a_share_of_a_core(storage, 
         figures.close()
 
 
+def test_a_running_studys_first_figures_are_drawn_at_once(storage):
+    """A drawing made before any trial finished has no figure: it holds nothing back, so the
+    figures come as soon as the first trial's result is in the tables, not a redraw period later."""
+    from rsb_tune.serve import _figures
+
+    make_study(storage, "young", n=2, statuses=["pending", "pending"], finished=False)
+    figures = _figures.Figures(redraw_s=3600.0)
+    try:
+        deadline = time.monotonic() + 240
+        while (first := figures.study("young", storage / "young", ("v1",), running=True, has_tables=True))["status"] != "ready":
+            assert time.monotonic() < deadline, first
+            time.sleep(0.5)
+        assert first["figures"] == []
+        for e in (1, 2):  # the first trial finishes
+            append_event(storage, "young", "t0000", {"type": "result", "time": time.time(), "epoch": e, "val_top1": 50.0 + e, "v2_top1": 40.0, "status": "ok" if e == 2 else "running"})
+        rebuild_tables(storage, "young")
+        figures.study("young", storage / "young", ("v2",), running=True, has_tables=True)
+        assert "study:young" in figures._jobs  # drawn again at once, though the redraw period is an hour
+        while (second := figures.study("young", storage / "young", ("v2",), running=True, has_tables=True))["status"] != "ready":
+            assert time.monotonic() < deadline, second
+            time.sleep(0.5)
+        assert "histogram_val_top1" in second["figures"]
+        figures.study("young", storage / "young", ("v3",), running=True, has_tables=True)
+        assert "study:young" not in figures._jobs  # with figures shown, the period holds again
+    finally:
+        figures.close()
+
+
+def test_an_all_diverged_study_says_why_it_has_no_figures(client, storage):
+    make_study(storage, "blownup", n=2, statuses=["pending", "pending"])
+    for i, tid in enumerate(("t0000", "t0001")):
+        for e in range(1, i + 2):
+            loss = float("nan") if e == i + 1 else 2.0
+            append_event(storage, "blownup", tid, {"type": "result", "time": time.time(), "epoch": e, "train_loss": loss, "val_top1": float("nan") if loss != loss else 30.0, "status": "diverged" if loss != loss else "running"})
+    rebuild_tables(storage, "blownup")
+    body = _wait_figures(client, "blownup")
+    assert body["figures"]["figures"] == {} and body["figures"]["error"] is None
+    page = client.get("/studies/blownup").text
+    assert "No figure can be drawn" in page and "2 diverged" in page
+    assert "diverged at epoch 1: train_loss nan" in page and "diverged at epoch 2: train_loss nan" in page
+
+
 def test_live_fragment_answers_204_while_nothing_changed(client, storage):
     r = client.get("/studies/seedsA/live")
     version = r.headers["X-Version"]

@@ -104,6 +104,24 @@ def test_grid_study_draws_its_ranking(page, served):
     page.screenshot(path=str(SHOTS / "study-grid.png"), full_page=True)
 
 
+def _fits_the_window(page) -> None:
+    scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert scroll <= client, f"a horizontal scrollbar: the page is {scroll} px wide in a {client} px window"
+
+
+@pytest.mark.parametrize("name", ["s", "g"])
+def test_study_page_and_report_fit_a_1280_px_window(page, served, name):
+    page.goto(f"{served.url}/studies/{name}")
+    _images_loaded(page)
+    _fits_the_window(page)
+    page.goto(f"{served.url}/studies/{name}/report/")
+    assert len(_images_loaded(page, "img")) >= 1  # every figure of the report loaded
+    _fits_the_window(page)
+    text = page.locator("body").inner_text()
+    assert "ImageNet" not in text and "git_commit" in text and "NA\n" not in text.split("git_commit")[1][:40]
+    page.screenshot(path=str(SHOTS / f"report-{name}.png"), full_page=True)
+
+
 def test_compare_page(page, served):
     page.goto(served.url + "/compare?a=s&b=s3")
     page.wait_for_selector("#compare-table tbody tr", timeout=300_000)

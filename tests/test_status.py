@@ -161,3 +161,24 @@ def test_a_status_prints_as_the_cli_s_lines_and_shows_as_one_short_line():
     shown = repr(status)
     assert shown == f"StudyStatus(name='losses', state=finished, done=100/100, val_loss={C.mean_std(status.mean, status.std)})"
     assert len(shown) < 100 and "values=" not in shown
+
+
+def test_status_and_report_say_which_precision_the_trials_ran(tmp_path):
+    """``amp: auto`` picks bf16 or fp32 by the machine: the status line, the browser's JSON and
+    the report's overview say which the trials ran (``runtime_amp``; ``off`` is fp32)."""
+    from analysis.report import write_report
+    from rsb_tune.store.tables import write_tables
+
+    study = make_study(tmp_path, "amp", n=3, statuses=["pending"] * 3)
+    for tid, amp in zip(study.plan(), ("bf16", "bf16", "off")):
+        L.record_result(study, tid, {"epoch": 1, "status": C.OK, "val_top1": 50.0 + int(tid[1:]), "val_loss": 1.0, "runtime_amp": amp})
+    write_tables(study)
+    status = rsb_tune.load("amp", storage=str(tmp_path)).status()
+    assert status.as_dict()["precision"] == {"bf16": 2, "fp32": 1}
+    assert "  precision: bf16 in 2 trials, fp32 in 1 trial (mixed: the trials ran on different machines or settings)" in status.lines()
+    overview = (write_report(study.dir) / "summary.md").read_text()
+    assert "bf16 (2), fp32 (1)" in overview
+    one = make_study(tmp_path, "one", n=2, statuses=["pending"] * 2)
+    for tid in one.plan():
+        L.record_result(one, tid, {"epoch": 1, "status": C.OK, "val_top1": 50.0, "val_loss": 1.0, "runtime_amp": "off"})
+    assert "  precision: fp32 (every trial that reported)" in rsb_tune.load("one", storage=str(tmp_path)).status().lines()

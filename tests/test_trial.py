@@ -68,9 +68,29 @@ def test_bit_identical_rerun(digits, rsb_run):
         assert [a[k] for k in METRICS] == [b[k] for k in METRICS]
 
 
-def test_resume_from_checkpoint_is_bit_identical(digits):
-    cfg = make_config("A2", epochs=3, seed=3)
+def test_bf16_rerun_is_bit_identical_and_amp_auto_follows_the_cpu(digits):
+    """bf16 autocast reruns bit-identically on one machine; ``amp: auto`` on CPU is bf16 exactly
+    where torch reports bf16 matrix units (AMX or AVX-512 BF16), fp32 elsewhere."""
+    import torch
+
+    from rsb_tune.training.trial import TrialRuntime
+
+    cfg = make_config("A2", epochs=1, seed=5, amp="bf16")
+    first, _ = run(cfg, digits)
+    again, _ = run(cfg, digits)
+    assert [first[0][k] for k in METRICS] == [again[0][k] for k in METRICS]
+    caps = torch.cpu.get_capabilities()
+    units = bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
+    assert TrialRuntime(make_config("A2", device="cpu")).amp == ("bf16" if units else "off")
+    assert TrialRuntime(make_config("A2", device="cpu", amp="off")).amp == "off"
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_resume_from_checkpoint_is_bit_identical(digits, amp):
+    """In float32 and under bf16 autocast (``amp: auto`` on a CPU with bf16 matrix units)."""
+    cfg = make_config("A2", epochs=3, seed=3, amp=amp)
     full, ckpts = run(cfg, digits)
+    assert full[-1]["runtime_amp"] == amp
     resumed, _ = run(cfg, digits, resume=ckpts[0])
     assert [r["epoch"] for r in resumed] == [2, 3]
     for a, b in zip(full[1:], resumed):

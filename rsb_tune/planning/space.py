@@ -17,15 +17,19 @@ Adaptive search instead of a grid (Optuna's TPE through Ray Tune's ``OptunaSearc
 sampler's history lives in ``<study>/optuna.db``, so a resumed study continues the search)::
 
     search: optuna
-    num_samples: 20
-    seeds: [0]              # one seed: every sampled point runs it
+    num_samples: 20         # sampled points
+    seeds: [0, 1, 2]        # every sampled point runs each seed; the sampler sees their mean
     params:
       lr: {loguniform: [1.0e-3, 3.0e-2]}
       weight_decay: {uniform: [0.0, 0.1]}
       repeated_aug: {int: [1, 3]}
       opt: {choice: [lamb, adamw]}
 
-Optional early stopping for grids and searches (never for seed studies)::
+With several seeds a point is one configuration trained with each seed: the study records
+every seed's trial (``num_samples`` x seeds trials), and the sampler's history holds one value
+per point, the mean of its seeds' final ``metric`` (Ray Tune's ``Repeater`` reports it).
+
+Optional early stopping for grids and searches (never for seed studies; a search with one seed)::
 
     scheduler: asha
     grace_period: 3         # epochs before a trial can be stopped
@@ -78,6 +82,11 @@ class Space:
     scheduler: str | None = None
     grace_period: int = 1
     reduction_factor: int = 3
+
+    @property
+    def search_trials(self) -> int:
+        """A search's trials: every sampled point trains each seed."""
+        return self.num_samples * len(self.seeds)
 
     def points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)
@@ -251,8 +260,8 @@ def space_from_mapping(raw: Any, path: str | Path) -> Space:
     if search == "optuna":
         if grid:
             raise ConfigError(f"{path}: `search: optuna` samples `params`; remove `grid`")
-        if len(seeds) != 1:
-            raise ConfigError(f"{path}: `search: optuna` runs one seed per sampled point; give one seed")
+        if len(seeds) > 1 and raw.get("scheduler") == "asha":
+            raise ConfigError(f"{path}: `scheduler: asha` stops single trials, not a point's {len(seeds)} seeds; give one seed or leave the scheduler out")
         clash = sorted(set(params) & set(base))
         if clash:
             raise ConfigError(f"{path}: {', '.join(clash)} both in base and params")
@@ -313,7 +322,8 @@ def _distributions(spec: Any, path) -> dict[str, tuple]:
 @dataclasses.dataclass(frozen=True)
 class PointResolver:
     """Resolves a point sampled during a search into a full trial config, the same way in the
-    driver (to record it) and in the trial (to run it). Picklable; rebuilt from study.yaml."""
+    driver (to record it) and in the trial (to run it). Picklable; rebuilt from study.yaml.
+    ``seed``: the space's first seed, used unless the point names its ``seed``."""
 
     recipe: str
     dataset: str
@@ -325,7 +335,9 @@ class PointResolver:
         from rsb_tune.data.registry import get_dataset
         from rsb_tune.planning.recipes import get_recipe
 
-        layers = [*self.layers, Layer(self.source, dict(point)), Layer("seed", {"seed": self.seed})]
+        point = dict(point)
+        seed = point.pop("seed", self.seed)  # one of the space's seeds (a point trained with several)
+        layers = [*self.layers, Layer(self.source, point), Layer("seed", {"seed": seed})]
         return resolve(get_recipe(self.recipe), get_dataset(self.dataset).profile, layers).to_dict()
 
 

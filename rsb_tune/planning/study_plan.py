@@ -40,7 +40,7 @@ class StudyPlan:
 
     @property
     def planned(self) -> int:
-        return self.space.num_samples if self.plan.resolver is not None else len(self.plan.trials)
+        return self.space.search_trials if self.plan.resolver is not None else len(self.plan.trials)
 
     def describe(self) -> list[str]:
         """What ``--dry-run`` prints: the count, the base config with the source of every value,
@@ -57,7 +57,8 @@ class StudyPlan:
         if self.stopping is not None:
             head = f"up to {len(self.trials)} trials, until {self.stopping.text} on {self.stopping.metric} ({self.stopping.method}, level {self.stopping.level:g}, at least {self.stopping.min_seeds} seeds) (seeds, recipe {recipes}, dataset {datasets})"
         elif self.plan.resolver is not None:
-            head = f"search: optuna, {self.space.num_samples} trials sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
+            each = f" points x {len(self.space.seeds)} seeds (the sampler sees each point's mean)" if len(self.space.seeds) > 1 else " trials"
+            head = f"search: optuna, {self.space.num_samples}{each} sampled from " + ", ".join(f"{k} ~ {kind}{list(v)}" for k, (kind, v) in self.space.params.items())
         else:
             head = f"{len(self.trials)} trials ({self.kind}, recipe {recipes}, dataset {datasets}); varied: {', '.join(self.plan.params) or 'seed'}"
         from rsb_tune.planning.config import DATA_KEYS

@@ -18,6 +18,11 @@ runner an executor of its own instead of patching private functions.
   one after another, or in a small pool of processes (one per slot: CPUs over
   ``cpus_per_trial``) when more than one can run at once. It refuses what needs Ray (a search,
   ASHA, DDP, packs, ``--address``, tracking, an object store) with one line.
+
+Besides trials, an executor runs independent jobs (:meth:`Executor.map`): the evaluation of a
+study's trained weights (:mod:`rsb_tune.runner.evaluation`), one job per trial, in parallel
+under Ray (tasks with ``--cpus-per-trial``/``--gpus-per-trial`` each), one after another in this
+process under ``local`` (and ``auto``, unless the options need Ray: ``--address``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rsb_tune.errors import ConfigError, suggest
 
@@ -63,6 +68,27 @@ class Executor(abc.ABC):
         display's counts. ``search``: ``(space, resolver)`` of a search, whose trials are
         sampled as it runs; ``seeds``: a sequential study's
         :class:`~rsb_tune.sequential.engine.SeedScheduler`, which says which seed starts next."""
+
+    def map(self, fn: Callable[..., Any], jobs: Mapping[str, tuple], opts, *, shared: Any = None, on_result: Callable[[str, Any], None]) -> dict[str, str]:
+        """Run ``fn(*args, shared)`` for each ``key: args`` of ``jobs`` (``fn``: a module-level
+        function; ``shared``: what every job reads, shipped once) and call ``on_result(key,
+        value)`` here, in the driver, as each one finishes. Returns ``{key: error line}`` of the
+        jobs that raised; the others go on. This default runs them in this process, in order."""
+        import traceback
+
+        from rsb_tune.runner.lifecycle import error_message
+
+        errors = {}
+        for key, args in jobs.items():
+            try:
+                value = fn(*args, shared)
+            except KeyboardInterrupt:
+                raise
+            except Exception:  # noqa: BLE001 - a job's failure is its record; the others go on
+                errors[key] = error_message(traceback.format_exc())
+                continue
+            on_result(key, value)
+        return errors
 
 
 def get_executor(spec: "str | Executor") -> Executor:
@@ -147,6 +173,11 @@ class AutoExecutor(Executor):
             logger.info("study %s: executor %s (%s)", study.name, chosen.name, rule)
             study.update_meta(run_options={**recorded, "executor": chosen.name, "executor_rule": rule})
         return chosen
+
+    def map(self, fn, jobs, opts, *, shared=None, on_result):
+        if needs_ray_options(opts):
+            return get_executor("ray").map(fn, jobs, opts, shared=shared, on_result=on_result)
+        return super().map(fn, jobs, opts, shared=shared, on_result=on_result)
 
     def fit(self, study, data, opts, plan, *, planned: int, done: int, search=None, seeds=None) -> None:
         self.for_run(study, opts, plan, search).fit(study, data, opts, plan, planned=planned, done=done, search=search, seeds=seeds)

@@ -162,6 +162,7 @@ def build_manifest(
         "space_file": space.path if space else None,
         "search": space.search if space else "grid",
         "num_samples": space.num_samples if space and space.search != "grid" else None,
+        "seeds_per_sample": len(space.seeds) if space and space.search != "grid" else None,
         "scheduler": space.scheduler if space else None,
         "layers": [{"source": layer.source, "values": _jsonable(dict(layer.values))} for layer in plan.layers],
         "dataset": datasets[0] if len(datasets) == 1 else datasets,
@@ -386,25 +387,26 @@ def _point_key(point: Mapping[str, Any]) -> tuple:
 
 def repair_search_history(study: StudyDir, space, metric: str, storage) -> None:
     """Points an Optuna storage still holds as RUNNING after a driver died: completed with
-    their value when the events show that they finished, failed otherwise (the resumed search
-    samples another point)."""
+    their value when the events show that they finished (a point with several seeds: the mean
+    of its finished seeds, as the searcher would have been told), failed otherwise (the resumed
+    search samples another point)."""
     import optuna
 
     try:
         trials = optuna.load_study(study_name=study.name, storage=storage).trials
     except KeyError:
         return  # first run: no study in the storage yet
-    finished = {}
+    finished: dict[tuple, list[float]] = {}
     for tid, cfg in study.plan().items():
         status, by_epoch, _ = trial_state(read_events(study, tid))
         if status == C.OK and by_epoch:
-            finished[_point_key({k: cfg[k] for k in space.params})] = float(by_epoch[max(by_epoch)][metric])
+            finished.setdefault(_point_key({k: cfg[k] for k in space.params}), []).append(float(by_epoch[max(by_epoch)][metric]))
     for t in trials:
         if t.state != optuna.trial.TrialState.RUNNING:
             continue
-        value = finished.get(_point_key(t.params))
-        if value is not None:
-            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.COMPLETE, values=[value])
+        values = finished.get(_point_key(t.params))
+        if values:
+            storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.COMPLETE, values=[sum(values) / len(values)])
         else:
             storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 

@@ -32,8 +32,8 @@ def run_study(study, data, opts, executor: Executor) -> None:
     if resolver is not None:
         trials, _ = write_tables(study)
         used = int(trials["status"].isin([*C.COUNTED, *C.FAILED]).sum()) if not trials.empty else 0
-        if space.num_samples - used > 0:
-            executor.for_run(study, opts, plan, (space, resolver)).fit(study, data, opts, plan, planned=space.num_samples, done=used, search=(space, resolver))
+        if space.search_trials - used > 0:
+            executor.for_run(study, opts, plan, (space, resolver)).fit(study, data, opts, plan, planned=space.search_trials, done=used, search=(space, resolver))
     elif plan.todo:
         executor.for_run(study, opts, plan).fit(study, data, opts, plan, planned=len(study.plan()), done=plan.finished)
     write_tables(study)

@@ -16,7 +16,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from analysis import contract as C
 from rsb_tune._log import timed
@@ -184,6 +184,17 @@ def _make_reporter(trial_id: str, study_dir: str, send, checkpoint_cls, *, with_
     return report
 
 
+def _point(config: Mapping[str, Any], seeds: Sequence[int]) -> dict[str, Any]:
+    """A search trial's point from its Ray config: the sampled params, and its seed when the
+    point trains several (Ray's Repeater numbers a point's repeats 0..k-1 in the config)."""
+    from ray.tune.search.repeater import TRIAL_INDEX
+
+    point = {k: v for k, v in config.items() if k not in ("trial_id", TRIAL_INDEX)}
+    if TRIAL_INDEX in config:
+        point["seed"] = seeds[config[TRIAL_INDEX]]
+    return point
+
+
 def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[str, Any], resolver=None) -> None:
     """The Tune function trainable: the trial with Ray's reporting and checkpoints; a
     multi-worker trial launches Ray Train's TorchTrainer from here (the Train V2 pattern).
@@ -198,7 +209,7 @@ def _trainable(config: Mapping[str, Any], study_data: StudyData, run: Mapping[st
     logging.getLogger("ray").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
 
     trial_id = _trial_id(config, tune.get_context().get_trial_id())
-    cfg = dict(config.get("config") or resolver({k: v for k, v in config.items() if k != "trial_id"}))
+    cfg = dict(config.get("config") or resolver(_point(config, run["seeds"])))
     cfg["threads"] = cfg["threads"] or run["threads"].get(trial_id) or run["default_threads"]
     data = study_data.for_config(cfg)  # the trial's own dataset (a pack's trials share theirs)
     resume_path = run["resume_from"].get(trial_id)
@@ -266,13 +277,13 @@ def _fit_ddp(trial_id: str, cfg: Mapping[str, Any], data: DatasetSplits, resume_
 # --------------------------------------------------------------------------- the callback
 
 
-def _callback(recorder: lifecycle.Recorder, tid):
+def _callback(recorder: lifecycle.Recorder, tid, seeds: Sequence[int] = ()):
     """Ray's callback, forwarding to the study's Recorder (which writes everything down)."""
     from ray import tune
 
     class StudyCallback(tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            recorder.trial_started(tid(trial), {k: v for k, v in trial.config.items() if k != "trial_id"})
+            recorder.trial_started(tid(trial), _point(trial.config, seeds))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             recorder.result(tid(trial), result)
@@ -342,8 +353,35 @@ class RayExecutor(Executor):
         space, resolver = search if search is not None else (None, None)
         if space is None:
             space = lifecycle.search_of(study)[0]  # a grid's space: its scheduler (asha)
-        num_samples = max(planned - done, 0) if resolver is not None else 1
+        k = len(space.seeds) if resolver is not None else 1
+        num_samples = -(-max(planned - done, 0) // k) * k if resolver is not None else 1  # whole points: k seeds each
         _fit(study, data, opts, plan, space=space, resolver=resolver, num_samples=num_samples, planned=planned, done=done, scheduler_of_seeds=seeds)
+
+    def map(self, fn, jobs, opts, *, shared=None, on_result) -> dict[str, str]:
+        """Each job a Ray task holding ``--cpus-per-trial`` CPUs (and ``--gpus-per-trial`` GPUs),
+        at most ``--max-concurrent`` at once; ``shared`` is put in the object store once."""
+        import ray
+
+        _set_ray_env()
+        _init_ray(opts)
+        task = ray.remote(fn).options(num_cpus=opts.cpus_per_trial, num_gpus=opts.gpus_per_trial or 0, max_retries=opts.max_failures)
+        ref = ray.put(shared)
+        queue, pending, errors = list(jobs.items()), {}, {}
+        limit = opts.max_concurrent or max(len(queue), 1)
+        while queue or pending:
+            while queue and len(pending) < limit:
+                key, args = queue.pop(0)
+                pending[task.remote(*args, ref)] = key
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ready in done:
+                key = pending.pop(ready)
+                try:
+                    value = ray.get(ready)
+                except ray.exceptions.RayError as e:
+                    errors[key] = lifecycle.error_message(str(e))
+                    continue
+                on_result(key, value)
+        return errors
 
 
 def _resources(opts: RunOptions, threads: Mapping[str, int], ddp: bool):
@@ -390,6 +428,7 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
         "gpus_per_trial": opts.gpus_per_trial,
         "storage": storage,
         "errors_dir": str(study.errors_dir),
+        "seeds": tuple(space.seeds) if resolver is not None else (),  # a search point's seeds
     }
     meta = study.meta()
     ddp = int(meta["base_config"].get("workers_per_trial", 1)) > 1
@@ -437,7 +476,7 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
             verbose=0,
             log_to_file=False,
             stop=_halt_stopper(recorder),
-            callbacks=[_callback(recorder, lambda t: _trial_id(t.config, t.trial_id)), *(TRACKERS[n][2](study) for n in opts.tracking)],
+            callbacks=[_callback(recorder, lambda t: _trial_id(t.config, t.trial_id), run["seeds"]), *(TRACKERS[n][2](study) for n in opts.tracking)],
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # pruned by the Recorder
         ),
@@ -471,7 +510,9 @@ def _halt_stopper(guard: lifecycle.WriteGuard):
 
 def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):
     """Ray Tune's OptunaSearch over the space's distributions, its TPE sampler's history in
-    ``<study>/optuna.db`` (so a resumed study continues the same search)."""
+    ``<study>/optuna.db`` (so a resumed study continues the same search). With k seeds, a
+    Repeater runs each sampled point k times (seed i of the space for repeat i) and tells the
+    sampler the mean of their final ``metric``."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -485,7 +526,12 @@ def _optuna_searcher(study: StudyDir, space, metric: str, mode: str):
         "choice": lambda v: optuna.distributions.CategoricalDistribution(list(v)),
     }
     dists = {key: make[kind](values) for key, (kind, values) in space.params.items()}
-    return OptunaSearch(space=dists, metric=metric, mode=mode, storage=storage, study_name=study.name, seed=space.seeds[0])
+    searcher = OptunaSearch(space=dists, metric=metric, mode=mode, storage=storage, study_name=study.name, seed=space.seeds[0])
+    if len(space.seeds) == 1:
+        return searcher
+    from ray.tune.search import Repeater
+
+    return Repeater(searcher, repeat=len(space.seeds), set_index=True)  # the sampler is told the mean of a point's seeds
 
 
 # --------------------------------------------------------------------------- sequential studies

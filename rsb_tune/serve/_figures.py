@@ -5,7 +5,8 @@ Drawing takes seconds (bootstraps, matplotlib), so it runs in one worker process
 CPU priority than the studies it shows, never in the server's own threads: a page is
 answered at once with the figures drawn last, and the new ones replace them when they are
 ready. While a study runs its tables change with every finished trial; its figures are
-redrawn only while someone looks at them, at most every :data:`REDRAW_S` seconds, and less
+redrawn only while someone looks at them (the first figures at once, from the first finished
+trial on), then at most every :data:`REDRAW_S` seconds, and less
 often when drawing costs more than :data:`DRAW_SHARE` of one core (a report of 16 seeds takes
 ~8 s of CPU here: once a minute would be 14 % of a core, taken from the study it shows). The
 drawings live in a temporary folder of the server (nothing is written into the storage) and
@@ -90,7 +91,9 @@ class Figures:
             job = self._jobs.get(key)
             stale = ready is None or ready["version"] != version
             every = max(self.redraw_s, self._cost.get(key, 0.0) / DRAW_SHARE)
-            throttled = running and ready is not None and time.monotonic() - self._started.get(key, 0) < every
+            # a drawing with figures holds the next one back; one without (no finished trial yet)
+            # does not: the first figures are drawn as soon as the tables have them
+            throttled = running and ready is not None and bool(ready["figures"]) and time.monotonic() - self._started.get(key, 0) < every
             if stale and job is None and not throttled:
                 out = self.root / f"{key.replace(':', '_')}-{version}"
                 self._jobs[key] = (version, self._submit(_draw, what, args, str(out)))

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from analysis import contract as C
 from rsb_tune.serve._safe import scrub, scrub_text
 
 __all__ = ["Storage", "StudyRef", "REFRESH_S", "TABLES"]
@@ -46,6 +47,12 @@ def _trial_state(events):
     from rsb_tune.runner.lifecycle import trial_state
 
     return trial_state(events)
+
+
+def _diverged_reason(by_epoch):
+    from rsb_tune.store.events import diverged_reason
+
+    return diverged_reason(by_epoch)
 
 
 def _is_name(name) -> bool:
@@ -66,8 +73,8 @@ _ACTIVE_S = 600.0  # a study whose driver runs on another host: running if it wr
 _FINAL_KEYS = ("val_top1", "v2_top1", "val_top5", "v2_top5", "val_loss", "v2_loss")
 _HIDDEN_CONFIG = ("trial_id",)  # shown elsewhere on the page
 _SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
-_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES)  # the study's files that its pages show
-_DRAWN_FROM = ("study.yaml", *TABLES)
+_WATCHED = ("study.yaml", "plan.json", ".lock", *TABLES, C.EVALS)  # the study's files that its pages show
+_DRAWN_FROM = ("study.yaml", *TABLES, C.EVALS)  # evals.parquet: the report's re-evaluation section
 _UNSERVED = ("data_path", "v2_path", "hostname", "node_id")  # table columns that name the machine
 
 
@@ -251,7 +258,7 @@ class Storage:
             row.update({k: _num(last.get(k)) for k in _FINAL_KEYS})
             row["run_time_s"] = _num(sum(ev.get("epoch_time_s") or 0.0 for ev in by_epoch.values())) if by_epoch else None
             row["first_time"], row["last_time"] = (_num(min(times)), _num(max(times))) if times else (None, None)
-            row["error"] = scrub((error or {}).get("error")) if error else None
+            row["error"] = scrub((error or {}).get("error")) if error else _diverged_reason(by_epoch) if status == "diverged" else None
             row["config"] = {k: v for k, v in config.items() if k not in _HIDDEN_CONFIG}
             rows.append(row)
         return rows
@@ -282,7 +289,7 @@ class Storage:
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
         from rsb_tune.store import Manifest, damaged_status, study_status
-        from rsb_tune.store.status import trial_states
+        from rsb_tune.store.status import factorial_record, trial_states
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -291,7 +298,11 @@ class Storage:
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
         states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
-        status = study_status(name=ref.name, where=ref.name, manifest=Manifest.of(meta), states=states, running_now=False, stopping=self._stopping(ref, meta), damaged=damaged)
+        manifest = Manifest.of(meta)
+        status = study_status(
+            name=ref.name, where=ref.name, manifest=manifest, states=states, running_now=False, stopping=self._stopping(ref, meta),
+            damaged=damaged, factorial=factorial_record(manifest, plan, states),
+        )  # fmt: skip
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,
             "params": [p for p in meta.get("params") or [] if isinstance(p, str)],

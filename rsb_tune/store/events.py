@@ -94,6 +94,20 @@ def read_events(study, trial_id: str) -> EventLog:
     return parse_event_lines(lines)
 
 
+def diverged_reason(by_epoch: Mapping[int, Mapping[str, Any]]) -> str | None:
+    """Why a trial diverged, from its last result: ``"diverged at epoch 3: train_loss nan"``
+    (None when its last result is not a diverged one)."""
+    if not by_epoch:
+        return None
+    epoch = max(by_epoch)
+    last = by_epoch[epoch]
+    if last.get("status") != C.DIVERGED:
+        return None
+    loss = last.get("train_loss")
+    shown = "not recorded" if loss is None else str(loss).lower()
+    return f"diverged at epoch {epoch}: train_loss {shown}"
+
+
 def trial_state(events: list[Mapping[str, Any]]) -> tuple[str, dict[int, Mapping[str, Any]], Mapping[str, Any] | None]:
     """(status, {epoch: last result of that epoch}, last error event) of one trial's log.
 

@@ -48,6 +48,7 @@ class Manifest:
     ended_at: str | None
     format: int
     raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
+    seeds_per_sample: int = 1  # a search's seeds per sampled point: num_samples x this many trials
 
     @classmethod
     def of(cls, meta: Mapping[str, Any]) -> "Manifest":
@@ -59,6 +60,10 @@ class Manifest:
             num_samples = int(meta["num_samples"]) if meta.get("num_samples") else None
         except (TypeError, ValueError):
             num_samples = None
+        try:
+            seeds_per_sample = max(int(meta.get("seeds_per_sample") or 1), 1)
+        except (TypeError, ValueError):
+            seeds_per_sample = 1
         stopping = meta.get("stopping")
         return cls(
             kind=str(meta.get("kind")),
@@ -72,6 +77,7 @@ class Manifest:
             ended_at=_text(meta.get("ended_at")),
             format=meta.get("format", 0) if isinstance(meta.get("format", 0), int) else -1,
             raw=dict(meta),
+            seeds_per_sample=seeds_per_sample,
         )
 
 

@@ -8,7 +8,7 @@ The rules, each decided here:
   (:func:`rsb_tune.store.events.trial_state`);
 - ``done``: trials finished with a result (ok, diverged, early-stopped); ``failed``: errors only
   (a diverged trial is a result, not a failure);
-- ``planned``: the plan's trials, or a search's ``num_samples`` (plus abandoned points, which
+- ``planned``: the plan's trials, or a search's ``num_samples`` times its seeds per point (plus abandoned trials, which
   the search samples again); a sequential study stopped by its rule does not count the seeds it
   never started;
 - ``state``: ``damaged`` when a file of the study cannot be read as it should (``damaged``
@@ -16,7 +16,9 @@ The rules, each decided here:
   no reader of the storage fails on), else ``running`` while a driver holds the study, else
   ``finished`` when nothing is left to run, else ``interrupted``;
 - ``best``: the best final value in the manifest's direction; among tied trials, the first in
-  trial order (:func:`analysis.contract.best_of`).
+  trial order (:func:`analysis.contract.best_of`);
+- ``factorial``: a grid that crosses two factors with seeds in every cell gets the verdict of
+  :func:`analysis.factorial.factorial_analysis` on its ok trials so far (:func:`factorial_record`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import statistics
 from typing import Any, Mapping
 
 from analysis import contract as C
+from rsb_tune._log import logger
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "damaged_status", "read_status", "study_status", "trial_states"]
+__all__ = ["StudyStatus", "damaged_status", "factorial_record", "read_status", "study_status", "trial_states"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,8 @@ class StudyStatus:
     search: str | None = None
     stopping: Mapping[str, Any] | None = None  # a sequential study's rule and where it stands (Decision.record())
     damaged: str | None = None  # one line: the damaged file (and line) and what is wrong with it
+    factorial: Mapping[str, Any] | None = None  # a crossed grid's verdict (analysis.factorial.Factorial.record())
+    precision: Mapping[str, int] | None = None  # trials by the precision they ran (runtime_amp: bf16, fp16, or fp32 for off)
 
     done = property(lambda self: sum(self.counts.get(s, 0) for s in C.COUNTED))
     failed = property(lambda self: sum(self.counts.get(s, 0) for s in C.FAILED))
@@ -110,6 +115,8 @@ class StudyStatus:
             "state": self.state,
             "stopped_by_rule": self.stopped_by_rule,
             "damaged": self.damaged,
+            "factorial": dict(self.factorial) if self.factorial else None,
+            "precision": dict(self.precision or {}),
         }
 
     def __str__(self) -> str:
@@ -137,6 +144,10 @@ class StudyStatus:
             out.append(f"  {self.metric}: mean {C.mean_std(self.mean, self.std)} (std, n={self.n}), best {self._number(self.best)} ({self.best_trial})")
         if self.stopping:
             out.append("  " + stopping_line(self.stopping))
+        if self.factorial:
+            out.append(f"  {' x '.join(self.factorial['factors'])}: {self.factorial['sentence']}")
+        if self.precision:
+            out.append("  " + precision_line(self.precision))
         out.append(f"  started {self.started_at}, ended {self.ended_at or '-'}; tables in {self.where}")
         if self.damaged:
             out.append(f"  damaged: {self.damaged}")
@@ -156,6 +167,14 @@ class StudyStatus:
         flag, kwarg = ("", "") if default else (f" --storage {home}", f", storage={home!r}")
         out.append(f"  look at it: rsb-tune status {self.name}{flag} ; rsb-tune report {self.name}{flag} ; python: rsb_tune.load({self.name!r}{kwarg})")
         return out
+
+
+def precision_line(precision: Mapping[str, int]) -> str:
+    """One line: the precision the trials trained in (``amp: auto`` takes bf16 where the
+    device has bf16 matrix units), with the trial counts when they differ."""
+    if len(precision) == 1:
+        return f"precision: {next(iter(precision))} (every trial that reported)"
+    return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
 
 
 def stopping_line(rec: Mapping[str, Any]) -> str:
@@ -182,6 +201,7 @@ def study_status(
     running_now: bool,
     stopping: Mapping[str, Any] | None = None,
     damaged: str | None = None,
+    factorial: Mapping[str, Any] | None = None,
 ) -> StudyStatus:
     """The status of a study from its manifest and its trials' states.
 
@@ -189,16 +209,22 @@ def study_status(
     as :func:`rsb_tune.store.events.trial_state` reads them; ``running_now``: whether a driver
     holds the study; ``stopping``: a sequential study's stopping record (the manifest's, or the
     decision recomputed from the event logs), None for other studies; ``damaged``: one line
-    naming a damaged event log's line (:func:`rsb_tune.store.events.damage_line`), or None."""
+    naming a damaged event log's line (:func:`rsb_tune.store.events.damage_line`), or None;
+    ``factorial``: a crossed grid's verdict (:func:`factorial_record`), or None."""
     counts: dict[str, int] = {}
+    precision: dict[str, int] = {}
     finals: list[tuple[float, str]] = []
     for tid, (status, by_epoch) in states.items():
         counts[status] = counts.get(status, 0) + 1
+        amp = by_epoch[max(by_epoch)].get("runtime_amp") if by_epoch else None
+        if isinstance(amp, str):
+            name = "fp32" if amp == "off" else amp
+            precision[name] = precision.get(name, 0) + 1
         if status == C.OK and by_epoch:
             value = by_epoch[max(by_epoch)].get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 finals.append((float(value), tid))
-    planned = manifest.num_samples + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
+    planned = manifest.num_samples * manifest.seeds_per_sample + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
     if stopping and stopping.get("stopped"):  # stopped by its rule: never-started seeds are not unfinished
         planned -= counts.get(C.PENDING, 0)
     best = C.best_of(finals, manifest.mode)
@@ -207,7 +233,38 @@ def study_status(
         metric=manifest.metric, mode=manifest.mode, values=tuple(v for v, _ in finals), best_trial=best[1] if best else None,
         started_at=manifest.started_at, ended_at=manifest.ended_at, running_now=running_now,
         search=manifest.search, stopping=dict(stopping) if stopping else None, damaged=damaged,
+        factorial=factorial,
+        precision=precision or None,
     )  # fmt: skip
+
+
+def factorial_record(manifest: Manifest, plan: Mapping[str, Mapping[str, Any]], states) -> dict[str, Any] | None:
+    """The verdict of a grid that crosses two factors (:func:`analysis.factorial.factorial_analysis`
+    on the final metric of its ok trials so far, every planned cell listed), as plain values;
+    None for another study, a grid that does not cross exactly two factors, or one that plans a
+    single seed per cell."""
+    params = [p for p in manifest.raw.get("params") or [] if isinstance(p, str)]
+    if manifest.kind != "grid" or manifest.search not in (None, "grid") or len(params) < 2:
+        return None
+    import pandas as pd
+
+    from analysis.factorial import factorial_analysis
+
+    rows = []
+    for tid, (status, by_epoch) in states.items():
+        value = by_epoch[max(by_epoch)].get(manifest.metric) if status == C.OK and by_epoch else None
+        config = plan.get(tid) or {}
+        rows.append({**{p: str(config.get(p)) for p in params}, "status": status, manifest.metric: value})
+    if pd.DataFrame(rows).groupby(params).size().max() < 2:  # one seed per point: a grid search, not a crossed study
+        return None
+    try:
+        result = factorial_analysis(pd.DataFrame(rows), params=params, metric=manifest.metric, mode=manifest.mode)
+    except ValueError:  # not two crossed factors (or no ok trial yet)
+        return None
+    except Exception as e:  # noqa: BLE001 - a status never fails on its verdict line: said once, left out
+        logger.warning("no crossed-study verdict: %s: %s", type(e).__name__, e)
+        return None
+    return result.record()
 
 
 def damaged_status(*, name: str, where: str, problem: str) -> StudyStatus:
@@ -250,7 +307,9 @@ def read_status(study) -> StudyStatus:
     except StudyError as e:  # a damaged manifest or plan: the study's state says it
         return damaged_status(name=study.name, where=study.where, problem=str(e))
     states, damaged = trial_states(plan, lambda tid: read_events(study, tid))
+    manifest = Manifest.of(meta)
     return study_status(
-        name=study.name, where=study.where, manifest=Manifest.of(meta), states=states,
+        name=study.name, where=study.where, manifest=manifest, states=states,
         running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping_record(study, meta), damaged=damaged,
+        factorial=factorial_record(manifest, plan, states),
     )  # fmt: skip

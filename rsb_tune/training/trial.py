@@ -30,12 +30,22 @@ from rsb_tune.data.registry import DatasetSplits, DecodedBatches, SplitDataset, 
 from analysis import contract as C
 from analysis.contract import pack_correct
 
-__all__ = ["train", "Reporter", "TrialRuntime", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
+__all__ = ["train", "Reporter", "TrialRuntime", "cpu_bf16_units", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
 
 
 
 class Reporter(Protocol):
     def __call__(self, metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None: ...
+
+
+def cpu_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX, or AVX-512 BF16), as torch
+    reads its capabilities. Only there does bf16 autocast pay: a probe of the default trial's
+    forward+backward+step on one thread ran 1.35x faster with AMX (Sapphire Rapids) and 1.2x with
+    AVX-512 BF16 alone (AMD EPYC). Elsewhere bf16 is emulated (not measured; the rule keeps fp32
+    there so that no machine trains slower than before)."""
+    caps = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
 
 
 class TrialRuntime:
@@ -60,7 +70,7 @@ class TrialRuntime:
         on_cuda = self.device.type == "cuda"
         amp = config["amp"]
         if amp == "auto":
-            amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "off"
+            amp = "bf16" if (torch.cuda.is_bf16_supported() if on_cuda else cpu_bf16_units()) else "off"
         if amp == "fp16" and not on_cuda:
             amp = "off"  # fp16 autocast on CPU is slow and unsupported for many ops
         self.amp = amp

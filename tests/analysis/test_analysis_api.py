@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 
 import analysis
-from analysis import comparison, grid, plots, plots_sequential, report, sequential, stats, study
+from analysis import aggregate, comparison, evals, factorial, grid, plots, plots_aggregate, plots_sequential, report, sequential, stats, study
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_all_is_the_union_of_the_modules_public_names() -> None:
-    modules = (study, stats, grid, plots, report, sequential, plots_sequential, comparison)
+    modules = (study, stats, grid, plots, report, sequential, plots_sequential, comparison, aggregate, plots_aggregate, evals, factorial)
     assert sorted(analysis.__all__) == sorted(name for m in modules for name in m.__all__)
     assert len(set(analysis.__all__)) == len(analysis.__all__)
     for name in analysis.__all__:

@@ -122,3 +122,11 @@ def test_run_a_study_notebook_runs_a_real_study(tmp_path: Path, monkeypatch: pyt
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == sum("analysis.plot_" in c.source for c in notebook.cells)
     assert (tmp_path / "st" / "notebook-A2-2x1" / "report" / "index.html").is_file()
+
+
+def test_architecture_x_procedure_notebook_runs(grid_study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notebook = _execute("architecture_x_procedure.ipynb", grid_study, monkeypatch)
+    text = _text(notebook)
+    assert "wins under weight_decay=" in text and "partial_eta_sq" in text and "p_holm" in text
+    images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1

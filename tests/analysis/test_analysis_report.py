@@ -22,7 +22,7 @@ SEED_FIGURES = {
     "expected_max",
     "split_correlation",
 }
-GRID_FIGURES = {"grid_summary", "grid_heatmap", "expected_max"}
+GRID_FIGURES = {"grid_summary", "grid_heatmap", "expected_max", "interaction"}  # the grid crosses lr x weight_decay with 3 seeds
 
 
 def _check_folder(out: Path, figures: set[str]) -> dict:
@@ -178,3 +178,41 @@ def test_seed_table_shows_each_metric_at_its_std_s_decimals() -> None:
     shown = _seed_display(stats.seed_table(trials, ["val_loss", "val_top1"])).set_index("statistic")
     assert shown.loc["std", "val_loss"] == "0.00033" and shown.loc["mean", "val_loss"] == "2.30118"
     assert shown.loc["std", "val_top1"] == "0.26" and shown.loc["mean", "val_top1"] == "75.20"
+
+
+def _html_tables(page: str) -> list[list[list[str]]]:
+    """Each table of a page as rows of cell texts (header row first)."""
+    tables = []
+    for table in re.findall(r"<table.*?</table>", page, re.S):
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)
+        tables.append([[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)] for r in rows])
+    return tables
+
+
+def test_overview_is_one_row_per_key_and_names_the_install_without_git(seed_report: Path) -> None:
+    """16 overview columns made the page 2032 px wide: the keys go down now, the study's name once."""
+    overview = _html_tables((seed_report / "index.html").read_text())[0]
+    assert all(len(row) == 2 for row in overview)
+    keys = [row[0] for row in overview[1:]]
+    assert "study" not in keys and keys.count("name") == 1 and "git_commit" in keys
+    assert overview[1 + keys.index("git_commit")][1] == "unknown"  # the synthetic study records neither a commit nor a version
+
+
+def test_provenance_and_split_names_come_from_the_study() -> None:
+    from analysis.report import _provenance, _split_names
+
+    assert _provenance({"git_commit": "abc123", "versions": {"rsb-tune": "0.1.0"}}) == "abc123"
+    assert _provenance({"git_commit": None, "versions": {"rsb-tune": "0.1.0"}}) == "rsb-tune 0.1.0 (installed, no git checkout)"
+    assert _split_names({"dataset": "imagenet"}) == ("ImageNet-val", "ImageNet-V2")
+    assert _split_names({"dataset": "digits"}) == ("digits val", "digits v2")
+    assert _split_names({}) == ("val", "v2")
+
+
+def test_seed_report_names_its_own_splits_and_shows_wide_tables_transposed(seed_report: Path) -> None:
+    markdown = (seed_report / "summary.md").read_text()
+    assert "ImageNet" not in markdown  # a synthetic dataset is not ImageNet
+    assert "## val against v2" in markdown
+    noise = json.loads((seed_report / "summary.json").read_text())["test_set_noise"]
+    widths = [max(len(r) for r in t) for t in _html_tables((seed_report / "index.html").read_text())]
+    assert max(widths) <= 8, widths
+    assert len(noise) == 2 and len(noise[0]) > 8  # the data keep every column

@@ -1,0 +1,78 @@
+"""``evals.parquet``: a study's trials re-scored at other settings and on other test sets
+(``rsb-tune eval``), read and written in this one place.
+
+One row per trial x setting x test set, keyed by :data:`analysis.contract.EVAL_KEY`
+(``trial_id``, ``test_set``, ``test_img_size``, ``crop_pct``). Columns: the key, the trial's
+seeds, ``trained`` (the trial's own setting: its ``test_img_size`` and ``crop_pct``),
+``top1``/``top5``/``loss`` (loss NaN for a multi-label set), ``n_examples``, ``correct`` (the
+per-example correctness as :func:`analysis.contract.pack_correct` writes it: base64 of packed
+bits, :func:`analysis.contract.unpack_correct` with ``n_examples`` reads it), ``source`` (the
+test set's files), ``eval_time_s``, ``runtime_device``, ``runtime_threads``, ``evaluated_at``.
+
+Rows are merged, never appended: :func:`add_rows` replaces a row of the same key, so an
+evaluation resumed after a kill never writes a row twice, and the file is replaced atomically
+after each trial, so a kill loses at most the trial being evaluated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from analysis import contract as C
+from rsb_tune.errors import StudyError
+from rsb_tune.store.directory import StudyDir
+
+__all__ = ["EVAL_COLUMNS", "evals_path", "read_evals", "add_rows", "done_keys", "row_key"]
+
+EVAL_COLUMNS = (
+    *C.EVAL_KEY, *C.SEED_COLUMNS, "trained", "top1", "top5", "loss", "n_examples", "correct",
+    "source", "eval_time_s", "runtime_device", "runtime_threads", "evaluated_at",
+)  # fmt: skip
+
+
+def evals_path(study: StudyDir):
+    return study.dir / C.EVALS
+
+
+def row_key(row: Mapping[str, Any]) -> tuple:
+    """A row's key: (trial id, test set, test size, crop ratio), numbers normalised."""
+    return (str(row["trial_id"]), str(row["test_set"]), int(row["test_img_size"]), round(float(row["crop_pct"]), 6))
+
+
+def read_evals(study: StudyDir):
+    """The study's evals table (an empty one with :data:`EVAL_COLUMNS` when none was written);
+    a file that cannot be read is a :class:`StudyError` naming it."""
+    import pandas as pd
+
+    path = evals_path(study)
+    if not path.exists():
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    try:
+        with open(path, "rb") as f:  # one open file: a table replaced meanwhile is read whole
+            return pd.read_parquet(f)
+    except Exception as e:  # pyarrow raises several unrelated types for a corrupt file
+        raise StudyError(f"{path}: cannot read it ({type(e).__name__}: {e}); delete it to evaluate again") from None
+
+
+def done_keys(study: StudyDir) -> set[tuple]:
+    """The keys of the rows written so far."""
+    table = read_evals(study)
+    return {row_key(r) for r in table.to_dict("records")}
+
+
+def add_rows(study: StudyDir, rows: Iterable[Mapping[str, Any]]):
+    """Merge ``rows`` into ``evals.parquet`` (a row of the same key is replaced) and replace the
+    file atomically; returns the table written."""
+    import pandas as pd
+
+    from rsb_tune.store.tables import _atomic_parquet
+
+    new = pd.DataFrame([{k: r.get(k) for k in EVAL_COLUMNS} for r in rows], columns=list(EVAL_COLUMNS))
+    old = read_evals(study)
+    if not old.empty:
+        fresh = {row_key(r) for r in new.to_dict("records")}
+        old = old[[row_key(r) not in fresh for r in old.to_dict("records")]]
+    table = pd.concat([t for t in (old, new) if not t.empty], ignore_index=True) if not (old.empty and new.empty) else new
+    table = table.sort_values(list(C.EVAL_KEY), kind="stable").reset_index(drop=True)
+    _atomic_parquet(table, evals_path(study))
+    return table
