@@ -142,6 +142,8 @@ def _role(cmdline: str, is_root: bool) -> str:
     """Group a process of the study's tree: the driver, trial actors, Ray's own services."""
     if is_root:
         return "driver"
+    if "multiprocessing.spawn" in cmdline:  # the local executor's pool (its manager, a few CPU seconds, too)
+        return "trial"
     if cmdline.startswith("ray::ImplicitFunc") or cmdline.startswith("ray::_trainable") or "ImplicitFunc" in cmdline:
         return "trial"
     if cmdline.startswith("ray::IDLE") or cmdline.startswith("ray::"):
