@@ -218,8 +218,8 @@ def study_status(
         counts[status] = counts.get(status, 0) + 1
         amp = by_epoch[max(by_epoch)].get("runtime_amp") if by_epoch else None
         if isinstance(amp, str):
-            name = "fp32" if amp == "off" else amp
-            precision[name] = precision.get(name, 0) + 1
+            label = "fp32" if amp == "off" else amp
+            precision[label] = precision.get(label, 0) + 1
         if status == C.OK and by_epoch:
             value = by_epoch[max(by_epoch)].get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
