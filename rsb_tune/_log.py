@@ -9,12 +9,33 @@ them), warnings and errors prefixed as the command line words them (``rsb-tune: 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
 
-__all__ = ["logger"]
+__all__ = ["logger", "timing", "timed"]
 
 logger = logging.getLogger("rsb_tune")
+# Where a study's time goes: one DEBUG record per phase (dataset decode, model check, warm-up,
+# Ray's start, the trials, each table write), with ``phase``, ``t0`` and ``t1`` (epoch seconds)
+# as record attributes. Off unless the application sets this logger's level to DEBUG
+# (benchmarks/study_overhead.py does, with a handler of its own).
+timing = logging.getLogger("rsb_tune.timing")
+
+
+@contextlib.contextmanager
+def timed(phase: str):
+    """Time the block as ``phase`` on :data:`timing` (free when that logger is off)."""
+    if not timing.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    t0 = time.time()
+    try:
+        yield
+    finally:
+        t1 = time.time()
+        timing.debug("%s: %.3f s", phase, t1 - t0, extra={"phase": phase, "t0": t0, "t1": t1})
 
 
 class _Stderr(logging.StreamHandler):

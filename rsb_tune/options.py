@@ -51,7 +51,7 @@ class RunOptions:
     address: str | None = _opt(None, "existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: start a local one)", metavar="ADDRESS")
     tracking: tuple[str, ...] = _opt((), "also log to TensorBoard, MLflow (<study>/mlflow.db) or W&B (repeatable; each needs its extra)", choices=("tensorboard", "mlflow", "wandb"), repeat=True)
     quiet: bool = _opt(False, "no progress display and none of Ray's workers' output (the summary at the end is still printed)")
-    executor: Any = _opt("ray", "where the trials run: ray (a local Ray, or --address's cluster) or local (one after another in this process, without starting Ray: grids and seed studies on this machine)", choices=("ray", "local"), metavar="{ray,local}")
+    executor: Any = _opt("auto", "where the trials run: ray (a local Ray, or --address's cluster), local (this machine without Ray: in this process, or a pool of processes for more than one slot; grids and seed studies) or auto (local unless the study needs Ray or GPUs)", choices=("auto", "ray", "local"), metavar="{auto,ray,local}")
     reuse_actors: bool = dataclasses.field(default=True, metadata={"cli": False})
 
     def __post_init__(self):

@@ -77,7 +77,7 @@ def test_reused_ray_actor_matches_fresh_processes(tmp_path):
     that ran trial 1: each trial's per-epoch metrics equal a fresh process's, bit for bit."""
     import pandas as pd
 
-    proc = run_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "2", "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "r", "--quiet")
+    proc = run_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "2", "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "r", "--quiet", "--executor", "ray")
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = tmp_path / "r"
     plan = json.loads((study / "plan.json").read_text())

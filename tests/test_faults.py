@@ -47,7 +47,7 @@ def killed_study(tmp_path_factory):
     """A 4-seed A3 study SIGKILLed with a trial finished and an unfinished one checkpointed:
     (storage, finished trials, the unfinished checkpointed trial). Tests copy it."""
     storage = tmp_path_factory.mktemp("killed")
-    proc = start_cli("seeds", "--n", "4", "--recipe", "A3", "--epochs", "3", "--storage", str(storage), "--name", NAME, "--quiet")
+    proc = start_cli("seeds", "--n", "4", "--recipe", "A3", "--epochs", "3", "--storage", str(storage), "--name", NAME, "--quiet", "--executor", "ray")
     study = storage / NAME
 
     def ready():
@@ -253,7 +253,7 @@ def test_event_append_on_a_full_disk_leaves_the_log_whole(small_fs):
 @pytest.mark.e2e
 def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(small_fs, digits):
     study = small_fs / "f"
-    proc = start_cli("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2", "--storage", str(small_fs), "--name", "f", "--quiet")
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2", "--storage", str(small_fs), "--name", "f", "--quiet", "--executor", "ray")
     try:
         wait_running(proc, lambda: any(r.get("type") == "result" for rows in events(study).values() for r in rows), "a first result")
         filler = fill(small_fs)
@@ -327,7 +327,7 @@ def read_while_running(tmp_path_factory):
     stop = storage / "stop-reading"
     script = storage / "reader.py"
     script.write_text(READER)
-    proc = start_cli("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2", "--storage", str(storage), "--name", "r", "--quiet")
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A3", "--epochs", "2", "--storage", str(storage), "--name", "r", "--quiet", "--executor", "ray")
     wait_running(proc, lambda: (storage / "r" / "plan.json").exists(), "the study's creation")
     reader = subprocess.Popen([sys.executable, str(script), str(storage), "r", str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
     _, err = proc.communicate(timeout=900)

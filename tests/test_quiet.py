@@ -20,7 +20,7 @@ RAY_LINE = re.compile(
 
 @pytest.mark.e2e
 def test_quiet_run_shows_no_ray_lines(tmp_path) -> None:
-    proc = run_cli("seeds", "--n", "1", "--recipe", "A3", "--epochs", "1", "--quiet", "--storage", str(tmp_path), "--name", "q")
+    proc = run_cli("seeds", "--n", "1", "--recipe", "A3", "--epochs", "1", "--quiet", "--storage", str(tmp_path), "--name", "q", "--executor", "ray")
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     ray = [line for line in lines if RAY_LINE.search(line)]

@@ -108,7 +108,7 @@ def test_failures_retry_error_and_divergence(tmp_path, digits):
     space = tmp_path / "faults.yaml"
     space.write_text("recipe: A3\nseeds: [0]\nbase: {opt: sgd, warmup_epochs: 0, momentum: 0.9}\ngrid:\n  lr: [0.05, 0.1, 0.2, 1.0e+12]\n")
     faults = "t0001@2:raise-once,t0002@1:raise"
-    proc = run_cli("grid", "--space", str(space), "--epochs", "3", "--max-failures", "1", "--storage", str(tmp_path), "--name", "f", "--quiet", env={"RSB_TUNE_FAULTS": faults})
+    proc = run_cli("grid", "--space", str(space), "--epochs", "3", "--max-failures", "1", "--storage", str(tmp_path), "--name", "f", "--quiet", "--executor", "ray", env={"RSB_TUNE_FAULTS": faults})
     assert proc.returncode == 1, proc.stderr[-3000:]  # one trial ended in error
     assert "2 ok, 1 diverged, 1 error" in proc.stderr
     trials = pd.read_parquet(tmp_path / "f" / "trials.parquet").set_index("trial_id")
@@ -125,7 +125,7 @@ def test_failures_retry_error_and_divergence(tmp_path, digits):
 
 
 def test_trial_killed_from_outside_is_retried(tmp_path):
-    proc = start_cli("seeds", "--n", "1", "--recipe", "A2", "--epochs", "4", "--storage", str(tmp_path), "--name", "w", "--quiet")
+    proc = start_cli("seeds", "--n", "1", "--recipe", "A2", "--epochs", "4", "--storage", str(tmp_path), "--name", "w", "--quiet", "--executor", "ray")
     study = tmp_path / "w"
     wait_for(lambda: any(r.get("type") == "result" and r.get("status") == "running" for r in events(study).get("t0000", [])), what="a running trial")
     pid = next(r["pid"] for r in events(study)["t0000"] if r.get("type") == "result")
@@ -137,7 +137,7 @@ def test_trial_killed_from_outside_is_retried(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_exits_130_and_resumes(tmp_path):
-    proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "3", "--storage", str(tmp_path), "--name", "c", "--quiet")
+    proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "3", "--storage", str(tmp_path), "--name", "c", "--quiet", "--executor", "ray")
     study = tmp_path / "c"
     wait_for(lambda: any(rows for rows in events(study).values()), what="a first result")
     os.kill(proc.pid, signal.SIGINT)

@@ -349,7 +349,10 @@ def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> St
 
     plan = build_plan(recipe, spec.profile, seeds=seed_values, space=space, command_line=layers, lazy=lazy)
     recipe, spec = get_recipe(plan.base.values["recipe"]), get_dataset(plan.base.values["dataset"])  # as the layers named them
-    check_plan(plan, space)
+    from rsb_tune._log import timed
+
+    with timed("check_models"):
+        check_plan(plan, space)
     unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
     packs.check([plan.base.values, *_checked(plan)], unsupported=unsupported)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))

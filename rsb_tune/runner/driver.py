@@ -12,7 +12,7 @@ import sys
 from typing import Any, Mapping
 
 from analysis import contract as C
-from rsb_tune._log import logger
+from rsb_tune._log import logger, timed
 from rsb_tune.errors import Interrupted, StudyError
 from rsb_tune.options import RunOptions
 from rsb_tune.planning.study_plan import StudyPlan
@@ -39,8 +39,8 @@ def open_study(plan: StudyPlan, study: StudyDir, command: str | None, stopping: 
     from rsb_tune.planning.config import DATA_KEYS
     from rsb_tune.data.registry import load_study_data
 
-    # each dataset the trials name, once (your own trainer loads its own)
-    data = load_study_data([] if plan.trainer is not None else plan.plan.configs(DATA_KEYS))
+    with timed("dataset_decode"):  # each dataset the trials name, once (your own trainer loads its own)
+        data = load_study_data([] if plan.trainer is not None else plan.plan.configs(DATA_KEYS))
     trials = lifecycle._jsonable(dict(plan.trials))
     if study.exists():
         _check_same_plan(study, trials, stopping)
@@ -64,7 +64,8 @@ def open_study(plan: StudyPlan, study: StudyDir, command: str | None, stopping: 
         if study.exists():  # another driver created it between our check and the lock
             _check_same_plan(study, trials, stopping)
         else:
-            lifecycle.create_study(study, manifest, trials)
+            with timed("plan_and_manifest_writes"):
+                lifecycle.create_study(study, manifest, trials)
     except BaseException:
         lock.release()
         raise
@@ -104,7 +105,8 @@ def run(study: StudyDir, data, opts: RunOptions, locked: bool = False) -> StudyS
     check_logs(study)
     study.update_meta(run_options=opts.recorded())
     try:
-        run_study(study, data, opts, get_executor(opts.executor))
+        with timed("run_study"):
+            run_study(study, data, opts, get_executor(opts.executor))
     except KeyboardInterrupt:
         raise Interrupted(study.name) from None
     except OSError as e:  # the storage refused a write outside the run (planning, the last tables)

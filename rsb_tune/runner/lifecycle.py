@@ -567,7 +567,9 @@ class Recorder:
         self.checkpoints = Checkpoints(study)
         self.last_checkpoint: dict[str, str] = dict(plan.resume_from)
         self.clock = clock
-        self.last_table_write = 0.0
+        # the first rebuild 5 s in, not at the first result: a short study's tables are written
+        # once, by the runner at its end (each rebuild reads every event log)
+        self.last_table_write = clock()
 
     def _members(self, trial_id: str) -> Sequence[str]:
         return self.packs.get(trial_id, (trial_id,))
@@ -640,7 +642,7 @@ class Recorder:
         self.progress.tick()
 
     def ended(self) -> None:
-        self.tables()
+        """The run ended: the runner (:mod:`rsb_tune.runner.loops`) writes the tables next."""
 
     def tables(self) -> None:
         from rsb_tune.store.tables import write_tables

@@ -33,9 +33,9 @@ def run_study(study, data, opts, executor: Executor) -> None:
         trials, _ = write_tables(study)
         used = int(trials["status"].isin([*C.COUNTED, *C.FAILED]).sum()) if not trials.empty else 0
         if space.search_trials - used > 0:
-            executor.fit(study, data, opts, plan, planned=space.search_trials, done=used, search=(space, resolver))
+            executor.for_run(study, opts, plan, (space, resolver)).fit(study, data, opts, plan, planned=space.search_trials, done=used, search=(space, resolver))
     elif plan.todo:
-        executor.fit(study, data, opts, plan, planned=len(study.plan()), done=plan.finished)
+        executor.for_run(study, opts, plan).fit(study, data, opts, plan, planned=len(study.plan()), done=plan.finished)
     write_tables(study)
 
 
@@ -48,10 +48,11 @@ def _run_sequential(study, data, opts, rule, executor: Executor) -> None:
     if decision.stop:
         plan = lifecycle.prepare_run(study, only=sequential.in_flight(study))
         if plan.todo:
-            executor.fit(study, data, opts, plan, planned=len(plan.todo) + plan.finished, done=plan.finished)
+            executor.for_run(study, opts, plan).fit(study, data, opts, plan, planned=len(plan.todo) + plan.finished, done=plan.finished)
     else:
         plan = lifecycle.prepare_run(study)
         if plan.todo:
+            executor = executor.for_run(study, opts, plan)
             trials, _ = write_tables(study)  # errored trials restarted by prepare_run no longer count as finished
             order = [(tid, seed) for tid, seed in sequential.seed_order(study.plan()) if tid in plan.todo]
             seeds = [seed for _, seed in sequential.seed_order(study.plan())]
@@ -67,5 +68,5 @@ def run_trials(study, data, opts, executor: Executor, trial_ids) -> None:
     """Run only ``trial_ids`` of ``study`` (a round of a paired study)."""
     plan = lifecycle.prepare_run(study, only=set(trial_ids))
     if plan.todo:
-        executor.fit(study, data, opts, plan, planned=len(plan.todo), done=0)
+        executor.for_run(study, opts, plan).fit(study, data, opts, plan, planned=len(plan.todo), done=0)
     write_tables(study)

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import contract as C
+from rsb_tune._log import timed
 from rsb_tune.runner import lifecycle
 from rsb_tune.sequential import engine as sequential
 from rsb_tune.data.registry import DatasetSplits, StudyData
 from rsb_tune.errors import UserError
 from rsb_tune.options import RunOptions
-from rsb_tune.runner.executor import Executor, inject_fault
+from rsb_tune.runner.executor import Executor, inject_fault, warm_up
 from rsb_tune.store.directory import StudyDir
 
 __all__ = ["RayExecutor", "check_address", "check_tracking", "TRACKERS"]
@@ -104,7 +105,8 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
 def _init_ray(opts: RunOptions) -> None:
     import logging
 
-    import ray
+    with timed("import_ray"):
+        import ray
 
     if ray.is_initialized():
         return
@@ -113,10 +115,11 @@ def _init_ray(opts: RunOptions) -> None:
     # forwarded to this terminal; a trial's error is still in the study's event log
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=not opts.quiet, runtime_env={"env_vars": env})
     try:
-        if opts.address:
-            ray.init(address=opts.address, **kwargs)
-        else:
-            ray.init(**kwargs)
+        with timed("ray_init"):
+            if opts.address:
+                ray.init(address=opts.address, **kwargs)
+            else:
+                ray.init(**kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
         where = f"--address {opts.address}" if opts.address else "a local Ray instance"
         raise UserError(f"could not connect to {where}: {str(e).splitlines()[0]}") from None
@@ -403,15 +406,8 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
     from ray import tune
 
     from rsb_tune.planning import packs
-    from rsb_tune.data.types import data_spec
-    from rsb_tune.training.trial import warm_cpu_kernels
 
-    # the trials' compiled CPU loops, compiled (or loaded) here once rather than in each trial
-    first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
-    for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
-        first.setdefault(data_spec(cfg), cfg)
-    for spec, cfg in first.items() if data.splits else ():  # your own trainer: nothing of ours to warm
-        warm_cpu_kernels(cfg, data.splits.get(spec) or next(iter(data.splits.values())))
+    warm_up(study, data, plan)  # the trials' compiled CPU loops, here once rather than in each trial
     checkpoints = lifecycle.Checkpoints(study)
     storage = checkpoints.storage()
     # Packs (pack: K): one Ray trial trains the unfinished trials of a pack together.
@@ -488,7 +484,8 @@ def _fit(study: StudyDir, data: StudyData, opts: RunOptions, plan: lifecycle.Res
         ),
     )
     try:
-        tuner.fit()
+        with timed("trials"):
+            tuner.fit()
     except Exception as e:  # Ray's own writes to the study's storage (its experiment state)
         recorder.raise_if_halted()
         if lifecycle.is_storage_error(e):

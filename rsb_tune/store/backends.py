@@ -50,7 +50,7 @@ from typing import Any, Callable
 from rsb_tune._log import logger
 from rsb_tune.errors import StoreUnreachable, StudyError, UserError, arg
 
-__all__ = ["Location", "locate", "check_writable", "check_listable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir"]
+__all__ = ["Location", "locate", "check_writable", "check_listable", "bounded", "one_line", "atomic_write_text", "StudyLock", "MirrorLock", "Mirror", "Lease", "LEASE_TTL_S", "cache_dir", "pid_alive"]
 
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -245,12 +245,8 @@ class StudyLock:
         pid, host = named
         if host != os.uname().nodename:
             return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             return False
-        except PermissionError:
-            return True
         if pid != os.getpid():
             return True
         fd = os.open(self.path, os.O_RDONLY)  # our own pid: whether this process still holds it
@@ -652,3 +648,14 @@ class MirrorLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host lives (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

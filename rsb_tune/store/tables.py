@@ -89,9 +89,12 @@ def _atomic_parquet(df, path: Path) -> None:
 
 def write_tables(study: StudyDir):
     """Rebuild and atomically replace ``trials.parquet`` and ``epochs.parquet``."""
-    trials, epochs = build_tables(study)
-    _atomic_parquet(trials, study.trials_path)
-    _atomic_parquet(epochs, study.epochs_path)
+    from rsb_tune._log import timed
+
+    with timed("write_tables"):
+        trials, epochs = build_tables(study)
+        _atomic_parquet(trials, study.trials_path)
+        _atomic_parquet(epochs, study.epochs_path)
     return trials, epochs
 
 
