@@ -552,7 +552,8 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
     noise floor (:func:`analysis.seeds_needed_table`): per half-width of the mean's interval,
     and per difference delta to detect with power 0.8 at alpha 0.05, for independent and
     paired arms. ``vs``: a second study on the same seeds, whose paired differences give the
-    paired arms' std (else sigma * sqrt(2), no gain from pairing assumed)."""
+    paired arms' std (else sigma * sqrt(2), no gain from pairing assumed). A grid's sigma is
+    the seeds' std within its cells, pooled (``table.attrs["spread"]`` says which)."""
     import analysis
 
     for what, values in ((arg("halfwidths", flag="--halfwidth"), halfwidths), (arg("deltas", flag="--delta"), deltas)):
@@ -567,7 +568,14 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
     ok = trials[(trials["status"] == C.OK) & trials[metric].notna()]
     if len(ok) < 2:
         raise StudyError(f"study {name!r} has {len(ok)} ok trial(s) with {metric}: the seeds' std needs at least 2")
-    sigma = float(ok[metric].std(ddof=1))
+    sigma, spread = float(ok[metric].std(ddof=1)), "over the seeds"
+    params = [p for p in study.meta.get("params") or [] if isinstance(p, str) and p in ok.columns]
+    if params:  # a grid: the seeds' std within each cell, pooled (the cells' differences are not seed noise)
+        cells = ok.groupby([ok[p].astype(str) for p in params])[metric]
+        dof = cells.count() - 1
+        if (dof > 0).any():
+            sigma = math.sqrt(float((cells.var(ddof=1).fillna(0.0) * dof.clip(lower=0)).sum() / dof.clip(lower=0).sum()))
+            spread = f"within the {len(dof)} cells of {' x '.join(params)}, pooled"
     if not sigma > 0:
         raise StudyError(f"study {name!r}: {metric} does not vary over its seeds (std 0): nothing to plan")
     try:
@@ -583,7 +591,7 @@ def seeds_needed_table(name: str, *, halfwidths=(0.25, 0.3, 0.5), deltas=(0.25, 
             raise StudyError(f"studies {name!r} and {vs!r} share {len(both)} ok seed(s): paired differences need at least 2")
         paired_sigma = float((both[f"{metric}_a"] - both[f"{metric}_b"]).std(ddof=1))
     table = analysis.seeds_needed_table(sigma, halfwidths=tuple(halfwidths), deltas=tuple(deltas), paired_sigma=paired_sigma, noise_floor=floor, n_sim=n_sim)
-    table.attrs.update(study=name, metric=metric, n_seeds=len(ok), vs=vs)
+    table.attrs.update(study=name, metric=metric, n_seeds=len(ok), vs=vs, spread=spread)
     return table
 
 
