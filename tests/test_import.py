@@ -109,3 +109,17 @@ def test_bad_file_is_one_line_naming_file_row_and_column(tmp_path, edit, needles
     proc = run_cli("import", str(path), "--name", "bad", "--storage", str(tmp_path / "s"))
     assert_user_error(proc, str(path), *needles)
     assert not (tmp_path / "s" / "bad-a").exists()
+
+
+def test_plan_seeds_of_a_grid_takes_the_seed_noise_within_its_cells(imported):
+    """Three tasks 25 points apart are not seed noise: a grid's sigma is the std within its
+    cells, pooled (it was the std over every trial, and plan-seeds asked for thousands of seeds)."""
+    import rsb_tune
+
+    storage, df = imported
+    table = rsb_tune.seeds_needed_table("imp-a", storage=str(storage), n_sim=200)
+    cells = df[df["arm"] == "a"].groupby("task")["val_top1"]
+    pooled = float(np.sqrt((cells.var(ddof=1) * (cells.count() - 1)).sum() / (cells.count() - 1).sum()))
+    assert table["sigma"].iloc[0] == pytest.approx(pooled)
+    assert pooled < 0.5 < df[df["arm"] == "a"]["val_top1"].std()
+    assert "within the 3 cells of task" in table.attrs["spread"]
