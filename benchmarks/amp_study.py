@@ -76,12 +76,16 @@ def main(argv=None) -> int:
     p.add_argument("--recipe", default="A2")
     p.add_argument("--metric", default="val_top1")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--keep", metavar="DIR", help="move the two studies (amp-fp32, amp-bf16) into this storage instead of deleting them (to eval or report them)")
     args = p.parse_args(argv)
     rows, values = [], {}
     for arm, item in ARMS.items():
         row = run_seed_study(n=args.n, recipe=args.recipe, epochs=args.epochs, sets=[item], cpus_per_trial=args.cpus_per_trial, keep=True, trace=False, tag=arm)
         try:
             values[arm] = finals(row["study_dir"], args.metric)
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                shutil.move(row["study_dir"], Path(args.keep) / f"amp-{arm}")
         finally:
             shutil.rmtree(row["tmp_dir"], ignore_errors=True)
         rows.append({"arm": arm, "set": item, "n_ok": len(values[arm]), "wall_s": round(row["wall_s"], 1)})
