@@ -152,7 +152,7 @@ def test_packed_seeds_match_their_unpacked_runs_in_float64(small, float64, augme
 
 
 def test_bf16_pack_follows_its_unpacked_runs_and_resumes_bit_identically(small):
-    """Under bf16 autocast (what ``amp: auto`` takes on a CPU with bf16 matrix units) each seed
+    """Under bf16 autocast (``amp: bf16``, what a CPU with bf16 matrix units runs fastest) each seed
     of a pack of 2 starts from its unpacked bf16 run's loss (bf16 rounds at 4e-3, so 2 %), the
     pack records the precision, and a resumed pack repeats its epochs exactly."""
     configs = {f"t{s:04d}": a2(s, amp="bf16", epochs=3) for s in range(2)}

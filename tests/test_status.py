@@ -164,7 +164,7 @@ def test_a_status_prints_as_the_cli_s_lines_and_shows_as_one_short_line():
 
 
 def test_status_and_report_say_which_precision_the_trials_ran(tmp_path):
-    """``amp: auto`` picks bf16 or fp32 by the machine: the status line, the browser's JSON and
+    """Trials may run in bf16 or fp32 (``amp``, and ``auto`` by the device): the status line, the browser's JSON and
     the report's overview say which the trials ran (``runtime_amp``; ``off`` is fp32)."""
     from analysis.report import write_report
     from rsb_tune.store.tables import write_tables
