@@ -216,7 +216,7 @@ def test_sequential_study_follows_a_metric_of_the_trainers_own(tmp_path):
     """--metric names any metric the command reports; the rule stops at its least seeds (12)."""
     script = tmp_path / "score.py"
     script.write_text("import json, os, sys\nseed = int(sys.argv[1])\nopen(os.environ['RSB_TUNE_METRICS'], 'a').write(json.dumps({'epoch': 1, 'score': 50 + (seed % 3 - 1) * 0.5}) + '\\n')\n")
-    run = run_cli("seeds", "--n", "15", "--trainer-cmd", f"{sys.executable} {script} {{seed}}", "--metric", "score", "--until", "halfwidth<=5", "--executor", "local", "--storage", str(tmp_path), "--name", "u", "--quiet")
+    run = run_cli("seeds", "--n", "15", "--trainer-cmd", f"{sys.executable} {script} {{seed}}", "--metric", "score", "--until", "halfwidth<=5", "--executor", "local", "--max-concurrent", "1", "--storage", str(tmp_path), "--name", "u", "--quiet")
     assert run.returncode == 0, run.stderr
     trials = pd.read_parquet(tmp_path / "u" / "trials.parquet")
     assert len(trials) == 12 and (trials.status == "ok").all() and trials.score.notna().all()

@@ -174,7 +174,7 @@ def train_custom(config: Mapping[str, Any], report, data=None, *, resume: Mappin
         ckpt = None
         if checkpoint is not None:
             state["model"] = dict(checkpoint)
-            ckpt = {"epoch": epoch, "model": state["model"]}
+            ckpt = {"epoch": epoch, "model": state["model"], "values": dict(values)}  # values: a trial cut after its last epoch ends from them
         result = _result(epoch, values, C.RUNNING, clock["t"])
         report(result, checkpoint=ckpt)
         clock["t"] = time.perf_counter()
@@ -185,6 +185,10 @@ def train_custom(config: Mapping[str, Any], report, data=None, *, resume: Mappin
         _run_command(config, reporter)
     else:
         load_trainer(config[TRAINER])(user_config(config), reporter)
+    if reporter.last is None and resume is not None and isinstance(resume.get("values"), Mapping):
+        # cut between its last epoch's checkpoint and the final report: the trainer had nothing
+        # left to run, and its last epoch's values are the result
+        reporter.last = {"epoch": int(resume["epoch"]), "values": dict(resume["values"]), "epoch_time_s": 0.0}
     if reporter.last is None:
         raise RuntimeError("the trainer returned without calling report(epoch=..., ...) once")
     values = reporter.last["values"]
