@@ -50,6 +50,8 @@ class LocalExecutor(Executor):
         recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress))
         run = lifecycle.Checkpoints(study).next_run()
         workers = min(local_slots(opts), len(plan.todo))
+        if workers > 1 and any(int(cfg.get("workers") or 0) > 0 for cfg in plan.todo.values()):
+            workers = 1  # a pool's processes are daemons: they cannot start a trial's data-loader workers
         try:
             if workers > 1:
                 warm_up(study, data, plan)  # compiled once here, loaded from numba's cache by each worker
