@@ -197,9 +197,9 @@ class Storage:
         """The complete lines of a trial's event log."""
         events = self._parsed(ref.dir / "events" / f"{trial_id}.jsonl", _parse_events)
         if isinstance(events, _Damaged):  # a link out of the study: counted as a damaged log
-            from rsb_tune.store.events import EventLog
+            from rsb_tune.store.events import refused_log
 
-            return EventLog(damaged=[(None, "a link leading out of the study directory, refused")])
+            return refused_log()
         return events
 
     def _parsed(self, path: Path, parse):
@@ -299,8 +299,8 @@ class Storage:
         """(the study's status from the one status function, the page's other facts); a study
         whose manifest or plan is damaged: a ``damaged`` status naming the file."""
         from rsb_tune.errors import StudyError
-        from rsb_tune.store import Manifest, damaged_status, study_status
-        from rsb_tune.store.status import factorial_record, lost_logs, trial_states
+        from rsb_tune.store import damaged_status
+        from rsb_tune.store.status import status_of
 
         try:
             meta, plan = self.meta(ref), self.plan(ref)
@@ -308,12 +308,9 @@ class Storage:
             status = damaged_status(name=ref.name, where=ref.name, problem=str(e))
             return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
-        states, damaged = trial_states(plan, lambda tid: self.events(ref, tid))
-        damaged = damaged or lost_logs(ref.dir, states)
-        manifest = Manifest.of(meta)
-        status = study_status(
-            name=ref.name, where=ref.name, manifest=manifest, states=states, running_now=False, stopping=self._stopping(ref, meta),
-            damaged=damaged, factorial=factorial_record(manifest, plan, states),
+        status = status_of(
+            name=ref.name, where=ref.name, directory=ref.dir, meta=meta, plan=plan, events_of=lambda tid: self.events(ref, tid),
+            running_now=False, stopping=self._stopping(ref, meta),
         )  # fmt: skip
         extra = {
             "space": Path(str(meta["space_file"])).stem if meta.get("space_file") else None,

@@ -102,11 +102,16 @@ def read_events(study, trial_id: str) -> EventLog:
     except FileNotFoundError:
         return EventLog()
     except StudyError:  # a link out of the study: not read, and the study is damaged
-        return EventLog(damaged=[(None, "a link leading out of the study directory, refused")])
+        return refused_log()
     lines = data.split(b"\n")
     if lines and not lines[-1].strip():
         lines.pop()
     return parse_event_lines(lines)
+
+
+def refused_log() -> EventLog:
+    """The event log of a file that links out of the study directory: not read, damaged as a whole."""
+    return EventLog(damaged=[(None, "a link leading out of the study directory, refused")])
 
 
 def diverged_reason(by_epoch: Mapping[int, Mapping[str, Any]]) -> str | None:

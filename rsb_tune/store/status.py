@@ -33,7 +33,7 @@ from analysis import contract as C
 from rsb_tune._log import logger
 from rsb_tune.store.manifest import Manifest
 
-__all__ = ["StudyStatus", "damaged_status", "factorial_record", "lost_logs", "read_status", "study_status", "trial_states"]
+__all__ = ["StudyStatus", "damaged_status", "factorial_record", "lost_logs", "read_status", "status_of", "study_status", "trial_states"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +172,8 @@ class StudyStatus:
 
 
 def precision_line(precision: Mapping[str, int]) -> str:
-    """One line: the precision the trials trained in (``amp: auto`` takes bf16 where the
-    device has bf16 matrix units), with the trial counts when they differ."""
+    """One line: the precision the trials trained in (``amp``: ``auto`` takes bf16 on CUDA that
+    has it, fp32 on a CPU), with the trial counts when they differ."""
     if len(precision) == 1:
         return f"precision: {next(iter(precision))} (every trial that reported)"
     return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
@@ -218,12 +218,13 @@ def study_status(
     finals: list[tuple[float, str]] = []
     for tid, (status, by_epoch) in states.items():
         counts[status] = counts.get(status, 0) + 1
-        amp = by_epoch[max(by_epoch)].get("runtime_amp") if by_epoch else None
+        last = by_epoch[max(by_epoch)] if by_epoch else {}
+        amp = last.get("runtime_amp")
         if isinstance(amp, str):
             ran = "fp32" if amp == "off" else amp
             precision[ran] = precision.get(ran, 0) + 1
         if status == C.OK and by_epoch:
-            value = by_epoch[max(by_epoch)].get(manifest.metric)
+            value = last.get(manifest.metric)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 finals.append((float(value), tid))
     planned = manifest.num_samples * manifest.seeds_per_sample + counts.get(C.ABANDONED, 0) if manifest.num_samples else len(states)
@@ -257,10 +258,11 @@ def factorial_record(manifest: Manifest, plan: Mapping[str, Mapping[str, Any]], 
         value = by_epoch[max(by_epoch)].get(manifest.metric) if status == C.OK and by_epoch else None
         config = plan.get(tid) or {}
         rows.append({**{p: str(config.get(p)) for p in params}, "status": status, manifest.metric: value})
-    if pd.DataFrame(rows).groupby(params).size().max() < 2:  # one seed per point: a grid search, not a crossed study
+    table = pd.DataFrame(rows)
+    if table.groupby(params).size().max() < 2:  # one seed per point: a grid search, not a crossed study
         return None
     try:
-        result = factorial_analysis(pd.DataFrame(rows), params=params, metric=manifest.metric, mode=manifest.mode)
+        result = factorial_analysis(table, params=params, metric=manifest.metric, mode=manifest.mode)
     except ValueError:  # not two crossed factors (or no ok trial yet)
         return None
     except Exception as e:  # noqa: BLE001 - a status never fails on its verdict line: said once, left out
@@ -334,11 +336,20 @@ def read_status(study) -> StudyStatus:
         stopping = stopping_record(study, meta)
     except StudyError as e:  # a damaged manifest, plan or stopping record: the study's state says it
         return damaged_status(name=study.name, where=study.where, problem=str(e))
-    states, damaged = trial_states(plan, lambda tid: read_events(study, tid))
-    damaged = damaged or lost_logs(study.dir, states)
+    return status_of(
+        name=study.name, where=study.where, directory=study.dir, meta=meta, plan=plan, events_of=lambda tid: read_events(study, tid),
+        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping,
+    )  # fmt: skip
+
+
+def status_of(*, name: str, where: str, directory, meta: Mapping[str, Any], plan: Mapping[str, Any], events_of, running_now: bool, stopping: Mapping[str, Any] | None) -> StudyStatus:
+    """The status of a study from its readable manifest and plan and its trials' event logs,
+    as the caller reads them (``events_of(trial_id)``: the store from disk, the browser from its
+    cache): the states, a damaged line or a lost log (:func:`lost_logs`), and a crossed grid's
+    verdict, then :func:`study_status`. ``directory``: the study's directory."""
+    states, damaged = trial_states(plan, events_of)
     manifest = Manifest.of(meta)
     return study_status(
-        name=study.name, where=study.where, manifest=manifest, states=states,
-        running_now=StudyLock(study.dir / ".lock").held(), stopping=stopping, damaged=damaged,
-        factorial=factorial_record(manifest, plan, states),
+        name=name, where=where, manifest=manifest, states=states, running_now=running_now, stopping=stopping,
+        damaged=damaged or lost_logs(directory, states), factorial=factorial_record(manifest, plan, states),
     )  # fmt: skip
