@@ -198,13 +198,13 @@ def warm_up(study, data, plan) -> None:
     run them (:func:`rsb_tune.training.trial.warm_cpu_kernels`)."""
     if not data.splits:  # your own trainer: nothing of ours to warm
         return
+    from rsb_tune._log import timed
     from rsb_tune.data.types import data_spec
     from rsb_tune.training.trial import warm_cpu_kernels
 
     first: dict[tuple, Mapping[str, Any]] = {}  # the first trial of each dataset (a search: its base)
     for cfg in [*plan.todo.values()] or [study.meta()["base_config"]]:
         first.setdefault(data_spec(cfg), cfg)
-    from rsb_tune._log import timed
 
     with timed("kernels_warm_up"):
         for spec, cfg in first.items():

@@ -75,13 +75,20 @@ class LocalExecutor(Executor):
 
 def _order(plan, seeds):
     """The trials in plan order, or a sequential study's seeds while its rule says continue."""
+    todo = iter(plan.todo)
+    while (trial_id := _next(todo, seeds)) is not None:
+        yield trial_id
+
+
+def _next(todo, seeds) -> str | None:
+    """The next trial to start: from ``todo`` (an iterator of the plan's trials), or the seed a
+    sequential study's scheduler suggests; None when there is none (now)."""
     if seeds is None:
-        yield from plan.todo
-        return
+        return next(todo, None)
     from rsb_tune.sequential import engine as sequential
 
-    while (trial_id := seeds.next()) not in (sequential.FINISH, sequential.WAIT):
-        yield trial_id
+    trial_id = seeds.next()
+    return None if trial_id in (sequential.FINISH, sequential.WAIT) else trial_id
 
 
 def _job(study, opts, plan, trial_id: str, run: str) -> dict[str, Any]:
@@ -205,12 +212,12 @@ class _Pool:
         manager.start(_ignore_interrupts)
         messages = manager.Queue()
         pool = context.Pool(self.workers, initializer=_worker_init, initargs=(messages, self.data))
-        todo = iter(self.plan.todo) if seeds is None else None
+        todo = iter(self.plan.todo)
         finished = False
         try:
             while True:
                 while not finished and len(self.running) < self.workers and not self.recorder.halted():
-                    trial_id = self._next(todo, seeds)
+                    trial_id = _next(todo, seeds)
                     if trial_id is None:
                         finished = seeds is None or not self.running  # a sequential study may suggest more once one ends
                         break
@@ -245,15 +252,6 @@ class _Pool:
     def _submit(self, pool, trial_id: str) -> None:
         entry = self.running[trial_id]
         entry["pid"], entry["pending"] = None, pool.apply_async(_worker_trial, (dict(entry["job"], max_failures=entry["retries"]),))
-
-    @staticmethod
-    def _next(todo, seeds) -> str | None:
-        if seeds is None:
-            return next(todo, None)
-        from rsb_tune.sequential import engine as sequential
-
-        trial_id = seeds.next()
-        return None if trial_id in (sequential.FINISH, sequential.WAIT) else trial_id
 
     def _ended(self, trial_id: str, seeds, status: str, value) -> None:
         self.running.pop(trial_id)
