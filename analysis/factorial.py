@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._tables import OK, check_mode, quiet, require_columns, select_status
+from analysis._tables import OK, check_mode, jsonable, quiet, require_columns, select_status
 from analysis.contract import (
     DEFAULT_METRIC,
     METRICS,
@@ -483,10 +483,10 @@ class Factorial:
         """The numbers as plain values (what a status, a report's summary.json and the browser carry)."""
         term = f"{self.factors[0]}:{self.factors[1]}"
         row = self.anova.loc[term] if self.anova is not None else None
-        return _plain_tree({
+        return jsonable({
             "factors": list(self.factors), "metric": self.metric, "mode": self.mode, "sentence": self.sentence,
-            "interaction_p": None if row is None else _plain(row["PR(>F)"]),
-            "interaction_partial_eta_sq": None if row is None else _plain(row["partial_eta_sq"]),
+            "interaction_p": None if row is None else row["PR(>F)"],
+            "interaction_partial_eta_sq": None if row is None else row["partial_eta_sq"],
             "interaction_line": self.interaction_line(), "interaction": self.interaction, "flip": self.flip,
             "best": self.best,
         })  # fmt: skip
@@ -509,26 +509,6 @@ class Factorial:
             f"interaction {self.factors[0]} x {self.factors[1]}: F({row['df']:.0f}, {self.anova.loc['Residual', 'df']:.0f}) = "
             f"{row['F']:.3g}, p = {row['PR(>F)']:.3g}, partial eta² = {row['partial_eta_sq']:.3g}"
         )
-
-
-def _plain(value: Any) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def _plain_tree(value: Any) -> Any:
-    """JSON values: non-finite numbers become None, numpy scalars Python ones (dicts and lists walked)."""
-    if isinstance(value, dict):
-        return {k: _plain_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_tree(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (float, np.floating)):
-        return _plain(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def factorial_analysis(
