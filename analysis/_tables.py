@@ -52,6 +52,14 @@ def select_status(trials: pd.DataFrame, status: str | None = OK) -> pd.DataFrame
     return trials[trials["status"] == status]
 
 
+def counted_rows(table: pd.DataFrame, status: str | None = OK) -> pd.DataFrame:
+    """Rows of ``table`` whose ``status`` equals ``status`` when it has a ``status`` column
+    (a study's trials); every row of a table without one, or when ``status`` is None."""
+    if status is None or "status" not in table.columns:
+        return table
+    return select_status(table, status)
+
+
 def metric_values(
     table: pd.DataFrame | Sequence[float] | np.ndarray,
     metric: str,
@@ -65,9 +73,7 @@ def metric_values(
     """
     if isinstance(table, pd.DataFrame):
         require_columns(table, [metric], what)
-        if status is not None and "status" in table.columns:
-            table = select_status(table, status)
-        raw = table[metric]
+        raw = counted_rows(table, status)[metric]
     else:
         raw = np.ravel(np.asarray(table))
     values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan)

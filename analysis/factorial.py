@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._tables import OK, check_mode, jsonable, quiet, require_columns, select_status
+from analysis._tables import OK, check_mode, counted_rows, jsonable, quiet, require_columns
 from analysis.contract import (
     DEFAULT_METRIC,
     METRICS,
@@ -86,7 +86,7 @@ def _tidy(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: str
     if len(factors) != 2 or factors[0] == factors[1]:
         raise ValueError(f"a crossed study has two distinct factors, got {list(factors)}")
     require_columns(trials, [*factors, metric], "trials")
-    rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
+    rows = counted_rows(trials, status)
     rows = rows[rows[list(factors)].notna().all(axis=1)]  # a trial without a level is in no cell
     data = pd.DataFrame({f: rows[f].astype(str) for f in factors})
     data["y"] = pd.to_numeric(rows[metric], errors="coerce").to_numpy(float)
@@ -431,7 +431,7 @@ def find_factors(trials: pd.DataFrame, params: Sequence[str] | None = None, *, s
     the first of them. Exactly two must remain, else ``ValueError``. The condition is a
     procedure key (``recipe``) when there is one, the arm a ``model`` key; otherwise the order
     of ``params`` (or of the columns)."""
-    rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
+    rows = counted_rows(trials, status)
     names = [p for p in params if p in trials.columns] if params is not None else [c for c in trials.columns if c not in _NOT_FACTORS]
     varied, partitions = [], []
     for name in names:
