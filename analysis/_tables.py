@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,14 @@ def select_status(trials: pd.DataFrame, status: str | None = OK) -> pd.DataFrame
     return trials[trials["status"] == status]
 
 
+def counted_rows(table: pd.DataFrame, status: str | None = OK) -> pd.DataFrame:
+    """Rows of ``table`` whose ``status`` equals ``status`` when it has a ``status`` column
+    (a study's trials); every row of a table without one, or when ``status`` is None."""
+    if status is None or "status" not in table.columns:
+        return table
+    return select_status(table, status)
+
+
 def metric_values(
     table: pd.DataFrame | Sequence[float] | np.ndarray,
     metric: str,
@@ -63,9 +73,7 @@ def metric_values(
     """
     if isinstance(table, pd.DataFrame):
         require_columns(table, [metric], what)
-        if status is not None and "status" in table.columns:
-            table = select_status(table, status)
-        raw = table[metric]
+        raw = counted_rows(table, status)[metric]
     else:
         raw = np.ravel(np.asarray(table))
     values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
@@ -77,6 +85,25 @@ def require_values(values: np.ndarray, what: str, minimum: int = 1) -> np.ndarra
     if values.size < minimum:
         raise ValueError(f"{what}: need at least {minimum} finite value(s), got {values.size}")
     return values
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: NaN, inf and NA become null; tables become lists of records."""
+    if isinstance(value, pd.DataFrame):
+        return [jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    return value if isinstance(value, str) else str(value)
 
 
 def status_counts(trials: pd.DataFrame) -> dict[str, int]:

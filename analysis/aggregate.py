@@ -36,7 +36,7 @@ from scipy import stats
 
 from analysis.contract import DEFAULT_METRIC
 
-from analysis._tables import OK, as_list, require_columns
+from analysis._tables import OK, as_list, counted_rows, require_columns
 from analysis.stats import CONFIDENCE, N_RESAMPLES, prob_greater
 
 __all__ = [
@@ -145,8 +145,7 @@ def score_matrices(
     the stratified bootstrap); the error names the arm and the task. A table with a ``status``
     column (a study's trials) counts the rows with ``status`` only (``None``: every row)."""
     require_columns(data, [score, arm, task, seed], "data")
-    if status is not None and "status" in data.columns:
-        data = data[data["status"] == status]
+    data = counted_rows(data, status)
     table = data.assign(_score=pd.to_numeric(data[score], errors="coerce"))
     table = table[np.isfinite(table["_score"].to_numpy(dtype=float, na_value=np.nan))]
     if table.empty:
@@ -186,8 +185,7 @@ def task_scores(
     for key, study in studies.items():
         trials = getattr(study, "trials", study)
         require_columns(trials, [metric, "seed"], f"trials of {key!r}")
-        if status is not None and "status" in trials.columns:
-            trials = trials[trials["status"] == status]
+        trials = counted_rows(trials, status)
         if arm is None:
             if not (isinstance(key, tuple) and len(key) == 2):
                 raise ValueError(f"task_scores: key {key!r} is not (arm, task); pass arm=<column> for {{task: study}}")

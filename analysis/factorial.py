@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis._tables import OK, check_mode, quiet, require_columns, select_status
+from analysis._tables import OK, check_mode, counted_rows, jsonable, quiet, require_columns
 from analysis.contract import (
     DEFAULT_METRIC,
     METRICS,
@@ -86,7 +86,7 @@ def _tidy(trials: pd.DataFrame, factors: Sequence[str], metric: str, status: str
     if len(factors) != 2 or factors[0] == factors[1]:
         raise ValueError(f"a crossed study has two distinct factors, got {list(factors)}")
     require_columns(trials, [*factors, metric], "trials")
-    rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
+    rows = counted_rows(trials, status)
     rows = rows[rows[list(factors)].notna().all(axis=1)]  # a trial without a level is in no cell
     data = pd.DataFrame({f: rows[f].astype(str) for f in factors})
     data["y"] = pd.to_numeric(rows[metric], errors="coerce").to_numpy(float)
@@ -431,7 +431,7 @@ def find_factors(trials: pd.DataFrame, params: Sequence[str] | None = None, *, s
     the first of them. Exactly two must remain, else ``ValueError``. The condition is a
     procedure key (``recipe``) when there is one, the arm a ``model`` key; otherwise the order
     of ``params`` (or of the columns)."""
-    rows = select_status(trials, status) if status is not None and "status" in trials.columns else trials
+    rows = counted_rows(trials, status)
     names = [p for p in params if p in trials.columns] if params is not None else [c for c in trials.columns if c not in _NOT_FACTORS]
     varied, partitions = [], []
     for name in names:
@@ -483,10 +483,10 @@ class Factorial:
         """The numbers as plain values (what a status, a report's summary.json and the browser carry)."""
         term = f"{self.factors[0]}:{self.factors[1]}"
         row = self.anova.loc[term] if self.anova is not None else None
-        return _plain_tree({
+        return jsonable({
             "factors": list(self.factors), "metric": self.metric, "mode": self.mode, "sentence": self.sentence,
-            "interaction_p": None if row is None else _plain(row["PR(>F)"]),
-            "interaction_partial_eta_sq": None if row is None else _plain(row["partial_eta_sq"]),
+            "interaction_p": None if row is None else row["PR(>F)"],
+            "interaction_partial_eta_sq": None if row is None else row["partial_eta_sq"],
             "interaction_line": self.interaction_line(), "interaction": self.interaction, "flip": self.flip,
             "best": self.best,
         })  # fmt: skip
@@ -509,26 +509,6 @@ class Factorial:
             f"interaction {self.factors[0]} x {self.factors[1]}: F({row['df']:.0f}, {self.anova.loc['Residual', 'df']:.0f}) = "
             f"{row['F']:.3g}, p = {row['PR(>F)']:.3g}, partial eta² = {row['partial_eta_sq']:.3g}"
         )
-
-
-def _plain(value: Any) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None
-
-
-def _plain_tree(value: Any) -> Any:
-    """JSON values: non-finite numbers become None, numpy scalars Python ones (dicts and lists walked)."""
-    if isinstance(value, dict):
-        return {k: _plain_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_tree(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (float, np.floating)):
-        return _plain(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def factorial_analysis(

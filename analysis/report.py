@@ -28,7 +28,7 @@ from analysis import factorial, grid, plots, stats
 from analysis.comparison import Comparison, compare_studies
 from analysis.plots_sequential import plot_confidence_sequence
 from analysis.sequential import confidence_sequence, fixed_t_interval_path
-from analysis._tables import status_counts
+from analysis._tables import jsonable, status_counts
 from analysis.study import StudyTables, StudyError, StudyPath, load_study
 
 __all__ = ["write_compare_report", "write_report"]
@@ -570,7 +570,7 @@ class _Report:
     def write(self) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"title": self.title, **self.summary, "figures": self.figures}
-        self._file("summary.json").write_text(json.dumps(_jsonable(summary), indent=2), encoding="utf-8")
+        self._file("summary.json").write_text(json.dumps(jsonable(summary), indent=2), encoding="utf-8")
         self._file("summary.md").write_text(self._markdown(), encoding="utf-8")
         self._file("index.html").write_text(self._html(), encoding="utf-8")
         return self.out_dir
@@ -636,20 +636,3 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values: NaN, inf and NA become null; tables become lists of records."""
-    if isinstance(value, pd.DataFrame):
-        return [_jsonable(r) for r in value.to_dict(orient="records")]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    return value if isinstance(value, str) else str(value)
