@@ -136,6 +136,13 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
+def _check_n(n: Any) -> int:
+    """``n`` (seeds) when it is an integer >= 1, else a ConfigError naming it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
+    return n
+
+
 def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
 
@@ -149,9 +156,7 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     from rsb_tune.planning.recipes import get_recipe
     from rsb_tune.planning.space import seed_list
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-    check_size(n, arg("n", n), check_max_trials(max_trials))
+    check_size(_check_n(n), arg("n", n), check_max_trials(max_trials))
     from rsb_tune.planning import packs
 
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
@@ -217,8 +222,6 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
     elif level is not None or method is not None:
         raise ConfigError(f"{arg('level')}, {arg('method')}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
     values = json.loads(json.dumps(values, default=str))  # recorded as JSON in the study's plan
-    import itertools
-
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
     configs = [{**values, **json.loads(json.dumps(point, default=str)), **derive_seeds(seed), **record} for point in points for seed in seeds_]
     width = max(4, len(str(len(configs) - 1)))
@@ -317,9 +320,7 @@ def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, max_trial
     path = find_space(space)
     loaded = load_space(path, check_max_trials(max_trials))
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-        check_size(loaded.size // len(loaded.seeds) * n, f"{path}: {loaded.size // len(loaded.seeds)} cells x {arg('n')} {n} seeds", max_trials)
+        check_size(loaded.size // len(loaded.seeds) * _check_n(n), f"{path}: {loaded.size // len(loaded.seeds)} cells x {arg('n')} {n} seeds", max_trials)
         seeds = {"start": loaded.seeds[0], "n": n}
         loaded = dataclasses.replace(loaded, seeds=seed_list(seeds, arg("n")), raw={**loaded.raw, "seeds": seeds})
     return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment, lazy)
