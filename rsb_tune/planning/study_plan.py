@@ -52,8 +52,6 @@ class StudyPlan:
     def describe(self) -> list[str]:
         """What ``--dry-run`` prints: the count, the base config with the source of every value,
         and each trial as its difference from the base."""
-        import json
-
         import yaml
 
         def scalar(v):
@@ -80,28 +78,31 @@ class StudyPlan:
         lines = [head, *self._cells(scalar), *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
-            from rsb_tune.planning.space import GridTrials
-
-            cut = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a large lazy plan: its first trials
+            cut = self._cut
             lines.append("trials (each: the base config above with these keys changed)" + (f"; the first {_SHOWN} of {len(self.trials):,}:" if cut else ":"))
             for tid, cfg in itertools.islice(self.trials.items(), _SHOWN if cut else None):
                 diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
                 lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return lines
 
+    @property
+    def _cut(self) -> bool:
+        """A large lazy plan: a dry run shows its first trials and cells only."""
+        from rsb_tune.planning.space import GridTrials
+
+        return isinstance(self.trials, GridTrials) and len(self.trials) > _ALL
 
     def _cells(self, scalar) -> list[str]:
         """The cells of a grid (each combination of its varied keys) and their trials."""
         if self.plan.resolver is not None or not self.plan.params:
             return []
-        from rsb_tune.planning.space import GridTrials
-
-        large = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a lazy plan: its first cells only
+        large = self._cut
+        per_cell = max(1, len(self.space.seeds) if self.space is not None else 1)  # trials of a cell: its seeds
         cells: dict[str, list[str]] = {}
-        for tid, cfg in itertools.islice(self.trials.items(), _SHOWN * max(1, len(self.space.seeds) if self.space is not None else 1) if large else None):
+        for tid, cfg in itertools.islice(self.trials.items(), _SHOWN * per_cell if large else None):
             cells.setdefault(", ".join(f"{k}={scalar(cfg[k])}" for k in self.plan.params), []).append(tid)
         if large:
-            total = len(self.trials) // max(1, len(self.space.seeds) if self.space is not None else 1)
+            total = len(self.trials) // per_cell
             lines = [f"cells ({total:,}, the grid's points; each runs its seeds); the first {len(cells)}:"]
         else:
             lines = [f"cells ({len(cells)}, the grid's points; each runs its seeds):"]
@@ -320,7 +321,8 @@ def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, max_trial
     path = find_space(space)
     loaded = load_space(path, check_max_trials(max_trials))
     if n is not None:
-        check_size(loaded.size // len(loaded.seeds) * _check_n(n), f"{path}: {loaded.size // len(loaded.seeds)} cells x {arg('n')} {n} seeds", max_trials)
+        cells = loaded.size // len(loaded.seeds)
+        check_size(cells * _check_n(n), f"{path}: {cells} cells x {arg('n')} {n} seeds", max_trials)
         seeds = {"start": loaded.seeds[0], "n": n}
         loaded = dataclasses.replace(loaded, seeds=seed_list(seeds, arg("n")), raw={**loaded.raw, "seeds": seeds})
     return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment, lazy)
