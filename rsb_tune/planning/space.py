@@ -383,6 +383,11 @@ class Plan:
         varied = [k for k in keys if k in self.choices]
         return [self.resolver(dict(zip(varied, combo))) for combo in itertools.product(*(self.choices[k] for k in varied))]
 
+    def trial_configs(self) -> list[Mapping[str, Any]]:
+        """The configs a plan's checks look at: every trial, or a lazy plan's samples of each
+        axis value (:meth:`GridTrials.samples`); none for a search."""
+        return self.trials.samples() if isinstance(self.trials, GridTrials) else list(self.trials.values())
+
     def values_of(self, key: str) -> list[Any]:
         """The distinct values ``key`` takes over the trials (one, unless it is varied)."""
         return list(dict.fromkeys(cfg[key] for cfg in self.configs((key,))))

@@ -166,7 +166,7 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment, lazy)
     if rule is not None:
-        packs.check(_checked(plan.plan), unsupported="a sequential study (--until)")
+        packs.check(plan.plan.trial_configs(), unsupported="a sequential study (--until)")
     return dataclasses.replace(plan, stopping=rule)
 
 
@@ -328,13 +328,6 @@ def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, max_trial
     return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment, lazy)
 
 
-def _checked(plan) -> list[Mapping[str, Any]]:
-    """The configs a plan's checks look at: every trial, or a lazy plan's samples of each axis value."""
-    from rsb_tune.planning.space import GridTrials
-
-    return plan.trials.samples() if isinstance(plan.trials, GridTrials) else list(plan.trials.values())
-
-
 def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> StudyPlan:
     from rsb_tune.data.registry import get_dataset
     from rsb_tune.planning.recipes import get_recipe
@@ -357,7 +350,7 @@ def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> St
     with timed("check_models"):
         check_plan(plan, space)
     unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
-    packs.check([plan.base.values, *_checked(plan)], unsupported=unsupported)
+    packs.check([plan.base.values, *plan.trial_configs()], unsupported=unsupported)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 
