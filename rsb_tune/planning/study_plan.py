@@ -243,15 +243,12 @@ def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
     from collections.abc import Mapping as _Mapping
 
     from rsb_tune.planning.space import seed_list
-    from rsb_tune.store.yamltext import load_yaml
+    from rsb_tune.store.yamltext import read_config_file
 
     path = Path(space)
     if not path.is_file():
         raise ConfigError(f"{space}: no such space file (with your own trainer, a space is a file with {', '.join(_TRAINER_SPACE_KEYS)})")
-    try:
-        raw = load_yaml(path.read_bytes(), str(path), ConfigError) or {}
-    except Exception as e:  # noqa: BLE001 - malformed YAML, unreadable: one line naming the file
-        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    raw = read_config_file(path, ConfigError) or {}  # as a built-in space file: limits, a key given twice, the line of malformed YAML
     if not isinstance(raw, _Mapping):
         raise ConfigError(f"{path}: expected a mapping with {', '.join(_TRAINER_SPACE_KEYS)}")
     unknown = sorted(set(map(str, raw)) - set(_TRAINER_SPACE_KEYS))
