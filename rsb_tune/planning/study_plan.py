@@ -170,9 +170,8 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     return dataclasses.replace(plan, stopping=rule)
 
 
-# the keys of a custom trainer's config that are rsb-tune's: seeds are set per trial, metric and
+# the keys of a custom trainer's config that are rsb-tune's: seeds (C.SEED_COLUMNS) are set per trial, metric and
 # mode name what the study follows (read, not passed on), the rest is where the trial runs
-_SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
 _STUDY_KEYS = ("metric", "mode")
 
 
@@ -209,7 +208,7 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
     sources: dict[str, str] = {}
     for layer in layers:
         for key, value in layer.values.items():
-            if key in _SEED_KEYS or key in custom.OURS:
+            if key in C.SEED_COLUMNS or key in custom.OURS:
                 raise ConfigError(f"{layer.source}: {key!r} is set by rsb-tune per trial (seeds: --seed-start/--n; the trainer: --trainer; threads: --threads)")
             values[str(key)], sources[str(key)] = value, layer.source
     metric = str(metric or values.pop("metric", None) or C.DEFAULT_METRIC)
@@ -258,7 +257,7 @@ def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
     if not isinstance(grid, _Mapping) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
     for key in grid:
-        if key in _SEED_KEYS or key in _STUDY_KEYS:
+        if key in C.SEED_COLUMNS or key in _STUDY_KEYS:
             raise ConfigError(f"{path}: grid: {key!r} cannot be a grid axis (seeds: the file's seeds; metric and mode: one per study)")
     base = raw.get("base") or {}
     if not isinstance(base, _Mapping):
