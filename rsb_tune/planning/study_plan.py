@@ -376,7 +376,7 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     from rsb_tune.sequential import rule as stopping
     from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
-    check_size(n, arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
+    check_size(_check_n(n), arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
     if trainer is not None or trainer_cmd is not None or config is not None:
         return _plan_ab_trainer(n, recipe, vs_recipe, delta=delta, level=level, metric=metric, method=method, seed_start=seed_start, overrides=overrides, vs_overrides=vs_overrides, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     metric = metric or C.DEFAULT_METRIC
