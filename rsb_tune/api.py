@@ -67,6 +67,19 @@ def _split(kwargs: Mapping[str, Any]) -> tuple[dict, dict]:
     return experiment, options
 
 
+def _own(trainer, trainer_cmd, config) -> dict[str, Any]:
+    """The own-trainer arguments that were given (seeds, grid and ab take the same three)."""
+    return {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+
+
+def _recorded(own: dict[str, Any], trainer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``own`` for the study's command line: the trainer as the plan recorded it (a function's
+    ``module:function``), not the object passed."""
+    if trainer is None:
+        return own
+    return {**own, **{k: trainer[k] for k in ("trainer",) if k in trainer}}
+
+
 def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, storage: str | None = None, name: str | None = None, max_trials: int = MAX_TRIALS, **kwargs) -> "Study":
     """Run ``recipe`` under ``n`` seeds (the paper's 100-seed study of A2 by default) and return
     the finished :class:`Study`. ``kwargs``: experiment arguments (``epochs=2``, ``model=...``,
@@ -78,10 +91,9 @@ def seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, un
     experiment, options = _split(kwargs)
     run_options(options)  # a misspelled option fails before the plan is made
     rule = dict(until=until, level=level, metric=metric, method=method)
-    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    own = _own(trainer, trainer_cmd, config)
     plan = plan_seeds(n, recipe, seed_start=seed_start, max_trials=max_trials, **rule, **own, **experiment)
-    if plan.trainer is not None:
-        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    own = _recorded(own, plan.trainer)
     command = _python_call("seeds", n=n, recipe=None if plan.trainer else recipe, seed_start=seed_start or None, **rule, **own, name=name, **experiment)
     return start(plan, storage=storage, name=name, command=command, **options)
 
@@ -93,10 +105,9 @@ def grid(space: str | Path = "lamb_bce", *, n: int | None = None, trainer=None, 
     ``max_trials`` trials is refused before anything is expanded."""
     experiment, options = _split(kwargs)
     run_options(options)
-    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    own = _own(trainer, trainer_cmd, config)
     plan = plan_grid(space, n=n, max_trials=max_trials, **own, **experiment)
-    if plan.trainer is not None:
-        own = {**own, **{k: plan.trainer[k] for k in ("trainer",) if k in plan.trainer}}
+    own = _recorded(own, plan.trainer)
     return start(plan, storage=storage, name=name, command=_python_call("grid", space=str(space), n=n, **own, name=name, **experiment), **options)
 
 
@@ -252,10 +263,9 @@ def ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = None,
     experiment, options = _split(kwargs)
     run_options(options)
     rule_args = dict(delta=delta, level=level, metric=metric, method=method)
-    own = {k: v for k, v in (("trainer", trainer), ("trainer_cmd", trainer_cmd), ("config", config)) if v is not None}
+    own = _own(trainer, trainer_cmd, config)
     paired = plan_ab(n, recipe, vs_recipe, seed_start=seed_start, vs_overrides=vs_overrides, max_trials=max_trials, **rule_args, **own, **experiment)
-    if paired.a.trainer is not None:
-        own = {**own, **{k: paired.a.trainer[k] for k in ("trainer",) if k in paired.a.trainer}}
+    own = _recorded(own, paired.a.trainer)
     command = _python_call("ab", n=n, recipe=None if paired.a.trainer else recipe, vs_recipe=vs_recipe, seed_start=seed_start or None, vs_overrides=vs_overrides, **rule_args, **own, name=name, **experiment)
     return start_ab(paired, storage=storage, name=name, command=command, **options)
 

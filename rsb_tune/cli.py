@@ -289,6 +289,17 @@ def _experiment(args) -> dict[str, Any]:
     return out
 
 
+def _dry_run_or_start(plan, args) -> int:
+    """A planned study: with --dry-run, what it would run; else run it, exit code from its status."""
+    from rsb_tune import api
+
+    if args.dry_run:
+        print("\n".join(plan.describe()))
+        return 0
+    study = api.start(plan, storage=args.storage, name=args.name, **_run_options(args))
+    return study.status().exit_code
+
+
 def _cmd_study(args) -> int:
     from rsb_tune import api
 
@@ -297,11 +308,7 @@ def _cmd_study(args) -> int:
         plan = api.plan_grid(args.space, n=args.n, **size, **_trainer(args), **_experiment(args))
     else:
         plan = api.plan_seeds(args.n, args.recipe, seed_start=args.seed_start, **size, **_rule(args), **_trainer(args), **_experiment(args))
-    if args.dry_run:
-        print("\n".join(plan.describe()))
-        return 0
-    study = api.start(plan, storage=args.storage, name=args.name, **_run_options(args))
-    return study.status().exit_code
+    return _dry_run_or_start(plan, args)
 
 
 def _cmd_ab(args) -> int:
@@ -376,11 +383,7 @@ def _cmd_finetune(args) -> int:
 
     experiment = _experiment(args)
     plan = api.plan_finetune(args.source, dataset=experiment.pop("dataset", None), storage=args.storage, **experiment)
-    if args.dry_run:
-        print("\n".join(plan.describe()))
-        return 0
-    study = api.start(plan, storage=args.storage, name=args.name, **_run_options(args))
-    return study.status().exit_code
+    return _dry_run_or_start(plan, args)
 
 
 def _cmd_eval(args) -> int:

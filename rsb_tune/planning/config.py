@@ -337,7 +337,7 @@ def _derive_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
-SEED_STREAMS = ("model_seed", "data_seed", "aug_seed")  # stream 0, 1, 2 of a trial's seed
+SEED_STREAMS = SEED_COLUMNS[1:]  # model_seed, data_seed, aug_seed: stream 0, 1, 2 of a trial's seed
 
 
 def derive_seeds(seed: int) -> dict[str, int]:

@@ -101,20 +101,18 @@ class Space:
         """The keys a grid varies: those of the cases (in order of appearance), then the grid's axes."""
         return (*dict.fromkeys(k for case in self.cases for k in case), *self.grid)
 
-    def cells(self) -> list[tuple[int | None, dict[str, Any]]]:
-        """Each case's index (None without cases) with each combination of the grid's axes."""
-        keys = list(self.grid)
-        combos = [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
-        return [(i, combo) for i in (range(len(self.cases)) if self.cases else (None,)) for combo in combos]
-
     @property
     def search_trials(self) -> int:
         """A search's trials: every sampled point trains each seed."""
         return self.num_samples * len(self.seeds)
 
     def points(self) -> list[dict[str, Any]]:
-        """The cells as one mapping each: the case's keys and the grid's."""
-        return [{**(self.cases[i] if i is not None else {}), **combo} for i, combo in self.cells()]
+        """The grid's cells, expanded, as one mapping each: each case's keys (in case order, the
+        outermost) with each combination of the grid's axes. Planning expands them lazily
+        (:class:`GridTrials`); this is the eager listing."""
+        keys = list(self.grid)
+        combos = [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+        return [{**case, **combo} for case in (self.cases or ({},)) for combo in combos]
 
     @property
     def size(self) -> int:
@@ -384,6 +382,11 @@ class Plan:
             return list(self.trials.values()) or [self.base.values]
         varied = [k for k in keys if k in self.choices]
         return [self.resolver(dict(zip(varied, combo))) for combo in itertools.product(*(self.choices[k] for k in varied))]
+
+    def trial_configs(self) -> list[Mapping[str, Any]]:
+        """The configs a plan's checks look at: every trial, or a lazy plan's samples of each
+        axis value (:meth:`GridTrials.samples`); none for a search."""
+        return self.trials.samples() if isinstance(self.trials, GridTrials) else list(self.trials.values())
 
     def values_of(self, key: str) -> list[Any]:
         """The distinct values ``key`` takes over the trials (one, unless it is varied)."""

@@ -52,8 +52,6 @@ class StudyPlan:
     def describe(self) -> list[str]:
         """What ``--dry-run`` prints: the count, the base config with the source of every value,
         and each trial as its difference from the base."""
-        import json
-
         import yaml
 
         def scalar(v):
@@ -80,28 +78,31 @@ class StudyPlan:
         lines = [head, *self._cells(scalar), *(line for spec, splits in data for line in data_summary(get_dataset(dict(spec)["dataset"]), splits).splitlines()), "base config (key: value  # source):"]
         lines += [f"  {key}: {scalar(value)}  # {base.sources[key]}" for key, value in base.values.items()]
         if self.plan.resolver is None:
-            from rsb_tune.planning.space import GridTrials
-
-            cut = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a large lazy plan: its first trials
+            cut = self._cut
             lines.append("trials (each: the base config above with these keys changed)" + (f"; the first {_SHOWN} of {len(self.trials):,}:" if cut else ":"))
             for tid, cfg in itertools.islice(self.trials.items(), _SHOWN if cut else None):
                 diff = {k: v for k, v in cfg.items() if base.values.get(k) != v}
                 lines.append(f"  {tid}: {yaml.safe_dump(diff, default_flow_style=True, width=10**6).strip()}")
         return lines
 
+    @property
+    def _cut(self) -> bool:
+        """A large lazy plan: a dry run shows its first trials and cells only."""
+        from rsb_tune.planning.space import GridTrials
+
+        return isinstance(self.trials, GridTrials) and len(self.trials) > _ALL
 
     def _cells(self, scalar) -> list[str]:
         """The cells of a grid (each combination of its varied keys) and their trials."""
         if self.plan.resolver is not None or not self.plan.params:
             return []
-        from rsb_tune.planning.space import GridTrials
-
-        large = isinstance(self.trials, GridTrials) and len(self.trials) > _ALL  # a lazy plan: its first cells only
+        large = self._cut
+        per_cell = max(1, len(self.space.seeds) if self.space is not None else 1)  # trials of a cell: its seeds
         cells: dict[str, list[str]] = {}
-        for tid, cfg in itertools.islice(self.trials.items(), _SHOWN * max(1, len(self.space.seeds) if self.space is not None else 1) if large else None):
+        for tid, cfg in itertools.islice(self.trials.items(), _SHOWN * per_cell if large else None):
             cells.setdefault(", ".join(f"{k}={scalar(cfg[k])}" for k in self.plan.params), []).append(tid)
         if large:
-            total = len(self.trials) // max(1, len(self.space.seeds) if self.space is not None else 1)
+            total = len(self.trials) // per_cell
             lines = [f"cells ({total:,}, the grid's points; each runs its seeds); the first {len(cells)}:"]
         else:
             lines = [f"cells ({len(cells)}, the grid's points; each runs its seeds):"]
@@ -136,6 +137,13 @@ def _dataset_of(layers) -> str:
     return dataset
 
 
+def _check_n(n: Any) -> int:
+    """``n`` (seeds) when it is an integer >= 1, else a ConfigError naming it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
+    return n
+
+
 def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 0, until: str | None = None, level: float | None = None, metric: str | None = None, method: str | None = None, trainer=None, trainer_cmd: str | None = None, config: Mapping[str, Any] | None = None, max_trials: int = MAX_TRIALS, lazy: bool = False, **experiment) -> StudyPlan:
     """Plan a seed study: ``recipe`` under seeds ``seed_start .. seed_start + n - 1``.
 
@@ -149,9 +157,7 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     from rsb_tune.planning.recipes import get_recipe
     from rsb_tune.planning.space import seed_list
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-    check_size(n, arg("n", n), check_max_trials(max_trials))
+    check_size(_check_n(n), arg("n", n), check_max_trials(max_trials))
     from rsb_tune.planning import packs
 
     seeds_ = seed_list({"start": seed_start, "n": n}, "--seed-start/--n")
@@ -160,13 +166,12 @@ def plan_seeds(n: int = 100, recipe: str = DEFAULT_RECIPE, *, seed_start: int = 
     rule = _stopping_rule(until, n, level=level, metric=metric, method=method)
     plan = _plan("seeds", get_recipe(recipe), seeds_, None, recipe, experiment, lazy)
     if rule is not None:
-        packs.check(_checked(plan.plan), unsupported="a sequential study (--until)")
+        packs.check(plan.plan.trial_configs(), unsupported="a sequential study (--until)")
     return dataclasses.replace(plan, stopping=rule)
 
 
-# the keys of a custom trainer's config that are rsb-tune's: seeds are set per trial, metric and
+# the keys of a custom trainer's config that are rsb-tune's: seeds (C.SEED_COLUMNS) are set per trial, metric and
 # mode name what the study follows (read, not passed on), the rest is where the trial runs
-_SEED_KEYS = ("seed", "model_seed", "data_seed", "aug_seed")
 _STUDY_KEYS = ("metric", "mode")
 
 
@@ -203,7 +208,7 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
     sources: dict[str, str] = {}
     for layer in layers:
         for key, value in layer.values.items():
-            if key in _SEED_KEYS or key in custom.OURS:
+            if key in C.SEED_COLUMNS or key in custom.OURS:
                 raise ConfigError(f"{layer.source}: {key!r} is set by rsb-tune per trial (seeds: --seed-start/--n; the trainer: --trainer; threads: --threads)")
             values[str(key)], sources[str(key)] = value, layer.source
     metric = str(metric or values.pop("metric", None) or C.DEFAULT_METRIC)
@@ -217,8 +222,6 @@ def plan_trainer(seeds_, *, trainer=None, trainer_cmd: str | None = None, config
     elif level is not None or method is not None:
         raise ConfigError(f"{arg('level')}, {arg('method')}: only with {arg('until', 'halfwidth<=X')} (a sequential study)")
     values = json.loads(json.dumps(values, default=str))  # recorded as JSON in the study's plan
-    import itertools
-
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
     configs = [{**values, **json.loads(json.dumps(point, default=str)), **derive_seeds(seed), **record} for point in points for seed in seeds_]
     width = max(4, len(str(len(configs) - 1)))
@@ -239,15 +242,12 @@ def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
     from collections.abc import Mapping as _Mapping
 
     from rsb_tune.planning.space import seed_list
-    from rsb_tune.store.yamltext import load_yaml
+    from rsb_tune.store.yamltext import read_config_file
 
     path = Path(space)
     if not path.is_file():
         raise ConfigError(f"{space}: no such space file (with your own trainer, a space is a file with {', '.join(_TRAINER_SPACE_KEYS)})")
-    try:
-        raw = load_yaml(path.read_bytes(), str(path), ConfigError) or {}
-    except Exception as e:  # noqa: BLE001 - malformed YAML, unreadable: one line naming the file
-        raise ConfigError(str(e) if isinstance(e, ConfigError) else f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    raw = read_config_file(path, ConfigError) or {}  # as a built-in space file: limits, a key given twice, the line of malformed YAML
     if not isinstance(raw, _Mapping):
         raise ConfigError(f"{path}: expected a mapping with {', '.join(_TRAINER_SPACE_KEYS)}")
     unknown = sorted(set(map(str, raw)) - set(_TRAINER_SPACE_KEYS))
@@ -257,7 +257,7 @@ def _plan_trainer_grid(space, *, overrides=None, **own) -> StudyPlan:
     if not isinstance(grid, _Mapping) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError(f"{path}: grid must map each key to a non-empty list of values")
     for key in grid:
-        if key in _SEED_KEYS or key in _STUDY_KEYS:
+        if key in C.SEED_COLUMNS or key in _STUDY_KEYS:
             raise ConfigError(f"{path}: grid: {key!r} cannot be a grid axis (seeds: the file's seeds; metric and mode: one per study)")
     base = raw.get("base") or {}
     if not isinstance(base, _Mapping):
@@ -317,19 +317,11 @@ def plan_grid(space: str | Path = "lamb_bce", *, n: int | None = None, max_trial
     path = find_space(space)
     loaded = load_space(path, check_max_trials(max_trials))
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"{arg('n')} must be >= 1 (an integer), got {n!r}")
-        check_size(loaded.size // len(loaded.seeds) * n, f"{path}: {loaded.size // len(loaded.seeds)} cells x {arg('n')} {n} seeds", max_trials)
+        cells = loaded.size // len(loaded.seeds)
+        check_size(cells * _check_n(n), f"{path}: {cells} cells x {arg('n')} {n} seeds", max_trials)
         seeds = {"start": loaded.seeds[0], "n": n}
         loaded = dataclasses.replace(loaded, seeds=seed_list(seeds, arg("n")), raw={**loaded.raw, "seeds": seeds})
     return _plan("grid", get_recipe(loaded.recipe), loaded.seeds, loaded, Path(path).stem, experiment, lazy)
-
-
-def _checked(plan) -> list[Mapping[str, Any]]:
-    """The configs a plan's checks look at: every trial, or a lazy plan's samples of each axis value."""
-    from rsb_tune.planning.space import GridTrials
-
-    return plan.trials.samples() if isinstance(plan.trials, GridTrials) else list(plan.trials.values())
 
 
 def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> StudyPlan:
@@ -354,7 +346,7 @@ def _plan(kind, recipe, seed_values, space, label, experiment, lazy=False) -> St
     with timed("check_models"):
         check_plan(plan, space)
     unsupported = "a search" if plan.resolver is not None else "an early-stopped grid (scheduler: asha)" if space is not None and space.scheduler else None
-    packs.check([plan.base.values, *_checked(plan)], unsupported=unsupported)
+    packs.check([plan.base.values, *plan.trial_configs()], unsupported=unsupported)
     return StudyPlan(kind, recipe, spec, space, plan, str(label))
 
 
@@ -384,7 +376,7 @@ def plan_ab(n: int = 100, recipe: str = DEFAULT_RECIPE, vs_recipe: str | None = 
     from rsb_tune.sequential import rule as stopping
     from rsb_tune.sequential.engine import SEQUENTIAL_METRICS, check_arms
 
-    check_size(n, arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
+    check_size(_check_n(n), arg("n", n), check_max_trials(max_trials))  # each arm's cap, before either is planned
     if trainer is not None or trainer_cmd is not None or config is not None:
         return _plan_ab_trainer(n, recipe, vs_recipe, delta=delta, level=level, metric=metric, method=method, seed_start=seed_start, overrides=overrides, vs_overrides=vs_overrides, trainer=trainer, trainer_cmd=trainer_cmd, config=config, **experiment)
     metric = metric or C.DEFAULT_METRIC

@@ -30,12 +30,8 @@ def _source(plan, space, key: str, cfg: Mapping[str, Any] | None = None) -> str:
 def _configs(plan, space) -> list[Mapping[str, Any]]:
     """Every config the study can run: the grid's trials, or the base with each value a search
     can choose for the keys checked here."""
-    if plan.resolver is None:
-        from rsb_tune.planning.space import GridTrials
-
-        if isinstance(plan.trials, GridTrials):  # a lazy plan (a dry run): each value of each axis
-            return plan.trials.samples()
-        return list(plan.trials.values()) or [plan.base.values]
+    if plan.resolver is None:  # every trial; of a lazy plan (a dry run), each value of each axis
+        return plan.trial_configs() or [plan.base.values]
     out = [plan.base.values]
     for key, (kind, values) in space.params.items():
         if kind == "choice" and key in _CHECKED:
