@@ -32,6 +32,16 @@ def wait_running(proc, predicate, what: str, timeout: float = 900) -> None:
         time.sleep(0.1)
 
 
+def kill_when(proc, predicate, what: str) -> None:
+    """SIGKILL ``proc``'s process group (the driver and its trials) once ``predicate`` holds,
+    as a crash would (and on any failure of the wait, so that nothing is left running)."""
+    try:
+        wait_running(proc, predicate, what)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _finished(ev: dict[str, list[dict]]) -> set[str]:
     return {t for t, rows in ev.items() if any(r.get("status") == "ok" for r in rows)}
 
@@ -55,11 +65,7 @@ def killed_study(tmp_path_factory):
         done = _finished(ev)
         return done and any(t not in done and any(r["type"] == "checkpoint" for r in rows) for t, rows in ev.items())
 
-    try:
-        wait_running(proc, ready, "a finished and a checkpointed unfinished trial")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, ready, "a finished and a checkpointed unfinished trial")
     ev = events(study)
     done = _finished(ev)
     cut = sorted(t for t, rows in ev.items() if t not in done and any(r["type"] == "checkpoint" for r in rows))[0]

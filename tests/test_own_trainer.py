@@ -5,8 +5,6 @@ that resumes losing nothing, the config rules and the one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import assert_user_error, run_cli
-from tests.test_faults import wait_running
+from tests.test_faults import kill_when
 from tests.test_resilience import events, start_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,11 +98,7 @@ def test_killed_study_of_own_trainer_resumes_losing_nothing(tmp_path):
         ok = [t for t, rows in ev.items() if any(r.get("status") == "ok" for r in rows)]
         return ok and any(t not in ok and sum(r["type"] == "checkpoint" for r in rows) >= 2 for t, rows in ev.items())
 
-    try:
-        wait_running(proc, ready, "a finished seed and a checkpointed unfinished one")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, ready, "a finished seed and a checkpointed unfinished one")
     before = events(study)
     done = {t for t, rows in before.items() if any(r.get("status") == "ok" for r in rows)}
     cut = next(t for t, rows in before.items() if t not in done)

@@ -131,16 +131,21 @@ def test_figures_are_cached_until_the_tables_change(client, storage):
     assert after["mean"] > first["mean"]
 
 
+def _drawn(figures, storage, name: str, version: tuple, deadline: float) -> dict:
+    """Ask ``figures`` for a running study's drawing of ``version`` until it is ready."""
+    while (got := figures.study(name, storage / name, version, running=True, has_tables=True))["status"] != "ready":
+        assert time.monotonic() < deadline, got
+        time.sleep(0.5)
+    return got
+
+
 def test_a_running_studys_figures_are_redrawn_within_a_share_of_a_core(storage, monkeypatch):
     from rsb_tune.serve import _figures
 
     monkeypatch.setattr(_figures, "DRAW_SHARE", 1e-9)  # any drawing is too costly to repeat while running
     figures = _figures.Figures(redraw_s=0.0)
     try:
-        deadline = time.monotonic() + 240
-        while (first := figures.study("seedsA", storage / "seedsA", ("v1",), running=True, has_tables=True))["status"] != "ready":
-            assert time.monotonic() < deadline, first
-            time.sleep(0.5)
+        first = _drawn(figures, storage, "seedsA", ("v1",), time.monotonic() + 240)
         assert figures._cost["study:seedsA"] > 0  # the worker's CPU seconds for that drawing
         again = figures.study("seedsA", storage / "seedsA", ("v2",), running=True, has_tables=True)
         assert again["version"] == first["version"] and "study:seedsA" not in figures._jobs  # the last drawing stays
@@ -159,18 +164,14 @@ def test_a_running_studys_first_figures_are_drawn_at_once(storage):
     figures = _figures.Figures(redraw_s=3600.0)
     try:
         deadline = time.monotonic() + 240
-        while (first := figures.study("young", storage / "young", ("v1",), running=True, has_tables=True))["status"] != "ready":
-            assert time.monotonic() < deadline, first
-            time.sleep(0.5)
+        first = _drawn(figures, storage, "young", ("v1",), deadline)
         assert first["figures"] == []
         for e in (1, 2):  # the first trial finishes
             append_event(storage, "young", "t0000", {"type": "result", "time": time.time(), "epoch": e, "val_top1": 50.0 + e, "v2_top1": 40.0, "status": "ok" if e == 2 else "running"})
         rebuild_tables(storage, "young")
         figures.study("young", storage / "young", ("v2",), running=True, has_tables=True)
         assert "study:young" in figures._jobs  # drawn again at once, though the redraw period is an hour
-        while (second := figures.study("young", storage / "young", ("v2",), running=True, has_tables=True))["status"] != "ready":
-            assert time.monotonic() < deadline, second
-            time.sleep(0.5)
+        second = _drawn(figures, storage, "young", ("v2",), deadline)
         assert "histogram_val_top1" in second["figures"]
         figures.study("young", storage / "young", ("v3",), running=True, has_tables=True)
         assert "study:young" not in figures._jobs  # with figures shown, the period holds again
