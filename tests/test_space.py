@@ -227,7 +227,7 @@ def test_a_case_value_names_its_case_as_its_source(tmp_path):
 
     p = write(tmp_path, "cases:\n  - {drop_path: 0.0}\n  - {drop_path: 0.2, lr: 1.0e-3}\n")
     space = load_space(p)
-    assert space.points() == [{"drop_path": 0.0}, {"drop_path": 0.2, "lr": 1e-3}] and space.varied == ("drop_path", "lr")
+    assert list(space.cases) == [{"drop_path": 0.0}, {"drop_path": 0.2, "lr": 1e-3}] and space.varied == ("drop_path", "lr")
     layer = Layer(f"cases[1] in {p}", space.cases[1])
     cfg = resolve(get_recipe("A2"), PROFILE, [layer])
     assert cfg.sources["lr"] == f"cases[1] in {p}"

@@ -106,14 +106,6 @@ class Space:
         """A search's trials: every sampled point trains each seed."""
         return self.num_samples * len(self.seeds)
 
-    def points(self) -> list[dict[str, Any]]:
-        """The grid's cells, expanded, as one mapping each: each case's keys (in case order, the
-        outermost) with each combination of the grid's axes. Planning expands them lazily
-        (:class:`GridTrials`); this is the eager listing."""
-        keys = list(self.grid)
-        combos = [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
-        return [{**case, **combo} for case in (self.cases or ({},)) for combo in combos]
-
     @property
     def size(self) -> int:
         """How many trials the space plans, computed without expanding it: a search's
