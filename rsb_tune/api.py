@@ -117,7 +117,7 @@ def plan_finetune(source: str, *, dataset: str | None = None, storage: str | Non
     with a new head (see :mod:`rsb_tune.planning.finetune`). A source that is missing or has no
     ok trial with its final checkpoint is a :class:`StudyError`."""
     from rsb_tune.planning import finetune as ft
-    from rsb_tune.runner.evaluation import final_checkpoint
+    from rsb_tune.runner.evaluation import final_checkpoints
     from rsb_tune.store.tables import build_tables
 
     study = StudyDir(_storage(storage), source).require()
@@ -126,7 +126,8 @@ def plan_finetune(source: str, *, dataset: str | None = None, storage: str | Non
     trials, _ = build_tables(study)
     ok = [] if trials.empty else list(trials.loc[trials["status"] == C.OK, "trial_id"])
     plan = study.plan()
-    sources = {tid: ft.SourceTrial(plan[tid], str(Path(path).resolve())) for tid in sorted(ok) if (path := final_checkpoint(study, tid)) is not None}
+    finals = final_checkpoints(study, sorted(ok))
+    sources = {tid: ft.SourceTrial(plan[tid], str(Path(path).resolve())) for tid, path in finals.items() if path is not None}
     if not sources:
         raise StudyError(f"{arg('source', source, flag='--from')}: study {source!r} has no ok trial with its final checkpoint to fine-tune from")
     return ft.plan_finetune(source, sources, dataset=dataset, **experiment)

@@ -197,7 +197,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
         "digits-parity": DatasetSpec(
             name="digits-parity",
             description="embedded transfer target: the digits' images and splits labelled even / odd (2 classes; the default target of `rsb-tune finetune` from digits)",
-            profile=Profile(name="digits-parity", epoch_scale=_DIGITS_PROFILE.epoch_scale, values=_DIGITS_PROFILE.values, why=_DIGITS_PROFILE.why),
+            profile=dataclasses.replace(_DIGITS_PROFILE, name="digits-parity"),
             load=_load_digits_parity,
         ),
         "folder": DatasetSpec(

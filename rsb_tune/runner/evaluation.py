@@ -22,14 +22,14 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from analysis import contract as C
 from rsb_tune._log import logger
 from rsb_tune.errors import ConfigError, DataError, StudyError, arg
 from rsb_tune.store.directory import StudyDir
 
-__all__ = ["EvalGrid", "eval_grid", "evaluate_study", "final_checkpoint", "STUDY_SPLITS", "MULTI_LABEL_SET"]
+__all__ = ["EvalGrid", "eval_grid", "evaluate_study", "final_checkpoint", "final_checkpoints", "STUDY_SPLITS", "MULTI_LABEL_SET"]
 
 STUDY_SPLITS = ("val", "v2")
 MULTI_LABEL_SET = "real"  # the test set a --labels file makes of val (ImageNet-ReaL's name)
@@ -90,14 +90,26 @@ def eval_grid(*, test_sizes=(), crop_pcts=(), splits=None, test_sets=(), labels=
 def final_checkpoint(study: StudyDir, trial_id: str) -> str | None:
     """The directory of the last recorded checkpoint of ``trial_id`` that is still there (a
     finished trial's: its final weights), or None. What a fine-tune from this study reads too."""
+    return final_checkpoints(study, [trial_id])[trial_id]
+
+
+def final_checkpoints(study: StudyDir, trial_ids: Iterable[str]) -> dict[str, str | None]:
+    """:func:`final_checkpoint` of each of ``trial_ids``, from one listing of the study's
+    checkpoints (not one per trial)."""
     from rsb_tune.runner.lifecycle import Checkpoints
     from rsb_tune.store.events import read_events
 
+    trial_ids = list(trial_ids)
+    if not trial_ids:
+        return {}
     ckpts = Checkpoints(study)
     on_disk = ckpts.dirs_with()
-    recorded = [ckpts.relative(ev["path"]) for ev in read_events(study, trial_id) if ev.get("type") == "checkpoint"]
-    existing = [rel for rel in recorded if rel in on_disk]
-    return ckpts.path(existing[-1]) if existing else None
+    out: dict[str, str | None] = {}
+    for tid in trial_ids:
+        recorded = [ckpts.relative(ev["path"]) for ev in read_events(study, tid) if ev.get("type") == "checkpoint"]
+        existing = [rel for rel in recorded if rel in on_disk]
+        out[tid] = ckpts.path(existing[-1]) if existing else None
+    return out
 
 
 # --------------------------------------------------------------------------- test sets
@@ -197,19 +209,21 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         if ok.empty:
             raise StudyError(f"study {study.name!r} has no ok trial to evaluate")
         plan, done = study.plan(), evals.done_keys(study)
-        jobs, skipped, meta_of = {}, {}, {}
+        left = {}
         for row in ok.to_dict("records"):
             tid = row["trial_id"]
             cfg = dict(plan[tid])
             threads = row.get("runtime_threads")
             cfg["threads"] = int(threads) if threads is not None and threads == threads else opts.threads
             todo = [(name, s) for s in grid.settings(cfg) for name in grid.names() if evals.row_key({"trial_id": tid, "test_set": name, "test_img_size": s.test_img_size, "crop_pct": s.crop_pct}) not in done]
-            if not todo:
-                continue
-            path = final_checkpoint(study, tid)
+            if todo:
+                left[tid] = (cfg, todo)
+        jobs, skipped, meta_of = {}, {}, {}
+        for tid, path in final_checkpoints(study, left).items():
             if path is None:
                 skipped[tid] = "no checkpoint kept"
                 continue
+            cfg, todo = left[tid]
             jobs[tid] = (cfg, path, tid, todo)
             meta_of[tid] = {**{k: cfg[k] for k in C.SEED_COLUMNS}, "own": (int(cfg["test_img_size"]), round(float(cfg["crop_pct"]), 6)), "threads": cfg["threads"]}
         if not jobs:

@@ -91,7 +91,8 @@ def import_results(df, *, name: str, storage: str, metric: str | None = None, mo
     import pandas as pd
 
     from rsb_tune.store.backends import check_writable, locate
-    from rsb_tune.store.directory import check_name, git_commit, package_versions
+    from rsb_tune.store.directory import check_name, git_commit, now_iso, package_versions
+    from rsb_tune.store.tables import write_tables
 
     check_name(name)
     if not isinstance(df, pd.DataFrame):
@@ -176,7 +177,7 @@ def import_results(df, *, name: str, storage: str, metric: str | None = None, mo
         }
         with study.lock():
             lifecycle.create_study(study, manifest, plan)
-            for (tid, cfg), trial in zip(plan.items(), ordered):
+            for tid, trial in zip(plan, ordered):
                 last = max(trial["epochs"])
                 for epoch in sorted(trial["epochs"]):
                     metrics = trial["epochs"][epoch]
@@ -185,9 +186,6 @@ def import_results(df, *, name: str, storage: str, metric: str | None = None, mo
                     ours = {k: v for k, v in metrics.items() if k in C.RESULT_KEYS}
                     theirs = {k: v for k, v in metrics.items() if k not in C.RESULT_KEYS}
                     lifecycle.record_result(study, tid, {"epoch": epoch, "status": status, **ours, C.USER_METRICS: theirs})
-            from rsb_tune.store.directory import now_iso
-            from rsb_tune.store.tables import write_tables
-
             write_tables(study)
             study.update_meta(ended_at=now_iso())
             study.sync()

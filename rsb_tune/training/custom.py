@@ -134,8 +134,6 @@ class _Report:
     def __init__(self, send, resume_state):
         self._send, self.resume = send, resume_state
         self.last: dict[str, Any] | None = None
-        self.state = resume_state
-        self.state_epoch = None
 
     def __call__(self, *, epoch: int, checkpoint: Mapping[str, Any] | None = None, **metrics: Any) -> None:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:

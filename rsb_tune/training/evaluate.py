@@ -12,8 +12,9 @@ prediction correct when it is in the image's set; images with an empty set are l
 ReaL does.
 
 :func:`weights_of` takes one trial's weights out of a final checkpoint (a pack's checkpoint
-holds K stacked models); :func:`model_with_weights` builds a config's model and loads them:
-what a fine-tune starting from a study's weights reuses.
+holds K stacked models; :mod:`rsb_tune.training.checkpoint`'s, which a fine-tune's
+:func:`rsb_tune.training.trial.initial_model` uses too); :func:`model_with_weights` builds a
+config's model and loads them, strictly.
 """
 
 from __future__ import annotations

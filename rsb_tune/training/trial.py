@@ -157,9 +157,13 @@ def initial_model(config: Mapping[str, Any], num_classes: int):
         return model
     state = checkpoint.load(f"{source['checkpoint']}/{C.CHECKPOINT_FILE}", map_location="cpu")
     head = model.pretrained_cfg.get("classifier") or "fc"
-    weights = {k: v for k, v in checkpoint.weights_of(state, source["trial_id"]).items() if not (k == head or k.startswith(head + "."))}
+
+    def in_head(name: str) -> bool:
+        return name == head or name.startswith(head + ".")
+
+    weights = {k: v for k, v in checkpoint.weights_of(state, source["trial_id"]).items() if not in_head(k)}
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(not (k == head or k.startswith(head + ".")) for k in missing):
+    if unexpected or any(not in_head(k) for k in missing):
         raise ValueError(f"{source['checkpoint']}: the weights of {source['study']}/{source['trial_id']} do not fit model {config['model']} (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model
 
