@@ -170,7 +170,7 @@ FIELDS: Mapping[str, Field] = {
     "aug_seed": Field(int, "augmentation, mixup/cutmix and drop-path seed", default=None, nullable=True, check=_range(0, 2**32 - 1), scope="seed"),
     # --- execution
     "device": Field(str, "auto (CUDA when available), cpu or cuda", default="auto", choices=("auto", "cpu", "cuda")),
-    "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it, else off: fp32 on every CPU), off, bf16 (on a CPU with bf16 matrix units, AMX or AVX-512 BF16, ~1.2-1.5x faster), fp16 (CUDA)", default="auto", choices=("auto", "off", "bf16", "fp16")),
+    "amp": Field(str, "mixed precision: auto (bf16 on CUDA that supports it and on a CPU with bf16 matrix units, AMX or AVX-512 BF16, ~1.2-1.5x faster there; fp32 elsewhere and for a model with a convolution whose bf16 gradient the CPU gets wrong), off, bf16, fp16 (CUDA)", default="auto", choices=("auto", "off", "bf16", "fp16")),
     "channels_last": Field(str, "channels-last memory format: auto (on for CUDA), on, off", default="auto", choices=("auto", "on", "off")),
     "workers_per_trial": Field(int, "data-parallel (DDP) processes per trial; the global batch stays batch_size", default=1, check=_range(1, 1024), scope="study",
                                 why="the driver sizes every trial's Ray resources from the study's value: one coordinator, or the workers of a data-parallel trial"),

@@ -215,6 +215,8 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
             cfg = dict(plan[tid])
             threads = row.get("runtime_threads")
             cfg["threads"] = int(threads) if threads is not None and threads == threads else opts.threads
+            if row.get("runtime_amp") in ("off", "bf16", "fp16"):  # the precision it trained in (amp auto may have fallen back)
+                cfg["amp"] = row["runtime_amp"]
             todo = [(name, s) for s in grid.settings(cfg) for name in grid.names() if evals.row_key({"trial_id": tid, "test_set": name, "test_img_size": s.test_img_size, "crop_pct": s.crop_pct}) not in done]
             if todo:
                 left[tid] = (cfg, todo)

@@ -320,6 +320,7 @@ def train_pack(configs: Mapping[str, Mapping[str, Any]], report: PackReporter, d
             rng = resume["rng"][seed.trial_id]
             seed.loader_gen.set_state(rng["loader"])
             seed.rng = {k: v for k, v in rng.items() if k != "loader"}
+    runtime.check_model(models[0], first["img_size"])  # the same architecture for every seed of the pack
     evaluators = build_evaluators(first, data, runtime)
     criterion = _PackedLoss(build_criterion(first, seeds[0].mixup is not None))
     example = torch.zeros(2, 3, first["img_size"], first["img_size"], device=runtime.device)

@@ -18,6 +18,7 @@ resumed trial continues exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
 import time
@@ -27,8 +28,11 @@ import numpy as np
 import torch
 
 from rsb_tune.data.registry import DatasetSplits, DecodedBatches, SplitDataset, build_transforms, defer_normalize
+from rsb_tune.training.precision import bf16_conv_hazards, cpu_bf16_units, resolve_amp
 from analysis import contract as C
 from analysis.contract import pack_correct
+
+logger = logging.getLogger("rsb_tune")
 
 __all__ = ["train", "initial_model", "Reporter", "TrialRuntime", "cpu_bf16_units", "TrialParts", "build_trial", "train_one_epoch", "evaluate", "warm_cpu_kernels"]
 
@@ -36,17 +40,6 @@ __all__ = ["train", "initial_model", "Reporter", "TrialRuntime", "cpu_bf16_units
 
 class Reporter(Protocol):
     def __call__(self, metrics: dict[str, Any], *, checkpoint: dict | None = None) -> None: ...
-
-
-def cpu_bf16_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX, or AVX-512 BF16), as torch
-    reads its capabilities. Only there does bf16 autocast pay: a probe of the default trial's
-    forward+backward+step on one thread ran 1.35x faster with AMX (Sapphire Rapids) and 1.2x with
-    AVX-512 BF16 alone (AMD EPYC). Elsewhere bf16 is emulated. ``amp: auto`` does not take bf16
-    on a CPU (a small model diverged in bf16 at 16 px where fp32 did not); the benchmarks and the
-    docs use this to say whether ``amp: bf16`` would pay here."""
-    caps = getattr(torch.cpu, "get_capabilities", dict)()
-    return bool(caps.get("amx_bf16") or caps.get("avx512_bf16"))
 
 
 class TrialRuntime:
@@ -69,18 +62,27 @@ class TrialRuntime:
         # under DDP the launcher (Ray Train) has set this process's device already
         self.device = torch.device("cuda", torch.cuda.current_device()) if use_cuda else torch.device("cpu")
         on_cuda = self.device.type == "cuda"
-        amp = config["amp"]
-        if amp == "auto":
-            # a CPU stays in fp32 even with bf16 units: at 16 px a small model diverged in bf16
-            # where fp32 never did (benchmarks/RESULTS.md section 14); bf16 there is asked for
-            amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "off"
-        if amp == "fp16" and not on_cuda:
-            amp = "off"  # fp16 autocast on CPU is slow and unsupported for many ops
-        self.amp = amp
+        self.amp_asked = config["amp"]
+        self.amp = resolve_amp(self.amp_asked, self.device)
         cl = config["channels_last"]
         self.channels_last = on_cuda if cl == "auto" else cl == "on"
         self.threads = int(config["threads"] or 1)
         self.augment = "pil"  # set by build_train_loader: "batch" (rsb_tune.augment.batched) or "pil" (per sample)
+
+    def check_model(self, model: torch.nn.Module, img_size: int) -> None:
+        """bf16 on a CPU only for a model whose convolutions' bf16 gradients the CPU gets right
+        (:func:`rsb_tune.training.precision.bf16_conv_hazards`): ``amp: auto`` falls back to
+        fp32 (recorded: ``runtime_amp`` off), an explicit ``amp: bf16`` is refused."""
+        if self.amp != "bf16" or self.device.type != "cpu":
+            return
+        bad = bf16_conv_hazards(model, img_size)
+        if not bad:
+            return
+        why = f"{bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}: a CPU's bf16 weight gradient there is wrong (a kernel wider than 1 with a stride larger than its input; benchmarks/RESULTS.md section 14c)"
+        if self.amp_asked != "auto":
+            raise ValueError(f"amp=bf16 at img_size {img_size}: {why}; use amp=auto (fp32 for this model on a CPU), amp=off or a larger img_size")
+        logger.info("amp auto: fp32, not bf16, for this model at img_size %d: %s", img_size, why)
+        self.amp = "off"
 
     def autocast(self):
         if self.amp == "off":
@@ -452,6 +454,7 @@ def build_trial(config: Mapping[str, Any], data: DatasetSplits) -> TrialParts:
         torch.backends.cudnn.benchmark = False  # keep runs reproducible; timm's train.py turns it on
 
     model = initial_model(config, data.num_classes).to(runtime.device)
+    runtime.check_model(model, config["img_size"])
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if runtime.distributed:  # same init on every rank (model_seed); DDP averages the gradients
