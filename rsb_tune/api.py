@@ -430,6 +430,21 @@ class Study:
         except ValueError as e:
             raise UserError(f"study {self.name}: {e}") from None
 
+    def transfer(self, *, metric: str | None = None):
+        """A fine-tune study's transfer table (:func:`analysis.transfer_table` on its trials, as
+        the report and the browser show it): one row per source recipe x target dataset with the
+        mean over the seeds, its t-interval and the rank. Its source: ``meta["finetune_from"]``.
+        Any other kind of study, or one with no ok trial yet: a user error."""
+        from analysis.evals import transfer_table
+
+        meta = self.meta
+        if meta.get("kind") != "finetune":
+            raise UserError(f"study {self.name}: not a fine-tune (kind {meta.get('kind')}); start one with rsb-tune finetune --from {self.name}")
+        try:
+            return transfer_table(self.trials, metric=metric or meta.get("metric", "val_top1"))
+        except ValueError as e:
+            raise UserError(f"study {self.name}: {e}") from None
+
     def report(self, out: str | Path | None = None) -> Path:
         """Write figures, summary.json/md and index.html (default ``<study>/report``); an
         object-store study's report is uploaded next to it. Returns the report's folder."""

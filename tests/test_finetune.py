@@ -153,3 +153,64 @@ def test_transfer_table_against_scipy():
         assert table.loc[("A1", d), "rank"] == 1 and table.loc[("A2", d), "rank"] == 2
     with pytest.raises(ValueError, match="no ok trial"):
         analysis.transfer_table(trials[trials.status == "error"])
+
+
+def test_browser_shows_the_lineage_and_the_transfer_table(studies, tmp_path):
+    """The study browser: the fine-tune's page names its source (a link), the source's recipe
+    and dataset and the fine-tuning recipe's source, and shows the report's transfer table (the
+    numbers of ``analysis.transfer_table``, which ``Study.transfer`` returns); the source's page
+    lists its fine-tunes; the index says where a fine-tune came from. Copied into a storage
+    without its source, the source is named in plain text."""
+    import re
+    import shutil
+    import time
+
+    import analysis
+    from rsb_tune.errors import UserError
+    from rsb_tune.planning.finetune import FINETUNE_SOURCE
+    from rsb_tune.serve.app import create_app
+
+    TestClient = pytest.importorskip("starlette.testclient").TestClient
+    source, ft = studies
+    expected = analysis.transfer_table(ft.trials)
+    assert ft.transfer().equals(expected)
+    with pytest.raises(UserError, match="not a fine-tune"):
+        source.transfer()
+    storage = str(ft.directory.storage)
+    with TestClient(create_app(storage, redraw_s=0.0)) as client:
+        deadline = time.monotonic() + 240
+        while (api := client.get("/api/studies/f").json())["figures"]["status"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        page, src_page, index = client.get("/studies/f").text, client.get("/studies/s").text, client.get("/").text
+        src_api = client.get("/api/studies/s").json()
+        listed = [s["name"] for s in client.get("/api/studies?kind=finetune").json()["studies"]]
+    assert api["figures"]["status"] == "ready", api["figures"]
+    # the JSON: the lineage as in study.yaml (less the checkpoints' paths), the transfer rows as analysis's
+    lineage = ft.meta["finetune_from"]
+    want = {k: lineage[k] for k in ("study", "recipe", "dataset", "recipe_source", "seed_offset")}
+    assert api["finetune_from"] == {**want, "trials": {t: {"seed": r["seed"]} for t, r in lineage["trials"].items()}, "listed": True}
+    rows = api["figures"]["summary"]["transfer_table"]
+    assert len(rows) == len(expected) == 1
+    for got, (_, want_row) in zip(rows, expected.iterrows()):
+        assert got["recipe"] == want_row["recipe"] == "A2" and got["dataset"] == want_row["dataset"] == "digits-parity"
+        assert got["n"] == want_row["n"] == 2 and got["rank"] == want_row["rank"]
+        assert all(np.isclose(got[k], want_row[k], rtol=1e-12) for k in ("mean", "std", "ci_low", "ci_high"))
+    assert src_api["finetunes"] == ["f"] and src_api["finetune_from"] is None and api["finetunes"] == []
+    assert listed == ["f"]
+    # the page: the section, the link, the source's recipe and dataset, the recipe's source, the table's numbers
+    assert "Fine-tuned from another study" in page and '<a class="source-study" href="/studies/s">s</a>' in page
+    assert '<b class="source-recipe">A2</b>' in page and '<b class="source-dataset">digits</b>' in page and FINETUNE_SOURCE in page
+    table = re.search(r'<table class="transfer-table">.*?</table>', page, re.S).group(0)
+    cells = re.findall(r'<td class="n">([^<]*)</td>', table)
+    row = expected.iloc[0]
+    assert cells == [str(row["n"]), f"{row['mean']:.2f}", f"{row['ci_low']:.2f} – {row['ci_high']:.2f}", f"{row['std']:.2f}", str(row["rank"])]
+    assert storage not in page and "checkpoint" not in page.split('id="finetune"')[1].split("</p>")[0]
+    assert 'Fine-tuned into' in src_page and '<a href="/studies/f">f</a>' in src_page and 'id="finetune"' not in src_page
+    assert re.search(r'data-name="f".*?<td>finetune <span class="from">from s</span></td>', index, re.S)
+    # the fine-tune alone in another storage: its source in plain text
+    alone = tmp_path / "alone"
+    shutil.copytree(ft.path, alone / "f", ignore=shutil.ignore_patterns("checkpoints", "ray", "report"))
+    with TestClient(create_app(str(alone), redraw_s=0.0)) as client:
+        page = client.get("/studies/f").text
+        assert client.get("/api/studies/f").json()["finetune_from"]["listed"] is False
+    assert '<span class="source-study">s</span> (not in this storage)' in page and 'href="/studies/s"' not in page
