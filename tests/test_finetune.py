@@ -214,3 +214,32 @@ def test_browser_shows_the_lineage_and_the_transfer_table(studies, tmp_path):
         page = client.get("/studies/f").text
         assert client.get("/api/studies/f").json()["finetune_from"]["listed"] is False
     assert '<span class="source-study">s</span> (not in this storage)' in page and 'href="/studies/s"' not in page
+
+
+@pytest.mark.e2e
+def test_finetune_page_fits_a_1280_px_window(studies):
+    """The fine-tune's page in a real headless Chromium (as tests/test_serve_browser.py): the
+    transfer table arrives with the figures and the page needs no horizontal scrollbar."""
+    from tests.serve_helpers import Server
+    from tests.test_serve_browser import CHROMIUM, SHOTS, _fits_the_window
+
+    if not __import__("pathlib").Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    _, ft = studies
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with Server(ft.directory.storage) as srv, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.goto(f"{srv.url}/studies/f")
+            page.wait_for_selector("table.transfer-table tbody tr", timeout=240_000)
+            page.wait_for_selector("#figures img", timeout=60_000)
+            assert page.locator("a.source-study").get_attribute("href") == "/studies/s"
+            _fits_the_window(page)
+            page.screenshot(path=str(SHOTS / "study-finetune.png"), full_page=True)
+            page.goto(f"{srv.url}/")
+            assert "from s" in page.locator("tr.study-row[data-name=f]").inner_text()
+            _fits_the_window(page)
+        finally:
+            browser.close()
