@@ -3,7 +3,8 @@
 Pages (Jinja2 templates) and a JSON API with the same content::
 
     /                          every study, newest first (?kind=seeds|grid)
-    /studies/NAME              one study; its live part is re-fetched by /static/app.js
+    /studies/NAME              one study (a fine-tune: its source and transfer table; a source: its
+                               fine-tunes); its live part is re-fetched by /static/app.js
     /studies/NAME/live         that live part alone (204 when unchanged since ?v=VERSION)
     /studies/NAME/figures/F    a figure drawn by analysis (cached until the tables change)
     /studies/NAME/report/      the report of `rsb-tune report`, drawn into the server's cache
