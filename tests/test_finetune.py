@@ -209,11 +209,22 @@ def test_browser_shows_the_lineage_and_the_transfer_table(studies, tmp_path):
     assert re.search(r'data-name="f".*?<td>finetune <span class="from">from s</span></td>', index, re.S)
     # the fine-tune alone in another storage: its source in plain text
     alone = tmp_path / "alone"
-    shutil.copytree(ft.path, alone / "f", ignore=shutil.ignore_patterns("checkpoints", "ray", "report"))
+    shutil.copytree(ft.path, alone / "f", ignore=shutil.ignore_patterns("checkpoints", "ray", "report"))  # no checkpoint
+    skip = shutil.ignore_patterns("checkpoints", "ray", "report")
     with TestClient(create_app(str(alone), redraw_s=0.0)) as client:
         page = client.get("/studies/f").text
-        assert client.get("/api/studies/f").json()["finetune_from"]["listed"] is False
-    assert '<span class="source-study">s</span> (not in this storage)' in page and 'href="/studies/s"' not in page
+        before = client.get("/api/studies/f").json()
+        assert before["finetune_from"]["listed"] is False
+        assert '<span class="source-study">s</span> (not in this storage)' in page and 'href="/studies/s"' not in page
+        # an open page follows the storage: the source copied in, the fine-tune's live part links to it...
+        shutil.copytree(source.path, alone / "s", ignore=skip)
+        live = client.get(f"/studies/f/live?v={before['version']}")
+        assert live.status_code == 200 and '<a class="source-study" href="/studies/s">s</a>' in live.text
+        # ...and a second fine-tune of s appears on the source's live part
+        version = client.get("/api/studies/s").json()["version"]
+        shutil.copytree(ft.path, alone / "f2", ignore=skip)
+        live = client.get(f"/studies/s/live?v={version}")
+        assert live.status_code == 200 and '<a href="/studies/f">f</a>, <a href="/studies/f2">f2</a>' in live.text
 
 
 @pytest.mark.e2e
