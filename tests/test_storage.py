@@ -223,7 +223,8 @@ def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache)
 def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_server, cache, monkeypatch, digits):
     """The driver is SIGKILLed, its machine's cache is lost, and the study resumes from the
     store alone: finished trials kept, unfinished ones continued, equal to an uninterrupted run."""
-    from tests.test_resilience import assert_same_epochs, events, reference_epochs, start_cli, wait_for
+    from tests.conftest import events, start_cli
+    from tests.test_resilience import assert_same_epochs, reference_epochs, wait_for
 
     uri = s3_server("e2e")
     proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "6", "--max-concurrent", "1", "--storage", uri, "--name", "k", "--quiet")

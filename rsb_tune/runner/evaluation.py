@@ -195,12 +195,11 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
     """Evaluate every ok trial of ``study`` on ``grid`` through ``opts.executor``, skipping the
     rows ``evals.parquet`` has; returns (rows written, {trial: why it was not evaluated})."""
     from rsb_tune.runner.executor import get_executor
+    from rsb_tune.runner.lifecycle import Checkpoints
     from rsb_tune.store import evals
     from rsb_tune.store.directory import now_iso
     from rsb_tune.store.tables import build_tables
 
-    if study.mirror is not None:
-        raise StudyError(f"study {study.where}: eval reads checkpoints from a directory; an object-store study cannot be evaluated yet (copy it to a directory)")
     executor = get_executor(opts.executor)
     executor.check(opts)
     with study.lock():
@@ -208,7 +207,8 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         ok = trials[trials["status"] == C.OK] if not trials.empty else trials
         if ok.empty:
             raise StudyError(f"study {study.name!r} has no ok trial to evaluate")
-        plan, done = study.plan(), evals.done_keys(study)
+        plan, table = study.plan(), evals.read_evals(study)
+        done = set(evals.keys_of(table))
         left = {}
         for row in ok.to_dict("records"):
             tid = row["trial_id"]
@@ -219,12 +219,13 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
             if todo:
                 left[tid] = (cfg, todo)
         jobs, skipped, meta_of = {}, {}, {}
+        ckpts = Checkpoints(study)
         for tid, path in final_checkpoints(study, left).items():
             if path is None:
                 skipped[tid] = "no checkpoint kept"
                 continue
             cfg, todo = left[tid]
-            jobs[tid] = (cfg, path, tid, todo)
+            jobs[tid] = (cfg, ckpts.local(path), tid, todo)
             meta_of[tid] = {**{k: cfg[k] for k in C.SEED_COLUMNS}, "own": (int(cfg["test_img_size"]), round(float(cfg["crop_pct"]), 6)), "threads": cfg["threads"]}
         if not jobs:
             logger.info("study %s: every setting is evaluated already", study.name)
@@ -234,10 +235,10 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         written = 0
 
         def on_result(tid: str, rows: list[dict[str, Any]]) -> None:
-            nonlocal written
+            nonlocal written, table
             m = meta_of[tid]
             rows = [{**r, "trial_id": tid, **{k: m[k] for k in C.SEED_COLUMNS}, "trained": (r["test_img_size"], round(r["crop_pct"], 6)) == m["own"], "runtime_threads": m["threads"], "evaluated_at": now_iso()} for r in rows]
-            evals.add_rows(study, rows)
+            table = evals.add_rows(study, rows, table)
             written += len(rows)
             logger.info("study %s: %s evaluated (%d rows)", study.name, tid, len(rows))
 

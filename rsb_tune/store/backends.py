@@ -441,6 +441,20 @@ class Mirror:
             shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, dest)
 
+    def fetch(self, rel: str) -> Path:
+        """One file of the store's study (``rel``: relative to it; also one that is not mirrored,
+        such as a checkpoint under ``ray/``) downloaded into the local copy, unless a copy of the
+        same size is there already; returns the local file."""
+        import pyarrow.fs
+
+        info = self.fs.get_file_info(f"{self.remote}/{rel}")
+        if info.type != pyarrow.fs.FileType.File:
+            raise FileNotFoundError(f"{self.remote}/{rel}")
+        dest = self.local / rel
+        if not (dest.is_file() and dest.stat().st_size == info.size):
+            self._download(rel, info.path)
+        return dest
+
     def reset(self) -> None:
         """Empty the local copy (a new study must not inherit a stale cache)."""
         with self._lock:
