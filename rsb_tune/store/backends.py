@@ -87,6 +87,12 @@ class Location:
     def remote(self) -> bool:
         return self.fs is not None
 
+    def uri(self, path: str) -> str:
+        """``path`` on this object store as a URI with the store's options (an S3 endpoint, a
+        region): what a process elsewhere opens it by (:func:`pyarrow.fs.FileSystem.from_uri`)."""
+        scheme, query = self.spec.split("://", 1)[0], self.spec.partition("?")[2]
+        return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
     def display(self, name: str | None = None) -> str:
         """The URI (without its query) or the directory, optionally of one study."""
         base = self.spec.split("?", 1)[0].rstrip("/") if self.remote else str(self.root)
