@@ -11,7 +11,9 @@ an empty list leaves the image out).
 One job per trial (its weights are loaded once, from its last recorded checkpoint, as data only:
 :func:`rsb_tune.training.checkpoint.load`), holding only the settings not in ``evals.parquet``
 yet: an evaluation killed halfway is run again with the same command and evaluates what is
-left, never a row twice (:mod:`rsb_tune.store.evals`). The study's lock is held meanwhile.
+left, never a row twice (:mod:`rsb_tune.store.evals`). The study's lock is held meanwhile (for
+an object store: its lease; the checkpoints to score are downloaded into the study's local copy,
+:meth:`rsb_tune.runner.lifecycle.Checkpoints.local`, and evals.parquet is uploaded after each trial).
 """
 
 from __future__ import annotations

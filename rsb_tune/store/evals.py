@@ -11,7 +11,8 @@ test set's files), ``eval_time_s``, ``runtime_device``, ``runtime_threads``, ``e
 
 Rows are merged, never appended: :func:`add_rows` replaces a row of the same key, so an
 evaluation resumed after a kill never writes a row twice, and the file is replaced atomically
-after each trial, so a kill loses at most the trial being evaluated.
+(and, for an object-store study, uploaded) after each trial, so a kill loses at most the trial
+being evaluated.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from analysis import contract as C
 from rsb_tune.errors import StudyError
 from rsb_tune.store.directory import StudyDir
 
-__all__ = ["EVAL_COLUMNS", "evals_path", "read_evals", "add_rows", "done_keys", "keys_of", "row_key"]
+__all__ = ["EVAL_COLUMNS", "evals_path", "read_evals", "add_rows", "keys_of", "row_key"]
 
 EVAL_COLUMNS = (
     *C.EVAL_KEY, *C.SEED_COLUMNS, "trained", "top1", "top5", "loss", "n_examples", "correct",
@@ -59,11 +60,6 @@ def keys_of(table) -> list[tuple]:
     """The :func:`row_key` of each row of ``table``, in order (column by column, not row dicts)."""
     cols = [table[k].tolist() for k in C.EVAL_KEY]
     return [row_key(dict(zip(C.EVAL_KEY, values))) for values in zip(*cols)]
-
-
-def done_keys(study: StudyDir) -> set[tuple]:
-    """The keys of the rows written so far."""
-    return set(keys_of(read_evals(study)))
 
 
 def add_rows(study: StudyDir, rows: Iterable[Mapping[str, Any]], table=None):
