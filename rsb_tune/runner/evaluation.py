@@ -178,13 +178,16 @@ def load_eval_data(study: StudyDir, grid: EvalGrid) -> EvalData:
 # --------------------------------------------------------------------------- the job and the run
 
 
-def eval_job(config: Mapping[str, Any], checkpoint_dir: str, trial_id: str, todo: Sequence[tuple[str, Any]], data: EvalData) -> list[dict[str, Any]]:
+def eval_job(config: Mapping[str, Any], checkpoint_dirs: Sequence[str], trial_id: str, todo: Sequence[tuple[str, Any]], data: EvalData) -> list[dict[str, Any]]:
     """One trial's evaluation (run by an executor, in any process): its weights loaded as data
-    only, scored on ``todo`` (test set name, setting) pairs; rows with packed correctness."""
+    only, scored on ``todo`` (test set name, setting) pairs; rows with packed correctness.
+    ``checkpoint_dirs``: where the checkpoint is, the first one there used (an object-store
+    study's: the driver's downloaded copy, then the store's URI, which a job on another node reads)."""
     from rsb_tune.training import checkpoint
     from rsb_tune.training.evaluate import evaluate_weights, weights_of
 
-    state = checkpoint.load(Path(checkpoint_dir) / C.CHECKPOINT_FILE, map_location="cpu")
+    where = next((d for d in checkpoint_dirs[:-1] if Path(d).is_dir()), checkpoint_dirs[-1])
+    state = checkpoint.load(checkpoint.file_in(where, C.CHECKPOINT_FILE), map_location="cpu")
     num_classes, sets = data.for_config(config)
     rows = evaluate_weights(config, weights_of(state, trial_id), num_classes, [sets[n] for n in dict.fromkeys(n for n, _ in todo)], todo)
     for row in rows:
@@ -227,7 +230,7 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
                 skipped[tid] = "no checkpoint kept"
                 continue
             cfg, todo = left[tid]
-            jobs[tid] = (cfg, ckpts.local(path), tid, todo)
+            jobs[tid] = (cfg, (ckpts.local(path), study.location.uri(path)) if study.mirror else (path,), tid, todo)
             meta_of[tid] = {**{k: cfg[k] for k in C.SEED_COLUMNS}, "own": (int(cfg["test_img_size"]), round(float(cfg["crop_pct"]), 6)), "threads": cfg["threads"]}
         if not jobs:
             logger.info("study %s: every setting is evaluated already", study.name)

@@ -75,6 +75,11 @@ def load(path: str | Path, *, map_location: str | None = None, mmap: bool = Fals
 
     try:
         source = _read(path)
+    except FileNotFoundError:
+        raise CheckpointCorrupt(f"{path}: missing") from None
+    except (OSError, ValueError) as e:  # pyarrow: a store that cannot be reached, a bad URI
+        raise CheckpointCorrupt(f"{path}: unreadable ({_first_line(e)})") from None
+    try:
         with torch.serialization.safe_globals(_safe_globals()):
             state = torch.load(source, weights_only=True, map_location=map_location, mmap=mmap and not hasattr(source, "read"))
     except pickle.UnpicklingError as e:
