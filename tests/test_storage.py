@@ -344,6 +344,15 @@ def test_study_in_s3_is_evaluated_and_fine_tuned(tmp_path, s3_server, cache, mon
     assert len(own) == 4
     for row in own.itertuples():  # the training setting reproduces the recorded scores
         assert row.top1 == trials.loc[row.trial_id, f"{row.test_set}_top1"] and row.loss == trials.loc[row.trial_id, f"{row.test_set}_loss"]
+    # a job on a node without the driver's downloaded copy reads the checkpoint from the store
+    from rsb_tune.runner.evaluation import eval_grid, eval_job, final_checkpoint, load_eval_data
+    from rsb_tune.training.evaluate import Setting
+
+    cfg = {**study.plan["t0000"], "threads": int(trials.loc["t0000", "runtime_threads"])}
+    remote_dir = final_checkpoint(study.directory, "t0000")
+    absent = str(study.path / "ray" / "not-here")
+    (row,) = eval_job(cfg, (absent, study.directory.location.uri(remote_dir)), "t0000", [("val", Setting(32, 0.95))], load_eval_data(study.directory, eval_grid()))
+    assert row["top1"] == trials.loc["t0000", "val_top1"]
     # fine-tuned from the store: trial i from source trial i's final checkpoint there
     ft = run_cli("finetune", "--from", "s", "--epochs", "1", "--storage", uri, "--name", "f", "--quiet")
     assert ft.returncode == 0, ft.stderr[-3000:]
