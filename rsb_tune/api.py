@@ -121,13 +121,12 @@ def plan_finetune(source: str, *, dataset: str | None = None, storage: str | Non
     from rsb_tune.store.tables import build_tables
 
     study = StudyDir(_storage(storage), source).require()
-    if study.mirror is not None:
-        raise StudyError(f"study {study.where}: a fine-tune reads checkpoints from a directory; an object-store study cannot be a source yet (copy it to a directory)")
     trials, _ = build_tables(study)
     ok = [] if trials.empty else list(trials.loc[trials["status"] == C.OK, "trial_id"])
     plan = study.plan()
     finals = final_checkpoints(study, sorted(ok))
-    sources = {tid: ft.SourceTrial(plan[tid], str(Path(path).resolve())) for tid, path in finals.items() if path is not None}
+    where = study.location.uri if study.mirror else lambda path: str(Path(path).resolve())  # a store's: read by each trial from there
+    sources = {tid: ft.SourceTrial(plan[tid], where(path)) for tid, path in finals.items() if path is not None}
     if not sources:
         raise StudyError(f"{arg('source', source, flag='--from')}: study {source!r} has no ok trial with its final checkpoint to fine-tune from")
     return ft.plan_finetune(source, sources, dataset=dataset, **experiment)

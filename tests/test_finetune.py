@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from analysis import contract as C
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, events, kill_when, run_cli, start_cli
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,48 @@ def test_lineage_seeds_tables_report(studies, tmp_path):
     again = run_cli("finetune", "--from", "s", "--epochs", "1", "--executor", "local", "--quiet", "--storage", str(ft.directory.storage), "--name", "f")
     assert again.returncode == 0, again.stderr
     assert len(ft.trials) == 2 and (ft.path / C.EVENTS / "t0000.jsonl").read_text() == before
+
+
+def test_finetune_killed_midway_continues_with_nothing_lost_or_twice(studies, tmp_path):
+    """SIGKILLed with trial t0000 finished and t0001 checkpointed after its first epoch; the same
+    command again (as the docs say) continues it: t0000 untouched, t0001 from its checkpoint,
+    equal to an uninterrupted fine-tune of the same seeds."""
+    import shutil
+
+    import pandas as pd
+
+    from rsb_tune.data.registry import load_splits
+    from tests.test_resilience import assert_same_epochs, reference_epochs
+
+    source, _ = studies
+    shutil.copytree(source.path, tmp_path / "s")
+    (tmp_path / "s" / C.EVALS).unlink(missing_ok=True)
+    args = ("finetune", "--from", "s", "--epochs", "2", "--executor", "local", "--quiet", "--storage", str(tmp_path), "--name", "k")
+    study = tmp_path / "k"
+
+    def one_done_one_checkpointed():
+        ev = events(study)
+        return any(r.get("status") == C.OK for r in ev.get("t0000", ())) and any(r["type"] == "checkpoint" for r in ev.get("t0001", ()))
+
+    kill_when(start_cli(*args), one_done_one_checkpointed, "t0000 finished and t0001 checkpointed")
+    before = events(study)
+    assert not any(r.get("status") == C.OK for r in before["t0001"])  # killed before its end
+    finished_log = (study / C.EVENTS / "t0000.jsonl").read_text()
+    lineage = yaml.safe_load((study / C.MANIFEST).read_text())["finetune_from"]
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (study / C.EVENTS / "t0000.jsonl").read_text() == finished_log  # not run again
+    after = events(study)
+    # continued from its checkpoint: epoch 1 reported once, each epoch's result once
+    assert [r["epoch"] for r in after["t0001"] if r.get("type") == "result"] == [1, 2]
+    trials = pd.read_parquet(study / C.TRIALS)
+    assert sorted(trials["trial_id"]) == ["t0000", "t0001"] and (trials["status"] == C.OK).all()
+    for tid, rows in after.items():
+        assert sum(r.get("type") == "result" and r.get("status") == C.OK for r in rows) == 1, tid
+    assert yaml.safe_load((study / C.MANIFEST).read_text())["finetune_from"] == lineage
+    # bit for bit what an uninterrupted fine-tune of the continued trial gives
+    plan = json.loads((study / C.PLAN).read_text())
+    assert_same_epochs(study, reference_epochs(study, load_splits(plan["t0001"]), {"t0001"}))
 
 
 def test_dry_run_names_the_recipe_source(studies):
