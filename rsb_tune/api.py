@@ -121,13 +121,12 @@ def plan_finetune(source: str, *, dataset: str | None = None, storage: str | Non
     from rsb_tune.store.tables import build_tables
 
     study = StudyDir(_storage(storage), source).require()
-    if study.mirror is not None:
-        raise StudyError(f"study {study.where}: a fine-tune reads checkpoints from a directory; an object-store study cannot be a source yet (copy it to a directory)")
     trials, _ = build_tables(study)
     ok = [] if trials.empty else list(trials.loc[trials["status"] == C.OK, "trial_id"])
     plan = study.plan()
     finals = final_checkpoints(study, sorted(ok))
-    sources = {tid: ft.SourceTrial(plan[tid], str(Path(path).resolve())) for tid, path in finals.items() if path is not None}
+    where = study.location.uri if study.mirror else lambda path: str(Path(path).resolve())  # a store's: read by each trial from there
+    sources = {tid: ft.SourceTrial(plan[tid], where(path)) for tid, path in finals.items() if path is not None}
     if not sources:
         raise StudyError(f"{arg('source', source, flag='--from')}: study {source!r} has no ok trial with its final checkpoint to fine-tune from")
     return ft.plan_finetune(source, sources, dataset=dataset, **experiment)
@@ -427,6 +426,21 @@ class Study:
                 self.trials, factors=factors, params=meta.get("params") or None, metric=metric or meta.get("metric"),
                 mode=None if metric else meta.get("mode"), **options,
             )
+        except ValueError as e:
+            raise UserError(f"study {self.name}: {e}") from None
+
+    def transfer(self, *, metric: str | None = None):
+        """A fine-tune study's transfer table (:func:`analysis.transfer_table` on its trials, as
+        the report and the browser show it): one row per source recipe x target dataset with the
+        mean over the seeds, its t-interval and the rank. Its source: ``meta["finetune_from"]``.
+        Any other kind of study, or one with no ok trial yet: a user error."""
+        from analysis.evals import transfer_table
+
+        meta = self.meta
+        if meta.get("kind") != "finetune":
+            raise UserError(f"study {self.name}: not a fine-tune (kind {meta.get('kind')}); start one with rsb-tune finetune --from {self.name}")
+        try:
+            return transfer_table(self.trials, metric=metric or meta.get("metric", "val_top1"))
         except ValueError as e:
             raise UserError(f"study {self.name}: {e}") from None
 

@@ -393,7 +393,7 @@ def _cmd_eval(args) -> int:
     table = study.evaluate(test_sizes=args.test_size, crop_pcts=args.crop_pct, splits=args.split, test_sets=args.test_set, labels=args.labels, **_run_options(args))
     summary = table.groupby(["test_set", "test_img_size", "crop_pct"])["top1"].agg(["count", "mean", "std"]).reset_index()
     print(summary.rename(columns={"count": "trials", "mean": "top1 mean", "std": "top1 std"}).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"evals: {study.path / 'evals.parquet'} ({len(table)} rows)")
+    print(f"evals: {study.where}/evals.parquet ({len(table)} rows)")
     return 0
 
 

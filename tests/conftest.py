@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +66,54 @@ def run_cli(*args: str, cwd=None, timeout: float = 600, env=None) -> subprocess.
     """``rsb-tune ARGS`` in a subprocess (the way a user runs it)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "rsb_tune", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=full_env)
+
+
+def start_cli(*args: str, env=None) -> subprocess.Popen:
+    """``rsb-tune ARGS`` started in a subprocess of its own process group (:func:`kill_when` kills it)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "rsb_tune", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        start_new_session=True,
+    )
+
+
+def events(study: Path) -> dict[str, list[dict]]:
+    out = {}
+    for p in sorted((study / "events").glob("*.jsonl")):
+        rows = []
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+        out[p.stem] = rows
+    return out
+
+
+def wait_running(proc, predicate, what: str, timeout: float = 900) -> None:
+    """Wait for ``predicate`` while ``proc`` runs (the machine may be shared: a long timeout)."""
+    import time
+
+    t0 = time.time()
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"the study ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def kill_when(proc, predicate, what: str) -> None:
+    """SIGKILL ``proc``'s process group (the driver and its trials) once ``predicate`` holds,
+    as a crash would (and on any failure of the wait, so that nothing is left running)."""
+    try:
+        wait_running(proc, predicate, what)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *needles: str) -> None:

@@ -18,7 +18,7 @@ import pytest
 from scipy import stats as sps
 
 from analysis import contract as C
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, kill_when, run_cli, start_cli
 
 SIZES, CROPS = (24, 32, 40), (0.95, 1.0)
 
@@ -115,6 +115,39 @@ def test_eval_resumes_reproduces_and_reports(study, tmp_path):
             time.sleep(0.5)
         page = client.get("/studies/s").text
     assert "Re-evaluated weights" in page and "resolution_curve_val.png" in page and "eval-crops" in page
+
+
+# the killed evaluation's grid: the training setting (32 px, crop 0.95) among many, so that the
+# second trial's job takes seconds after the first trial's rows land (the kill falls in between)
+KILL_GRID = ("--test-size", "24", "28", "32", "36", "--crop-pct", "0.85", "0.95", "1.0", "--split", "val", "v2")
+KILL_ROWS = 4 * 3 * 2  # per trial
+
+
+def test_eval_killed_midway_resumes_with_nothing_lost_or_twice(study, tmp_path):
+    import shutil
+
+    shutil.copytree(study.path, tmp_path / "s")  # the module's study stays as the other tests expect it
+    (tmp_path / "s" / C.EVALS).unlink(missing_ok=True)
+    path = tmp_path / "s" / C.EVALS
+    args = ("eval", "s", "--storage", str(tmp_path), "--executor", "local", "--quiet", *KILL_GRID)
+    kill_when(start_cli(*args), path.exists, "the first trial's rows")
+    partial = pd.read_parquet(path)
+    # really partial: the first trial's rows, all of them, none of the second's
+    assert set(partial["trial_id"]) == {"t0000"} and len(partial) == KILL_ROWS, partial["trial_id"].value_counts()
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert f"t0001 evaluated ({KILL_ROWS} rows)" in again.stderr and "t0000" not in again.stderr, again.stderr  # only what was missing
+    evals = pd.read_parquet(path)
+    assert len(evals) == 2 * KILL_ROWS and not evals.duplicated(list(C.EVAL_KEY)).any()
+    # the rows written before the kill are kept as they were (their evaluated_at too)
+    kept = evals[evals["trial_id"] == "t0000"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, partial.sort_values(list(C.EVAL_KEY)).reset_index(drop=True))
+    # both trials' training settings reproduce their recorded, uninterrupted scores
+    trials = study.trials.set_index("trial_id")
+    own = evals[evals["trained"]]
+    assert len(own) == 2 * 2
+    for row in own.itertuples():
+        assert row.top1 == trials.loc[row.trial_id, f"{row.test_set}_top1"] and row.loss == trials.loc[row.trial_id, f"{row.test_set}_loss"]
 
 
 @pytest.mark.parametrize(

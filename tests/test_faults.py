@@ -13,33 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
-from tests.test_resilience import assert_same_epochs, events, reference_epochs, start_cli
+from tests.conftest import assert_user_error, events, kill_when, run_cli, start_cli, wait_running
+from tests.test_resilience import assert_same_epochs, reference_epochs
 
 NAME = "k"
-
-
-def wait_running(proc, predicate, what: str, timeout: float = 900) -> None:
-    """Wait for ``predicate`` while ``proc`` runs (the machine may be shared: a long timeout)."""
-    import time
-
-    t0 = time.time()
-    while not predicate():
-        if proc.poll() is not None:
-            raise AssertionError(f"the study ended (exit {proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
-        if time.time() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def kill_when(proc, predicate, what: str) -> None:
-    """SIGKILL ``proc``'s process group (the driver and its trials) once ``predicate`` holds,
-    as a crash would (and on any failure of the wait, so that nothing is left running)."""
-    try:
-        wait_running(proc, predicate, what)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def _finished(ev: dict[str, list[dict]]) -> set[str]:

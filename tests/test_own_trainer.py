@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import assert_user_error, run_cli
-from tests.test_faults import kill_when
-from tests.test_resilience import events, start_cli
+from tests.conftest import events, kill_when, start_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = f"{ROOT / 'examples' / 'tiny_mlp.py'}:train"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,34 +12,10 @@ import pandas as pd
 import pytest
 
 from rsb_tune.store.backends import StudyLock
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, events, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 METRICS = ["train_loss", "lr", "val_top1", "val_top5", "val_loss", "v2_top1", "v2_top5", "v2_loss"]
-
-
-def start_cli(*args: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rsb_tune", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        start_new_session=True,
-    )
-
-
-def events(study: Path) -> dict[str, list[dict]]:
-    out = {}
-    for p in sorted((study / "events").glob("*.jsonl")):
-        rows = []
-        for line in p.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass
-        out[p.stem] = rows
-    return out
 
 
 def wait_for(predicate, timeout=240, what="condition"):

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, assert_user_error, run_cli
-from tests.test_resilience import events, start_cli, wait_for
+from tests.conftest import events, start_cli
+from tests.test_resilience import wait_for
 
 pytestmark = pytest.mark.e2e
 

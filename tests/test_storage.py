@@ -223,7 +223,8 @@ def test_bad_object_store_storage_is_one_line_exit_2(tmp_path, s3_server, cache)
 def test_study_in_s3_is_killed_resumed_elsewhere_and_reported(tmp_path, s3_server, cache, monkeypatch, digits):
     """The driver is SIGKILLed, its machine's cache is lost, and the study resumes from the
     store alone: finished trials kept, unfinished ones continued, equal to an uninterrupted run."""
-    from tests.test_resilience import assert_same_epochs, events, reference_epochs, start_cli, wait_for
+    from tests.conftest import events, start_cli
+    from tests.test_resilience import assert_same_epochs, reference_epochs, wait_for
 
     uri = s3_server("e2e")
     proc = start_cli("seeds", "--n", "3", "--recipe", "A2", "--epochs", "6", "--max-concurrent", "1", "--storage", uri, "--name", "k", "--quiet")
@@ -312,3 +313,62 @@ def test_study_run_elsewhere_is_refused_and_leaves_nothing(tmp_path, s3_server, 
     assert_user_error(proc, "study 'h' is already running (pid 4242 on gpu-node-7")
     assert not StudyDir(uri, "h").dir.exists()
     assert set(s3_files(fs, f"{root}/h")) == {".lease"}
+
+
+@pytest.mark.e2e
+def test_study_in_s3_is_evaluated_and_fine_tuned(tmp_path, s3_server, cache, monkeypatch):
+    """``eval`` and ``finetune --from`` of a study in the store: the final checkpoints fetched
+    (only those), evals.parquet uploaded under the study's lease, and each fine-tune trial reads
+    its source trial's weights from the store itself."""
+    import numpy as np
+
+    import rsb_tune
+    from analysis import contract as C
+
+    uri = s3_server("ev")
+    src = run_cli("seeds", "--n", "2", "--epochs", "1", "--storage", uri, "--name", "s", "--quiet")
+    assert src.returncode == 0, src.stderr[-3000:]
+    ev = run_cli("eval", "s", "--storage", uri, "--executor", "local", "--quiet", "--test-size", "28", "32", "--split", "val", "v2")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert "evals: s3://rsb/ev/s/evals.parquet (8 rows)" in ev.stdout, ev.stdout
+    fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+    remote = s3_files(fs, f"{root}/s")
+    assert "evals.parquet" in remote and ".lease" not in remote
+    assert sum(p.endswith("/state.pt") for p in remote) == 2  # Ray's checkpoints only: nothing uploaded back
+    # read back from the store alone, on a machine that never saw the study
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "elsewhere"))
+    study = rsb_tune.load("s", storage=uri)
+    evals, trials = study.evals, study.trials.set_index("trial_id")
+    assert len(evals) == 2 * 2 * 2 and not evals.duplicated(list(C.EVAL_KEY)).any()
+    own = evals[evals["trained"].astype(bool)]
+    assert len(own) == 4
+    for row in own.itertuples():  # the training setting reproduces the recorded scores
+        assert row.top1 == trials.loc[row.trial_id, f"{row.test_set}_top1"] and row.loss == trials.loc[row.trial_id, f"{row.test_set}_loss"]
+    # a job on a node without the driver's downloaded copy reads the checkpoint from the store
+    from rsb_tune.runner.evaluation import eval_grid, eval_job, final_checkpoint, load_eval_data
+    from rsb_tune.training.evaluate import Setting
+
+    cfg = {**study.plan["t0000"], "threads": int(trials.loc["t0000", "runtime_threads"])}
+    remote_dir = final_checkpoint(study.directory, "t0000")
+    absent = str(study.path / "ray" / "not-here")
+    (row,) = eval_job(cfg, (absent, study.directory.location.uri(remote_dir)), "t0000", [("val", Setting(32, 0.95))], load_eval_data(study.directory, eval_grid()))
+    assert row["top1"] == trials.loc["t0000", "val_top1"]
+    # fine-tuned from the store: trial i from source trial i's final checkpoint there
+    ft = run_cli("finetune", "--from", "s", "--epochs", "1", "--storage", uri, "--name", "f", "--quiet")
+    assert ft.returncode == 0, ft.stderr[-3000:]
+    f = rsb_tune.load("f", storage=uri)
+    assert (f.trials["status"] == C.OK).all() and len(f.trials) == 2
+    lineage = f.meta["finetune_from"]["trials"]
+    for tid, cfg in f.plan.items():
+        assert cfg["init_from"]["checkpoint"] == lineage[tid]["checkpoint"]
+        assert cfg["init_from"]["checkpoint"].startswith(f"s3://{root}/s/ray/") and "endpoint_override=" in cfg["init_from"]["checkpoint"]
+    from rsb_tune.runner.evaluation import final_checkpoint
+    from rsb_tune.training import checkpoint
+    from rsb_tune.training.trial import initial_model
+
+    with fs.open_input_stream(f"{final_checkpoint(study.directory, 't0001')}/{C.CHECKPOINT_FILE}") as fh:
+        (tmp_path / "source.pt").write_bytes(fh.read())
+    source = checkpoint.weights_of(checkpoint.load(tmp_path / "source.pt"), "t0001")
+    start = initial_model(f.plan["t0001"], 2).state_dict()
+    body = [k for k in start if not k.startswith("fc.")]
+    assert body and all(np.array_equal(start[k].numpy(), source[k].numpy()) for k in body)

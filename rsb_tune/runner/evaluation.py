@@ -11,7 +11,9 @@ an empty list leaves the image out).
 One job per trial (its weights are loaded once, from its last recorded checkpoint, as data only:
 :func:`rsb_tune.training.checkpoint.load`), holding only the settings not in ``evals.parquet``
 yet: an evaluation killed halfway is run again with the same command and evaluates what is
-left, never a row twice (:mod:`rsb_tune.store.evals`). The study's lock is held meanwhile.
+left, never a row twice (:mod:`rsb_tune.store.evals`). The study's lock is held meanwhile (for
+an object store: its lease; the checkpoints to score are downloaded into the study's local copy,
+:meth:`rsb_tune.runner.lifecycle.Checkpoints.local`, and evals.parquet is uploaded after each trial).
 """
 
 from __future__ import annotations
@@ -176,13 +178,16 @@ def load_eval_data(study: StudyDir, grid: EvalGrid) -> EvalData:
 # --------------------------------------------------------------------------- the job and the run
 
 
-def eval_job(config: Mapping[str, Any], checkpoint_dir: str, trial_id: str, todo: Sequence[tuple[str, Any]], data: EvalData) -> list[dict[str, Any]]:
+def eval_job(config: Mapping[str, Any], checkpoint_dirs: Sequence[str], trial_id: str, todo: Sequence[tuple[str, Any]], data: EvalData) -> list[dict[str, Any]]:
     """One trial's evaluation (run by an executor, in any process): its weights loaded as data
-    only, scored on ``todo`` (test set name, setting) pairs; rows with packed correctness."""
+    only, scored on ``todo`` (test set name, setting) pairs; rows with packed correctness.
+    ``checkpoint_dirs``: where the checkpoint is, the first one there used (an object-store
+    study's: the driver's downloaded copy, then the store's URI, which a job on another node reads)."""
     from rsb_tune.training import checkpoint
     from rsb_tune.training.evaluate import evaluate_weights, weights_of
 
-    state = checkpoint.load(Path(checkpoint_dir) / C.CHECKPOINT_FILE, map_location="cpu")
+    where = next((d for d in checkpoint_dirs[:-1] if Path(d).is_dir()), checkpoint_dirs[-1])
+    state = checkpoint.load(checkpoint.file_in(where, C.CHECKPOINT_FILE), map_location="cpu")
     num_classes, sets = data.for_config(config)
     rows = evaluate_weights(config, weights_of(state, trial_id), num_classes, [sets[n] for n in dict.fromkeys(n for n, _ in todo)], todo)
     for row in rows:
@@ -195,12 +200,11 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
     """Evaluate every ok trial of ``study`` on ``grid`` through ``opts.executor``, skipping the
     rows ``evals.parquet`` has; returns (rows written, {trial: why it was not evaluated})."""
     from rsb_tune.runner.executor import get_executor
+    from rsb_tune.runner.lifecycle import Checkpoints
     from rsb_tune.store import evals
     from rsb_tune.store.directory import now_iso
     from rsb_tune.store.tables import build_tables
 
-    if study.mirror is not None:
-        raise StudyError(f"study {study.where}: eval reads checkpoints from a directory; an object-store study cannot be evaluated yet (copy it to a directory)")
     executor = get_executor(opts.executor)
     executor.check(opts)
     with study.lock():
@@ -208,7 +212,8 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         ok = trials[trials["status"] == C.OK] if not trials.empty else trials
         if ok.empty:
             raise StudyError(f"study {study.name!r} has no ok trial to evaluate")
-        plan, done = study.plan(), evals.done_keys(study)
+        plan, table = study.plan(), evals.read_evals(study)
+        done = set(evals.keys_of(table))
         left = {}
         for row in ok.to_dict("records"):
             tid = row["trial_id"]
@@ -221,12 +226,13 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
             if todo:
                 left[tid] = (cfg, todo)
         jobs, skipped, meta_of = {}, {}, {}
+        ckpts = Checkpoints(study)
         for tid, path in final_checkpoints(study, left).items():
             if path is None:
                 skipped[tid] = "no checkpoint kept"
                 continue
             cfg, todo = left[tid]
-            jobs[tid] = (cfg, path, tid, todo)
+            jobs[tid] = (cfg, (ckpts.local(path), study.location.uri(path)) if study.mirror else (path,), tid, todo)
             meta_of[tid] = {**{k: cfg[k] for k in C.SEED_COLUMNS}, "own": (int(cfg["test_img_size"]), round(float(cfg["crop_pct"]), 6)), "threads": cfg["threads"]}
         if not jobs:
             logger.info("study %s: every setting is evaluated already", study.name)
@@ -236,10 +242,10 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
         written = 0
 
         def on_result(tid: str, rows: list[dict[str, Any]]) -> None:
-            nonlocal written
+            nonlocal written, table
             m = meta_of[tid]
             rows = [{**r, "trial_id": tid, **{k: m[k] for k in C.SEED_COLUMNS}, "trained": (r["test_img_size"], round(r["crop_pct"], 6)) == m["own"], "runtime_threads": m["threads"], "evaluated_at": now_iso()} for r in rows]
-            evals.add_rows(study, rows)
+            table = evals.add_rows(study, rows, table)
             written += len(rows)
             logger.info("study %s: %s evaluated (%d rows)", study.name, tid, len(rows))
 

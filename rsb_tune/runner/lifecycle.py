@@ -278,6 +278,20 @@ class Checkpoints:
     def path(self, relative: str) -> str:
         return f"{self.storage()[0]}/{relative}"
 
+    def local(self, path: str, filename: str = C.CHECKPOINT_FILE) -> str:
+        """A directory on this machine holding ``filename`` of checkpoint ``path`` (as
+        :meth:`path` names it): ``path`` itself for a directory study; for an object store, the
+        file downloaded (once) into the local copy's ``ray/``, which is never uploaded."""
+        if not self.study.mirror:
+            return path
+        rel = self.relative(path)
+        if rel is None:
+            raise StudyError(f"study {self.study.where}: checkpoint {path} is not in the study")
+        try:
+            return str(self.study.mirror.fetch(f"{C.RAY}/{rel}/{filename}").parent)
+        except OSError as e:
+            raise StudyError(f"study {self.study.where}: cannot download checkpoint {path} ({one_line(e)})") from None
+
     def runs(self) -> list[str]:
         """Names of the Ray experiments run so far (``run-01``, ...)."""
         import pyarrow.fs

@@ -17,7 +17,7 @@ study is cached by it, so a poll of an unchanged study reads nothing.
 
 The app uses only :class:`Storage`'s methods ``refs`` (the listing), ``find(name)``,
 ``signature(ref)``/``table_signature(ref, sig)`` (cache keys), ``summary(ref, sig)``,
-``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``table_path(ref, file)``,
+``trial_rows(ref, sig)``, ``epoch_rows(ref, sig)``, ``finetunes_of(name)``, ``table_path(ref, file)``,
 ``served_table(ref, file)`` and ``ref.dir`` (what ``analysis`` draws from): swapping
 them to ``rsb_tune.api`` (``list_studies``, ``load``, ``Study.status()``) happens here only.
 Rows, summaries and served tables are scrubbed of the server's paths
@@ -306,7 +306,7 @@ class Storage:
             meta, plan = self.meta(ref), self.plan(ref)
         except StudyError as e:
             status = damaged_status(name=ref.name, where=ref.name, problem=str(e))
-            return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False}
+            return status, {"space": None, "params": [], "last_time": 0.0, "dataset": None, "command": None, "started_ts": None, "has_tables": False, "finetune_from": None}
         rows = self.trial_rows(ref)  # one per planned trial, in plan order, from the cached event logs
         status = status_of(
             name=ref.name, where=ref.name, directory=ref.dir, meta=meta, plan=plan, events_of=lambda tid: self.events(ref, tid),
@@ -320,8 +320,26 @@ class Storage:
             "command": meta.get("command"),
             "started_ts": _parse_time(status.started_at),
             "has_tables": all((ref.dir / t).is_file() for t in TABLES),
+            "finetune_from": _lineage(meta),
         }
         return status, extra
+
+    def finetunes_of(self, name: str) -> list[str]:
+        """The names of the listed fine-tune studies made from study ``name`` (their manifests'
+        ``finetune_from``, read as every manifest is: cached until its file changes; a store
+        study's manifest is known once its page was opened)."""
+        from rsb_tune.errors import StudyError
+
+        out = []
+        for ref in self.refs().values():
+            try:
+                meta = self.meta(ref)
+            except StudyError:
+                continue
+            src = _lineage(meta)
+            if src is not None and src["study"] == name:
+                out.append(ref.name)
+        return sorted(out)
 
     def _stopping(self, ref: StudyRef, meta: dict[str, Any]):
         """A sequential study's stopping record, recomputed as ``rsb_tune.load(...).status()`` does."""
@@ -522,6 +540,25 @@ def _sig(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_mtime_ns, st.st_size
+
+
+def _lineage(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A fine-tune study's source (``finetune_from`` of its manifest, planning/finetune.py): the
+    source study's name, recipe and dataset, the fine-tuning recipe's source, the seed offset
+    and each trial's source seed; the checkpoints' paths name the machine and are not shown.
+    Any other study, or a record without a source name: None."""
+    src = meta.get("finetune_from")
+    if meta.get("kind") != "finetune" or not isinstance(src, dict) or not isinstance(src.get("study"), str):
+        return None
+    trials = src.get("trials") if isinstance(src.get("trials"), dict) else {}
+    return {
+        "study": src["study"],
+        "recipe": _names(src.get("recipe")),
+        "dataset": _names(src.get("dataset")),
+        "recipe_source": src.get("recipe_source"),
+        "seed_offset": src.get("seed_offset"),
+        "trials": {str(t): {"seed": rec.get("seed") if isinstance(rec, dict) else None} for t, rec in trials.items()},
+    }
 
 
 def _names(value: Any) -> Any:

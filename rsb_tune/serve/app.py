@@ -3,7 +3,8 @@
 Pages (Jinja2 templates) and a JSON API with the same content::
 
     /                          every study, newest first (?kind=seeds|grid)
-    /studies/NAME              one study; its live part is re-fetched by /static/app.js
+    /studies/NAME              one study (a fine-tune: its source and transfer table; a source: its
+                               fine-tunes); its live part is re-fetched by /static/app.js
     /studies/NAME/live         that live part alone (204 when unchanged since ?v=VERSION)
     /studies/NAME/figures/F    a figure drawn by analysis (cached until the tables change)
     /studies/NAME/report/      the report of `rsb-tune report`, drawn into the server's cache
@@ -108,9 +109,11 @@ def create_app(storage: str, token: str | None = None, *, redraw_s: float | None
         """What a study's page shows, with its version (a digest of everything in it but the
         ETA), and the study's signature: the files are listed once per request."""
         sig = store.signature(ref)
-        summary = store.summary(ref, sig)
+        summary = {**store.summary(ref, sig), "finetunes": store.finetunes_of(ref.name)}
+        if summary["finetune_from"]:  # its source: a link while it is in this storage's listing
+            summary["finetune_from"] = {**summary["finetune_from"], "listed": store.find(summary["finetune_from"]["study"]) is not None}
         figs = figures.study(ref.name, ref.dir, store.table_signature(ref, sig), running=summary["state"] == "running", has_tables=summary["has_tables"])
-        version = _digest((sig, figs["version"], figs["status"], summary["state"]))
+        version = _digest((sig, figs["version"], figs["status"], summary["state"], summary["finetunes"], summary["finetune_from"]))
         return {"study": summary, "figures": figs, "version": version}, sig
 
     def study_parts(ref, sig: tuple) -> dict[str, Any]:

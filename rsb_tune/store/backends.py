@@ -87,6 +87,12 @@ class Location:
     def remote(self) -> bool:
         return self.fs is not None
 
+    def uri(self, path: str) -> str:
+        """``path`` on this object store as a URI with the store's options (an S3 endpoint, a
+        region): what a process elsewhere opens it by (:func:`pyarrow.fs.FileSystem.from_uri`)."""
+        scheme, query = self.spec.split("://", 1)[0], self.spec.partition("?")[2]
+        return f"{scheme}://{path}" + (f"?{query}" if query else "")
+
     def display(self, name: str | None = None) -> str:
         """The URI (without its query) or the directory, optionally of one study."""
         base = self.spec.split("?", 1)[0].rstrip("/") if self.remote else str(self.root)
@@ -440,6 +446,20 @@ class Mirror:
         with self.fs.open_input_stream(remote_path) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
         os.replace(tmp, dest)
+
+    def fetch(self, rel: str) -> Path:
+        """One file of the store's study (``rel``: relative to it; also one that is not mirrored,
+        such as a checkpoint under ``ray/``) downloaded into the local copy, unless a copy of the
+        same size is there already; returns the local file."""
+        import pyarrow.fs
+
+        info = self.fs.get_file_info(f"{self.remote}/{rel}")
+        if info.type != pyarrow.fs.FileType.File:
+            raise FileNotFoundError(f"{self.remote}/{rel}")
+        dest = self.local / rel
+        if not (dest.is_file() and dest.stat().st_size == info.size):
+            self._download(rel, info.path)
+        return dest
 
     def reset(self) -> None:
         """Empty the local copy (a new study must not inherit a stale cache)."""

@@ -11,7 +11,8 @@ test set's files), ``eval_time_s``, ``runtime_device``, ``runtime_threads``, ``e
 
 Rows are merged, never appended: :func:`add_rows` replaces a row of the same key, so an
 evaluation resumed after a kill never writes a row twice, and the file is replaced atomically
-after each trial, so a kill loses at most the trial being evaluated.
+(and, for an object-store study, uploaded) after each trial, so a kill loses at most the trial
+being evaluated.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from analysis import contract as C
 from rsb_tune.errors import StudyError
 from rsb_tune.store.directory import StudyDir
 
-__all__ = ["EVAL_COLUMNS", "evals_path", "read_evals", "add_rows", "done_keys", "row_key"]
+__all__ = ["EVAL_COLUMNS", "evals_path", "read_evals", "add_rows", "keys_of", "row_key"]
 
 EVAL_COLUMNS = (
     *C.EVAL_KEY, *C.SEED_COLUMNS, "trained", "top1", "top5", "loss", "n_examples", "correct",
@@ -55,25 +56,28 @@ def read_evals(study: StudyDir):
         raise StudyError(f"{path}: cannot read it ({type(e).__name__}: {e}); delete it to evaluate again") from None
 
 
-def done_keys(study: StudyDir) -> set[tuple]:
-    """The keys of the rows written so far."""
-    table = read_evals(study)
-    return {row_key(r) for r in table.to_dict("records")}
+def keys_of(table) -> list[tuple]:
+    """The :func:`row_key` of each row of ``table``, in order (column by column, not row dicts)."""
+    cols = [table[k].tolist() for k in C.EVAL_KEY]
+    return [row_key(dict(zip(C.EVAL_KEY, values))) for values in zip(*cols)]
 
 
-def add_rows(study: StudyDir, rows: Iterable[Mapping[str, Any]]):
+def add_rows(study: StudyDir, rows: Iterable[Mapping[str, Any]], table=None):
     """Merge ``rows`` into ``evals.parquet`` (a row of the same key is replaced) and replace the
-    file atomically; returns the table written."""
+    file atomically (and upload it, for an object-store study); returns the table written.
+    ``table``: the file's table as the previous call returned it (under the study's lock:
+    nobody else writes it), which spares reading it back; else it is read."""
     import pandas as pd
 
     from rsb_tune.store.tables import _atomic_parquet
 
     new = pd.DataFrame([{k: r.get(k) for k in EVAL_COLUMNS} for r in rows], columns=list(EVAL_COLUMNS))
-    old = read_evals(study)
+    old = read_evals(study) if table is None else table
     if not old.empty:
-        fresh = {row_key(r) for r in new.to_dict("records")}
-        old = old[[row_key(r) not in fresh for r in old.to_dict("records")]]
+        fresh = set(keys_of(new))
+        old = old[[k not in fresh for k in keys_of(old)]]
     table = pd.concat([t for t in (old, new) if not t.empty], ignore_index=True) if not (old.empty and new.empty) else new
     table = table.sort_values(list(C.EVAL_KEY), kind="stable").reset_index(drop=True)
     _atomic_parquet(table, evals_path(study))
+    study.sync()
     return table

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["save", "load", "weights_of", "check", "CheckpointRefused", "CheckpointCorrupt", "SAFE_GLOBALS"]
+__all__ = ["save", "load", "file_in", "weights_of", "check", "CheckpointRefused", "CheckpointCorrupt", "SAFE_GLOBALS"]
 
 
 class CheckpointRefused(ValueError):
@@ -46,14 +46,42 @@ def save(state: Mapping[str, Any], path: str | Path) -> None:
     torch.save(dict(state), path)
 
 
+def file_in(directory: str | Path, name: str) -> str:
+    """The file ``name`` in ``directory``: a path, or an object-store URI whose options (``?...``)
+    stay at its end."""
+    base, sep, query = str(directory).partition("?") if "://" in str(directory) else (str(directory), "", "")
+    return f"{base.rstrip('/')}/{name}{sep}{query}"
+
+
+def _read(path: str | Path):
+    """``path``, or for an object-store URI (``s3://BUCKET/KEY?options``, as ``--storage``
+    takes them) its bytes read into memory (a trial on any node reads the store itself)."""
+    if "://" not in str(path):
+        return path
+    import io
+
+    import pyarrow.fs
+
+    fs, key = pyarrow.fs.FileSystem.from_uri(str(path))
+    with fs.open_input_stream(key) as f:
+        return io.BytesIO(f.read())
+
+
 def load(path: str | Path, *, map_location: str | None = None, mmap: bool = False) -> dict[str, Any]:
-    """The checkpoint at ``path``; :class:`CheckpointRefused` when it holds anything but data,
-    :class:`CheckpointCorrupt` when it cannot be read whole. Both messages are one line."""
+    """The checkpoint at ``path`` (a file, or an object-store URI); :class:`CheckpointRefused`
+    when it holds anything but data, :class:`CheckpointCorrupt` when it cannot be read whole.
+    Both messages are one line."""
     import torch
 
     try:
+        source = _read(path)
+    except FileNotFoundError:
+        raise CheckpointCorrupt(f"{path}: missing") from None
+    except (OSError, ValueError) as e:  # pyarrow: a store that cannot be reached, a bad URI
+        raise CheckpointCorrupt(f"{path}: unreadable ({_first_line(e)})") from None
+    try:
         with torch.serialization.safe_globals(_safe_globals()):
-            state = torch.load(path, weights_only=True, map_location=map_location, mmap=mmap)
+            state = torch.load(source, weights_only=True, map_location=map_location, mmap=mmap and not hasattr(source, "read"))
     except pickle.UnpicklingError as e:
         what = _first_line(e)
         if "Unsupported global" in what or "weights_only" in what.lower() or "Weights only" in str(e):

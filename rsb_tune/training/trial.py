@@ -157,7 +157,7 @@ def initial_model(config: Mapping[str, Any], num_classes: int):
     source = config.get("init_from")
     if not source:
         return model
-    state = checkpoint.load(f"{source['checkpoint']}/{C.CHECKPOINT_FILE}", map_location="cpu")
+    state = checkpoint.load(checkpoint.file_in(source["checkpoint"], C.CHECKPOINT_FILE), map_location="cpu")
     head = model.pretrained_cfg.get("classifier") or "fc"
 
     def in_head(name: str) -> bool:
