@@ -117,7 +117,8 @@ def test_finetune_killed_midway_continues_with_nothing_lost_or_twice(studies, tm
     source, _ = studies
     shutil.copytree(source.path, tmp_path / "s")
     (tmp_path / "s" / C.EVALS).unlink(missing_ok=True)
-    args = ("finetune", "--from", "s", "--epochs", "2", "--executor", "local", "--quiet", "--storage", str(tmp_path), "--name", "k")
+    # one trial at a time: t0001 starts once t0000 has finished, and the kill lands in its epoch 2
+    args = ("finetune", "--from", "s", "--epochs", "2", "--executor", "local", "--max-concurrent", "1", "--quiet", "--storage", str(tmp_path), "--name", "k")
     study = tmp_path / "k"
 
     def one_done_one_checkpointed():
