@@ -10,8 +10,8 @@ Runs ``rsb-tune seeds --n N --recipe A2`` twice through the CLI, ``--set amp=off
 - each arm's wall time, so the precision's cost and its effect on the results are read together.
 
 An interval of the difference that holds 0 and one of the ratio that holds 1 say the
-distribution did not move detectably at this n: the check ``amp: auto`` waits for before it
-takes bf16 on CPUs with bf16 matrix units (AMX, AVX-512 BF16); today it keeps every CPU in fp32.
+distribution did not move detectably at this n: the check behind ``amp: auto`` taking bf16 on
+CPUs with bf16 matrix units (AMX, AVX-512 BF16); benchmarks/RESULTS.md section 14c has its run.
 
     python benchmarks/amp_study.py                  # 100 seeds x 15 epochs each arm: ~15 min on 2 cores
     python benchmarks/amp_study.py --n 10 --epochs 2    # a check that it runs
