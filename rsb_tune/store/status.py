@@ -173,7 +173,7 @@ class StudyStatus:
 
 def precision_line(precision: Mapping[str, int]) -> str:
     """One line: the precision the trials trained in (``amp``: ``auto`` takes bf16 on CUDA that
-    has it, fp32 on a CPU), with the trial counts when they differ."""
+    has it and on a CPU with bf16 matrix units, else fp32), with the trial counts when they differ."""
     if len(precision) == 1:
         return f"precision: {next(iter(precision))} (every trial that reported)"
     return "precision: " + ", ".join(f"{p} in {n} trial{'s' * (n != 1)}" for p, n in sorted(precision.items(), key=lambda kv: -kv[1])) + " (mixed: the trials ran on different machines or settings)"
