@@ -13,6 +13,11 @@ import pytest
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.pop("RSB_TUNE_STORAGE", None)  # the tests name their storages; a user's default never leaks in
+# one numba cache for the whole session, wherever a test points RSB_TUNE_CACHE_DIR (a fresh
+# cache dir per test would compile the batched augmentation's loops again: ~11 s a study)
+from rsb_tune.store.backends import cache_dir  # noqa: E402 - no numba import: its cache place is set below first
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
 REPO = Path(__file__).resolve().parents[1]
 
 
