@@ -354,9 +354,9 @@ finally:
     _mark("main", t0, time.time())
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         t0 = time.time()
-        sys.modules["ray"].shutdown()  # what the interpreter's exit does anyway (atexit), timed
+        sys.modules["ray"].shutdown()  # what the exit handlers do anyway (atexit), timed
         _mark("ray_shutdown", t0, time.time())
-sys.exit(rc)
+cli.exit_now(rc)  # as the rsb-tune command ends
 """
 
 

@@ -1,5 +1,3 @@
-import sys
+from rsb_tune.cli import entry
 
-from rsb_tune.cli import main
-
-sys.exit(main())
+entry()

@@ -26,6 +26,26 @@ def test_digits_split_is_disjoint_stratified_and_fixed(digits):
     assert np.array_equal(again.val.images, digits.val.images) and np.array_equal(again.v2.labels, digits.v2.labels)
 
 
+def test_digits_cache_is_the_decode_and_survives_damage(tmp_path, monkeypatch):
+    """The decoded digits kept in rsb-tune's cache directory (not the install tree) are the
+    scikit-learn decode bit for bit; a truncated cache file is decoded again and replaced."""
+    from rsb_tune.data import registry
+
+    monkeypatch.setenv("RSB_TUNE_CACHE_DIR", str(tmp_path / "cache"))
+    path = registry.digits_cache_file()
+    assert path.parent == tmp_path / "cache" / "datasets" and not path.exists()
+    fresh = registry._decode_digits()
+    for attempt in ("decode and write", "read back", "after damage"):
+        if attempt == "after damage":
+            path.write_bytes(path.read_bytes()[:1000])
+        got = registry._digits_arrays()
+        assert path.is_file(), attempt
+        assert set(got) == set(fresh), attempt
+        for key, value in fresh.items():
+            assert got[key].dtype == value.dtype and np.array_equal(got[key], value), (attempt, key)
+    assert not list(path.parent.glob(".*.tmp"))
+
+
 def test_profiles_only_hold_config_keys():
     from rsb_tune.planning.config import FIELDS
 

@@ -31,6 +31,7 @@ key, so it shows in the resolved config with ``profile <name>`` as its source.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
@@ -63,7 +64,13 @@ DIGITS_SPLIT_SEED = 20211006  # fixed forever: the split never depends on a tria
 DIGITS_SIZE = 32
 
 
-def _load_digits(_opts=None) -> DatasetSplits:
+DIGITS_PARTS = (("train", "60 %"), ("val", "20 %"), ("v2", "other 20 %"))
+
+
+def _decode_digits() -> dict[str, np.ndarray]:
+    """scikit-learn's bundled digits upsampled to 32 px RGB and split 60/20/20 (stratified, seed
+    :data:`DIGITS_SPLIT_SEED`): ``{part}_images``, ``{part}_labels`` for each of
+    :data:`DIGITS_PARTS`."""
     from PIL import Image
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -76,13 +83,59 @@ def _load_digits(_opts=None) -> DatasetSplits:
     idx = np.arange(len(labels))
     train_idx, rest = train_test_split(idx, train_size=0.6, stratify=labels, random_state=DIGITS_SPLIT_SEED)
     val_idx, v2_idx = train_test_split(rest, train_size=0.5, stratify=labels[rest], random_state=DIGITS_SPLIT_SEED)
-
-    def split(ix, part):
+    out = {}
+    for (part, _), ix in zip(DIGITS_PARTS, (train_idx, val_idx, v2_idx)):
         ix = np.sort(ix)
-        return Split(images=images[ix], labels=labels[ix], source=f"sklearn load_digits, {part} (split seed {DIGITS_SPLIT_SEED})")
+        out[f"{part}_images"], out[f"{part}_labels"] = images[ix], labels[ix]
+    return out
 
-    train, val, v2 = split(train_idx, "60 %"), split(val_idx, "20 %"), split(v2_idx, "other 20 %")
-    return DatasetSplits("digits", tuple(str(c) for c in bunch.target_names), train, val, v2)
+
+def digits_cache_file() -> Path:
+    """Where the decoded digits are kept between runs (rsb-tune's cache directory, never the
+    install tree), named by what the decode depends on: scikit-learn's and Pillow's versions,
+    the split seed and the size."""
+    from importlib.metadata import version
+
+    from rsb_tune.store.backends import cache_dir
+
+    return cache_dir() / "datasets" / f"digits-{DIGITS_SIZE}px-{DIGITS_SPLIT_SEED}-sklearn{version('scikit-learn')}-pillow{version('pillow')}.npz"
+
+
+def _digits_arrays() -> dict[str, np.ndarray]:
+    """The decoded digits, from the cache file when it is there and whole (importing
+    scikit-learn and decoding cost ~1 s a process), else decoded and written there (atomically;
+    a cache that cannot be written is skipped)."""
+    import os
+    import zipfile
+
+    path = digits_cache_file()
+    keys = {f"{part}_{what}" for part, _ in DIGITS_PARTS for what in ("images", "labels")}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if set(npz.files) == keys:
+                return {k: npz[k] for k in keys}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # absent, partial or corrupt: decoded again and replaced
+    arrays = _decode_digits()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return arrays
+
+
+def _load_digits(_opts=None) -> DatasetSplits:
+    arrays = _digits_arrays()
+
+    def split(part, share):
+        return Split(images=arrays[f"{part}_images"], labels=arrays[f"{part}_labels"], source=f"sklearn load_digits, {share} (split seed {DIGITS_SPLIT_SEED})")
+
+    train, val, v2 = (split(part, share) for part, share in DIGITS_PARTS)
+    return DatasetSplits("digits", tuple(str(c) for c in range(10)), train, val, v2)
 
 
 def _load_digits_parity(_opts=None) -> DatasetSplits:
