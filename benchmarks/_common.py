@@ -505,7 +505,11 @@ def run_seed_study(*, n: int, recipe: str = "A2", epochs: int | None = None, set
     store ``storage_uri``, mirrored under the temporary directory) and return its timeline
     (:func:`study_timeline`), the driver's phases and the process tree's figures."""
     with temp_storage("rsb-bench-", keep=keep) as storage:  # kept: the caller removes row["tmp_dir"]
-        env = {"RSB_TUNE_CACHE_DIR": str(storage / "cache")}
+        # a cache of its own (an object store's local copy is found there), or with
+        # $RSB_BENCH_CACHE_DIR one shared by the runs (the decoded digits kept, as on a machine
+        # that has run a study before)
+        shared = os.environ.get("RSB_BENCH_CACHE_DIR") if not storage_uri else None
+        env = {"RSB_TUNE_CACHE_DIR": shared or str(storage / "cache")}
         args = seed_study_args(n=n, recipe=recipe, storage=storage_uri or storage, name="bench", epochs=epochs, sets=sets,
                                cpus_per_trial=cpus_per_trial, device=device, gpus_per_trial=gpus_per_trial, executor=executor)  # fmt: skip
         run = run_cli(args, env=env, log=storage / "cli.log", trace=storage / "trace.jsonl" if trace else None)
