@@ -67,6 +67,7 @@ def test_eval_resumes_reproduces_and_reports(study, tmp_path):
     )  # fmt: skip
     assert full.returncode == 0, full.stderr
     assert "evals.parquet (48 rows)" in full.stdout, full.stdout
+    assert "evaluated (" not in full.stderr  # --quiet: no line per trial
     evals = study.evals
     # one row per trial x setting x test set, nothing twice, the partial rows kept as they were
     assert len(evals) == 2 * len(SIZES) * len(CROPS) * 4
@@ -136,7 +137,7 @@ def test_eval_killed_midway_resumes_with_nothing_lost_or_twice(study, tmp_path):
     assert set(partial["trial_id"]) == {"t0000"} and len(partial) == KILL_ROWS, partial["trial_id"].value_counts()
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
-    assert f"t0001 evaluated ({KILL_ROWS} rows)" in again.stderr and "t0000" not in again.stderr, again.stderr  # only what was missing
+    assert f"evaluating 1 trial(s), {KILL_ROWS} (setting, test set) pair(s) left" in again.stderr, again.stderr  # only what was missing
     evals = pd.read_parquet(path)
     assert len(evals) == 2 * KILL_ROWS and not evals.duplicated(list(C.EVAL_KEY)).any()
     # the rows written before the kill are kept as they were (their evaluated_at too)

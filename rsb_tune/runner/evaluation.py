@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import numbers
 from pathlib import Path
@@ -238,7 +239,7 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
             logger.info("study %s: every setting is evaluated already", study.name)
             return 0, skipped
         data = load_eval_data(study, grid)  # a bad test set or labels file fails here, before any job
-        logger.info("study %s: evaluating %d trial(s) at %d setting(s) and test set(s) left", study.name, len(jobs), sum(len(j[3]) for j in jobs.values()))
+        logger.info("study %s: evaluating %d trial(s), %d (setting, test set) pair(s) left", study.name, len(jobs), sum(len(j[3]) for j in jobs.values()))
         written = 0
 
         def on_result(tid: str, rows: list[dict[str, Any]]) -> None:
@@ -247,7 +248,7 @@ def evaluate_study(study: StudyDir, grid: EvalGrid, opts) -> tuple[int, dict[str
             rows = [{**r, "trial_id": tid, **{k: m[k] for k in C.SEED_COLUMNS}, "trained": (r["test_img_size"], round(r["crop_pct"], 6)) == m["own"], "runtime_threads": m["threads"], "evaluated_at": now_iso()} for r in rows]
             table = evals.add_rows(study, rows, table)
             written += len(rows)
-            logger.info("study %s: %s evaluated (%d rows)", study.name, tid, len(rows))
+            logger.log(logging.DEBUG if opts.quiet else logging.INFO, "study %s: %s evaluated (%d rows)", study.name, tid, len(rows))  # quiet: no line per trial
 
         errors = executor.map(eval_job, jobs, opts, shared=data, on_result=on_result)
     return written, {**skipped, **errors}
