@@ -105,8 +105,9 @@ def _digits_arrays() -> dict[str, np.ndarray]:
     """The decoded digits, from the cache file when it is there and whole (importing
     scikit-learn and decoding cost ~1 s a process), else decoded and written there (atomically;
     a cache that cannot be written is skipped)."""
-    import os
     import zipfile
+
+    from rsb_tune.store.backends import replacing
 
     path = digits_cache_file()
     keys = {f"{part}_{what}" for part, _ in DIGITS_PARTS for what in ("images", "labels")}
@@ -119,11 +120,9 @@ def _digits_arrays() -> dict[str, np.ndarray]:
     arrays = _decode_digits()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with replacing(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except OSError:
+    except OSError:  # a cache that cannot be written: decoded again next time
         pass
     return arrays
 

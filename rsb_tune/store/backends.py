@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import _thread
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as _dt
 import fcntl
@@ -194,18 +195,26 @@ def one_line(e: BaseException) -> str:
     return (text[:300] + "...") if len(text) > 300 else text or type(e).__name__
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``path`` through a fsynced temporary dot file and a rename: never half-written."""
+@contextlib.contextmanager
+def replacing(path: Path):
+    """The temporary dot file ``.<name>.<pid>.tmp`` beside ``path`` for the block to write,
+    renamed over ``path`` when the block ends: a reader finds the old file or the new one, never
+    half of one. A write that fails (OSError: a full disk) removes it; the old file stays whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
-    except OSError:  # a full disk: the old file stays whole
+    except OSError:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` through a fsynced temporary dot file and a rename: never half-written."""
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------- locks
@@ -442,10 +451,8 @@ class Mirror:
     def _download(self, rel: str, remote_path: str) -> None:
         dest = self.local / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        with self.fs.open_input_stream(remote_path) as src, open(tmp, "wb") as out:
+        with replacing(dest) as tmp, self.fs.open_input_stream(remote_path) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, dest)
 
     def fetch(self, rel: str) -> Path:
         """One file of the store's study (``rel``: relative to it; also one that is not mirrored,

@@ -9,7 +9,6 @@ resumed trial that re-reports an epoch never makes a duplicate row (the last rep
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +17,7 @@ import numpy as np
 from analysis import contract as C
 from rsb_tune.store.events import read_events, trial_state
 from rsb_tune.store.manifest import data_sizes
+from rsb_tune.store.backends import replacing
 from rsb_tune.store.directory import StudyDir
 
 __all__ = ["build_tables", "write_tables", "write_predictions"]
@@ -78,13 +78,8 @@ def build_tables(study: StudyDir):
 
 
 def _atomic_parquet(df, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:  # a full disk: the old table stays whole, no half-written file stays
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except OSError:  # a full disk: the old table stays whole, no half-written file stays
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_tables(study: StudyDir):
@@ -107,10 +102,5 @@ def write_predictions(study: StudyDir, trial_id: str, result: Mapping[str, Any])
         if packed:
             arrays[f"{split}_correct"] = C.unpack_correct(packed, int(sizes[f"n_{split}"]))
     if arrays:
-        tmp = study.predictions_dir / f".{trial_id}.tmp.npz"
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, study.predictions_dir / f"{trial_id}.npz")
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        with replacing(study.predictions_dir / f"{trial_id}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
