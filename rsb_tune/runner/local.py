@@ -48,7 +48,7 @@ class LocalExecutor(Executor):
             raise ConfigError(f"{arg('executor', 'local')}: {why} needs Ray; run it with {arg('executor', 'ray')}")
         progress = lifecycle.Progress(study.name, planned=planned, done=done, quiet=opts.quiet)
         recorder = lifecycle.WriteGuard(lifecycle.Recorder(study, plan, progress))
-        run = lifecycle.Checkpoints(study).next_run()
+        job_of = _jobs(study, opts, plan, lifecycle.Checkpoints(study).next_run())
         workers = min(local_slots(opts), len(plan.todo))
         if workers > 1 and any(int(cfg.get("workers") or 0) > 0 for cfg in plan.todo.values()):
             workers = 1  # a pool's processes are daemons: they cannot start a trial's data-loader workers
@@ -57,12 +57,12 @@ class LocalExecutor(Executor):
                 warm_up(study, data, plan)  # compiled once here, loaded from numba's cache by each worker
             with timed("trials"):
                 if workers > 1:
-                    _Pool(study, data, opts, plan, recorder, run, workers).run(seeds)
+                    _Pool(data, plan, recorder, job_of, workers).run(seeds)
                 else:
                     for trial_id in _order(plan, seeds):
                         recorder.trial_started(trial_id)
                         send = lambda *message: _deliver(recorder, message)  # noqa: E731
-                        status, value = _run_trial(_job(study, opts, plan, trial_id, run), _data_for(data, plan.todo[trial_id]), send)
+                        status, value = _run_trial(job_of(trial_id), _data_for(data, plan.todo[trial_id]), send)
                         recorder.trial_completed(trial_id)
                         if seeds is not None:
                             seeds.finished(trial_id, status, value)
@@ -91,19 +91,19 @@ def _next(todo, seeds) -> str | None:
     return None if trial_id in (sequential.FINISH, sequential.WAIT) else trial_id
 
 
-def _job(study, opts, plan, trial_id: str, run: str) -> dict[str, Any]:
-    """What one trial needs to run anywhere on this machine (plain data: it travels to a worker)."""
-    cfg = dict(plan.todo[trial_id])
-    cfg["threads"] = cfg.get("threads") or plan.threads.get(trial_id) or opts.threads
-    return {
-        "trial_id": trial_id,
-        "config": cfg,
-        "resume_path": plan.resume_from.get(trial_id),
-        "checkpoints": lifecycle.Checkpoints(study).path(f"{run}/{trial_id}"),
-        "errors_dir": str(study.errors_dir),
-        "metric": study.meta().get("metric", C.DEFAULT_METRIC),
-        "max_failures": opts.max_failures,
-    }
+def _jobs(study, opts, plan, run: str):
+    """``trial_id -> job``: what one trial needs to run anywhere on this machine (plain data: it
+    travels to a worker). What is the same for every trial of the run (the study's metric, the
+    run's checkpoint folder) is read once, here."""
+    common = {"errors_dir": str(study.errors_dir), "metric": study.meta().get("metric", C.DEFAULT_METRIC), "max_failures": opts.max_failures}
+    checkpoints = lifecycle.Checkpoints(study).path(run)
+
+    def job(trial_id: str) -> dict[str, Any]:
+        cfg = dict(plan.todo[trial_id])
+        cfg["threads"] = cfg.get("threads") or plan.threads.get(trial_id) or opts.threads
+        return {"trial_id": trial_id, "config": cfg, "resume_path": plan.resume_from.get(trial_id), "checkpoints": f"{checkpoints}/{trial_id}", **common}
+
+    return job
 
 
 def _deliver(recorder, message: tuple) -> None:
@@ -196,8 +196,8 @@ class _Pool:
     A trial whose process dies (killed, out of memory) is retried from its last checkpoint, as
     Ray does, up to ``max_failures`` times."""
 
-    def __init__(self, study, data, opts, plan, recorder, run: str, workers: int):
-        self.study, self.data, self.opts, self.plan, self.recorder, self.run_name, self.workers = study, data, opts, plan, recorder, run, workers
+    def __init__(self, data, plan, recorder, job_of, workers: int):
+        self.data, self.plan, self.recorder, self.job_of, self.workers = data, plan, recorder, job_of, workers
         self.running: dict[str, dict[str, Any]] = {}  # trial id -> its job, pending result, process id, retries left
 
     def run(self, seeds) -> None:
@@ -222,7 +222,7 @@ class _Pool:
                         finished = seeds is None or not self.running  # a sequential study may suggest more once one ends
                         break
                     self.recorder.trial_started(trial_id)
-                    job = _job(self.study, self.opts, self.plan, trial_id, self.run_name)
+                    job = self.job_of(trial_id)
                     self.running[trial_id] = {"job": job, "pid": None, "retries": job["max_failures"]}
                     self._submit(pool, trial_id)
                 if not self.running:
